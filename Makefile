@@ -1,0 +1,53 @@
+# Slussen: `make run` serves the demo on http://127.0.0.1:5000, `make test` runs every check.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test install lint typecheck pytest translations constraints bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Slussen needs Python 3.11 or newer ($(PYTHON) is older)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/slussen init-db
+	$(BIN)/slussen demo
+	@echo "Slussen is starting on http://127.0.0.1:5000 (Ctrl-C stops it)"
+	$(BIN)/slussen serve --host 127.0.0.1 --port 5000
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+# Re-extract UI strings; then translate the new entries in slussen/translations/sv/.
+translations: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext --no-location --omit-header \
+		--sort-output -o slussen/translations/messages.pot .
+	$(BIN)/pybabel update -i slussen/translations/messages.pot -d slussen/translations \
+		--no-location --omit-header --no-fuzzy-matching
+	$(BIN)/pybabel compile -d slussen/translations
+
+# Record the exact versions of a working install (run after changing dependencies).
+constraints:
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^slussen' > constraints.txt
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

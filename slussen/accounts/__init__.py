@@ -1,0 +1,1 @@
+"""Accounts: units, users, roles, login."""

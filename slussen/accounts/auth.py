@@ -1,0 +1,109 @@
+"""Login required everywhere except an explicit public list; roles checked in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import Flask, abort, current_app, g, redirect, request, url_for
+from flask_login import AnonymousUserMixin, LoginManager, current_user
+
+from slussen.accounts.models import User
+from slussen.accounts.roles import Permission, grants
+from slussen.db import db_session
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+login_manager = LoginManager()
+
+
+class LoginUser:
+    """What Flask-Login keeps for a logged-in person: the User row and its role checks."""
+
+    is_authenticated = True
+    is_anonymous = False
+
+    def __init__(self, user: User) -> None:
+        self.user = user
+
+    @property
+    def is_active(self) -> bool:
+        return self.user.is_active
+
+    def get_id(self) -> str:
+        return str(self.user.id)
+
+    @property
+    def id(self) -> int:
+        return self.user.id
+
+    @property
+    def role(self) -> str:
+        return self.user.role
+
+    def can(self, permission: Permission) -> bool:
+        return grants(self.user.role, permission)
+
+
+class Anonymous(AnonymousUserMixin):  # type: ignore[misc]
+    role = ""
+
+    def can(self, _permission: Permission) -> bool:
+        return False
+
+
+def public(view: F) -> F:
+    """Mark a view as reachable without login. Every such view is listed in the public-URL test."""
+    view.is_public = True  # type: ignore[attr-defined]
+    return view
+
+
+def require(permission: Permission) -> Callable[[F], F]:
+    """Refuse (403) a logged-in user whose role lacks `permission`."""
+
+    def decorator(view: F) -> F:
+        @wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if not current_user.can(permission):
+                abort(403)
+            return view(*args, **kwargs)
+
+        return wrapped  # type: ignore[return-value]
+
+    return decorator
+
+
+def is_public_endpoint(endpoint: str | None) -> bool:
+    if endpoint is None:
+        return True  # no route matched: let the 404 handler answer
+    if endpoint == "static":
+        return True
+    view = current_app.view_functions.get(endpoint)
+    return bool(getattr(view, "is_public", False))
+
+
+def init_app(app: Flask) -> None:
+    login_manager.init_app(app)
+    login_manager.login_view = "accounts.login"
+    login_manager.login_message = None  # type: ignore[assignment]
+    login_manager.anonymous_user = Anonymous
+
+    @login_manager.user_loader  # type: ignore[untyped-decorator]
+    def _load(user_id: str) -> LoginUser | None:
+        try:
+            user = db_session().get(User, int(user_id))
+        except ValueError:
+            return None
+        if user is None or not user.is_active:
+            return None
+        return LoginUser(user)
+
+    @app.before_request
+    def _require_login() -> Any:
+        if is_public_endpoint(request.endpoint):
+            return None
+        if not current_user.is_authenticated:
+            return redirect(url_for("accounts.login", next=request.full_path.rstrip("?")))
+        g.user = current_user.user
+        return None

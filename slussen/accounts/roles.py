@@ -1,0 +1,64 @@
+"""The roles of SPEC §1 and what each may do: the one place permissions are decided."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    STAFF = "staff"
+    COACH = "coach"
+    COORDINATOR = "coordinator"
+    EVALUATOR = "evaluator"
+    ORG_REP = "org_rep"
+    ADMIN = "admin"
+
+
+class Permission(StrEnum):
+    FLAG_PATIENT = "flag_patient"
+    VIEW_OWN_FLAGS = "view_own_flags"
+    WORK_CASES = "work_cases"
+    COORDINATE_UNIT = "coordinate_unit"
+    MODERATE_DIRECTORY = "moderate_directory"
+    REVIEW_ACCESS_LOG = "review_access_log"
+    EVALUATE = "evaluate"
+    EDIT_OWN_ORGANISATION = "edit_own_organisation"
+    ADMINISTER = "administer"
+
+
+_GRANTS: dict[Role, frozenset[Permission]] = {
+    Role.STAFF: frozenset({Permission.FLAG_PATIENT, Permission.VIEW_OWN_FLAGS}),
+    Role.COACH: frozenset({Permission.FLAG_PATIENT, Permission.WORK_CASES}),
+    Role.COORDINATOR: frozenset(
+        {
+            Permission.FLAG_PATIENT,
+            Permission.WORK_CASES,
+            Permission.COORDINATE_UNIT,
+            Permission.MODERATE_DIRECTORY,
+            Permission.REVIEW_ACCESS_LOG,
+        }
+    ),
+    Role.EVALUATOR: frozenset({Permission.EVALUATE}),
+    Role.ORG_REP: frozenset({Permission.EDIT_OWN_ORGANISATION}),
+    Role.ADMIN: frozenset({Permission.ADMINISTER}),
+}
+
+#: Roles that can see identifiable patient data; they need TOTP in production.
+PATIENT_DATA_ROLES = frozenset({Role.STAFF, Role.COACH, Role.COORDINATOR})
+
+ROLE_LABELS = {
+    Role.STAFF: ("Personal", "Staff"),
+    Role.COACH: ("Hälsocoach", "Health coach"),
+    Role.COORDINATOR: ("Samordnare", "Coordinator"),
+    Role.EVALUATOR: ("Utvärderare", "Evaluator"),
+    Role.ORG_REP: ("Föreningsrepresentant", "Organisation representative"),
+    Role.ADMIN: ("Administratör", "Administrator"),
+}
+
+
+def grants(role: str, permission: Permission) -> bool:
+    """Whether `role` holds `permission`; an unknown role holds nothing."""
+    try:
+        return permission in _GRANTS[Role(role)]
+    except ValueError:
+        return False

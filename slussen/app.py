@@ -1,0 +1,139 @@
+"""create_app: builds the Flask app from validated settings, extensions and blueprints."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, g, render_template, request, session
+from flask.typing import ResponseReturnValue
+from flask_babel import Babel
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException
+
+from slussen import db
+from slussen.config import Settings, load_settings
+
+csrf = CSRFProtect()
+babel = Babel()
+
+#: Pages that hold patient data set this so the response is never cached.
+NO_STORE_FLAG = "slussen_no_store"
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    "object-src 'none'"
+)
+
+
+def _select_locale() -> str:
+    chosen = session.get("lang")
+    if chosen in ("sv", "en"):
+        return str(chosen)
+    settings: Settings = g.get("settings") or _settings()
+    return settings.default_locale
+
+
+def _settings() -> Settings:
+    from flask import current_app
+
+    result: Settings = current_app.extensions["slussen.settings"]
+    return result
+
+
+def _secret_key(settings: Settings) -> str:
+    """The configured secret; in development a random one kept in the instance folder."""
+    if settings.secret_key:
+        return settings.secret_key
+    path = settings.instance_path / "secret_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
+    """Build the app. `config` is a mapping of settings overriding every other layer, or a
+    ready Settings. Raises ConfigError (one line) on bad configuration or content."""
+    settings = config if isinstance(config, Settings) else load_settings(config)
+    app = Flask(__name__, instance_path=str(settings.instance_path))
+    app.extensions["slussen.settings"] = settings
+    app.config.update(
+        SECRET_KEY=_secret_key(settings),
+        WTF_CSRF_ENABLED=settings.csrf_enabled,
+        WTF_CSRF_TIME_LIMIT=None,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.is_production,
+        SESSION_COOKIE_NAME="slussen_session",
+        MAX_CONTENT_LENGTH=1024 * 1024,
+        BABEL_DEFAULT_LOCALE=settings.default_locale,
+        BABEL_DEFAULT_TIMEZONE=settings.timezone,
+        TESTING=settings.env == "testing",
+    )
+
+    db.init_app(app, settings.sqlalchemy_url)
+    csrf.init_app(app)
+    babel.init_app(app, locale_selector=_select_locale)
+
+    from slussen import content
+
+    app.extensions["slussen.content"] = content.load_content(settings)
+
+    from slussen.accounts import auth
+    from slussen.accounts.views import bp as accounts_bp
+    from slussen.core.views import bp as core_bp
+
+    auth.init_app(app)
+    app.register_blueprint(accounts_bp)
+    app.register_blueprint(core_bp)
+
+    _register_error_pages(app)
+    _register_security_headers(app)
+
+    @app.before_request
+    def _remember_settings() -> None:
+        g.settings = settings
+
+    return app
+
+
+def _register_security_headers(app: Flask) -> None:
+    @app.after_request
+    def _headers(response: Any) -> Any:
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
+        if g.get(NO_STORE_FLAG) or request.endpoint != "static":
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+
+def _register_error_pages(app: Flask) -> None:
+    def _page(code: int) -> ResponseReturnValue:
+        return render_template("error.html", code=code), code
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> ResponseReturnValue:
+        code = exc.code or 500
+        return render_template("error.html", code=code), code
+
+    @app.errorhandler(CSRFError)
+    def _csrf_error(_exc: CSRFError) -> ResponseReturnValue:
+        return render_template("error.html", code=400, csrf=True), 400
+
+    @app.errorhandler(OperationalError)
+    def _database_unavailable(_exc: OperationalError) -> ResponseReturnValue:
+        app.logger.exception("database error")
+        return render_template("error.html", code=503), 503
+
+    @app.errorhandler(Exception)
+    def _server_error(_exc: Exception) -> ResponseReturnValue:
+        app.logger.exception("unhandled error")
+        return _page(500)

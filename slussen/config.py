@@ -1,0 +1,218 @@
+"""Typed, frozen settings read once in create_app.
+
+Layers, later ones winning: `config/default.toml`, `config/<env>.toml` when present, the TOML file
+named by `SLUSSEN_CONFIG`, `SLUSSEN_*` environment variables, and the mapping given to
+`create_app(config=...)`. Every value is checked at start; an unknown key or a bad value raises
+`ConfigError` with one line naming the key and where it came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from slussen.paths import shipped_dir
+
+ENVIRONMENTS = ("development", "testing", "production")
+#: Environment variables with the SLUSSEN_ prefix that are not settings.
+_NOT_SETTINGS = ("SLUSSEN_CONFIG",)
+_NOT_SETTINGS_PREFIXES = ("SLUSSEN_TEST_", "SLUSSEN_REQUIRE_", "SLUSSEN_BENCH_")
+#: Secrets that ship in examples and must never run in production.
+_KNOWN_DEFAULT_SECRETS = {"", "REPLACE-ME", "change-me", "changeme", "secret", "dev", "development"}
+
+
+class ConfigError(Exception):
+    """A setting is unknown or invalid; the message is one line a person can act on."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting Slussen reads. Add a field here and a documented default in default.toml."""
+
+    env: str = "development"
+    secret_key: str = field(default="", repr=False)
+    database_url: str = ""
+    instance_dir: str = "instance"
+    keyring_path: str = ""
+    content_dir: str = ""
+    default_locale: str = "sv"
+    timezone: str = "Europe/Stockholm"
+    session_idle_minutes: int = 20
+    session_absolute_hours: int = 10
+    ratelimit_storage_uri: str = "memory://"
+    require_totp: bool = False
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    serve_host: str = "127.0.0.1"
+    serve_port: int = 5000
+    serve_workers: int = 2
+    #: Only tests switch CSRF off, and never in the CSRF tests.
+    csrf_enabled: bool = True
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def instance_path(self) -> Path:
+        return Path(self.instance_dir).resolve()
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL with the driver SQLAlchemy should use."""
+        if not self.database_url:
+            return f"sqlite:///{self.instance_path / 'slussen.sqlite3'}"
+        url = make_url(self.database_url)
+        if url.drivername in ("postgresql", "postgres"):
+            url = url.set(drivername="postgresql+psycopg")
+        return url.render_as_string(hide_password=False)
+
+    @property
+    def totp_required(self) -> bool:
+        return self.require_totp or self.is_production
+
+    @property
+    def resolved_keyring_path(self) -> Path:
+        if self.keyring_path:
+            return Path(self.keyring_path)
+        return self.instance_path / "keyring.json"
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with `changes` applied and validated again."""
+        return _validated(dataclasses.replace(self, **changes), "replace()")
+
+
+_FIELDS = {f.name: f for f in fields(Settings)}
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    kind = _FIELDS[name].type
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off", ""):
+            return False
+    elif kind == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+    elif kind == "str":
+        if isinstance(value, str):
+            return value
+    else:  # pragma: no cover - a new field type needs a branch here
+        raise AssertionError(f"no coercion for {kind}")
+    raise ConfigError(f"setting {name!r} from {source} must be a {kind}, not {value!r}")
+
+
+def _layer(values: Mapping[str, Any], source: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in _FIELDS:
+            raise ConfigError(f"unknown setting {key!r} in {source}")
+        out[key] = _coerce(key, value, source)
+    return out
+
+
+def _environ_layer(environ: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith("SLUSSEN_") or name in _NOT_SETTINGS:
+            continue
+        if name.startswith(_NOT_SETTINGS_PREFIXES):
+            continue
+        key = name[len("SLUSSEN_") :].lower()
+        if key not in _FIELDS:
+            raise ConfigError(f"unknown setting {key!r} in environment variable {name}")
+        values[key] = _coerce(key, value, f"environment variable {name}")
+    return values
+
+
+def _validated(settings: Settings, source: str) -> Settings:
+    if settings.env not in ENVIRONMENTS:
+        raise ConfigError(f"setting 'env' ({source}) must be one of {', '.join(ENVIRONMENTS)}")
+    try:
+        url = make_url(settings.sqlalchemy_url)
+    except ArgumentError:
+        raise ConfigError(
+            f"setting 'database_url' is not a database URL: {settings.database_url!r}"
+        ) from None
+    if url.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ConfigError(
+            "setting 'database_url' must be sqlite:///PATH or postgresql://USER@HOST/DB, "
+            f"not {url.get_backend_name()!r}"
+        )
+    for name in ("session_idle_minutes", "session_absolute_hours", "serve_workers"):
+        if getattr(settings, name) < 1:
+            raise ConfigError(f"setting {name!r} must be at least 1")
+    if not 1 <= settings.serve_port <= 65535:
+        raise ConfigError("setting 'serve_port' must be between 1 and 65535")
+    if settings.default_locale not in ("sv", "en"):
+        raise ConfigError("setting 'default_locale' must be 'sv' or 'en'")
+    if settings.argon2_time_cost < 1 or settings.argon2_memory_kib < 8:
+        raise ConfigError("settings 'argon2_time_cost'/'argon2_memory_kib' are too small")
+    if settings.is_production:
+        if settings.secret_key in _KNOWN_DEFAULT_SECRETS or len(settings.secret_key) < 32:
+            raise ConfigError(
+                "setting 'secret_key' is missing or a default: production needs a random secret of "
+                "at least 32 characters (SLUSSEN_SECRET_KEY)"
+            )
+        if not settings.keyring_path:
+            raise ConfigError("setting 'keyring_path' is required in production (SLUSSEN_KEYRING)")
+        if settings.argon2_time_cost < 2 or settings.argon2_memory_kib < 19456:
+            raise ConfigError("argon2 cost below OWASP's minimum is not allowed in production")
+    return settings
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read and validate every layer; raise ConfigError naming the first bad key."""
+    environ = os.environ if environ is None else environ
+    config_dir = shipped_dir("config")
+    default_layer = _layer(_read_toml(config_dir / "default.toml"), "config/default.toml")
+
+    file_layer: dict[str, Any] = {}
+    if environ.get("SLUSSEN_CONFIG"):
+        path = Path(environ["SLUSSEN_CONFIG"])
+        file_layer = _layer(_read_toml(path), str(path))
+    env_vars = dict(environ)
+    # SLUSSEN_KEYRING is the documented name of the key ring path (SPEC §9).
+    if "SLUSSEN_KEYRING" in env_vars:
+        env_vars["SLUSSEN_KEYRING_PATH"] = env_vars.pop("SLUSSEN_KEYRING")
+    environ_layer = _environ_layer(env_vars)
+    override_layer = _layer(overrides or {}, "create_app(config=...)")
+
+    env = "development"
+    for layer in (default_layer, file_layer, environ_layer, override_layer):
+        env = layer.get("env", env)
+    env_file = config_dir / f"{env}.toml"
+    env_layer = _layer(_read_toml(env_file), f"config/{env}.toml") if env_file.exists() else {}
+
+    merged: dict[str, Any] = {}
+    for layer in (default_layer, env_layer, file_layer, environ_layer, override_layer):
+        merged.update(layer)
+    return _validated(Settings(**merged), "configuration")

@@ -1,0 +1,1 @@
+"""The start page, language choice and health check."""

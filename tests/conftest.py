@@ -1,0 +1,185 @@
+"""Fixtures: app, client, runner, login(role), and a transaction per test on SQLite or PostgreSQL.
+
+PostgreSQL tests run when SLUSSEN_TEST_DATABASE_URL is set; with SLUSSEN_REQUIRE_POSTGRES=1 (CI)
+a PostgreSQL test that cannot run fails instead of being skipped.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient, FlaskCliRunner
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from slussen import migrate
+from slussen.app import create_app
+from slussen.db import make_engine
+
+PG_URL = os.environ.get("SLUSSEN_TEST_DATABASE_URL", "")
+REQUIRE_PG = os.environ.get("SLUSSEN_REQUIRE_POSTGRES") == "1"
+TEST_PASSWORD = "ett långt testlösenord för demo"
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def need_postgres() -> str:
+    """The PostgreSQL URL, or skip (fail in CI) saying why."""
+    if PG_URL:
+        return PG_URL
+    message = "PostgreSQL tests skipped: set SLUSSEN_TEST_DATABASE_URL to run them"
+    if REQUIRE_PG:
+        pytest.fail(message + " (SLUSSEN_REQUIRE_POSTGRES=1)")
+    pytest.skip(message)
+
+
+def pg_url_with_driver(url: str) -> str:
+    return url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+@pytest.fixture(scope="session")
+def sqlite_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    path = tmp_path_factory.mktemp("db") / "test.sqlite3"
+    engine = make_engine(f"sqlite:///{path}")
+    migrate.upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_engine() -> Iterator[Engine]:
+    engine = make_engine(pg_url_with_driver(need_postgres()))
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    migrate.upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Parametrise a test over both databases (data-layer tests)."""
+    return str(request.param)
+
+
+@pytest.fixture
+def engine(request: pytest.FixtureRequest) -> Engine:
+    name = request.getfixturevalue("backend") if "backend" in request.fixturenames else "sqlite"
+    if name == "postgres":
+        need_postgres()
+    result: Engine = request.getfixturevalue(f"{name}_engine")
+    return result
+
+
+@pytest.fixture
+def connection(engine: Engine) -> Iterator[Connection]:
+    """One outer transaction per test, rolled back at the end."""
+    conn = engine.connect()
+    trans = conn.begin()
+    yield conn
+    trans.rollback()
+    conn.close()
+
+
+@pytest.fixture
+def session(connection: Connection) -> Iterator[Session]:
+    db = Session(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+    yield db
+    db.close()
+
+
+def settings_for_tests(tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    return {
+        "env": "testing",
+        "instance_dir": str(tmp_path / "instance"),
+        "secret_key": "test-secret-key-that-is-long-enough-1234",
+        "database_url": f"sqlite:///{tmp_path / 'unused.sqlite3'}",
+        "csrf_enabled": False,
+        **extra,
+    }
+
+
+@pytest.fixture
+def app_settings(tmp_path: Path) -> dict[str, Any]:
+    """Override in a test module to change settings for `app`."""
+    return settings_for_tests(tmp_path)
+
+
+@pytest.fixture
+def app(app_settings: dict[str, Any], connection: Connection) -> Iterator[Flask]:
+    application = create_app(app_settings)
+    # Every request's session joins the test's outer transaction through a savepoint.
+    application.extensions["slussen.sessionmaker"] = sessionmaker(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
+    application.extensions["slussen.engine"] = connection.engine
+    yield application
+    application.extensions["slussen.engine"] = None
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask) -> FlaskCliRunner:
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def unit(app: Flask, session: Session) -> Any:
+    from slussen.accounts.models import Unit
+
+    unit = Unit(
+        name="Vårdcentralen Test",
+        hsa_id="SE2321000016-TST1",
+        street="Testgatan 1",
+        postcode="722 15",
+        town="Västerås",
+        phone="021-00 00 00",
+    )
+    session.add(unit)
+    session.flush()
+    return unit
+
+
+@pytest.fixture
+def make_user(app: Flask, session: Session, unit: Any) -> Callable[..., Any]:
+    from slussen.accounts.services import create_user
+
+    def _make(role: str, username: str | None = None, units: list[Any] | None = None) -> Any:
+        user = create_user(
+            session,
+            app.extensions["slussen.settings"],
+            username=username or role,
+            display_name=f"Test {role}",
+            role=role,
+            password=TEST_PASSWORD,
+            unit_ids=[u.id for u in (units if units is not None else [unit])],
+        )
+        session.flush()
+        return user
+
+    return _make
+
+
+@pytest.fixture
+def login(client: FlaskClient, make_user: Callable[..., Any]) -> Callable[..., Any]:
+    """login(role) creates a user with that role in the test unit and logs in as them."""
+
+    def _login(role: str, username: str | None = None) -> Any:
+        user = make_user(role, username)
+        response = client.post(
+            "/login", data={"username": user.username, "password": TEST_PASSWORD}
+        )
+        assert response.status_code == 302, response.get_data(as_text=True)
+        return user
+
+    return _login

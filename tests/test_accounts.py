@@ -1,0 +1,155 @@
+"""Login, logout, roles and the public list."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from slussen.accounts.passwords import PasswordRejected, check_password_rules
+from tests.conftest import TEST_PASSWORD
+
+#: Every URL rule reachable without login. A new public page must be added here on purpose.
+PUBLIC_ENDPOINTS = {"static", "accounts.login", "core.set_language", "core.healthz"}
+
+
+def test_public_endpoints_are_exactly_the_explicit_list(app: Flask) -> None:
+    from slussen.accounts.auth import is_public_endpoint
+
+    with app.test_request_context():
+        public = {
+            rule.endpoint for rule in app.url_map.iter_rules() if is_public_endpoint(rule.endpoint)
+        }
+    assert public == PUBLIC_ENDPOINTS
+
+
+def test_every_other_page_redirects_to_login(app: Flask, client: FlaskClient) -> None:
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in PUBLIC_ENDPOINTS or "GET" not in (rule.methods or set()):
+            continue
+        url = rule.rule.replace("<", "").replace(">", "")
+        response = client.get(url)
+        assert response.status_code in (302, 404), url
+        if response.status_code == 302:
+            assert response.location.startswith("/login")
+
+
+def test_login_shows_swedish_form(client: FlaskClient) -> None:
+    page = client.get("/login").get_data(as_text=True)
+    assert "Logga in" in page
+    assert 'lang="sv"' in page
+
+
+def test_login_and_logout(client: FlaskClient, make_user: Callable[..., Any]) -> None:
+    make_user("coach")
+    response = client.post("/login", data={"username": "coach", "password": TEST_PASSWORD})
+    assert response.status_code == 302
+    assert "Hej" in client.get("/").get_data(as_text=True)
+    client.post("/logout")
+    assert client.get("/").status_code == 302
+
+
+def test_wrong_password_is_refused_in_swedish(
+    client: FlaskClient, make_user: Callable[..., Any]
+) -> None:
+    make_user("coach")
+    response = client.post("/login", data={"username": "coach", "password": "fel lösenord här"})
+    assert response.status_code == 401
+    assert "Fel användarnamn eller lösenord" in response.get_data(as_text=True)
+
+
+def test_unknown_user_gets_the_same_answer(client: FlaskClient) -> None:
+    response = client.post("/login", data={"username": "nobody", "password": "whatever it is"})
+    assert response.status_code == 401
+    assert "Fel användarnamn eller lösenord" in response.get_data(as_text=True)
+
+
+def test_disabled_account_cannot_log_in(
+    client: FlaskClient, make_user: Callable[..., Any], session: Any
+) -> None:
+    user = make_user("coach")
+    user.is_active = False
+    session.flush()
+    response = client.post("/login", data={"username": "coach", "password": TEST_PASSWORD})
+    assert response.status_code == 401
+
+
+def test_next_parameter_cannot_leave_the_site(
+    client: FlaskClient, make_user: Callable[..., Any]
+) -> None:
+    make_user("coach")
+    response = client.post(
+        "/login?next=//evil.example/x", data={"username": "coach", "password": TEST_PASSWORD}
+    )
+    assert response.location == "/"
+
+
+@pytest.mark.parametrize(
+    ("role", "sees"),
+    [
+        ("coach", "Din arbetslista"),
+        ("coordinator", "Din arbetslista"),
+        ("staff", "Patienter du har flaggat"),
+        ("evaluator", "Välj i menyn"),
+        ("admin", "Välj i menyn"),
+        ("org_rep", "Välj i menyn"),
+    ],
+)
+def test_start_page_per_role(
+    client: FlaskClient, login: Callable[..., Any], role: str, sees: str
+) -> None:
+    login(role)
+    assert sees in client.get("/").get_data(as_text=True)
+
+
+def test_role_check_refuses_with_403(
+    app: Flask, client: FlaskClient, login: Callable[..., Any]
+) -> None:
+    from slussen.accounts.auth import require
+    from slussen.accounts.roles import Permission
+
+    @require(Permission.WORK_CASES)
+    def only_coaches() -> str:
+        return "ok"
+
+    app.add_url_rule("/_test_only_coaches", "only_coaches", only_coaches)
+    login("staff")
+    response = client.get("/_test_only_coaches")
+    assert response.status_code == 403
+    assert "Du har inte behörighet" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    ("password", "second_factor", "ok"),
+    [
+        ("kort", False, False),
+        ("fjorton tecken", False, False),
+        ("femton tecken!!", False, True),
+        ("åtta tkn", True, True),
+        ("sju tkn", True, False),
+        ("lösenord123", True, False),
+        ("Password123", True, False),
+        ("x" * 129, True, False),
+    ],
+)
+def test_password_rules(password: str, second_factor: bool, ok: bool) -> None:
+    if ok:
+        check_password_rules(password, has_second_factor=second_factor)
+    else:
+        with pytest.raises(PasswordRejected):
+            check_password_rules(password, has_second_factor=second_factor)
+
+
+def test_real_argon2id_parameters_hash_and_verify() -> None:
+    from slussen.accounts.passwords import hash_password, verify_password
+    from slussen.config import load_settings
+
+    settings = load_settings(environ={})
+    digest = hash_password(settings, "a long and real password")
+    assert digest.startswith("$argon2id$v=19$m=65536,t=3,p=1$")
+    assert verify_password(settings, digest, "a long and real password")
+    assert not verify_password(settings, digest, "another password")
+    assert not verify_password(settings, "not a hash", "x")

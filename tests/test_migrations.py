@@ -1,0 +1,70 @@
+"""Migrations: one head, upgrade head equals the models, every revision goes down and up."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, inspect, text
+
+from slussen import migrate
+from slussen.db import make_engine
+from slussen.models import metadata
+from tests.conftest import BACKENDS, need_postgres, pg_url_with_driver
+
+SCRATCH_DB = "slussen_migration_test"
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'migrations.sqlite3'}")
+        yield engine
+        engine.dispose()
+        return
+    url = pg_url_with_driver(need_postgres())
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {SCRATCH_DB} WITH (FORCE)"))
+        conn.execute(text(f"CREATE DATABASE {SCRATCH_DB}"))
+    engine = make_engine(url.rsplit("/", 1)[0] + f"/{SCRATCH_DB}")
+    yield engine
+    engine.dispose()
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {SCRATCH_DB} WITH (FORCE)"))
+    admin.dispose()
+
+
+def revisions_in_order() -> list[str]:
+    script = ScriptDirectory.from_config(migrate.alembic_config("sqlite://"))
+    return [rev.revision for rev in reversed(list(script.walk_revisions()))]
+
+
+def test_one_head() -> None:
+    assert migrate.head_revision() == revisions_in_order()[-1]
+
+
+def test_upgrade_head_equals_models(empty_engine: Engine) -> None:
+    migrate.upgrade(empty_engine)
+    with empty_engine.connect() as conn:
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), metadata
+        )
+    assert diff == []
+
+
+def test_every_revision_goes_down_and_up(empty_engine: Engine) -> None:
+    previous = "base"
+    for revision in revisions_in_order():
+        migrate.upgrade(empty_engine, revision)
+        migrate.downgrade(empty_engine, previous)
+        migrate.upgrade(empty_engine, revision)
+        assert migrate.current_revision(empty_engine) == revision
+        previous = revision
+    migrate.downgrade(empty_engine, "base")
+    tables = set(inspect(empty_engine).get_table_names()) - {"alembic_version"}
+    assert tables == set()
