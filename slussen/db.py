@@ -85,7 +85,9 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN")
+            # Take the write lock up front: a transaction that read first and writes later (every
+            # audited page) would otherwise fail with SQLITE_BUSY_SNAPSHOT under concurrency.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)

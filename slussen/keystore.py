@@ -1,0 +1,246 @@
+"""Data keys in the database, the key ring on disk, and the per-request cache between them.
+
+`vault.py` is the cryptography; this module is where it meets the database: a `DataKey` row holds
+one wrapped data key (one per patient), `Keystore` unwraps each key at most once per request or
+command and hands out `FieldCipher`s, and `rotate_master_key` rewraps every data key in batches.
+Destroying a data key (crypto-shredding) makes every field encrypted with it unreadable forever.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from flask import current_app, g, has_app_context
+from sqlalchemy import LargeBinary, String, func, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from slussen import vault
+from slussen.config import Settings
+from slussen.db import Base, created_at, intpk, utcnow
+
+
+class DataKey(Base):
+    """One random AES-256 key, stored only wrapped by a master key from the key ring."""
+
+    __tablename__ = "data_keys"
+
+    id: Mapped[intpk]
+    #: The wrapped key (vault format v1); NULL once destroyed (crypto-shredding).
+    wrapped: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: Which master key wraps it, so rotation and `keys status` need no decryption.
+    master_key_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    created_at: Mapped[created_at]
+    destroyed_at: Mapped[dt.datetime | None]
+
+
+class KeyDestroyed(vault.VaultError):
+    """The data key was destroyed: the record was erased and cannot be read."""
+
+
+# --- the key ring -------------------------------------------------------------------------------
+
+
+def open_key_ring(settings: Settings, *, create_if_missing: bool | None = None) -> vault.KeyRing:
+    """Load the key ring. Development and testing create one in the instance folder on first use;
+    production never does (run `slussen keys init`)."""
+    path = settings.resolved_keyring_path
+    if create_if_missing is None:
+        create_if_missing = not settings.is_production
+    if not path.exists():
+        if not create_if_missing:
+            raise vault.KeyRingError(
+                f"the key ring {path} does not exist; create it with `slussen keys init`"
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return vault.KeyRing.create(path)
+    return vault.KeyRing.load(path)
+
+
+@dataclass
+class _RingCache:
+    ring: vault.KeyRing
+    mtime_ns: int
+
+
+def current_key_ring() -> vault.KeyRing:
+    """The app's key ring, reloaded when the file changed (another process rotated it)."""
+    settings: Settings = current_app.extensions["slussen.settings"]
+    cached: _RingCache | None = current_app.extensions.get("slussen.keyring")
+    path = settings.resolved_keyring_path
+    try:
+        mtime = os.stat(path).st_mtime_ns
+    except FileNotFoundError:
+        mtime = -1
+    if cached is None or cached.mtime_ns != mtime:
+        ring = open_key_ring(settings)
+        cached = _RingCache(ring, os.stat(path).st_mtime_ns if ring.path else mtime)
+        current_app.extensions["slussen.keyring"] = cached
+    return cached.ring
+
+
+# --- data keys ----------------------------------------------------------------------------------
+
+
+class Keystore:
+    """Creates and unwraps data keys; each key is unwrapped once and cached for this unit of work.
+
+    Unwrapped keys live only in this object's memory and are never written anywhere."""
+
+    def __init__(self, session: Session, ring: vault.KeyRing) -> None:
+        self.session = session
+        self.ring = ring
+        self._ciphers: dict[int, vault.FieldCipher] = {}
+
+    def new_key(self) -> DataKey:
+        """Create a data key, wrapped by the active master key, and return its row (flushed)."""
+        row = DataKey()
+        self.session.add(row)
+        self.session.flush()
+        raw = vault.new_data_key()
+        row.wrapped = vault.wrap_data_key(self.ring, raw, data_key_id=row.id)
+        row.master_key_id = self.ring.active_master_id
+        self._ciphers[row.id] = vault.FieldCipher(raw, row.id)
+        return row
+
+    def cipher(self, data_key_id: int) -> vault.FieldCipher:
+        """The cipher for a data key; refuses (KeyDestroyed) a destroyed key."""
+        cipher = self._ciphers.get(data_key_id)
+        if cipher is None:
+            row = self.session.get(DataKey, data_key_id)
+            if row is None or row.wrapped is None:
+                raise KeyDestroyed("the record was erased; its data can no longer be read")
+            raw = vault.unwrap_data_key(self.ring, row.wrapped, data_key_id=data_key_id)
+            cipher = vault.FieldCipher(raw, data_key_id)
+            self._ciphers[data_key_id] = cipher
+        return cipher
+
+    def destroy(self, data_key_id: int) -> None:
+        """Crypto-shred: drop the wrapped key so nothing encrypted with it can be read again."""
+        row = self.session.get(DataKey, data_key_id)
+        if row is None:
+            return
+        row.wrapped = None
+        row.master_key_id = None
+        row.destroyed_at = utcnow()
+        self._ciphers.pop(data_key_id, None)
+
+
+def keystore(session: Session | None = None) -> Keystore:
+    """The request's Keystore (cached in `g`), bound to the request's session."""
+    from slussen.db import db_session
+
+    if not has_app_context():
+        raise RuntimeError("keystore() needs an app context; build Keystore(session, ring) instead")
+    session = session or db_session()
+    store: Keystore | None = g.get("slussen_keystore")
+    if store is None or store.session is not session:
+        store = Keystore(session, current_key_ring())
+        g.slussen_keystore = store
+    return store
+
+
+# --- rotation -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RotationResult:
+    active_key: str
+    rewrapped: int
+    retired: list[str]
+    resumed: bool
+
+
+def key_usage(session: Session) -> dict[str, int]:
+    """How many live data keys each master key wraps."""
+    rows = session.execute(
+        select(DataKey.master_key_id, func.count())
+        .where(DataKey.master_key_id.is_not(None))
+        .group_by(DataKey.master_key_id)
+    )
+    return {str(key_id): int(count) for key_id, count in rows}
+
+
+def _pending(session: Session, active: str, after_id: int, batch: int) -> list[DataKey]:
+    return list(
+        session.scalars(
+            select(DataKey)
+            .where(DataKey.master_key_id.is_not(None), DataKey.master_key_id != active)
+            .where(DataKey.id > after_id)
+            .order_by(DataKey.id)
+            .limit(batch)
+        )
+    )
+
+
+def rotate_master_key(
+    session_factory: Callable[[], Session],
+    ring: vault.KeyRing,
+    *,
+    batch_size: int = 2000,
+    progress: Callable[[int, int], None] | None = None,
+) -> RotationResult:
+    """Add a new master key and rewrap every data key with it, one committed batch at a time.
+
+    Resumable: when data keys are still wrapped by an older key (an earlier run was interrupted),
+    no new key is added and the run finishes the rewrap. Old master keys are retired only when no
+    data key uses them any more; they stay in the ring (retired) so old backups remain readable."""
+    with session_factory() as session:
+        usage = key_usage(session)
+    stale = {key for key, count in usage.items() if key != ring.active_master_id and count}
+    resumed = bool(stale)
+    if not resumed:
+        ring.add_master_key()
+    active = ring.active_master_id
+    with session_factory() as session:
+        total = sum(count for key, count in key_usage(session).items() if key != active)
+    done = 0
+    last_id = 0
+    while True:
+        with session_factory() as session, session.begin():
+            rows = _pending(session, active, last_id, batch_size)
+            if not rows:
+                break
+            for row in rows:
+                assert row.wrapped is not None
+                session.execute(
+                    update(DataKey)
+                    .where(DataKey.id == row.id, DataKey.wrapped == row.wrapped)
+                    .values(
+                        wrapped=vault.rewrap_data_key(ring, row.wrapped, data_key_id=row.id),
+                        master_key_id=active,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+            last_id = rows[-1].id
+        done += len(rows)
+        if progress:
+            progress(done, total)
+    with session_factory() as session:
+        usage = key_usage(session)
+    retired = []
+    for key_id, master in list(ring.master_keys.items()):
+        if key_id != active and not master.is_retired and not usage.get(key_id):
+            ring.retire_master_key(key_id)
+            retired.append(key_id)
+    return RotationResult(active_key=active, rewrapped=done, retired=retired, resumed=resumed)
+
+
+def iter_live_keys(session: Session, batch: int = 5000) -> Iterator[DataKey]:
+    """Every data key not destroyed, in id order, a batch at a time."""
+    last = 0
+    while True:
+        rows = list(
+            session.scalars(
+                select(DataKey)
+                .where(DataKey.wrapped.is_not(None), DataKey.id > last)
+                .order_by(DataKey.id)
+                .limit(batch)
+            )
+        )
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1].id

@@ -1,0 +1,1 @@
+"""Patients: identity encrypted at rest, found by blind index, every access audited."""

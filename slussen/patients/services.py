@@ -1,0 +1,281 @@
+"""Patient rules: the only way to write or read a patient's identity.
+
+Every function here encrypts or decrypts through the Keystore and writes the audit row in the
+caller's transaction, so the easy way to touch a patient field is the encrypted, audited way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select
+
+from slussen import audit, vault
+from slussen.accounts.roles import PATIENT_DATA_ROLES, Role
+from slussen.audit import Actor
+from slussen.db import utcnow
+from slussen.identifiers import PersonIdentifier, normalise_postcode
+from slussen.keystore import Keystore
+from slussen.patients.models import Patient, PatientLookup
+
+LANGUAGES = ("sv", "en")
+
+
+class PatientError(Exception):
+    """A patient request is refused; the message says why in Swedish."""
+
+
+class NotPermitted(PatientError):
+    pass
+
+
+class DuplicatePatient(PatientError):
+    """A patient with this identifier exists already; `patient_id` names it."""
+
+    def __init__(self, patient_id: int) -> None:
+        super().__init__("Patienten finns redan registrerad.")
+        self.patient_id = patient_id
+
+
+class PatientErased(PatientError):
+    pass
+
+
+@dataclass(frozen=True)
+class PatientIdentity:
+    """A patient's identity in clear text: lives in memory for one request, never stored."""
+
+    identifier: PersonIdentifier
+    name: str
+    street: str = ""
+    postcode: str = ""
+    town: str = ""
+    phone: str = ""
+    preferred_language: str = "sv"
+    is_protected_identity: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.name.strip():
+            raise PatientError("Namn saknas.")
+        if self.preferred_language not in LANGUAGES:
+            raise PatientError("Okänt språk.")
+        if self.postcode:
+            object.__setattr__(self, "postcode", normalise_postcode(self.postcode))
+
+    @property
+    def has_postal_address(self) -> bool:
+        return bool(self.street and self.postcode and self.town)
+
+
+def _check_actor(actor: Actor, *, creating: bool = False) -> None:
+    if actor.role in {r.value for r in PATIENT_DATA_ROLES} or actor.role == "system":
+        return
+    if creating and actor.role == "public":
+        return  # a self-referral registers the person referring themself
+    raise NotPermitted("Din roll får inte se patientuppgifter.")
+
+
+def _lookup_digest(ring: vault.KeyRing, identifier: PersonIdentifier) -> str:
+    # pnr and snr share one namespace: a number is either, never both.
+    kind = "reserv:" + (identifier.issuer or "") if identifier.kind == "reserv" else "pnr"
+    return vault.blind_index(ring, kind, identifier.value)
+
+
+def _clear_values(identity: PatientIdentity) -> dict[str, str]:
+    return {
+        "identifier": identity.identifier.value,
+        "name": identity.name.strip(),
+        "street": identity.street.strip(),
+        "postcode": identity.postcode,
+        "town": identity.town.strip(),
+        "phone": identity.phone.strip(),
+    }
+
+
+def _write_fields(store: Keystore, patient: Patient, identity: PatientIdentity) -> None:
+    cipher = store.cipher(patient.data_key_id)
+    for column, value in _clear_values(identity).items():
+        blob = cipher.encrypt(value, table="patients", column=column, row_id=patient.id)
+        setattr(patient, f"{column}_enc", blob)
+    patient.identifier_kind = identity.identifier.kind
+    patient.identifier_issuer = identity.identifier.issuer or ""
+    patient.preferred_language = identity.preferred_language
+    patient.is_protected_identity = identity.is_protected_identity
+    patient.birth_year = identity.identifier.birth_year()
+    patient.sex = identity.identifier.sex()
+
+
+def find_patient_id(store: Keystore, identifier: PersonIdentifier) -> int | None:
+    """The id of the patient with this identifier, by blind index; no decryption, no audit
+    (nothing about the patient is revealed). Callers that show the patient read it audited."""
+    digest = _lookup_digest(store.ring, identifier)
+    return store.session.scalar(
+        select(PatientLookup.patient_id).where(PatientLookup.digest == digest)
+    )
+
+
+def register_patient(
+    store: Keystore,
+    actor: Actor,
+    identity: PatientIdentity,
+    *,
+    purpose: str,
+    unit_id: int | None = None,
+) -> Patient:
+    """Register a patient with a fresh data key, encrypted fields and a blind index; audited.
+
+    Refuses a role without patient access (NotPermitted) and an identifier that is already
+    registered (DuplicatePatient names the existing patient; never a twin)."""
+    _check_actor(actor, creating=True)
+    existing = find_patient_id(store, identity.identifier)
+    if existing is not None:
+        raise DuplicatePatient(existing)
+    session = store.session
+    key = store.new_key()
+    patient = Patient(
+        data_key_id=key.id,
+        registered_unit_id=unit_id,
+        identifier_kind=identity.identifier.kind,
+        identifier_issuer=identity.identifier.issuer or "",
+    )
+    session.add(patient)
+    session.flush()
+    _write_fields(store, patient, identity)
+    session.add(
+        PatientLookup(
+            patient_id=patient.id, kind="id", digest=_lookup_digest(store.ring, identity.identifier)
+        )
+    )
+    session.flush()
+    audit.record(
+        session,
+        store.ring,
+        actor,
+        "create",
+        "patient",
+        patient.id,
+        purpose=purpose,
+        patient_id=patient.id,
+        unit_id=unit_id,
+    )
+    return patient
+
+
+def read_patient(
+    store: Keystore, actor: Actor, patient: Patient, *, purpose: str, unit_id: int | None = None
+) -> PatientIdentity:
+    """Decrypt a patient's identity and write the audit row (action read) in the same
+    transaction. Refuses roles without patient access and erased records."""
+    _check_actor(actor)
+    if patient.erased_at is not None:
+        raise PatientErased("Uppgifterna är raderade.")
+    cipher = store.cipher(patient.data_key_id)
+    values = {}
+    for column in ("identifier", "name", "street", "postcode", "town", "phone"):
+        blob = getattr(patient, f"{column}_enc")
+        values[column] = (
+            cipher.decrypt_str(blob, table="patients", column=column, row_id=patient.id)
+            if blob is not None else ""
+        )  # fmt: skip
+    audit.record(
+        store.session,
+        store.ring,
+        actor,
+        "read",
+        "patient",
+        patient.id,
+        purpose=purpose,
+        patient_id=patient.id,
+        unit_id=unit_id,
+    )
+    identifier = PersonIdentifier(
+        kind=patient.identifier_kind,  # type: ignore[arg-type]
+        value=values.pop("identifier"),
+        issuer=patient.identifier_issuer or None,
+    )
+    return PatientIdentity(
+        identifier=identifier,
+        preferred_language=patient.preferred_language,
+        is_protected_identity=patient.is_protected_identity,
+        **values,
+    )
+
+
+def update_patient(
+    store: Keystore,
+    actor: Actor,
+    patient: Patient,
+    identity: PatientIdentity,
+    *,
+    purpose: str,
+    unit_id: int | None = None,
+) -> None:
+    """Replace a patient's identity fields (re-encrypted, fresh nonces); audited as update.
+
+    Refuses a change of identifier to one another patient has."""
+    _check_actor(actor)
+    if patient.erased_at is not None:
+        raise PatientErased("Uppgifterna är raderade.")
+    digest = _lookup_digest(store.ring, identity.identifier)
+    other = store.session.scalar(
+        select(PatientLookup.patient_id).where(
+            PatientLookup.digest == digest, PatientLookup.patient_id != patient.id
+        )
+    )
+    if other is not None:
+        raise DuplicatePatient(other)
+    _write_fields(store, patient, identity)
+    store.session.execute(delete(PatientLookup).where(PatientLookup.patient_id == patient.id))
+    store.session.add(PatientLookup(patient_id=patient.id, kind="id", digest=digest))
+    store.session.flush()
+    audit.record(
+        store.session,
+        store.ring,
+        actor,
+        "update",
+        "patient",
+        patient.id,
+        purpose=purpose,
+        patient_id=patient.id,
+        unit_id=unit_id,
+    )
+
+
+def erase_patient(store: Keystore, actor: Actor, patient: Patient, *, reason: str) -> None:
+    """Crypto-shred a patient: destroy the data key and the blind index, clear the ciphertext,
+    and record the erasure. Only a coordinator, an admin or the system may erase; callers decide
+    whether the record may go (a self-referral that never became a case, or after retention)."""
+    if actor.role not in (Role.COORDINATOR.value, Role.ADMIN.value, "system"):
+        raise NotPermitted("Bara samordnare och administratörer får radera uppgifter.")
+    if patient.erased_at is not None:
+        return
+    store.destroy(patient.data_key_id)
+    store.session.execute(delete(PatientLookup).where(PatientLookup.patient_id == patient.id))
+    for column in ("identifier", "name", "street", "postcode", "town", "phone"):
+        setattr(patient, f"{column}_enc", None)
+    patient.erased_at = utcnow()
+    store.session.flush()
+    audit.record(
+        store.session,
+        store.ring,
+        actor,
+        "erase",
+        "patient",
+        patient.id,
+        purpose=reason,
+        patient_id=patient.id,
+    )
+
+
+__all__ = [
+    "DuplicatePatient",
+    "NotPermitted",
+    "PatientErased",
+    "PatientError",
+    "PatientIdentity",
+    "erase_patient",
+    "find_patient_id",
+    "read_patient",
+    "register_patient",
+    "update_patient",
+]
