@@ -10,13 +10,11 @@ Only the standard library and what Slussen already depends on (SQLAlchemy, psyco
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import datetime as dt
 import hashlib
 import http.client
 import json
-import multiprocessing
 import os
 import platform
 import re
@@ -562,27 +560,47 @@ def measure(
 ) -> Measurement:
     """Drive `requests` GETs (cycling through `url_paths`) with `concurrency` threads.
 
-    The load runs in a separate, freshly spawned process; each thread keeps one keep-alive
-    `http.client.HTTPConnection` and first sends `warmup` unrecorded requests. The run stops
-    after `requests` requests or `time_cap` seconds, whichever comes first (`timed_out` says
-    so). Errors are non-2xx/3xx answers and exceptions; redirects are not followed.
+    The load runs in a separate Python process (so it shares no GIL with the caller, and the
+    caller needs no `if __name__ == "__main__"` guard as multiprocessing's spawn would); each
+    thread keeps one keep-alive `http.client.HTTPConnection` and first sends `warmup`
+    unrecorded requests. The run stops after `requests` requests or `time_cap` seconds,
+    whichever comes first (`timed_out` says so). Errors are non-2xx/3xx answers and
+    exceptions; redirects are not followed.
     """
     if not url_paths:
         raise ValueError("measure() needs at least one path")
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        future = pool.submit(
-            _drive,
-            label or ",".join(url_paths),
-            list(url_paths),
-            base_url,
-            cookie,
-            concurrency,
-            requests,
-            warmup,
-            time_cap,
+    job = {
+        "label": label or ",".join(url_paths),
+        "paths": list(url_paths),
+        "base_url": base_url,
+        "cookie": cookie,
+        "concurrency": concurrency,
+        "requests": requests,
+        "warmup": warmup,
+        "time_cap": time_cap,
+    }
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", "from bench.harness import _drive_main; _drive_main()"],
+            input=json.dumps(job),
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            timeout=time_cap + 120,
+            check=False,
         )
-        return future.result(timeout=time_cap + 120)
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError(f"the load generator for {job['label']} did not finish") from exc
+    if proc.returncode != 0:
+        raise BenchError(f"the load generator failed: {proc.stderr.strip()[-2000:]}")
+    return Measurement(**json.loads(proc.stdout))
+
+
+def _drive_main() -> None:
+    """Entry point of the load generator process: a JSON job on stdin, a JSON result on stdout."""
+    job = json.loads(sys.stdin.read())
+    print(json.dumps(asdict(_drive(**job))))
 
 
 # --------------------------------------------------------------------------------------------

@@ -246,12 +246,30 @@ def verify_chain(
     a changed row (its MAC fails), a deleted row (a gap in the sequence, or the next MAC fails),
     an inserted row (its MAC fails or its sequence repeats), or rows cut off at the end."""
     key = ring.audit_key
+    with session.execute(
+        select(*_COLUMNS).order_by(AuditEvent.seq).execution_options(yield_per=batch)
+    ) as result:
+        failure = _walk(result, key, progress, batch)
+    if isinstance(failure, VerifyResult):
+        return failure
+    checked, previous = failure
+    head = session.get(AuditChainHead, HEAD_ID)
+    if head is not None and (head.seq != checked or head.mac != previous):
+        return VerifyResult(
+            False, checked, checked + 1, None,
+            f"the chain ends at seq {checked} but its head says {head.seq}: rows were removed "
+            "from the end",
+        )  # fmt: skip
+    return VerifyResult(True, checked)
+
+
+def _walk(
+    result: Any, key: bytes, progress: Callable[[int], None] | None, batch: int
+) -> VerifyResult | tuple[int, str]:
+    """Check rows in order; a VerifyResult at the first bad row, else (count, last MAC)."""
     previous = GENESIS
     expected = 1
     checked = 0
-    result = session.execute(
-        select(*_COLUMNS).order_by(AuditEvent.seq).execution_options(yield_per=batch)
-    )
     for row in result:
         values = row._asdict()
         if values["seq"] != expected:
@@ -270,11 +288,4 @@ def verify_chain(
         checked += 1
         if progress and checked % batch == 0:
             progress(checked)
-    head = session.get(AuditChainHead, HEAD_ID)
-    if head is not None and (head.seq != checked or head.mac != previous):
-        return VerifyResult(
-            False, checked, checked + 1, None,
-            f"the chain ends at seq {checked} but its head says {head.seq}: rows were removed "
-            "from the end",
-        )  # fmt: skip
-    return VerifyResult(True, checked)
+    return checked, previous

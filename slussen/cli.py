@@ -37,10 +37,11 @@ def fails_cleanly(func: F) -> F:
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         from slussen.accounts.passwords import PasswordRejected
         from slussen.accounts.services import AccountError
+        from slussen.vault import VaultError
 
         try:
             return func(*args, **kwargs)
-        except (AccountError, PasswordRejected) as exc:
+        except (AccountError, PasswordRejected, VaultError) as exc:
             raise Failure(str(exc)) from None
 
     return wrapped  # type: ignore[return-value]
@@ -170,6 +171,126 @@ def content_check(directory: Path | None) -> None:
     if errors:
         raise Failure(f"{len(errors)} error(s) in content ({counted}).")
     click.echo(f"Content is valid: {counted}.")
+
+
+@cli.group(help="The key ring: master keys that wrap every patient's data key.")
+def keys() -> None:
+    pass
+
+
+def _settings_only() -> Any:
+    from slussen.config import load_settings
+
+    return load_settings()
+
+
+@keys.command("init", help="Create the key ring file (mode 600); refuses to overwrite one.")
+@click.option(
+    "--path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write it (default: SLUSSEN_KEYRING or the instance folder).",
+)
+def keys_init(path: Path | None) -> None:
+    from slussen import vault
+
+    target = path or _settings_only().resolved_keyring_path
+    if target.exists():
+        raise Failure(f"The key ring {target} exists already; it was not changed.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        vault.KeyRing.create(target)
+    except vault.VaultError as exc:
+        raise Failure(str(exc)) from None
+    click.echo(f"Created the key ring {target} (mode 600). Back it up apart from the database.")
+
+
+@keys.command("status", help="Which master key wraps how many data keys.")
+@fails_cleanly
+def keys_status() -> None:
+    from slussen.db import session_scope
+    from slussen.keystore import current_key_ring, key_usage
+
+    app = _app()
+    with app.app_context(), session_scope(app) as session:
+        ring = current_key_ring()
+        usage = key_usage(session)
+    for key_id, master in sorted(ring.master_keys.items()):
+        state = (
+            "active"
+            if key_id == ring.active_master_id
+            else ("retired" if master.is_retired else "kept")
+        )
+        click.echo(
+            f"{key_id}  {state:<8} created {master.created_at}  "
+            f"wraps {usage.get(key_id, 0)} data key(s)"
+        )
+    unknown = set(usage) - set(ring.master_keys)
+    if unknown:
+        raise Failure(f"Data keys are wrapped by keys missing from the ring: {sorted(unknown)}")
+
+
+@keys.command("rotate", help="Add a new master key and rewrap every data key (resumable).")
+@click.option("--batch-size", type=click.IntRange(1, 100000), default=2000, show_default=True)
+@fails_cleanly
+def keys_rotate(batch_size: int) -> None:
+    from slussen import audit
+    from slussen.db import session_scope
+    from slussen.keystore import current_key_ring, rotate_master_key
+
+    app = _app()
+    with app.app_context():
+        ring = current_key_ring()
+        factory = app.extensions["slussen.sessionmaker"]
+        with click.progressbar(length=1, label="Rewrapping data keys") as bar:
+
+            def progress(done: int, total: int) -> None:
+                bar.length = max(total, 1)
+                bar.update(done - bar.pos)
+
+            result = rotate_master_key(factory, ring, batch_size=batch_size, progress=progress)
+        with session_scope(app) as session:
+            audit.record(
+                session,
+                ring,
+                audit.SYSTEM,
+                "key_rotate",
+                "keyring",
+                result.active_key,
+                purpose=f"rewrapped {result.rewrapped} data keys",
+            )
+    verb = "Resumed an interrupted rotation" if result.resumed else "Rotated"
+    retired = ", ".join(result.retired) or "none"
+    click.echo(
+        f"{verb}: active key {result.active_key}, {result.rewrapped} data keys rewrapped, "
+        f"retired: {retired}."
+    )
+
+
+@cli.group(help="The access log.")
+def audit() -> None:
+    pass
+
+
+@audit.command("verify", help="Check the whole hash chain; names the first bad row.")
+@fails_cleanly
+def audit_verify() -> None:
+    from slussen.audit import verify_chain
+    from slussen.db import session_scope
+    from slussen.keystore import current_key_ring
+
+    from slussen.audit import AuditChainHead
+
+    app = _app()
+    with app.app_context(), session_scope(app) as session:
+        ring = current_key_ring()
+        head = session.get(AuditChainHead, 1)
+        total = max(head.seq if head else 0, 1)
+        with click.progressbar(length=total, label="Verifying the access log") as bar:
+            result = verify_chain(session, ring, progress=lambda n: bar.update(n - bar.pos))
+    if not result.ok:
+        raise Failure(f"The access log is broken after {result.checked} good rows: {result.reason}")
+    click.echo(f"The access log is intact: {result.checked} rows verified.")
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ patients use Skatteverket's test personnummer only.
 
 from __future__ import annotations
 
+import importlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -131,8 +132,14 @@ def _saved_password(path: Path) -> str | None:
     return None
 
 
+#: Modules whose import registers their demo steps, in order. Each capability adds one line.
+DEMO_MODULES = ("slussen.patients.demo",)
+
+
 def seed(app: Flask, *, password: str | None = None, cases: int = 0) -> list[str]:
     """Run every demo step once; print where the demo logins are. Idempotent."""
+    for module in DEMO_MODULES:
+        importlib.import_module(module)
     settings: Settings = app.extensions["slussen.settings"]
     path = logins_file(settings)
     if password is None:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from slussen import migrate
@@ -51,15 +52,30 @@ def sqlite_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     engine.dispose()
 
 
+@contextmanager
+def scratch_postgres(name: str) -> Iterator[str]:
+    """A fresh PostgreSQL database for this test run, dropped afterwards; yields its URL."""
+    url = pg_url_with_driver(need_postgres())
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    try:
+        yield url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
+
+
 @pytest.fixture(scope="session")
 def postgres_engine() -> Iterator[Engine]:
-    engine = make_engine(pg_url_with_driver(need_postgres()))
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    migrate.upgrade(engine)
-    yield engine
-    engine.dispose()
+    # One database per test process, so parallel runs on one server never meet.
+    with scratch_postgres(f"slussen_test_{os.getpid()}") as url:
+        engine = make_engine(url)
+        migrate.upgrade(engine)
+        yield engine
+        engine.dispose()
 
 
 @pytest.fixture(params=BACKENDS)
@@ -183,3 +199,15 @@ def login(client: FlaskClient, make_user: Callable[..., Any]) -> Callable[..., A
         return user
 
     return _login
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh SQLite instance folder for commands that build their own app."""
+    instance = tmp_path / "instance"
+    monkeypatch.setenv("SLUSSEN_INSTANCE_DIR", str(instance))
+    monkeypatch.setenv("SLUSSEN_ENV", "testing")
+    for name in list(os.environ):
+        if name in ("SLUSSEN_DATABASE_URL", "SLUSSEN_CONFIG", "SLUSSEN_KEYRING"):
+            monkeypatch.delenv(name)
+    return instance

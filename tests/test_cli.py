@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import sysconfig
@@ -16,18 +15,6 @@ from slussen.cli import cli
 from tests.conftest import TEST_PASSWORD
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh SQLite instance folder for commands that build their own app."""
-    instance = tmp_path / "instance"
-    monkeypatch.setenv("SLUSSEN_INSTANCE_DIR", str(instance))
-    monkeypatch.setenv("SLUSSEN_ENV", "testing")
-    for name in list(os.environ):
-        if name in ("SLUSSEN_DATABASE_URL", "SLUSSEN_CONFIG", "SLUSSEN_KEYRING"):
-            monkeypatch.delenv(name)
-    return instance
 
 
 def test_init_db_then_demo_is_idempotent(cli_env: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,14 +10,12 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, inspect, text
+from sqlalchemy import Engine, inspect
 
 from slussen import migrate
 from slussen.db import make_engine
 from slussen.models import metadata
-from tests.conftest import BACKENDS, need_postgres, pg_url_with_driver
-
-SCRATCH_DB = "slussen_migration_test"
+from tests.conftest import BACKENDS, scratch_postgres
 
 
 @pytest.fixture(params=BACKENDS)
@@ -26,17 +25,10 @@ def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Eng
         yield engine
         engine.dispose()
         return
-    url = pg_url_with_driver(need_postgres())
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {SCRATCH_DB} WITH (FORCE)"))
-        conn.execute(text(f"CREATE DATABASE {SCRATCH_DB}"))
-    engine = make_engine(url.rsplit("/", 1)[0] + f"/{SCRATCH_DB}")
-    yield engine
-    engine.dispose()
-    with admin.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {SCRATCH_DB} WITH (FORCE)"))
-    admin.dispose()
+    with scratch_postgres(f"slussen_migrations_{os.getpid()}") as url:
+        engine = make_engine(url)
+        yield engine
+        engine.dispose()
 
 
 def revisions_in_order() -> list[str]:

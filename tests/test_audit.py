@@ -1,0 +1,212 @@
+"""The access log: chained, tamper-evident, append-only, unforked under concurrency."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import Engine, delete, insert, select, text, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
+
+from slussen import audit, migrate, vault
+from slussen.audit import AuditEvent, verify_chain
+from slussen.db import make_engine
+from tests.conftest import scratch_postgres
+
+ACTOR = audit.Actor(None, "tester", "coach")
+INFO = audit.RequestInfo("req-1", "127.0.0.1")
+
+
+@pytest.fixture
+def ring() -> vault.KeyRing:
+    return vault.KeyRing.generate()
+
+
+def write_rows(session: Session, ring: vault.KeyRing, n: int = 10) -> None:
+    for i in range(n):
+        audit.record(
+            session, ring, ACTOR, "read", "patient", i, purpose="test", patient_id=i + 1, info=INFO
+        )
+    session.flush()
+
+
+def allow_tampering(session: Session) -> None:
+    """Play the attacker with database access: switch off PostgreSQL's append-only trigger."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("ALTER TABLE audit_events DISABLE TRIGGER USER"))
+
+
+def test_untouched_chain_verifies(backend: str, session: Session, ring: vault.KeyRing) -> None:
+    write_rows(session, ring)
+    result = verify_chain(session, ring)
+    assert result.ok and result.checked == 10
+
+
+def test_another_key_ring_does_not_verify(session: Session, ring: vault.KeyRing) -> None:
+    write_rows(session, ring)
+    assert not verify_chain(session, vault.KeyRing.generate()).ok
+
+
+@pytest.mark.parametrize("column", ["purpose", "object_id", "actor_name", "client_address"])
+def test_changed_row_is_named(
+    backend: str, session: Session, ring: vault.KeyRing, column: str
+) -> None:
+    write_rows(session, ring)
+    allow_tampering(session)
+    session.execute(update(AuditEvent).where(AuditEvent.seq == 4).values({column: "changed"}))
+    result = verify_chain(session, ring)
+    assert not result.ok
+    assert result.bad_seq == 4
+    assert "seq 4" in result.reason
+
+
+def test_changed_time_is_named(backend: str, session: Session, ring: vault.KeyRing) -> None:
+    import datetime as dt
+
+    write_rows(session, ring)
+    allow_tampering(session)
+    session.execute(
+        update(AuditEvent).where(AuditEvent.seq == 7)
+        .values(occurred_at=dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
+    )  # fmt: skip
+    assert verify_chain(session, ring).bad_seq == 7
+
+
+def test_deleted_row_is_named(backend: str, session: Session, ring: vault.KeyRing) -> None:
+    write_rows(session, ring)
+    allow_tampering(session)
+    session.execute(delete(AuditEvent).where(AuditEvent.seq == 5))
+    result = verify_chain(session, ring)
+    assert not result.ok and result.bad_seq == 5
+    assert "missing" in result.reason
+
+
+def test_deleted_and_renumbered_rows_fail_at_the_first(
+    backend: str, session: Session, ring: vault.KeyRing
+) -> None:
+    write_rows(session, ring)
+    allow_tampering(session)
+    session.execute(delete(AuditEvent).where(AuditEvent.seq == 5))
+    for seq in range(6, 11):
+        session.execute(update(AuditEvent).where(AuditEvent.seq == seq).values(seq=seq - 1))
+    assert verify_chain(session, ring).bad_seq == 5
+
+
+def test_deleted_last_row_is_found(backend: str, session: Session, ring: vault.KeyRing) -> None:
+    write_rows(session, ring)
+    allow_tampering(session)
+    session.execute(delete(AuditEvent).where(AuditEvent.seq == 10))
+    result = verify_chain(session, ring)
+    assert not result.ok and result.bad_seq == 10
+
+
+def test_inserted_row_is_named(backend: str, session: Session, ring: vault.KeyRing) -> None:
+    write_rows(session, ring)
+    allow_tampering(session)
+    row = session.execute(select(AuditEvent.__table__).where(AuditEvent.seq == 3)).one()._asdict()
+    for seq in range(10, 3, -1):  # make room after row 3
+        session.execute(update(AuditEvent).where(AuditEvent.seq == seq).values(seq=seq + 1))
+    row.pop("id")
+    row.update(seq=4, purpose="forged", mac="f" * 64)
+    session.execute(insert(AuditEvent).values(**row))
+    result = verify_chain(session, ring)
+    assert not result.ok and result.bad_seq == 4
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_postgres_trigger_refuses_update_and_delete(
+    backend: str, session: Session, ring: vault.KeyRing
+) -> None:
+    write_rows(session, ring, 2)
+    for statement in (
+        update(AuditEvent).where(AuditEvent.seq == 1).values(purpose="x"),
+        delete(AuditEvent).where(AuditEvent.seq == 1),
+    ):
+        nested = session.begin_nested()
+        with pytest.raises(DBAPIError, match="append-only"):
+            session.execute(statement)
+        nested.rollback()
+    assert verify_chain(session, ring).ok
+
+
+def _concurrent_appends(engine: Engine, ring: vault.KeyRing, threads: int, per_thread: int) -> None:
+    factory = sessionmaker(bind=engine)
+    errors: list[BaseException] = []
+    start = threading.Barrier(threads)
+
+    def work(n: int) -> None:
+        try:
+            start.wait()
+            for i in range(per_thread):
+                with factory() as s, s.begin():
+                    audit.record(
+                        s,
+                        ring,
+                        ACTOR,
+                        "read",
+                        "patient",
+                        f"{n}-{i}",
+                        purpose="load",
+                        patient_id=n + 1,
+                        info=INFO,
+                    )
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert errors == []
+
+
+@pytest.mark.postgres
+def test_concurrent_requests_on_postgres_leave_one_chain(ring: vault.KeyRing) -> None:
+    with scratch_postgres(f"slussen_audit_{os.getpid()}") as url:
+        engine = make_engine(url)
+        migrate.upgrade(engine)
+        _concurrent_appends(engine, ring, threads=8, per_thread=25)
+        with Session(engine) as session:
+            result = verify_chain(session, ring)
+            seqs = list(session.scalars(select(AuditEvent.seq).order_by(AuditEvent.seq)))
+        engine.dispose()
+    assert result.ok, result.reason
+    assert seqs == list(range(1, 201))
+
+
+def test_concurrent_requests_on_sqlite_leave_one_chain(tmp_path: Path, ring: vault.KeyRing) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'audit.sqlite3'}")
+    migrate.upgrade(engine)
+    _concurrent_appends(engine, ring, threads=4, per_thread=25)
+    with Session(engine) as session:
+        result = verify_chain(session, ring)
+    engine.dispose()
+    assert result.ok and result.checked == 100
+
+
+def test_cli_verify_exit_codes(cli_env: Path) -> None:
+    from slussen.app import create_app
+    from slussen.cli import cli
+    from slussen.db import session_scope
+    from slussen.keystore import current_key_ring
+    from tests.conftest import TEST_PASSWORD
+
+    runner = CliRunner()
+    runner.invoke(cli, ["init-db"])
+    runner.invoke(cli, ["demo", "--password", TEST_PASSWORD])
+    good = runner.invoke(cli, ["audit", "verify"])
+    assert good.exit_code == 0, good.output
+    assert "intact: 12 rows" in good.output
+    app = create_app()
+    with app.app_context(), session_scope(app) as session:
+        current_key_ring()
+        session.execute(update(AuditEvent).where(AuditEvent.seq == 3).values(purpose="edited"))
+    bad = runner.invoke(cli, ["audit", "verify"])
+    assert bad.exit_code == 1
+    assert "seq 3" in bad.output
