@@ -77,6 +77,10 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     )
 
     db.init_app(app, settings.sqlalchemy_url)
+    from slussen.accounts import sessions, throttle
+
+    sessions.init_app(app)  # first: its timeout message precedes the login redirect and CSRF
+    throttle.init_app(app, settings)
     csrf.init_app(app)
     babel.init_app(app, locale_selector=_select_locale)
 
@@ -84,6 +88,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
 
     app.extensions["slussen.content"] = content.load_content(settings)
 
+    from slussen.accesslog.views import bp as accesslog_bp
     from slussen.accounts import auth
     from slussen.accounts.views import bp as accounts_bp
     from slussen.core.views import bp as core_bp
@@ -91,6 +96,14 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     auth.init_app(app)
     app.register_blueprint(accounts_bp)
     app.register_blueprint(core_bp)
+    app.register_blueprint(accesslog_bp)
+    from slussen.cases.views import bp as cases_bp
+    from slussen.intake.views import bp as intake_bp
+    from slussen.visits.views import bp as visits_bp
+
+    app.register_blueprint(intake_bp)
+    app.register_blueprint(cases_bp)
+    app.register_blueprint(visits_bp)
 
     _register_error_pages(app)
     _register_security_headers(app)

@@ -92,10 +92,12 @@ class Actor:
     user_id: int | None
     name: str
     role: str
+    #: The units the actor works in (inner confidentiality); empty for the public and system.
+    unit_ids: frozenset[int] = frozenset()
 
     @classmethod
     def of(cls, user: Any) -> Actor:
-        return cls(user.id, user.username, user.role)
+        return cls(user.id, user.username, user.role, frozenset(user.unit_ids))
 
 
 PUBLIC = Actor(None, "(public)", "public")
@@ -228,11 +230,22 @@ class VerifyResult:
 
 
 _COLUMNS = [
-    AuditEvent.id, AuditEvent.seq, AuditEvent.occurred_at, AuditEvent.actor_id,
-    AuditEvent.actor_name, AuditEvent.actor_role, AuditEvent.unit_id, AuditEvent.action,
-    AuditEvent.object_type, AuditEvent.object_id, AuditEvent.patient_pseudonym,
-    AuditEvent.purpose, AuditEvent.request_id, AuditEvent.client_address, AuditEvent.mac,
-]  # fmt: skip
+    AuditEvent.id,
+    AuditEvent.seq,
+    AuditEvent.occurred_at,
+    AuditEvent.actor_id,
+    AuditEvent.actor_name,
+    AuditEvent.actor_role,
+    AuditEvent.unit_id,
+    AuditEvent.action,
+    AuditEvent.object_type,
+    AuditEvent.object_id,
+    AuditEvent.patient_pseudonym,
+    AuditEvent.purpose,
+    AuditEvent.request_id,
+    AuditEvent.client_address,
+    AuditEvent.mac,
+]
 
 
 def verify_chain(
@@ -256,10 +269,13 @@ def verify_chain(
     head = session.get(AuditChainHead, HEAD_ID)
     if head is not None and (head.seq != checked or head.mac != previous):
         return VerifyResult(
-            False, checked, checked + 1, None,
+            False,
+            checked,
+            checked + 1,
+            None,
             f"the chain ends at seq {checked} but its head says {head.seq}: rows were removed "
             "from the end",
-        )  # fmt: skip
+        )
     return VerifyResult(True, checked)
 
 
@@ -279,10 +295,13 @@ def _walk(
             )
         if not hmac.compare_digest(values["mac"], _mac(key, previous, values)):
             return VerifyResult(
-                False, checked, values["seq"], values["id"],
+                False,
+                checked,
+                values["seq"],
+                values["id"],
                 f"row seq {values['seq']} (id {values['id']}) does not match its MAC: it was "
                 "changed or inserted, or the row before it was removed",
-            )  # fmt: skip
+            )
         previous = values["mac"]
         expected += 1
         checked += 1

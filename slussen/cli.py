@@ -173,6 +173,33 @@ def content_check(directory: Path | None) -> None:
     click.echo(f"Content is valid: {counted}.")
 
 
+@cli.command(help="Apply the workflow's due timers once for the day (idempotent).")
+@click.option(
+    "--today",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="The day to act as (default: today in Sweden).",
+)
+@fails_cleanly
+def tick(today: Any) -> None:
+    from slussen.cases.engine import current_workflow, today_local
+    from slussen.cases.timers import run_timers
+    from slussen.keystore import current_key_ring
+
+    app = _app()
+    with app.app_context():
+        day = today.date() if today else today_local()
+        report = run_timers(
+            app.extensions["slussen.sessionmaker"],
+            current_key_ring(),
+            current_workflow(),
+            today=day,
+        )
+    click.echo(f"Tick for {day.isoformat()}:")
+    for line in report.lines():
+        click.echo(f"  {line}")
+
+
 @cli.group(help="The key ring: master keys that wrap every patient's data key.")
 def keys() -> None:
     pass
@@ -275,11 +302,9 @@ def audit() -> None:
 @audit.command("verify", help="Check the whole hash chain; names the first bad row.")
 @fails_cleanly
 def audit_verify() -> None:
-    from slussen.audit import verify_chain
+    from slussen.audit import AuditChainHead, verify_chain
     from slussen.db import session_scope
     from slussen.keystore import current_key_ring
-
-    from slussen.audit import AuditChainHead
 
     app = _app()
     with app.app_context(), session_scope(app) as session:

@@ -4,9 +4,21 @@ from __future__ import annotations
 
 from slussen import audit, keystore
 from slussen.accounts import models as accounts_models
+from slussen.cases import models as cases_models
 from slussen.db import Base
+from slussen.letters import models as letters_models
 from slussen.patients import models as patients_models
+from slussen.visits import models as visits_models
 
 metadata = Base.metadata
 
-__all__ = ["accounts_models", "audit", "keystore", "metadata", "patients_models"]
+__all__ = [
+    "accounts_models",
+    "audit",
+    "cases_models",
+    "keystore",
+    "letters_models",
+    "metadata",
+    "patients_models",
+    "visits_models",
+]

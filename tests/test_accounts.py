@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pyotp
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -13,7 +14,18 @@ from slussen.accounts.passwords import PasswordRejected, check_password_rules
 from tests.conftest import TEST_PASSWORD
 
 #: Every URL rule reachable without login. A new public page must be added here on purpose.
-PUBLIC_ENDPOINTS = {"static", "accounts.login", "core.set_language", "core.healthz"}
+PUBLIC_ENDPOINTS = {
+    "static",
+    "accounts.login",
+    # The second login step and the TOTP enrolment serve users half-way through logging in;
+    # they check the pending login themselves.
+    "accounts.login_code",
+    "accounts.totp_enrol",
+    "core.set_language",
+    "core.healthz",
+    "intake.self_referral",
+    "intake.self_referral_received",
+}
 
 
 def test_public_endpoints_are_exactly_the_explicit_list(app: Flask) -> None:
@@ -47,7 +59,7 @@ def test_login_and_logout(client: FlaskClient, make_user: Callable[..., Any]) ->
     make_user("coach")
     response = client.post("/login", data={"username": "coach", "password": TEST_PASSWORD})
     assert response.status_code == 302
-    assert "Hej" in client.get("/").get_data(as_text=True)
+    assert "Din arbetslista" in client.get("/", follow_redirects=True).get_data(as_text=True)
     client.post("/logout")
     assert client.get("/").status_code == 302
 
@@ -102,7 +114,7 @@ def test_start_page_per_role(
     client: FlaskClient, login: Callable[..., Any], role: str, sees: str
 ) -> None:
     login(role)
-    assert sees in client.get("/").get_data(as_text=True)
+    assert sees in client.get("/", follow_redirects=True).get_data(as_text=True)
 
 
 def test_role_check_refuses_with_403(
@@ -153,3 +165,59 @@ def test_real_argon2id_parameters_hash_and_verify() -> None:
     assert verify_password(settings, digest, "a long and real password")
     assert not verify_password(settings, digest, "another password")
     assert not verify_password(settings, "not a hash", "x")
+
+
+def _change(client: FlaskClient, current: str, new: str, again: str | None = None) -> Any:
+    return client.post(
+        "/konto/losenord",
+        data={"current_password": current, "new_password": new, "new_password_again": again or new},
+    )
+
+
+def test_password_change_without_totp_needs_fifteen_characters(
+    app: Flask, client: FlaskClient, login: Callable[..., Any]
+) -> None:
+    login("coach")
+    page = client.get("/konto/losenord").get_data(as_text=True)
+    assert "Minst 15 tecken" in page
+    response = _change(client, TEST_PASSWORD, "kort men bra")
+    assert response.status_code == 400
+    assert "minst 15 tecken" in response.get_data(as_text=True)
+    assert _change(client, "fel lösenord", "en helt ny och lång mening").status_code == 400
+    response = _change(client, TEST_PASSWORD, "en helt ny och lång mening", "något annat")
+    assert response.status_code == 400
+    assert "inte likadana" in response.get_data(as_text=True)
+    assert _change(client, TEST_PASSWORD, "123456789012345").status_code == 400  # common
+    response = _change(client, TEST_PASSWORD, "en helt ny och lång mening")
+    assert response.status_code == 302
+    client.post("/logout")
+    assert (
+        client.post("/login", data={"username": "coach", "password": TEST_PASSWORD}).status_code
+        == 401
+    )
+    new_login = {"username": "coach", "password": "en helt ny och lång mening"}
+    assert client.post("/login", data=new_login).status_code == 302
+
+
+def test_password_change_with_totp_allows_eight_characters_and_ends_other_sessions(
+    app: Flask, client: FlaskClient, session: Any, login: Callable[..., Any]
+) -> None:
+    from slussen.accounts.services import change_password, enrol_totp, new_totp_secret
+    from slussen.db import utcnow
+    from slussen.keystore import current_key_ring
+
+    user = login("coach")
+    other = app.test_client()
+    other.post("/login", data={"username": "coach", "password": TEST_PASSWORD})
+    assert other.get("/konto/losenord").status_code == 200
+    secret = new_totp_secret()
+    with app.app_context():
+        enrol_totp(session, current_key_ring(), user, secret, pyotp.TOTP(secret).at(utcnow()))
+    session.flush()
+    assert "Minst 8 tecken" in client.get("/konto/losenord").get_data(as_text=True)
+    assert _change(client, TEST_PASSWORD, "åtta tkn").status_code == 302
+    assert client.get("/konto/losenord").status_code == 200  # this browser stays logged in
+    assert other.get("/konto/losenord").location.startswith("/login")  # the other one not
+    session.refresh(user)
+    with pytest.raises(PasswordRejected):
+        change_password(session, app.extensions["slussen.settings"], user, "åtta tkn", "sju tkn")

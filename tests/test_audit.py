@@ -70,9 +70,10 @@ def test_changed_time_is_named(backend: str, session: Session, ring: vault.KeyRi
     write_rows(session, ring)
     allow_tampering(session)
     session.execute(
-        update(AuditEvent).where(AuditEvent.seq == 7)
+        update(AuditEvent)
+        .where(AuditEvent.seq == 7)
         .values(occurred_at=dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
-    )  # fmt: skip
+    )
     assert verify_chain(session, ring).bad_seq == 7
 
 
@@ -155,7 +156,7 @@ def _concurrent_appends(engine: Engine, ring: vault.KeyRing, threads: int, per_t
                         patient_id=n + 1,
                         info=INFO,
                     )
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]

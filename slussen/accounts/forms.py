@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, EqualTo, Length
 
 
 class LoginForm(FlaskForm):  # type: ignore[misc]
@@ -18,4 +18,60 @@ class LoginForm(FlaskForm):  # type: ignore[misc]
         _l("Password"),
         validators=[DataRequired(message=_l("Enter your password.")), Length(max=128)],
         render_kw={"autocomplete": "current-password"},
+    )
+
+
+class CodeForm(FlaskForm):  # type: ignore[misc]
+    """The second login step: a code from the authenticator app, or a recovery code."""
+
+    code = StringField(
+        _l("Code"),
+        validators=[DataRequired(message=_l("Enter the code.")), Length(max=20)],
+        render_kw={
+            "autocomplete": "one-time-code",
+            "autofocus": True,
+            "spellcheck": "false",
+            "autocapitalize": "characters",
+        },
+    )
+
+
+class TotpEnrolForm(FlaskForm):  # type: ignore[misc]
+    """Confirm a new authenticator app with its first code; the password when already logged in
+    (re-authentication before changing the second factor, ASVS 6.5/7.5.1)."""
+
+    code = StringField(
+        _l("Code from the app"),
+        validators=[DataRequired(message=_l("Enter the code.")), Length(max=20)],
+        render_kw={
+            "autocomplete": "one-time-code",
+            "inputmode": "numeric",
+            "spellcheck": "false",
+        },
+    )
+    password = PasswordField(
+        _l("Your password"),
+        validators=[Length(max=128)],
+        render_kw={"autocomplete": "current-password"},
+    )
+
+
+class PasswordChangeForm(FlaskForm):  # type: ignore[misc]
+    current_password = PasswordField(
+        _l("Current password"),
+        validators=[DataRequired(message=_l("Enter your current password.")), Length(max=128)],
+        render_kw={"autocomplete": "current-password"},
+    )
+    new_password = PasswordField(
+        _l("New password"),
+        validators=[DataRequired(message=_l("Enter a new password.")), Length(max=1000)],
+        render_kw={"autocomplete": "new-password"},
+    )
+    new_password_again = PasswordField(
+        _l("New password again"),
+        validators=[
+            DataRequired(message=_l("Enter the new password again.")),
+            EqualTo("new_password", message=_l("The two new passwords are not the same.")),
+        ],
+        render_kw={"autocomplete": "new-password"},
     )

@@ -1,14 +1,22 @@
-"""Units (vårdcentraler), users and the units each user works in."""
+"""Units (vårdcentraler), users, the units each user works in, web sessions and recovery codes."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, String, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from slussen.accounts.roles import Role
-from slussen.db import Base, created_at, intpk, str200
+from slussen.db import Base, UtcDateTime, created_at, intpk, str200
 
 ROLE_VALUES = ", ".join(f"'{r.value}'" for r in Role)
 
@@ -47,6 +55,14 @@ class User(Base):
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[created_at]
     last_login_at: Mapped[dt.datetime | None]
+    #: TOTP shared secret (base32), NULL until the user enrols. Like SecureDrop, the secret is kept
+    #: in the database and protected by database access control and backup handling, not by the
+    #: vault; it may move into the vault later.
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    #: The last accepted TOTP time step (unix time // 30): a code is accepted only for a later step,
+    #: so each code works once even inside its validity window.
+    totp_last_counter: Mapped[int | None] = mapped_column(Integer)
+    totp_enrolled_at: Mapped[dt.datetime | None]
 
     memberships: Mapped[list[Membership]] = relationship(
         back_populates="user", cascade="all, delete-orphan", lazy="selectin"
@@ -69,3 +85,37 @@ class Membership(Base):
 
     user: Mapped[User] = relationship(back_populates="memberships")
     unit: Mapped[Unit] = relationship(lazy="joined")
+
+
+class WebSession(Base):
+    """A server-side session. The browser's cookie holds only a random token; this row holds the
+    session's data. Deleting the row ends the session at once (logout, timeout, disabled user)."""
+
+    __tablename__ = "web_sessions"
+
+    #: SHA-256 (hex) of the cookie token: a copy of the database cannot be replayed as a cookie.
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: The logged-in user, NULL for an anonymous visitor (e.g. a CSRF token on the login page).
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    #: The session's content as Flask's tagged JSON.
+    data: Mapped[str] = mapped_column(Text)
+    #: Start of the session; the absolute timeout counts from here.
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), index=True)
+    #: Last request seen, written at most once a minute; the idle timeout counts from here.
+    last_seen_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), index=True)
+
+
+class RecoveryCode(Base):
+    """A one-time recovery code for logging in without the authenticator app."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[intpk]
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    #: SHA-256 (hex) of the normalised code; the code itself is shown once and never stored.
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[created_at]
+    #: When the code was used; a used code is refused.
+    used_at: Mapped[dt.datetime | None]

@@ -1,24 +1,54 @@
-"""Account rules: creating users and checking a login."""
+"""Account rules: creating and disabling users, the two login steps, TOTP and recovery codes,
+password changes, and ending sessions."""
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+import datetime as dt
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+
+import pyotp
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from slussen.accounts.models import Membership, Unit, User
+from slussen import audit, vault
+from slussen.accounts.models import Membership, RecoveryCode, Unit, User, WebSession
 from slussen.accounts.passwords import (
     check_password_rules,
     dummy_verify,
     hash_password,
     verify_password,
 )
-from slussen.accounts.roles import Role
+from slussen.accounts.roles import PATIENT_DATA_ROLES, Permission, Role, grants
+from slussen.audit import Actor
 from slussen.config import Settings
 from slussen.db import utcnow
+
+#: TOTP per RFC 6238 as authenticator apps expect: 6 digits, 30-second steps (ASVS 6.5.5).
+TOTP_DIGITS = 6
+TOTP_STEP_SECONDS = 30
+#: Steps accepted either side of now, for clocks that drift (ASVS/WEB-8: ±1 step).
+TOTP_WINDOW = 1
+TOTP_ISSUER = "Slussen"
+#: Recovery codes: ten of ten characters from an alphabet without 0/O, 1/I/L (about 50 bits each).
+RECOVERY_CODE_COUNT = 10
+RECOVERY_CODE_LENGTH = 10
+RECOVERY_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 
 
 class AccountError(ValueError):
     """An account request is refused; the message says why in Swedish."""
+
+
+class NotPermitted(AccountError):
+    """The acting user's role may not do this."""
+
+
+class SecondFactorRefused(AccountError):
+    """A TOTP or recovery code is wrong, already used, or the account has no second factor."""
 
 
 def create_user(
@@ -58,8 +88,11 @@ def create_user(
     return user
 
 
-def authenticate(session: Session, settings: Settings, username: str, password: str) -> User | None:
-    """The active user with this username and password, or None. Spends the same time on an
+def check_password_login(
+    session: Session, settings: Settings, username: str, password: str
+) -> User | None:
+    """The active user with this username and password, or None; changes nothing. Refuses an
+    unknown username, a wrong password and a disabled account alike, spending the same time on an
     unknown username as on a wrong password."""
     user = session.scalar(select(User).where(User.username == username.strip().lower()))
     if user is None:
@@ -67,5 +100,291 @@ def authenticate(session: Session, settings: Settings, username: str, password: 
         return None
     if not verify_password(settings, user.password_hash, password) or not user.is_active:
         return None
-    user.last_login_at = utcnow()
     return user
+
+
+def authenticate(session: Session, settings: Settings, username: str, password: str) -> User | None:
+    """Like `check_password_login`, and records the login time. For password-only callers; the
+    web login goes through `check_password_login` and `complete_login`."""
+    user = check_password_login(session, settings, username, password)
+    if user is not None:
+        user.last_login_at = utcnow()
+    return user
+
+
+def has_second_factor(user: User) -> bool:
+    return user.totp_secret is not None
+
+
+def needs_totp_enrolment(settings: Settings, user: User) -> bool:
+    """Whether the user must set up TOTP before they may log in: required (production, or
+    `require_totp`) for every role that sees patient data, and not yet set up."""
+    if not settings.totp_required or has_second_factor(user):
+        return False
+    try:
+        return Role(user.role) in PATIENT_DATA_ROLES
+    except ValueError:
+        return True  # an unknown role gets the stricter rule
+
+
+def complete_login(
+    session: Session, settings: Settings, ring: vault.KeyRing, user: User, *, method: str
+) -> None:
+    """Record a finished login: the time on the user, an audit row `login` naming `method`, and
+    a purge of expired sessions (cheap, and keeps the table small between daily ticks). Refuses
+    (AccountError) a disabled account. The caller commits."""
+    if not user.is_active:
+        raise AccountError("Kontot är avstängt.")
+    user.last_login_at = utcnow()
+    audit.record(session, ring, Actor.of(user), "login", "user", user.id, purpose=method)
+    purge_expired_sessions(session, settings)
+    session.flush()
+
+
+def record_failed_login(
+    session: Session,
+    ring: vault.KeyRing,
+    username_attempted: str,
+    *,
+    user: User | None = None,
+    reason: str = "wrong username or password",
+) -> None:
+    """Write an audit row `login_failed`. Before the password is known to be right the actor is
+    only the name typed (the row must not say whether the account exists); after it, the user.
+    The caller commits."""
+    if user is not None:
+        actor = Actor.of(user)
+        object_id: str | int = user.id
+    else:
+        actor = Actor(None, username_attempted.strip()[:80], "unknown")
+        object_id = "-"
+    audit.record(session, ring, actor, "login_failed", "user", object_id, purpose=reason)
+
+
+def record_logout(session: Session, ring: vault.KeyRing, user: User) -> None:
+    """Write an audit row `logout`. The caller commits."""
+    audit.record(session, ring, Actor.of(user), "logout", "user", user.id, purpose="logout")
+
+
+# --- TOTP ----------------------------------------------------------------------------------------
+
+
+def new_totp_secret() -> str:
+    """A random base32 TOTP secret (160 bits from the OS CSPRNG, ASVS 6.5.3)."""
+    return pyotp.random_base32(32)
+
+
+def _totp(secret: str) -> pyotp.TOTP:
+    return pyotp.TOTP(secret, digits=TOTP_DIGITS, interval=TOTP_STEP_SECONDS)
+
+
+def totp_uri(secret: str, username: str) -> str:
+    """The otpauth:// URI an authenticator app reads from the QR code."""
+    return _totp(secret).provisioning_uri(name=username, issuer_name=TOTP_ISSUER)
+
+
+def _matching_step(secret: str, code: str, now: dt.datetime, *, after: int | None) -> int | None:
+    """The time step within ±TOTP_WINDOW of `now` whose code is `code`, later than `after`."""
+    if not re.fullmatch(rf"\d{{{TOTP_DIGITS}}}", code):
+        return None
+    totp = _totp(secret)
+    current = totp.timecode(now)
+    for step in range(current - TOTP_WINDOW, current + TOTP_WINDOW + 1):
+        if after is not None and step <= after:
+            continue
+        if hmac.compare_digest(totp.generate_otp(step), code):
+            return step
+    return None
+
+
+def _clean_code(code: str) -> str:
+    return re.sub(r"[\s-]", "", code).upper()
+
+
+def _recovery_hash(clean: str) -> str:
+    return hashlib.sha256(clean.encode()).hexdigest()
+
+
+def new_recovery_codes(session: Session, user: User) -> list[str]:
+    """Replace the user's recovery codes with fresh ones and return them formatted `ABCDE-FGHJK`
+    for showing once; only their hashes are stored."""
+    session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+    codes = [
+        "".join(secrets.choice(RECOVERY_ALPHABET) for _ in range(RECOVERY_CODE_LENGTH))
+        for _ in range(RECOVERY_CODE_COUNT)
+    ]
+    session.add_all(RecoveryCode(user_id=user.id, code_hash=_recovery_hash(c)) for c in codes)
+    session.flush()
+    half = RECOVERY_CODE_LENGTH // 2
+    return [f"{c[:half]}-{c[half:]}" for c in codes]
+
+
+def unused_recovery_codes(session: Session, user: User) -> int:
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(RecoveryCode)
+            .where(RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_(None))
+        )
+        or 0
+    )
+
+
+def enrol_totp(
+    session: Session,
+    ring: vault.KeyRing,
+    user: User,
+    secret: str,
+    code: str,
+    *,
+    now: dt.datetime | None = None,
+) -> list[str]:
+    """Turn on TOTP for `user` with `secret` once they prove their app shows `code`; write the
+    audit row `totp_enrol` and return ten new recovery codes to show once. Refuses
+    (SecondFactorRefused) a wrong code, and an account that already has TOTP (changing it is an
+    administrator's reset). The caller commits."""
+    if has_second_factor(user):
+        raise SecondFactorRefused("Tvåstegsverifiering är redan påslagen för kontot.")
+    step = _matching_step(secret, _clean_code(code), now or utcnow(), after=None)
+    if step is None:
+        raise SecondFactorRefused(
+            "Koden stämmer inte. Kontrollera klockan i telefonen och försök igen."
+        )
+    user.totp_secret = secret
+    user.totp_last_counter = step
+    user.totp_enrolled_at = utcnow()
+    codes = new_recovery_codes(session, user)
+    audit.record(session, ring, Actor.of(user), "totp_enrol", "user", user.id, purpose="totp enrol")
+    session.flush()
+    return codes
+
+
+@dataclass(frozen=True)
+class SecondFactorUsed:
+    """How the second step was passed: "totp" or "recovery_code" (then how many are left)."""
+
+    method: str
+    recovery_codes_left: int | None = None
+
+
+def use_second_factor(
+    session: Session, user: User, code: str, *, now: dt.datetime | None = None
+) -> SecondFactorUsed:
+    """Accept a 6-digit TOTP code or an unused recovery code for `user`, and spend it: the TOTP
+    time step is remembered so the same code (or an earlier one) is refused next time, and a
+    recovery code is marked used. Refuses (SecondFactorRefused) anything else, including a user
+    without TOTP. The caller commits."""
+    refused = SecondFactorRefused("Koden stämmer inte eller är redan använd.")
+    if user.totp_secret is None:
+        raise refused
+    clean = _clean_code(code)
+    if clean.isdigit():
+        step = _matching_step(
+            user.totp_secret, clean, now or utcnow(), after=user.totp_last_counter
+        )
+        if step is None:
+            raise refused
+        # Conditional update: two requests racing with one code cannot both win.
+        won = session.execute(
+            update(User)
+            .where(User.id == user.id)
+            .where(or_(User.totp_last_counter.is_(None), User.totp_last_counter < step))
+            .values(totp_last_counter=step)
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(won, "rowcount", 1) != 1:
+            raise refused
+        user.totp_last_counter = step
+        session.flush()
+        return SecondFactorUsed("totp")
+    if len(clean) != RECOVERY_CODE_LENGTH or set(clean) - set(RECOVERY_ALPHABET):
+        raise refused
+    used = session.execute(
+        update(RecoveryCode)
+        .where(
+            RecoveryCode.user_id == user.id,
+            RecoveryCode.code_hash == _recovery_hash(clean),
+            RecoveryCode.used_at.is_(None),
+        )
+        .values(used_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(used, "rowcount", 0) != 1:
+        raise refused
+    session.flush()
+    return SecondFactorUsed("recovery_code", unused_recovery_codes(session, user))
+
+
+# --- passwords, disabling, sessions ------------------------------------------------------------
+
+
+def change_password(
+    session: Session,
+    settings: Settings,
+    user: User,
+    current_password: str,
+    new_password: str,
+    *,
+    keep_session_id: str | None = None,
+) -> None:
+    """Set a new password after checking the current one, and end the user's other sessions
+    (every session but `keep_session_id`). Refuses (AccountError) a wrong current password and
+    (PasswordRejected) a new password breaking the NIST rules: 8 characters are enough with
+    TOTP, 15 without. The caller commits."""
+    if not verify_password(settings, user.password_hash, current_password):
+        raise AccountError("Det nuvarande lösenordet stämmer inte.")
+    check_password_rules(
+        new_password, has_second_factor=has_second_factor(user), username=user.username
+    )
+    user.password_hash = hash_password(settings, new_password)
+    others = delete(WebSession).where(WebSession.user_id == user.id)
+    if keep_session_id is not None:
+        others = others.where(WebSession.id != keep_session_id)
+    session.execute(others)
+    session.flush()
+
+
+def disable_user(
+    session: Session, actor: Actor, user: User, *, ring: vault.KeyRing | None = None
+) -> None:
+    """Disable `user`: they can no longer log in, and every session they have open ends at once
+    (ASVS 7.4.2); writes the audit row `account_disable`. Refuses (NotPermitted) an actor who is
+    not an administrator or the system, and an administrator disabling themself (so the last
+    administrator cannot lock everyone out by mistake). `ring` defaults to the app's key ring.
+    The caller commits."""
+    if not (grants(actor.role, Permission.ADMINISTER) or actor.role == "system"):
+        raise NotPermitted("Bara en administratör kan stänga av konton.")
+    if actor.user_id is not None and actor.user_id == user.id:
+        raise NotPermitted("Du kan inte stänga av ditt eget konto.")
+    if ring is None:
+        from slussen.keystore import current_key_ring
+
+        ring = current_key_ring()
+    user.is_active = False
+    end_user_sessions(session, user)
+    audit.record(session, ring, actor, "account_disable", "user", user.id, purpose="disable")
+    session.flush()
+
+
+def end_user_sessions(session: Session, user: User) -> int:
+    """Delete every session of `user` (they are logged out everywhere); return how many."""
+    result = session.execute(delete(WebSession).where(WebSession.user_id == user.id))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def purge_expired_sessions(
+    session: Session, settings: Settings, *, now: dt.datetime | None = None
+) -> int:
+    """Delete every session past its idle or absolute timeout, logged in or anonymous; return
+    how many. Expired sessions are refused when used anyway; this keeps the table small (called
+    at each login and meant for the daily tick). The caller commits."""
+    now = now or utcnow()
+    result = session.execute(
+        delete(WebSession).where(
+            or_(
+                WebSession.last_seen_at < now - dt.timedelta(minutes=settings.session_idle_minutes),
+                WebSession.created_at < now - dt.timedelta(hours=settings.session_absolute_hours),
+            )
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -1,20 +1,61 @@
-"""Login and logout."""
+"""Login in one or two steps, TOTP enrolment, password change and logout.
+
+A login is: the password (`/login`); then, when the account has TOTP, a code (`/login/kod`); or,
+when TOTP is required and not yet set up, the enrolment (`/konto/tvastegsverifiering`). Between
+the steps the user is not logged in: the session holds only `pending_login` (who, which step,
+since when) for a few minutes. The session gets a new token at every step (against fixation).
+"""
 
 from __future__ import annotations
 
+import time
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+import segno
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 
+from slussen.accounts import services, sessions
 from slussen.accounts.auth import LoginUser, public
-from slussen.accounts.forms import LoginForm
-from slussen.accounts.services import authenticate
+from slussen.accounts.forms import CodeForm, LoginForm, PasswordChangeForm, TotpEnrolForm
+from slussen.accounts.models import User
+from slussen.accounts.passwords import (
+    MIN_LENGTH_SINGLE_FACTOR,
+    MIN_LENGTH_WITH_SECOND_FACTOR,
+    PasswordRejected,
+    verify_password,
+)
+from slussen.accounts.throttle import throttle_code_step, throttle_password_step
+from slussen.config import Settings
 from slussen.db import db_session
+from slussen.keystore import current_key_ring
 
 bp = Blueprint("accounts", __name__, template_folder="templates")
+
+PENDING_KEY = "pending_login"
+SETUP_KEY = "totp_setup"
+#: How long the code step may wait after the password: time to find the phone, not more.
+PENDING_CODE_SECONDS = 5 * 60
+#: Installing an app and scanning a code takes longer than typing one.
+PENDING_ENROL_SECONDS = 15 * 60
+_PENDING_LIMITS = {"code": PENDING_CODE_SECONDS, "enrol": PENDING_ENROL_SECONDS}
+
+
+def _settings() -> Settings:
+    result: Settings = current_app.extensions["slussen.settings"]
+    return result
 
 
 def _safe_next(target: str | None) -> str:
@@ -26,28 +67,240 @@ def _safe_next(target: str | None) -> str:
     return url_for("core.index")
 
 
+def _start_pending(user: User, step: str, next_url: str) -> None:
+    sessions.regenerate()
+    session[PENDING_KEY] = {
+        "user_id": user.id,
+        "step": step,
+        "since": int(time.time()),
+        "next": next_url,
+    }
+
+
+def _pending(step: str) -> tuple[User, str] | None:
+    """The user half-way through logging in at `step`, and where they go next; None (and the
+    pending state dropped) when there is none, it is too old, or the account was disabled."""
+    pending = session.get(PENDING_KEY)
+    if not isinstance(pending, dict) or pending.get("step") != step:
+        return None
+    age = time.time() - float(pending.get("since", 0))
+    user = db_session().get(User, int(pending.get("user_id", 0)))
+    if not 0 <= age <= _PENDING_LIMITS[step] or user is None or not user.is_active:
+        session.pop(PENDING_KEY, None)
+        return None
+    return user, _safe_next(pending.get("next"))
+
+
+def _log_in(user: User) -> None:
+    """Make `user` the logged-in user of a fresh session token with a fresh CSRF token."""
+    session.pop(PENDING_KEY, None)
+    session.pop(SETUP_KEY, None)
+    session.pop("csrf_token", None)
+    g.pop("csrf_token", None)
+    sessions.regenerate()
+    login_user(LoginUser(user))
+
+
+def _login_again() -> ResponseReturnValue:
+    flash(_("The login took too long. Please log in again."), "info")
+    return redirect(url_for("accounts.login"))
+
+
 @bp.route("/login", methods=["GET", "POST"])
 @public
+@throttle_password_step
 def login() -> ResponseReturnValue:
     if current_user.is_authenticated:
         return redirect(url_for("core.index"))
     form = LoginForm()
     if form.validate_on_submit():
-        session = db_session()
-        settings = current_app.extensions["slussen.settings"]
-        user = authenticate(session, settings, form.username.data, form.password.data)
+        db = db_session()
+        settings = _settings()
+        ring = current_key_ring()
+        user = services.check_password_login(db, settings, form.username.data, form.password.data)
         if user is None:
-            session.rollback()
+            services.record_failed_login(db, ring, form.username.data)
+            db.commit()
             flash(_("Wrong username or password."), "error")
             return render_template("accounts/login.html", form=form), 401
-        session.commit()
-        login_user(LoginUser(user))
-        return redirect(_safe_next(request.args.get("next")))
+        next_url = _safe_next(request.args.get("next"))
+        if services.has_second_factor(user):
+            _start_pending(user, "code", next_url)
+            return redirect(url_for("accounts.login_code"))
+        if services.needs_totp_enrolment(settings, user):
+            _start_pending(user, "enrol", next_url)
+            return redirect(url_for("accounts.totp_enrol"))
+        services.complete_login(db, settings, ring, user, method="password")
+        db.commit()
+        _log_in(user)
+        return redirect(next_url)
     return render_template("accounts/login.html", form=form)
+
+
+@bp.route("/login/kod", methods=["GET", "POST"])
+@public
+@throttle_code_step
+def login_code() -> ResponseReturnValue:
+    """The second step: a TOTP code or a recovery code."""
+    pending = _pending("code")
+    if pending is None:
+        return _login_again()
+    user, next_url = pending
+    form = CodeForm()
+    if form.validate_on_submit():
+        db = db_session()
+        ring = current_key_ring()
+        try:
+            used = services.use_second_factor(db, user, form.code.data)
+        except services.SecondFactorRefused as exc:
+            db.rollback()
+            services.record_failed_login(db, ring, user.username, user=user, reason="wrong code")
+            db.commit()
+            form.code.errors.append(str(exc))
+            return render_template("accounts/login_code.html", form=form), 401
+        method = (
+            "password and recovery code" if used.method == "recovery_code" else "password and TOTP"
+        )
+        services.complete_login(db, _settings(), ring, user, method=method)
+        db.commit()
+        _log_in(user)
+        if used.recovery_codes_left is not None:
+            flash(
+                _(
+                    "You logged in with a recovery code. You have %(count)d left.",
+                    count=used.recovery_codes_left,
+                ),
+                "info",
+            )
+        return redirect(next_url)
+    return render_template("accounts/login_code.html", form=form)
+
+
+def _qr_data_uri(uri: str) -> str:
+    """The QR code as an SVG data URI: an <img> the CSP allows (no inline style or script)."""
+    result: str = segno.make(uri, error="m").svg_data_uri(scale=5, border=4, light="#fff")
+    return result
+
+
+def _group(secret: str) -> str:
+    return " ".join(secret[i : i + 4] for i in range(0, len(secret), 4))
+
+
+@bp.route("/konto/tvastegsverifiering", methods=["GET", "POST"])
+@public
+def totp_enrol() -> ResponseReturnValue:
+    """Set up TOTP. Reached in two ways, hence public: half-way through a login when TOTP is
+    required (the user is not logged in until they confirm a code), or by a logged-in user who
+    turns it on themself (they confirm with their password too)."""
+    if current_user.is_authenticated:
+        user: User = current_user.user
+        forced = False
+        next_url = url_for("core.index")
+    else:
+        pending = _pending("enrol")
+        if pending is None:
+            return _login_again()
+        user, next_url = pending
+        forced = True
+    if services.has_second_factor(user):
+        return render_template("accounts/totp_on.html")
+
+    setup = session.get(SETUP_KEY)
+    if not isinstance(setup, dict) or setup.get("user_id") != user.id:
+        setup = {"user_id": user.id, "secret": services.new_totp_secret()}
+        session[SETUP_KEY] = setup
+    secret = str(setup["secret"])
+    form = TotpEnrolForm()
+    status = 200
+    if form.validate_on_submit():
+        db = db_session()
+        settings = _settings()
+        ring = current_key_ring()
+        if not forced and not verify_password(
+            settings, user.password_hash, form.password.data or ""
+        ):
+            form.password.errors.append(_("The password is wrong."))
+            status = 400
+        else:
+            try:
+                codes = services.enrol_totp(db, ring, user, secret, form.code.data)
+            except services.SecondFactorRefused as exc:
+                db.rollback()
+                form.code.errors.append(str(exc))
+                status = 400
+            else:
+                if forced:
+                    services.complete_login(
+                        db, settings, ring, user, method="password and new TOTP"
+                    )
+                db.commit()
+                session.pop(SETUP_KEY, None)
+                if forced:
+                    _log_in(user)
+                else:
+                    sessions.regenerate()
+                return render_template(
+                    "accounts/recovery_codes.html", codes=codes, next_url=next_url
+                )
+    elif form.is_submitted():
+        status = 400
+    return render_template(
+        "accounts/totp_enrol.html",
+        form=form,
+        forced=forced,
+        qr=_qr_data_uri(services.totp_uri(secret, user.username)),
+        secret=_group(secret),
+    ), status
+
+
+@bp.route("/konto/losenord", methods=["GET", "POST"])
+def change_password() -> ResponseReturnValue:
+    """Change one's own password; other sessions of the account end."""
+    user: User = current_user.user
+    form = PasswordChangeForm()
+    status = 200
+    if form.validate_on_submit():
+        db = db_session()
+        current = sessions.current_session()
+        try:
+            services.change_password(
+                db,
+                _settings(),
+                user,
+                form.current_password.data,
+                form.new_password.data,
+                keep_session_id=current.sid,
+            )
+        except PasswordRejected as exc:
+            db.rollback()
+            form.new_password.errors.append(str(exc))
+            status = 400
+        except services.AccountError as exc:
+            db.rollback()
+            form.current_password.errors.append(str(exc))
+            status = 400
+        else:
+            db.commit()
+            sessions.regenerate()
+            flash(_("Your password is changed."), "info")
+            return redirect(url_for("core.index"))
+    elif form.is_submitted():
+        status = 400
+    minimum = (
+        MIN_LENGTH_WITH_SECOND_FACTOR
+        if services.has_second_factor(user)
+        else MIN_LENGTH_SINGLE_FACTOR
+    )
+    return render_template("accounts/password.html", form=form, minimum=minimum), status
 
 
 @bp.route("/logout", methods=["POST"])
 def logout() -> ResponseReturnValue:
+    db = db_session()
+    user: User = current_user.user
+    services.record_logout(db, current_key_ring(), user)
+    db.commit()
     logout_user()
+    sessions.end()
     flash(_("You are logged out."), "info")
     return redirect(url_for("accounts.login"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from flask import Blueprint, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import text
@@ -14,7 +16,35 @@ bp = Blueprint("core", __name__, template_folder="templates")
 
 @bp.route("/")
 def index() -> ResponseReturnValue:
+    """Each role starts where its work is."""
+    from flask_login import current_user
+
+    from slussen.accounts.roles import Permission
+
+    if current_user.can(Permission.WORK_CASES):
+        return redirect(url_for("cases.worklist"))
+    if current_user.can(Permission.FLAG_PATIENT):
+        return redirect(url_for("cases.flagged"))
     return render_template("core/index.html")
+
+
+def format_day(value: dt.date | None, style: str = "full") -> str:
+    """A date in Swedish form: "torsdag 5 mars 2026" (or "5 mars 2026" with style="long")."""
+    if value is None:
+        return ""
+    from flask_babel import format_date
+
+    return str(format_date(value, style))
+
+
+def format_moment(value: dt.datetime | None) -> str:
+    """A time in Swedish form in Swedish time: "torsdag 5 mars 2026 kl. 10.00"."""
+    if value is None:
+        return ""
+    from flask_babel import format_date, to_user_timezone
+
+    local = to_user_timezone(value)
+    return f"{format_date(local, 'full')} kl. {local:%H.%M}"
 
 
 @bp.route("/sprak/<lang>", methods=["POST"])
@@ -43,9 +73,18 @@ def _layout_helpers() -> dict[str, object]:
     from flask_login import current_user
 
     from slussen.accounts.roles import ROLE_LABELS, Permission, Role
+    from slussen.cases.workflow import localised
 
     def nav_items() -> list[dict[str, object]]:
-        items = [("core.index", _("Start"), None)]
+        items: list[tuple[str, str, Permission | None]] = [
+            ("cases.worklist", _("Worklist"), Permission.WORK_CASES),
+            ("cases.unit", _("The unit"), Permission.COORDINATE_UNIT),
+            ("intake.refer", _("Refer"), Permission.FLAG_PATIENT),
+            ("cases.flagged", _("My referrals"), Permission.VIEW_OWN_FLAGS),
+            ("accesslog.index", _("Access log"), Permission.REVIEW_ACCESS_LOG),
+        ]
+        if not any(current_user.can(p) for _e, _l, p in items):
+            items.insert(0, ("core.index", _("Start"), None))
         return [
             {"url": url_for(endpoint), "label": label, "current": request.endpoint == endpoint}
             for endpoint, label, permission in items
@@ -60,8 +99,116 @@ def _layout_helpers() -> dict[str, object]:
         return en if session.get("lang") == "en" else sv
 
     return {
+        **labels(),
         "nav_items": nav_items,
         "role_label": role_label,
         "Permission": Permission,
         "get_locale": get_locale,
+        "localised": localised,
+        "format_day": format_day,
+        "format_moment": format_moment,
+    }
+
+
+def labels() -> dict[str, object]:
+    """Swedish (or English) words for the codes stored in the database."""
+    from flask_babel import gettext as _
+
+    from slussen.cases.engine import current_workflow
+    from slussen.cases.workflow import localised
+
+    channels = {
+        "staff_flag": _("Flagged by staff"),
+        "self_referral": _("Self-referral"),
+        "phone": _("Phone call"),
+        "message_1177": _("1177 message"),
+    }
+    contacts = {"post": _("Post"), "phone": _("Phone"), "1177": _("1177")}
+    statuses = {
+        "queued": _("waiting to be printed"),
+        "held": _("held back"),
+        "printed": _("printed"),
+        "cancelled": _("cancelled"),
+    }
+    dues = {
+        "first_contact": _("Send the invitation"),
+        "reminder": _("Reminder"),
+        "no_response": _("Close if no answer"),
+        "book_visit": _("Book the mapping visit"),
+        "mapping_visit": _("Mapping visit"),
+        "follow_up_1": _("Follow-up 1"),
+        "follow_up_2": _("Follow-up 2"),
+        "evaluation": _("Six-month evaluation"),
+        "evaluation_no_response": _("Close if the evaluation is not answered"),
+    }
+
+    def event_label(event: str) -> str:
+        if event == "open":
+            return str(_("Case opened"))
+        transition = current_workflow().transitions.get(event)
+        return localised(transition.label) if transition else event
+
+    relations = {
+        "family": _("Family"),
+        "friend": _("Friend"),
+        "neighbour": _("Neighbour"),
+        "colleague": _("Colleague"),
+        "association": _("Association or group"),
+        "care": _("Care or support"),
+        "other": _("Other"),
+    }
+    frequencies = {
+        "daily": _("Daily"),
+        "weekly": _("Weekly"),
+        "monthly": _("Monthly"),
+        "rarely": _("Rarely"),
+        "lost": _("Contact lost"),
+    }
+    closeness = {1: _("Close"), 2: _("Fairly close"), 3: _("Further away")}
+    step_actors = {
+        "patient": _("The patient"),
+        "coach": _("The coach"),
+        "companion": _("A companion"),
+    }
+    outcomes = {
+        "pending": _("Not yet"),
+        "done": _("Done"),
+        "not_done": _("Not done"),
+        "barrier": _("A barrier came up"),
+    }
+    handover_statuses = {
+        "requested": _("Requested"),
+        "accepted": _("Accepted"),
+        "declined": _("Declined"),
+        "done": _("Done"),
+    }
+    handover_outcomes = {
+        "went": _("Went"),
+        "did_not_go": _("Did not go"),
+        "barrier_found": _("A barrier came up"),
+    }
+    visit_kinds = {
+        "mapping": _("Mapping visit"),
+        "follow_up_1": _("Follow-up 1"),
+        "follow_up_2": _("Follow-up 2"),
+    }
+    visit_statuses = {"booked": _("booked"), "done": _("held"), "cancelled": _("cancelled")}
+    from zoneinfo import ZoneInfo
+
+    return {
+        "sweden": ZoneInfo("Europe/Stockholm"),
+        "relation_label": lambda code: relations.get(code, code),
+        "frequency_label": lambda code: frequencies.get(code, code),
+        "closeness_label": lambda code: closeness.get(code, code),
+        "step_actor_label": lambda code: step_actors.get(code, code),
+        "outcome_label": lambda code: outcomes.get(code, code),
+        "handover_status": lambda code: handover_statuses.get(code, code),
+        "handover_outcome": lambda code: handover_outcomes.get(code, code),
+        "visit_kind": lambda code: visit_kinds.get(code, code),
+        "visit_status": lambda code: visit_statuses.get(code, code),
+        "channel_label": lambda code: channels.get(code, code),
+        "contact_label": lambda code: contacts.get(code, code),
+        "letter_status": lambda code: statuses.get(code, code),
+        "due_label": lambda code: dues.get(code, code.replace("_", " ")),
+        "event_label": event_label,
     }

@@ -175,8 +175,9 @@ def read_patient(
         blob = getattr(patient, f"{column}_enc")
         values[column] = (
             cipher.decrypt_str(blob, table="patients", column=column, row_id=patient.id)
-            if blob is not None else ""
-        )  # fmt: skip
+            if blob is not None
+            else ""
+        )
     audit.record(
         store.session,
         store.ring,

@@ -1,0 +1,36 @@
+"""Mark the views that show patient data, so one test can prove each of them writes an audit row.
+
+A marked view promises: it writes at least one audit row (in the same transaction) before any
+patient data leaves the server, and if that row cannot be written it shows an error page and none
+of the patient's data. `tests/test_patient_views_audited.py` walks `patient_data_endpoints(app)`
+and checks both promises for every marked endpoint; it fails for a marked endpoint it does not
+know how to call, so a new patient view cannot slip past it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import Flask
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+MARKER = "shows_patient_data"
+
+
+def shows_patient_data(view: F) -> F:
+    """Mark `view` as showing patient data (identity, record content, or who accessed it).
+
+    Works above or below `require(...)`: `functools.wraps` copies the marker to the wrapper."""
+    setattr(view, MARKER, True)
+    return view
+
+
+def patient_data_endpoints(app: Flask) -> list[str]:
+    """The endpoints of `app` whose view is marked with `shows_patient_data`, sorted."""
+    return sorted(
+        endpoint
+        for endpoint, view in app.view_functions.items()
+        if getattr(view, MARKER, False) is True
+    )

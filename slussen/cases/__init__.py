@@ -1,0 +1,1 @@
+"""Cases: the sluss workflow engine, worklists and the case page."""

@@ -1,0 +1,303 @@
+"""The workflow engine: the one entry point that changes a case's state.
+
+`fire(store, case, event, actor, ...)` checks the transition table, the role, the unit and the
+guards, then writes the new state, a history row, the queued letters, the due dates and the audit
+row in the caller's transaction. A refused event raises a domain error with a Swedish message and
+changes nothing. `open_case` puts a new case in the initial state the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Iterator
+from contextvars import ContextVar
+from typing import Any
+
+from flask import current_app
+from sqlalchemy.orm.exc import StaleDataError
+
+from slussen import audit
+from slussen.audit import Actor
+from slussen.cases.guards import GUARDS
+from slussen.cases.models import Case, CaseEvent, DueDate, Referral
+from slussen.cases.workflow import Transition, Workflow, add_duration
+from slussen.db import utcnow
+from slussen.keystore import Keystore
+from slussen.letters.models import QueuedLetter
+from slussen.patients.models import Patient
+
+_WRITING_STATE: ContextVar[bool] = ContextVar("slussen_writing_state", default=False)
+SWEDISH_TZ = "Europe/Stockholm"
+
+
+class CaseError(Exception):
+    """Base of the engine's refusals; the message is Swedish and says why."""
+
+
+class TransitionRefused(CaseError):
+    pass
+
+
+class NotPermitted(CaseError):
+    """The actor may not touch this case at all (views answer 404)."""
+
+
+class StaleCase(CaseError):
+    """Someone else changed the case since it was loaded (views answer 409)."""
+
+
+def is_writing_state() -> bool:
+    return _WRITING_STATE.get()
+
+
+@contextlib.contextmanager
+def _state_writer() -> Iterator[None]:
+    token = _WRITING_STATE.set(True)
+    try:
+        yield
+    finally:
+        _WRITING_STATE.reset(token)
+
+
+def current_workflow() -> Workflow:
+    """The workflow loaded and checked at app start."""
+    workflow: Workflow = current_app.extensions["slussen.content"].compiled["workflow"]
+    return workflow
+
+
+def today_local() -> dt.date:
+    from zoneinfo import ZoneInfo
+
+    return dt.datetime.now(ZoneInfo(SWEDISH_TZ)).date()
+
+
+def seal(
+    store: Keystore, patient_id: int, table: str, column: str, row_id: int, text: str
+) -> bytes:
+    """Encrypt free text about a patient with the patient's data key, bound to its row."""
+    patient = store.session.get(Patient, patient_id)
+    assert patient is not None
+    return store.cipher(patient.data_key_id).encrypt(
+        text, table=table, column=column, row_id=row_id
+    )
+
+
+def unseal(
+    store: Keystore, patient_id: int, table: str, column: str, row_id: int, blob: bytes | None
+) -> str:
+    """Decrypt what `seal` wrote; "" for no value. The caller writes the audit row."""
+    if blob is None:
+        return ""
+    patient = store.session.get(Patient, patient_id)
+    assert patient is not None
+    return store.cipher(patient.data_key_id).decrypt_str(
+        blob, table=table, column=column, row_id=row_id
+    )
+
+
+def may_act_on(actor: Actor, case: Case) -> bool:
+    """Inner confidentiality: users act only on cases of their own units."""
+    if actor.role in ("system", "patient"):
+        return True
+    return case.unit_id in actor.unit_ids
+
+
+def _check(
+    session: Any, workflow: Workflow, case: Case, t: Transition, actor: Actor, data: dict[str, Any]
+) -> None:
+    state = workflow.states.get(case.state)
+    if case.state not in t.from_states:
+        now = state.label.sv if state else case.state
+        raise TransitionRefused(f"Det går inte att ”{t.label.sv.lower()}” när ärendet är ”{now}”.")
+    if actor.role not in t.roles:
+        raise TransitionRefused(f"Din roll får inte ”{t.label.sv.lower()}”.")
+    for kind in t.requires:
+        value = data.get(kind)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            missing = {"reason": "ett skäl", "note": "en anteckning", "visit": "en besökstid"}
+            raise TransitionRefused(
+                f"Ange {missing.get(kind, kind)} för att ”{t.label.sv.lower()}”."
+            )
+    for name in t.guards:
+        refusal = GUARDS[name](session, case, data)
+        if refusal:
+            raise TransitionRefused(refusal)
+
+
+def allowed_events(workflow: Workflow, case: Case, actor: Actor) -> list[Transition]:
+    """The events this actor may try now (state and role; guards are checked on firing)."""
+    if not may_act_on(actor, case):
+        return []
+    return [t for t in workflow.events_from(case.state) if actor.role in t.roles]
+
+
+def _recompute_next_due(case: Case) -> None:
+    case.next_due_on = min((d.due_on for d in case.due_dates), default=None)
+
+
+def _set_due(case: Case, dates: dict[str, dt.date]) -> None:
+    for name, due_on in dates.items():
+        existing = next((d for d in case.due_dates if d.name == name), None)
+        if existing is None:
+            case.due_dates.append(DueDate(name=name, due_on=due_on))
+        else:
+            existing.due_on = due_on
+    _recompute_next_due(case)
+
+
+def _apply_due_dates(case: Case, t: Transition, today: dt.date, exact: dict[str, dt.date]) -> None:
+    if "*" in t.clear:
+        case.due_dates.clear()
+    else:
+        case.due_dates[:] = [d for d in case.due_dates if d.name not in t.clear]
+    dates = {name: add_duration(today, duration) for name, duration in t.due.items()}
+    _set_due(case, {**dates, **exact})
+
+
+def fire(
+    store: Keystore,
+    case: Case,
+    event: str,
+    actor: Actor,
+    *,
+    workflow: Workflow,
+    today: dt.date | None = None,
+    expected_version: int | None = None,
+    note: str | None = None,
+    reason: str | None = None,
+    visit: Any = None,
+    due_on: dict[str, dt.date] | None = None,
+) -> CaseEvent:
+    """Fire `event` on `case` for `actor`: the only way a case changes state. `due_on` sets named
+    due dates to exact days (e.g. the booked visit's day).
+
+    Refuses (nothing changes): an unknown event or one not allowed from the current state, a role
+    the transition does not list, missing required data, a failing guard (TransitionRefused); a
+    case outside the actor's units (NotPermitted); a case changed since the actor loaded it
+    (StaleCase, when `expected_version` is given). Writes state, history, letters, due dates and
+    the audit row, and flushes; the caller commits."""
+    session = store.session
+    if not may_act_on(actor, case):
+        raise NotPermitted("Ärendet finns inte.")
+    if expected_version is not None and case.version != expected_version:
+        raise StaleCase("Någon annan har ändrat ärendet medan du arbetade.")
+    t = workflow.transitions.get(event)
+    if t is None:
+        raise TransitionRefused(f"Händelsen ”{event}” finns inte i arbetsflödet.")
+    data = {"note": note, "reason": reason, "visit": visit}
+    _check(session, workflow, case, t, actor, data)
+
+    today = today or today_local()
+    now = utcnow()
+    history = CaseEvent(
+        case_id=case.id,
+        event=event,
+        from_state=case.state,
+        to_state=t.to,
+        actor_id=actor.user_id,
+        actor_name=actor.name[:80],
+        actor_role=actor.role[:20],
+        occurred_at=now,
+    )
+    session.add(history)
+    if case.state != t.to:
+        case.state_entered_at = now
+    with _state_writer():
+        case.state = t.to
+    if workflow.states[t.to].is_terminal:
+        case.closed_at = now
+        case.due_dates.clear()
+        _recompute_next_due(case)
+    else:
+        _apply_due_dates(case, t, today, due_on or {})
+    for letter in t.letters:
+        session.add(QueuedLetter(case_id=case.id, unit_id=case.unit_id, letter=letter, event=event))
+    try:
+        session.flush()
+    except StaleDataError:
+        raise StaleCase("Någon annan har ändrat ärendet medan du arbetade.") from None
+    text = note or reason
+    if text:
+        history.note_enc = seal(store, case.patient_id, "case_events", "note", history.id, text)
+    audit.record(
+        session,
+        store.ring,
+        actor,
+        "update",
+        "case",
+        case.id,
+        purpose=f"händelse {event}",
+        patient_id=case.patient_id,
+        unit_id=case.unit_id,
+    )
+    session.flush()
+    return history
+
+
+def open_case(
+    store: Keystore,
+    actor: Actor,
+    *,
+    workflow: Workflow,
+    patient_id: int,
+    unit_id: int,
+    channel: str,
+    is_consent_to_contact: bool,
+    contact_channel: str = "post",
+    reason: str = "",
+    flagged_by_id: int | None = None,
+) -> Case:
+    """Open a case in the workflow's initial state, with its first referral and history row.
+
+    Refuses a user acting for a unit they do not belong to (NotPermitted)."""
+    if actor.role not in ("system", "public") and unit_id not in actor.unit_ids:
+        raise NotPermitted("Du arbetar inte på den enheten.")
+    session = store.session
+    now = utcnow()
+    with _state_writer():
+        case = Case(
+            reference="",
+            unit_id=unit_id,
+            patient_id=patient_id,
+            state=workflow.initial,
+            channel=channel,
+            contact_channel=contact_channel,
+            is_consent_to_contact=is_consent_to_contact,
+            flagged_by_id=flagged_by_id,
+            opened_at=now,
+            state_entered_at=now,
+        )
+    session.add(case)
+    session.flush()
+    case.reference = f"S{now:%y}-{case.id:06d}"
+    today = today_local()
+    _set_due(case, {name: add_duration(today, d) for name, d in workflow.opening_due.items()})
+    referral = Referral(case_id=case.id, channel=channel, created_by_id=actor.user_id, is_seen=True)
+    history = CaseEvent(
+        case_id=case.id,
+        event="open",
+        from_state=None,
+        to_state=workflow.initial,
+        actor_id=actor.user_id,
+        actor_name=actor.name[:80],
+        actor_role=actor.role[:20],
+        occurred_at=now,
+    )
+    session.add_all([referral, history])
+    session.flush()
+    if reason:
+        referral.reason_enc = seal(store, patient_id, "referrals", "reason", referral.id, reason)
+    audit.record(
+        session,
+        store.ring,
+        actor,
+        "create",
+        "case",
+        case.id,
+        purpose="ny remiss",
+        patient_id=patient_id,
+        unit_id=unit_id,
+    )
+    session.flush()
+    return case

@@ -1,0 +1,132 @@
+"""A case is one patient's path through the sluss, driven only by the workflow engine."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
+
+from slussen.db import Base, UtcDateTime, created_at, intpk
+
+CHANNELS = ("staff_flag", "self_referral", "phone", "message_1177")
+CONTACT_CHANNELS = ("post", "phone", "1177")
+
+
+def _check_in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN (" + ", ".join(f"'{v}'" for v in values) + ")"
+
+
+class StateWriteRefused(RuntimeError):
+    """Someone assigned Case.state outside the workflow engine."""
+
+
+class Case(Base):
+    """One patient's sluss. `state` is written only by slussen.cases.engine (a validator refuses
+    any other assignment); `version` makes two concurrent changes collide instead of mixing."""
+
+    __tablename__ = "cases"
+    __table_args__ = (
+        # States are data (workflows/sluss.toml), so the database checks their form; the engine
+        # checks that they exist in the loaded workflow.
+        CheckConstraint("state <> '' AND length(state) <= 40", "state_present"),
+        CheckConstraint(_check_in("channel", CHANNELS), "channel_known"),
+        CheckConstraint(_check_in("contact_channel", CONTACT_CHANNELS), "contact_channel_known"),
+        Index("ix_cases_unit_id_state_next_due_on", "unit_id", "state", "next_due_on"),
+        Index("ix_cases_coach_id_next_due_on", "coach_id", "next_due_on"),
+    )
+
+    id: Mapped[intpk]
+    #: Printed on letters instead of any identifier, e.g. "S26-000123".
+    reference: Mapped[str] = mapped_column(String(20), unique=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"))
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    state: Mapped[str] = mapped_column(String(40))
+    #: The coach responsible; NULL until someone takes the case.
+    coach_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    #: Who flagged the patient (staff view "cases I flagged").
+    flagged_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    #: How the patient prefers to be contacted (post, phone, 1177).
+    contact_channel: Mapped[str] = mapped_column(String(10), default="post")
+    is_consent_to_contact: Mapped[bool] = mapped_column(Boolean)
+    #: Screening result needing the coach: NULL, "positive" (flag open) or "resolved".
+    screening_flag: Mapped[str | None] = mapped_column(String(10))
+    opened_at: Mapped[created_at]
+    state_entered_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    closed_at: Mapped[dt.datetime | None]
+    #: The earliest open due date, kept by the engine so worklists are one indexed query.
+    next_due_on: Mapped[dt.date | None] = mapped_column(Date)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
+
+    due_dates: Mapped[list[DueDate]] = relationship(
+        back_populates="case", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+    @validates("state")
+    def _only_the_engine(self, _key: str, value: str) -> str:
+        from slussen.cases import engine
+
+        if not engine.is_writing_state():
+            raise StateWriteRefused("a case's state changes only through the workflow engine")
+        return value
+
+
+class CaseEvent(Base):
+    """The case's history: one row per event, appended by the engine, never changed."""
+
+    __tablename__ = "case_events"
+
+    id: Mapped[intpk]
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    event: Mapped[str] = mapped_column(String(40))
+    from_state: Mapped[str | None] = mapped_column(String(40))
+    to_state: Mapped[str] = mapped_column(String(40))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    actor_name: Mapped[str] = mapped_column(String(80))
+    actor_role: Mapped[str] = mapped_column(String(20))
+    occurred_at: Mapped[created_at]
+    #: The actor's note, encrypted with the patient's data key.
+    note_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class DueDate(Base):
+    """A named due date of a case ("reminder", "follow_up_1"…), set and cleared by the engine."""
+
+    __tablename__ = "case_due_dates"
+    __table_args__ = (UniqueConstraint("case_id", "name"),)
+
+    id: Mapped[intpk]
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(40))
+    due_on: Mapped[dt.date] = mapped_column(Date, index=True)
+
+    case: Mapped[Case] = relationship(back_populates="due_dates")
+
+
+class Referral(Base):
+    """A referral: the one that opened the case, or a later one attached to the open case."""
+
+    __tablename__ = "referrals"
+    __table_args__ = (CheckConstraint(_check_in("channel", CHANNELS), "channel_known"),)
+
+    id: Mapped[intpk]
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[created_at]
+    reason_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: A later referral waits until the coach has seen it.
+    is_seen: Mapped[bool] = mapped_column(Boolean, default=False)

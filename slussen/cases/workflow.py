@@ -1,0 +1,402 @@
+"""The workflow as data: load `workflows/sluss.toml`, check it, and build the `Workflow` the engine
+interprets. Every problem is reported with the file and line it comes from."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dateutil.relativedelta import relativedelta
+
+from slussen.accounts.roles import Role
+from slussen.content import Content, Problem, register_checker
+
+WORKFLOW_FILE = "sluss"
+EXTRA_ROLES = ("system", "patient")
+DATA_KINDS = ("reason", "note", "visit")
+_DURATION = re.compile(r"^(\d{1,3})([dwm])$")
+
+
+@dataclass(frozen=True)
+class Label:
+    sv: str
+    en: str
+
+    def get(self, lang: str) -> str:
+        return self.en if lang == "en" else self.sv
+
+
+def localised(label: Label | None) -> str:
+    """The label in the current UI language (Swedish unless the user chose English)."""
+    if label is None:
+        return ""
+    from flask_babel import get_locale
+
+    locale = get_locale()
+    return label.get(locale.language if locale else "sv")
+
+
+@dataclass(frozen=True)
+class State:
+    name: str
+    label: Label
+    is_terminal: bool
+    next_action: Label | None
+
+
+@dataclass(frozen=True)
+class Transition:
+    event: str
+    label: Label
+    from_states: frozenset[str]
+    to: str
+    roles: frozenset[str]
+    guards: tuple[str, ...]
+    letters: tuple[str, ...]
+    due: dict[str, str]
+    clear: tuple[str, ...]
+    requires: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Timer:
+    due: str
+    states: frozenset[str]
+    event: str
+
+
+@dataclass(frozen=True)
+class Workflow:
+    id: str
+    version: int
+    initial: str
+    roles: frozenset[str]
+    states: dict[str, State]
+    transitions: dict[str, Transition]
+    timers: tuple[Timer, ...]
+    opening_due: dict[str, str] = field(default_factory=dict)
+    source: Path = field(default=Path("sluss.toml"), compare=False)
+
+    def state(self, name: str) -> State:
+        return self.states[name]
+
+    def events_from(self, state: str) -> list[Transition]:
+        """Transitions that may fire in `state`, in file order."""
+        return [t for t in self.transitions.values() if state in t.from_states]
+
+    @property
+    def active_states(self) -> list[str]:
+        return [s.name for s in self.states.values() if not s.is_terminal]
+
+    @property
+    def terminal_states(self) -> list[str]:
+        return [s.name for s in self.states.values() if s.is_terminal]
+
+
+def add_duration(start: Any, duration: str) -> Any:
+    """`start` plus "14d" / "4w" / "6m" (calendar months)."""
+    match = _DURATION.match(duration)
+    if match is None:
+        raise ValueError(f"bad duration {duration!r}")
+    amount, unit = int(match.group(1)), match.group(2)
+    if unit == "d":
+        return start + relativedelta(days=amount)
+    if unit == "w":
+        return start + relativedelta(weeks=amount)
+    return start + relativedelta(months=amount)
+
+
+class _Locator:
+    """Finds the line of a table or key in the TOML text (tomllib gives no positions)."""
+
+    def __init__(self, text: str) -> None:
+        self.lines = text.splitlines()
+
+    def _find(self, pattern: str, start: int = 0) -> int | None:
+        regex = re.compile(pattern)
+        for number in range(start, len(self.lines)):
+            if regex.match(self.lines[number].strip()):
+                return number
+        return None
+
+    def table(self, header: str, index: int = 0) -> int:
+        """1-based line of the index-th `[header]` / `[[header]]`."""
+        found = -1
+        for number, line in enumerate(self.lines):
+            stripped = line.strip()
+            if stripped in (f"[{header}]", f"[[{header}]]"):
+                found += 1
+                if found == index:
+                    return number + 1
+        return 1
+
+    def key(self, header: str, index: int, key: str) -> int:
+        start = self.table(header, index)
+        end = self._find(r"^\[", start)
+        limit = end if end is not None else len(self.lines)
+        for number in range(start, limit):
+            if re.match(rf"^{re.escape(key)}\s*=", self.lines[number].strip()):
+                return number + 1
+        return start
+
+    def top_key(self, key: str) -> int:
+        number = self._find(rf"^{re.escape(key)}\s*=")
+        return number + 1 if number is not None else 1
+
+
+def _label(value: Any) -> Label | None:
+    if isinstance(value, dict) and isinstance(value.get("sv"), str):
+        return Label(sv=value["sv"], en=str(value.get("en", value["sv"])))
+    return None
+
+
+def _strings(value: Any) -> list[str] | None:
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    return None
+
+
+def compile_workflow(
+    doc: dict[str, Any],
+    path: Path,
+    *,
+    guards: Iterable[str],
+    letters: Iterable[str],
+) -> tuple[Workflow | None, list[Problem]]:
+    """Check a parsed workflow file and build the Workflow; None when there is any error."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    where = _Locator(text)
+    problems: list[Problem] = []
+
+    def error(line: int, message: str) -> None:
+        problems.append(Problem(path, line, message))
+
+    known_guards, known_letters = set(guards), set(letters)
+    roles_value = _strings(doc.get("roles", [])) or []
+    known_roles = {r.value for r in Role} | set(EXTRA_ROLES)
+    for role in roles_value:
+        if role not in known_roles:
+            error(where.top_key("roles"), f"unknown role {role!r} (known: {sorted(known_roles)})")
+    roles = frozenset(roles_value)
+
+    states: dict[str, State] = {}
+    raw_states = doc.get("states")
+    if not isinstance(raw_states, dict) or not raw_states:
+        error(1, "no [states.*] tables")
+        raw_states = {}
+    for name, raw in raw_states.items():
+        line = where.table(f"states.{name}")
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", name):
+            error(line, f"state name {name!r} must be lower-case letters, digits and _")
+        label = _label(raw.get("label") if isinstance(raw, dict) else None)
+        if label is None:
+            error(line, f'state {name!r} needs label = {{ sv = "…", en = "…" }}')
+            continue
+        is_terminal = bool(raw.get("terminal", False))
+        states[name] = State(name, label, is_terminal, _label(raw.get("next")))
+
+    initial = doc.get("initial")
+    if initial not in states:
+        error(where.top_key("initial"), f"initial state {initial!r} is not a declared state")
+
+    transitions: dict[str, Transition] = {}
+    raw_transitions = doc.get("transitions", [])
+    if not isinstance(raw_transitions, list):
+        error(where.top_key("transitions"), "transitions must be [[transitions]] tables")
+        raw_transitions = []
+    for index, raw in enumerate(raw_transitions):
+        line = where.table("transitions", index)
+
+        def at(key: str, index: int = index) -> int:
+            return where.key("transitions", index, key)
+
+        event = raw.get("event")
+        if not isinstance(event, str) or not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", event):
+            error(line, 'transition needs event = "name" (lower-case, _)')
+            continue
+        if event in transitions:
+            error(at("event"), f"event {event!r} is declared twice")
+            continue
+        label = _label(raw.get("label")) or Label(event, event)
+        from_states = _strings(raw.get("from"))
+        if not from_states:
+            error(at("from"), f'event {event!r}: from = ["state", …] is missing')
+            from_states = []
+        for state in from_states:
+            if state not in states:
+                error(at("from"), f"event {event!r}: unknown state {state!r} in from")
+            elif states[state].is_terminal:
+                error(at("from"), f"event {event!r}: {state!r} is terminal; nothing leaves it")
+        to = raw.get("to")
+        if to not in states:
+            error(at("to"), f"event {event!r}: unknown state {to!r} in to")
+        t_roles = _strings(raw.get("roles")) or []
+        if not t_roles:
+            error(at("roles"), f'event {event!r}: roles = ["coach", …] is missing')
+        for role in t_roles:
+            if role not in roles:
+                error(at("roles"), f"event {event!r}: unknown role {role!r}")
+        t_guards = _strings(raw.get("guards", [])) or []
+        for guard in t_guards:
+            if guard not in known_guards:
+                error(
+                    at("guards"),
+                    f"event {event!r}: unknown guard {guard!r} "
+                    f"(known: {', '.join(sorted(known_guards))})",
+                )
+        t_letters = _strings(raw.get("letters", [])) or []
+        for letter in t_letters:
+            if letter not in known_letters:
+                error(
+                    at("letters"), f"event {event!r}: letter {letter!r} has no template in letters/"
+                )
+        due = raw.get("due", {})
+        if not isinstance(due, dict) or not all(
+            isinstance(v, str) and _DURATION.match(v) for v in due.values()
+        ):
+            error(at("due"), f'event {event!r}: due = {{ name = "14d" | "4w" | "6m" }}')
+            due = {}
+        clear = _strings(raw.get("clear", [])) or []
+        requires = _strings(raw.get("requires", [])) or []
+        for kind in requires:
+            if kind not in DATA_KINDS:
+                error(
+                    at("requires"),
+                    f"event {event!r}: unknown data {kind!r} (known: {', '.join(DATA_KINDS)})",
+                )
+        unknown_keys = set(raw) - {
+            "event",
+            "label",
+            "from",
+            "to",
+            "roles",
+            "guards",
+            "letters",
+            "due",
+            "clear",
+            "requires",
+        }
+        for key in sorted(unknown_keys):
+            error(at(key), f"event {event!r}: unknown key {key!r}")
+        transitions[event] = Transition(
+            event=event,
+            label=label,
+            from_states=frozenset(from_states),
+            to=str(to),
+            roles=frozenset(t_roles),
+            guards=tuple(t_guards),
+            letters=tuple(t_letters),
+            due=dict(due),
+            clear=tuple(clear),
+            requires=tuple(requires),
+        )
+
+    timers: list[Timer] = []
+    due_names = {name for t in transitions.values() for name in t.due}
+    for index, raw in enumerate(doc.get("timers", []) or []):
+        line = where.table("timers", index)
+        event = raw.get("event")
+        timer_states = _strings(raw.get("states")) or []
+        if event not in transitions:
+            error(where.key("timers", index, "event"), f"timer: unknown event {event!r}")
+            continue
+        if raw.get("due") not in due_names:
+            error(
+                where.key("timers", index, "due"),
+                f"timer: no transition sets the due date {raw.get('due')!r}",
+            )
+        for state in timer_states:
+            if state not in states:
+                error(where.key("timers", index, "states"), f"timer: unknown state {state!r}")
+            elif state not in transitions[event].from_states:
+                error(
+                    where.key("timers", index, "states"),
+                    f"timer: event {event!r} cannot fire in state {state!r}",
+                )
+        if "system" not in transitions[event].roles:
+            error(line, f'timer: event {event!r} must allow the role "system"')
+        timers.append(Timer(str(raw.get("due")), frozenset(timer_states), str(event)))
+
+    opening_due = doc.get("opening_due", {})
+    if not isinstance(opening_due, dict) or not all(
+        isinstance(v, str) and _DURATION.match(v) for v in opening_due.values()
+    ):
+        error(where.top_key("opening_due"), 'opening_due = { name = "3d" | "4w" | "6m" }')
+        opening_due = {}
+    for key in sorted(
+        set(doc)
+        - {"id", "version", "initial", "roles", "opening_due", "states", "transitions", "timers"}
+    ):
+        error(where.top_key(key), f"unknown key {key!r}")
+    if not problems:
+        problems.extend(_check_graph(states, transitions, str(initial), where))
+    if any(not p.is_warning for p in problems):
+        return None, problems
+    workflow = Workflow(
+        id=str(doc.get("id", WORKFLOW_FILE)),
+        version=int(doc.get("version", 1)),
+        initial=str(initial),
+        roles=roles,
+        states=states,
+        transitions=transitions,
+        timers=tuple(timers),
+        opening_due=dict(opening_due),
+        source=path,
+    )
+    return workflow, problems
+
+
+def _check_graph(
+    states: dict[str, State], transitions: dict[str, Transition], initial: str, where: _Locator
+) -> list[Problem]:
+    path = Path("")
+    problems = []
+    reachable = {initial}
+    changed = True
+    while changed:
+        changed = False
+        for t in transitions.values():
+            if t.from_states & reachable and t.to not in reachable:
+                reachable.add(t.to)
+                changed = True
+    for name, state in states.items():
+        line = where.table(f"states.{name}")
+        if name not in reachable:
+            problems.append(
+                Problem(path, line, f"state {name!r} cannot be reached from {initial!r}")
+            )
+        leaves = any(name in t.from_states and t.to != name for t in transitions.values())
+        if not state.is_terminal and not leaves:
+            problems.append(
+                Problem(path, line, f"state {name!r} is not terminal but has no way out")
+            )
+    return problems
+
+
+@register_checker
+def check_workflow(content: Content) -> list[Problem]:
+    """The workflow checker run by create_app and `slussen content check`."""
+    from slussen.cases.guards import GUARDS
+
+    documents = content.documents.get("workflows", {})
+    source = content.sources.get("workflows", {}).get(WORKFLOW_FILE)
+    directory = content.root["workflows"]
+    if WORKFLOW_FILE not in documents or source is None:
+        return [Problem(directory / f"{WORKFLOW_FILE}.toml", 1, "the workflow file is missing")]
+    workflow, problems = compile_workflow(
+        documents[WORKFLOW_FILE],
+        source,
+        guards=GUARDS,
+        letters=content.documents.get("letters", {}).keys(),
+    )
+    # Graph problems are created without a path; give them the file.
+    problems = [
+        p if p.path != Path("") else Problem(source, p.line, p.message, p.is_warning)
+        for p in problems
+    ]
+    if workflow is not None:
+        content.compiled["workflow"] = workflow
+    return problems

@@ -1,0 +1,108 @@
+"""Referral rules: one open case per patient, found by blind index; never a twin."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from slussen import audit
+from slussen.audit import Actor
+from slussen.cases.engine import NotPermitted, open_case, seal
+from slussen.cases.models import CHANNELS, CONTACT_CHANNELS, Case, Referral
+from slussen.cases.workflow import Workflow
+from slussen.keystore import Keystore
+from slussen.patients.services import PatientIdentity, find_patient_id, register_patient
+
+#: Who may refer: staff flag, coaches and coordinators register calls, the public self-refers.
+REFERRING_ROLES = ("staff", "coach", "coordinator", "public", "system")
+
+
+class IntakeError(Exception):
+    """A referral is refused; the message says why in Swedish."""
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    case: Case
+    #: True when the referral was attached to a case that was already open.
+    is_attached: bool
+
+
+def open_case_of_patient(store: Keystore, workflow: Workflow, patient_id: int) -> Case | None:
+    """The patient's open (non-terminal) case in any unit, if there is one."""
+    return store.session.scalar(
+        select(Case).where(
+            Case.patient_id == patient_id, Case.state.not_in(workflow.terminal_states)
+        )
+    )
+
+
+def refer_patient(
+    store: Keystore,
+    actor: Actor,
+    *,
+    workflow: Workflow,
+    identity: PatientIdentity,
+    unit_id: int,
+    channel: str,
+    reason: str,
+    is_consent_to_contact: bool,
+    contact_channel: str = "post",
+) -> IntakeResult:
+    """Refer a patient to the sluss: open a case, or attach to the patient's open case.
+
+    Refuses a role that may not refer, an unknown channel, a missing consent from a self-referral
+    (IntakeError), and a user referring to a unit they do not work in (NotPermitted). A second
+    referral for a patient with an open case never opens a twin: it is attached to the open case
+    and waits, unseen, for the coach."""
+    if actor.role not in REFERRING_ROLES:
+        raise NotPermitted("Din roll får inte remittera patienter.")
+    if channel not in CHANNELS or contact_channel not in CONTACT_CHANNELS:
+        raise IntakeError("Okänd kontaktväg.")
+    if channel == "self_referral" and not is_consent_to_contact:
+        raise IntakeError("Du behöver samtycka till att vi kontaktar dig.")
+    if actor.role not in ("public", "system") and unit_id not in actor.unit_ids:
+        raise NotPermitted("Du arbetar inte på den enheten.")
+    session = store.session
+    patient_id = find_patient_id(store, identity.identifier)
+    if patient_id is not None:
+        existing = open_case_of_patient(store, workflow, patient_id)
+        if existing is not None:
+            referral = Referral(
+                case_id=existing.id, channel=channel, created_by_id=actor.user_id, is_seen=False
+            )
+            session.add(referral)
+            session.flush()
+            if reason:
+                referral.reason_enc = seal(
+                    store, patient_id, "referrals", "reason", referral.id, reason
+                )
+            audit.record(
+                session,
+                store.ring,
+                actor,
+                "update",
+                "case",
+                existing.id,
+                purpose="ny remiss kopplad till öppet ärende",
+                patient_id=patient_id,
+                unit_id=existing.unit_id,
+            )
+            return IntakeResult(existing, is_attached=True)
+    else:
+        patient = register_patient(store, actor, identity, purpose="remiss", unit_id=unit_id)
+        patient_id = patient.id
+    case = open_case(
+        store,
+        actor,
+        workflow=workflow,
+        patient_id=patient_id,
+        unit_id=unit_id,
+        channel=channel,
+        is_consent_to_contact=is_consent_to_contact,
+        contact_channel=contact_channel,
+        reason=reason,
+        flagged_by_id=actor.user_id if channel == "staff_flag" else None,
+    )
+    return IntakeResult(case, is_attached=False)

@@ -1,0 +1,1 @@
+"""Letters: templates in letters/, the queue filled by workflow transitions, print batches."""

@@ -1,0 +1,2 @@
+"""Visits: the mapping visit, the social network, interests, barriers, the action plan, sluss 2
+hand-overs and follow-ups."""

@@ -1,0 +1,570 @@
+"""Visit rules: booking and recording the mapping visit, the network, interests, barriers, the
+action plan and its revisions, sluss 2 hand-overs, and follow-ups.
+
+Each function takes the Keystore (session + key ring) and the acting user, checks that the actor
+may act on the case, encrypts free text with the patient's data key, and flushes; state changes go
+through slussen.cases.engine.fire.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import delete, func, select
+
+from slussen.audit import Actor
+from slussen.cases.engine import NotPermitted, fire, may_act_on, seal, unseal
+from slussen.cases.models import Case
+from slussen.cases.workflow import Workflow
+from slussen.keystore import Keystore
+from slussen.visits.models import (
+    CONTACT_FREQUENCIES,
+    HANDOVER_OUTCOMES,
+    HANDOVER_STATUSES,
+    RELATION_TYPES,
+    STEP_ACTORS,
+    STEP_OUTCOMES,
+    VISIT_MODES,
+    ActionPlan,
+    CaseBarrier,
+    CaseInterest,
+    Handover,
+    MappingRecord,
+    NetworkEntry,
+    PlanStep,
+    Visit,
+)
+
+MAX_TEXT = 4000
+_SWEDEN = ZoneInfo("Europe/Stockholm")
+
+
+class VisitError(Exception):
+    """A visit request is refused; the message says why in Swedish."""
+
+
+def _require(actor: Actor, case: Case) -> None:
+    if actor.role not in ("coach", "coordinator") or not may_act_on(actor, case):
+        raise NotPermitted("Ärendet finns inte.")
+
+
+def _text(value: str, what: str, *, required: bool = False) -> str:
+    value = (value or "").strip()
+    if required and not value:
+        raise VisitError(f"Skriv {what}.")
+    if len(value) > MAX_TEXT:
+        raise VisitError(f"{what.capitalize()} får vara högst {MAX_TEXT} tecken.")
+    return value
+
+
+# --- booking ------------------------------------------------------------------------------------
+
+
+def book_mapping_visit(
+    store: Keystore,
+    actor: Actor,
+    case: Case,
+    *,
+    workflow: Workflow,
+    starts_at: dt.datetime,
+    place: str,
+    duration_minutes: int = 45,
+    coach_id: int | None = None,
+    expected_version: int | None = None,
+    now: dt.datetime | None = None,
+) -> Visit:
+    """Book (or rebook) the 45-minute mapping visit and queue the appointment letter.
+
+    Refuses a time in the past, an empty place, an unreasonable length (VisitError), and whatever
+    the workflow refuses (the screening flag must be resolved first)."""
+    _require(actor, case)
+    if starts_at.tzinfo is None:
+        raise VisitError("Tiden saknar tidszon.")
+    if starts_at < (now or dt.datetime.now(dt.UTC)):
+        raise VisitError("Besökstiden har redan passerat.")
+    place = _text(place, "var besöket är", required=True)[:200]
+    if not 15 <= duration_minutes <= 120:
+        raise VisitError("Besöket ska vara 15–120 minuter.")
+    session = store.session
+    rebooking = case.state == "mapping_booked"
+    if rebooking:
+        for old in session.scalars(
+            select(Visit).where(
+                Visit.case_id == case.id, Visit.kind == "mapping", Visit.status == "booked"
+            )
+        ):
+            old.status = "cancelled"
+    visit = Visit(
+        case_id=case.id,
+        kind="mapping",
+        starts_at=starts_at,
+        place=place,
+        duration_minutes=duration_minutes,
+        coach_id=coach_id or actor.user_id,
+    )
+    session.add(visit)
+    session.flush()
+    if case.coach_id is None:
+        case.coach_id = coach_id or actor.user_id
+    event = "rebook_mapping_visit" if rebooking else "book_mapping_visit"
+    local_day = starts_at.astimezone(_SWEDEN).date()
+    fire(
+        store,
+        case,
+        event,
+        actor,
+        workflow=workflow,
+        visit=visit,
+        expected_version=expected_version,
+        due_on={"mapping_visit": local_day},
+    )
+    return visit
+
+
+def booked_visit(store: Keystore, case: Case, kind: str = "mapping") -> Visit | None:
+    return store.session.scalar(
+        select(Visit)
+        .where(Visit.case_id == case.id, Visit.kind == kind, Visit.status == "booked")
+        .order_by(Visit.starts_at.desc())
+    )
+
+
+# --- the mapping --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NetworkInput:
+    label: str
+    relation_type: str
+    closeness: int
+    contact_frequency: str
+    is_could_deepen: bool = False
+    is_could_resume: bool = False
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """The mapping in clear text, for the case page and the forms."""
+
+    network: list[NetworkInput] = field(default_factory=list)
+    interests: list[str] = field(default_factory=list)
+    barriers: list[str] = field(default_factory=list)
+    barrier_notes: str = ""
+    notes: str = ""
+    area: str = ""
+
+
+def save_mapping(
+    store: Keystore,
+    actor: Actor,
+    case: Case,
+    mapping: Mapping,
+    *,
+    known_interests: set[str],
+    known_barriers: set[str],
+) -> None:
+    """Replace the case's mapping (network, interests, barriers, notes).
+
+    Refuses unknown relation types, frequencies, interests or barriers, closeness outside 1–3,
+    and a case not yet at or past the mapping visit."""
+    _require(actor, case)
+    if case.state not in ("mapping_booked", "plan_active", "followed_up"):
+        raise VisitError("Kartläggningen görs vid kartläggningsbesöket.")
+    for entry in mapping.network:
+        if entry.relation_type not in RELATION_TYPES:
+            raise VisitError("Okänd typ av relation.")
+        if entry.contact_frequency not in CONTACT_FREQUENCIES:
+            raise VisitError("Okänd kontaktfrekvens.")
+        if entry.closeness not in (1, 2, 3):
+            raise VisitError("Närheten ska vara 1, 2 eller 3.")
+        _text(entry.label, "vem eller vad", required=True)
+    if unknown := set(mapping.interests) - known_interests:
+        raise VisitError(f"Okänt intresseområde: {', '.join(sorted(unknown))}.")
+    if unknown := set(mapping.barriers) - known_barriers:
+        raise VisitError(f"Okänt hinder: {', '.join(sorted(unknown))}.")
+    session = store.session
+    for model in (NetworkEntry, CaseInterest, CaseBarrier):
+        session.execute(delete(model).where(model.case_id == case.id))
+    for entry in mapping.network:
+        row = NetworkEntry(
+            case_id=case.id,
+            label_enc=b"",
+            relation_type=entry.relation_type,
+            closeness=entry.closeness,
+            contact_frequency=entry.contact_frequency,
+            is_could_deepen=entry.is_could_deepen,
+            is_could_resume=entry.is_could_resume,
+        )
+        session.add(row)
+        session.flush()
+        row.label_enc = seal(
+            store,
+            case.patient_id,
+            "network_entries",
+            "label",
+            row.id,
+            _text(entry.label, "vem eller vad", required=True)[:200],
+        )
+    session.add_all(
+        CaseInterest(case_id=case.id, interest=i) for i in sorted(set(mapping.interests))
+    )
+    session.add_all(CaseBarrier(case_id=case.id, barrier=b) for b in sorted(set(mapping.barriers)))
+    record = session.scalar(select(MappingRecord).where(MappingRecord.case_id == case.id))
+    if record is None:
+        record = MappingRecord(case_id=case.id)
+        session.add(record)
+        session.flush()
+    record.area = _text(mapping.area, "område")[:100] or None
+    record.barrier_notes_enc = seal(
+        store,
+        case.patient_id,
+        "mapping_records",
+        "barrier_notes",
+        record.id,
+        _text(mapping.barrier_notes, "hindren"),
+    )
+    record.notes_enc = seal(
+        store,
+        case.patient_id,
+        "mapping_records",
+        "notes",
+        record.id,
+        _text(mapping.notes, "anteckningen"),
+    )
+    session.flush()
+
+
+def load_mapping(store: Keystore, case: Case) -> Mapping:
+    """Decrypt the mapping. The caller has written the case's read audit row."""
+    session = store.session
+    network = [
+        NetworkInput(
+            label=unseal(store, case.patient_id, "network_entries", "label", e.id, e.label_enc),
+            relation_type=e.relation_type,
+            closeness=e.closeness,
+            contact_frequency=e.contact_frequency,
+            is_could_deepen=e.is_could_deepen,
+            is_could_resume=e.is_could_resume,
+        )
+        for e in session.scalars(
+            select(NetworkEntry).where(NetworkEntry.case_id == case.id).order_by(NetworkEntry.id)
+        )
+    ]
+    record = session.scalar(select(MappingRecord).where(MappingRecord.case_id == case.id))
+    return Mapping(
+        network=network,
+        interests=list(
+            session.scalars(select(CaseInterest.interest).where(CaseInterest.case_id == case.id))
+        ),
+        barriers=list(
+            session.scalars(select(CaseBarrier.barrier).where(CaseBarrier.case_id == case.id))
+        ),
+        barrier_notes=unseal(
+            store,
+            case.patient_id,
+            "mapping_records",
+            "barrier_notes",
+            record.id,
+            record.barrier_notes_enc,
+        )
+        if record
+        else "",
+        notes=unseal(
+            store, case.patient_id, "mapping_records", "notes", record.id, record.notes_enc
+        )
+        if record
+        else "",
+        area=(record.area or "") if record else "",
+    )
+
+
+# --- the action plan ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepInput:
+    text: str
+    actor: str = "patient"
+    due_on: dt.date | None = None
+    activity_id: int | None = None
+    outcome: str = "pending"
+    outcome_note: str = ""
+
+
+@dataclass(frozen=True)
+class Plan:
+    revision: int
+    goals: str
+    steps: list[StepInput]
+    step_ids: list[int]
+    created_at: dt.datetime
+
+
+def save_action_plan(
+    store: Keystore, actor: Actor, case: Case, *, goals: str, steps: list[StepInput]
+) -> ActionPlan:
+    """Write a new revision of the action plan; earlier revisions are kept.
+
+    Refuses an empty goal, a plan without steps, unknown step actors or outcomes, and a case that
+    has not reached the mapping visit."""
+    _require(actor, case)
+    if case.state not in ("mapping_booked", "plan_active", "followed_up"):
+        raise VisitError("Handlingsplanen skrivs vid kartläggningsbesöket.")
+    goals = _text(goals, "målen", required=True)
+    if not steps:
+        raise VisitError("Planen behöver minst ett steg.")
+    if len(steps) > 30:
+        raise VisitError("Planen får ha högst 30 steg.")
+    for step in steps:
+        _text(step.text, "vad steget är", required=True)
+        if step.actor not in STEP_ACTORS or step.outcome not in STEP_OUTCOMES:
+            raise VisitError("Okänt val i ett steg.")
+    session = store.session
+    revision = (
+        session.scalar(select(func.max(ActionPlan.revision)).where(ActionPlan.case_id == case.id))
+        or 0
+    ) + 1
+    plan = ActionPlan(
+        case_id=case.id, revision=revision, goals_enc=b"", created_by_id=actor.user_id
+    )
+    session.add(plan)
+    session.flush()
+    plan.goals_enc = seal(store, case.patient_id, "action_plans", "goals", plan.id, goals)
+    for position, step in enumerate(steps, start=1):
+        row = PlanStep(
+            plan_id=plan.id,
+            position=position,
+            activity_id=step.activity_id,
+            text_enc=b"",
+            actor=step.actor,
+            due_on=step.due_on,
+            outcome=step.outcome,
+        )
+        session.add(row)
+        session.flush()
+        row.text_enc = seal(
+            store, case.patient_id, "plan_steps", "text", row.id, _text(step.text, "vad steget är")
+        )
+        if step.outcome_note:
+            row.outcome_note_enc = seal(
+                store,
+                case.patient_id,
+                "plan_steps",
+                "outcome_note",
+                row.id,
+                _text(step.outcome_note, "utfallet"),
+            )
+    session.flush()
+    return plan
+
+
+def current_plan(store: Keystore, case: Case) -> Plan | None:
+    """The newest plan revision in clear text (the caller audits the read)."""
+    plan = store.session.scalar(
+        select(ActionPlan)
+        .where(ActionPlan.case_id == case.id)
+        .order_by(ActionPlan.revision.desc())
+        .limit(1)
+    )
+    if plan is None:
+        return None
+    pid = case.patient_id
+    steps = [
+        StepInput(
+            text=unseal(store, pid, "plan_steps", "text", s.id, s.text_enc),
+            actor=s.actor,
+            due_on=s.due_on,
+            activity_id=s.activity_id,
+            outcome=s.outcome,
+            outcome_note=unseal(store, pid, "plan_steps", "outcome_note", s.id, s.outcome_note_enc),
+        )
+        for s in plan.steps
+    ]
+    return Plan(
+        plan.revision,
+        unseal(store, pid, "action_plans", "goals", plan.id, plan.goals_enc),
+        steps,
+        [s.id for s in plan.steps],
+        plan.created_at,
+    )
+
+
+def plan_revision_count(store: Keystore, case: Case) -> int:
+    return int(
+        store.session.scalar(
+            select(func.count()).select_from(ActionPlan).where(ActionPlan.case_id == case.id)
+        )
+        or 0
+    )
+
+
+def record_mapping_visit(
+    store: Keystore,
+    actor: Actor,
+    case: Case,
+    *,
+    workflow: Workflow,
+    expected_version: int | None = None,
+    note: str = "",
+) -> None:
+    """Mark the booked mapping visit as held and move the case to the active plan (the workflow
+    refuses this without an action plan); queues the plan letter."""
+    _require(actor, case)
+    visit = booked_visit(store, case)
+    fire(
+        store,
+        case,
+        "record_mapping_visit",
+        actor,
+        workflow=workflow,
+        expected_version=expected_version,
+        note=note or None,
+    )
+    if visit is not None:
+        visit.status = "done"
+    store.session.flush()
+
+
+# --- sluss 2 ------------------------------------------------------------------------------------
+
+
+def request_handover(
+    store: Keystore,
+    actor: Actor,
+    case: Case,
+    *,
+    organisation_name: str,
+    step_id: int | None = None,
+    organisation_id: int | None = None,
+) -> Handover:
+    """Ask an organisation to meet the patient and go along to the first occasion.
+
+    Refuses an empty organisation name and a step that is not in the case's plan."""
+    _require(actor, case)
+    name = _text(organisation_name, "organisationens namn", required=True)[:200]
+    if step_id is not None:
+        owner = store.session.scalar(
+            select(ActionPlan.case_id)
+            .join(PlanStep, PlanStep.plan_id == ActionPlan.id)
+            .where(PlanStep.id == step_id)
+        )
+        if owner != case.id:
+            raise VisitError("Steget finns inte i ärendets plan.")
+    handover = Handover(
+        case_id=case.id, step_id=step_id, organisation_name=name, organisation_id=organisation_id
+    )
+    store.session.add(handover)
+    store.session.flush()
+    return handover
+
+
+def update_handover(
+    store: Keystore,
+    actor: Actor,
+    case: Case,
+    handover: Handover,
+    *,
+    status: str,
+    companion_name: str = "",
+    meeting_at: dt.datetime | None = None,
+    meeting_place: str = "",
+    outcome: str | None = None,
+    note: str = "",
+) -> None:
+    """Record who accepted, the agreed meeting and the outcome of the first occasion.
+
+    Refuses unknown statuses or outcomes, an outcome before the hand-over was accepted, and a
+    hand-over of another case."""
+    _require(actor, case)
+    if handover.case_id != case.id:
+        raise NotPermitted("Överlämningen finns inte.")
+    if status not in HANDOVER_STATUSES or (outcome and outcome not in HANDOVER_OUTCOMES):
+        raise VisitError("Okänt val för överlämningen.")
+    if outcome and status != "done":
+        raise VisitError("Ett utfall hör till en genomförd överlämning.")
+    handover.status = status
+    handover.companion_name = _text(companion_name, "följeslagarens förnamn")[:100] or None
+    handover.meeting_at = meeting_at
+    handover.meeting_place = _text(meeting_place, "mötesplatsen")[:200] or None
+    handover.outcome = outcome
+    if note:
+        handover.notes_enc = seal(
+            store, case.patient_id, "handovers", "notes", handover.id, _text(note, "anteckningen")
+        )
+    store.session.flush()
+
+
+# --- follow-ups ---------------------------------------------------------------------------------
+
+
+def record_follow_up(
+    store: Keystore,
+    actor: Actor,
+    case: Case,
+    *,
+    workflow: Workflow,
+    how_it_went: str,
+    problem_solving: str = "",
+    mode: str = "at_unit",
+    expected_version: int | None = None,
+) -> Visit:
+    """Record follow-up 1 (at the unit or by phone) or, after it, the phone follow-up 2.
+
+    Refuses an empty account of how it has gone and an unknown mode; the workflow decides whether
+    a follow-up fits the case's state."""
+    _require(actor, case)
+    if mode not in VISIT_MODES:
+        raise VisitError("Okänt sätt för uppföljningen.")
+    text = _text(how_it_went, "hur det har gått", required=True)
+    extra = _text(problem_solving, "problemlösningen")
+    kind = "follow_up_1" if case.state == "plan_active" else "follow_up_2"
+    event = "record_follow_up" if kind == "follow_up_1" else "record_follow_up_2"
+    note = text if not extra else f"{text}\n\nProblemlösning: {extra}"
+    visit = Visit(
+        case_id=case.id,
+        kind=kind,
+        status="done",
+        mode=mode,
+        starts_at=dt.datetime.now(dt.UTC),
+        duration_minutes=30,
+        place="Telefon" if mode == "phone" else "Vårdcentralen",
+        coach_id=actor.user_id,
+    )
+    fire(store, case, event, actor, workflow=workflow, note=note, expected_version=expected_version)
+    store.session.add(visit)
+    store.session.flush()
+    visit.notes_enc = seal(store, case.patient_id, "visits", "notes", visit.id, note)
+    store.session.flush()
+    return visit
+
+
+def resolve_screening(
+    store: Keystore,
+    actor: Actor,
+    case: Case,
+    *,
+    workflow: Workflow,
+    decision: str,
+    reason: str = "",
+    expected_version: int | None = None,
+) -> None:
+    """The coach resolves a positive screening: continue in the sluss, or refer elsewhere (with a
+    reason and a letter). A positive screening never excludes by itself."""
+    _require(actor, case)
+    if decision == "continue":
+        case.screening_flag = "resolved"
+        store.session.flush()
+    elif decision == "refer_elsewhere":
+        fire(
+            store,
+            case,
+            "refer_elsewhere",
+            actor,
+            workflow=workflow,
+            reason=reason,
+            expected_version=expected_version,
+        )
+    else:
+        raise VisitError("Välj att fortsätta eller att hänvisa vidare.")

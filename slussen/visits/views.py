@@ -1,0 +1,475 @@
+"""Pages for the mapping visit, the action plan, sluss 2 hand-overs and follow-ups."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from markupsafe import Markup, escape
+from sqlalchemy import select
+
+from slussen.accounts.auth import require
+from slussen.accounts.roles import Permission
+from slussen.cases.access import current_actor, load_case
+from slussen.cases.engine import CaseError, NotPermitted, StaleCase, current_workflow
+from slussen.cases.models import Case
+from slussen.db import db_session
+from slussen.keystore import Keystore, keystore
+from slussen.patients.models import Patient
+from slussen.patients.services import read_patient
+from slussen.visits import services
+from slussen.visits.models import (
+    CONTACT_FREQUENCIES,
+    RELATION_TYPES,
+    STEP_ACTORS,
+    STEP_OUTCOMES,
+    Handover,
+    Visit,
+)
+
+bp = Blueprint("visits", __name__, template_folder="templates")
+SWEDEN = ZoneInfo("Europe/Stockholm")
+#: Barriers to community (SPEC §2); the forms issue makes this list content.
+BARRIERS = ("transport", "cost", "health", "anxiety", "language", "digital", "time", "other")
+MAX_NETWORK_ROWS = 12
+MAX_STEPS = 8
+
+
+def interest_areas() -> dict[str, str]:
+    """Interest areas from forms/interest_mapping.toml when present, else a built-in list."""
+    from flask import current_app
+
+    doc = (
+        current_app.extensions["slussen.content"].documents.get("forms", {}).get("interest_mapping")
+    )
+    if doc and isinstance(doc.get("items"), list):
+        return {str(i["id"]): str(i.get("text", {}).get("sv", i["id"])) for i in doc["items"]}
+    return {
+        "nature_walks": "Natur och promenader",
+        "sport_exercise": "Idrott och motion",
+        "culture": "Kultur",
+        "crafts": "Skapande och hantverk",
+        "music": "Musik",
+        "language_cafe": "Språkcafé",
+        "study_circle": "Studiecirklar",
+        "faith": "Trossamfund",
+        "volunteering": "Volontärarbete",
+        "digital_help": "Digital hjälp",
+        "support_groups": "Stöd- och självhjälpsgrupper",
+        "fika_conversation": "Fika och samtal",
+    }
+
+
+def barrier_labels() -> dict[str, str]:
+    return {
+        "transport": _("Transport"),
+        "cost": _("Cost"),
+        "health": _("Health"),
+        "anxiety": _("Anxiety or worry"),
+        "language": _("Language"),
+        "digital": _("Digital"),
+        "time": _("Time"),
+        "other": _("Something else"),
+    }
+
+
+def network_svg(entries: list[services.NetworkInput]) -> Markup:
+    """The network as concentric rings around the patient: closest people innermost. Green
+    marks a relation that could deepen, amber a lost contact that could resume."""
+    size, centre = 360, 180
+    radii = {1: 60, 2: 110, 3: 160}
+    parts = [
+        f'<svg class="network-map" viewBox="0 0 {size} {size}" role="img" '
+        f'aria-labelledby="netmap-title"><title id="netmap-title">'
+        f"{escape(_('Network map'))}</title>"
+    ]
+    for ring in (3, 2, 1):
+        parts.append(
+            f'<circle cx="{centre}" cy="{centre}" r="{radii[ring]}" fill="none" '
+            f'stroke="#c9c6bd" stroke-width="1.5"/>'
+        )
+    parts.append(f'<circle cx="{centre}" cy="{centre}" r="16" fill="#0b5d56"/>')
+    parts.append(
+        f'<text x="{centre}" y="{centre + 34}" text-anchor="middle" font-size="11" '
+        f'fill="#1b1b1b">{escape(_("The patient"))}</text>'
+    )
+    by_ring: dict[int, list[services.NetworkInput]] = {1: [], 2: [], 3: []}
+    for entry in entries:
+        by_ring[entry.closeness].append(entry)
+    for ring, members in by_ring.items():
+        for index, entry in enumerate(members):
+            angle = 2 * math.pi * index / max(len(members), 1) - math.pi / 2 + ring * 0.4
+            x = centre + radii[ring] * math.cos(angle)
+            y = centre + radii[ring] * math.sin(angle)
+            colour = (
+                "#1d6b2f"
+                if entry.is_could_deepen
+                else "#b86e00"
+                if entry.is_could_resume
+                else "#4a4a4a"
+            )
+            dash = ' stroke-dasharray="4 3"' if entry.contact_frequency == "lost" else ""
+            parts.append(
+                f'<line x1="{centre}" y1="{centre}" x2="{x:.1f}" y2="{y:.1f}" '
+                f'stroke="{colour}" stroke-width="1"{dash}/>'
+            )
+            parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="7" fill="{colour}"/>')
+            label = escape(entry.label[:18])
+            parts.append(
+                f'<text x="{x:.1f}" y="{y - 11:.1f}" text-anchor="middle" '
+                f'font-size="11" fill="#1b1b1b">{label}</text>'
+            )
+    parts.append("</svg>")
+    # Every piece of text in the SVG was escaped above.
+    return Markup("".join(parts))  # noqa: S704
+
+
+def visit_panel(store: Keystore, case: Case) -> dict[str, Any]:
+    """What the case page shows of visits, mapping, plan and hand-overs (the caller audits)."""
+    session = store.session
+    mapping = services.load_mapping(store, case)
+    visits = list(
+        session.scalars(select(Visit).where(Visit.case_id == case.id).order_by(Visit.starts_at))
+    )
+    handovers = list(
+        session.scalars(select(Handover).where(Handover.case_id == case.id).order_by(Handover.id))
+    )
+    return {
+        "mapping": mapping,
+        "network_map": network_svg(mapping.network) if mapping.network else None,
+        "plan": services.current_plan(store, case),
+        "plan_revisions": services.plan_revision_count(store, case),
+        "visits": visits,
+        "handovers": handovers,
+        "interest_names": interest_areas(),
+        "barrier_names": barrier_labels(),
+    }
+
+
+def _version() -> int:
+    try:
+        return int(request.form.get("version", ""))
+    except ValueError:
+        return -1
+
+
+def _conflict(case: Case, message: str, typed: str) -> ResponseReturnValue:
+    db_session().rollback()
+    return render_template("cases/conflict.html", case=case, message=message, typed=typed), 409
+
+
+def _local_datetime(day: str, time: str) -> dt.datetime | None:
+    try:
+        moment = dt.datetime.strptime(f"{day} {time}", "%Y-%m-%d %H:%M")
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=SWEDEN).astimezone(dt.UTC)
+
+
+@bp.route("/arenden/<int:case_id>/boka", methods=["GET", "POST"])
+@require(Permission.WORK_CASES)
+def book(case_id: int) -> ResponseReturnValue:
+    """Book or rebook the 45-minute mapping visit; queues the appointment letter."""
+    case = load_case(case_id)
+    session = db_session()
+    error = ""
+    values = {"day": "", "time": "", "place": "", "duration": "45"}
+    if request.method == "POST":
+        values = {k: (request.form.get(k) or "").strip()[:200] for k in values}
+        starts_at = _local_datetime(values["day"], values["time"])
+        try:
+            duration = int(values["duration"] or 45)
+        except ValueError:
+            duration = 0
+        try:
+            if starts_at is None:
+                raise services.VisitError(_("Give a date (YYYY-MM-DD) and a time (HH:MM)."))
+            services.book_mapping_visit(
+                keystore(),
+                current_actor(),
+                case,
+                workflow=current_workflow(),
+                starts_at=starts_at,
+                place=values["place"],
+                duration_minutes=duration,
+                expected_version=_version(),
+            )
+        except StaleCase as exc:
+            return _conflict(case, str(exc), values["place"])
+        except NotPermitted:
+            abort(404)
+        except (services.VisitError, CaseError) as exc:
+            session.rollback()
+            error = str(exc)
+        else:
+            session.commit()
+            flash(_("The visit is booked and the appointment letter is queued."), "success")
+            return redirect(url_for("cases.show", case_id=case.id))
+    return render_template("visits/book.html", case=case, values=values, error=error), (
+        422 if error else 200
+    )
+
+
+def _network_from_form() -> list[services.NetworkInput]:
+    entries = []
+    for i in range(MAX_NETWORK_ROWS):
+        label = (request.form.get(f"net-{i}-label") or "").strip()
+        if not label:
+            continue
+        try:
+            closeness = int(request.form.get(f"net-{i}-closeness", "2"))
+        except ValueError:
+            closeness = 0
+        entries.append(
+            services.NetworkInput(
+                label=label[:200],
+                relation_type=request.form.get(f"net-{i}-relation", "other"),
+                closeness=closeness,
+                contact_frequency=request.form.get(f"net-{i}-frequency", "monthly"),
+                is_could_deepen=request.form.get(f"net-{i}-deepen") == "1",
+                is_could_resume=request.form.get(f"net-{i}-resume") == "1",
+            )
+        )
+    return entries
+
+
+def _steps_from_form() -> list[services.StepInput]:
+    steps = []
+    for i in range(MAX_STEPS):
+        text = (request.form.get(f"step-{i}-text") or "").strip()
+        if not text:
+            continue
+        due = request.form.get(f"step-{i}-due") or ""
+        try:
+            due_on = dt.date.fromisoformat(due) if due else None
+        except ValueError as exc:
+            raise services.VisitError(_("A step's date must be YYYY-MM-DD.")) from exc
+        steps.append(
+            services.StepInput(
+                text=text[:1000],
+                actor=request.form.get(f"step-{i}-actor", "patient"),
+                due_on=due_on,
+                outcome=request.form.get(f"step-{i}-outcome", "pending"),
+                outcome_note=(request.form.get(f"step-{i}-note") or "")[:1000],
+            )
+        )
+    return steps
+
+
+@bp.route("/arenden/<int:case_id>/kartlaggning", methods=["GET", "POST"])
+@require(Permission.WORK_CASES)
+def mapping(case_id: int) -> ResponseReturnValue:
+    """The mapping visit: network, interests, barriers, notes and the action plan; "save" keeps
+    working, "save and record the visit" moves the case to the active plan."""
+    case = load_case(case_id)
+    session = db_session()
+    store = keystore()
+    actor = current_actor()
+    error = ""
+    if request.method == "POST":
+        form_mapping = services.Mapping(
+            network=_network_from_form(),
+            interests=request.form.getlist("interest"),
+            barriers=request.form.getlist("barrier"),
+            barrier_notes=request.form.get("barrier_notes", ""),
+            notes=request.form.get("notes", ""),
+            area=request.form.get("area", ""),
+        )
+        goals = request.form.get("goals", "")
+        try:
+            if case.version != _version():
+                raise StaleCase(_("Someone else changed the case while you worked."))
+            services.save_mapping(
+                store,
+                actor,
+                case,
+                form_mapping,
+                known_interests=set(interest_areas()),
+                known_barriers=set(BARRIERS),
+            )
+            steps = _steps_from_form()
+            if goals.strip() or steps:
+                services.save_action_plan(store, actor, case, goals=goals, steps=steps)
+            if request.form.get("record") == "1":
+                services.record_mapping_visit(
+                    store, actor, case, workflow=current_workflow(), expected_version=_version()
+                )
+        except StaleCase as exc:
+            return _conflict(case, str(exc), goals)
+        except NotPermitted:
+            abort(404)
+        except (services.VisitError, CaseError) as exc:
+            session.rollback()
+            error = str(exc)
+        else:
+            session.commit()
+            flash(
+                _("The mapping is saved.")
+                if request.form.get("record") != "1"
+                else _("The visit is recorded and the action plan letter is queued."),
+                "success",
+            )
+            return redirect(url_for("cases.show", case_id=case.id))
+    patient = session.get(Patient, case.patient_id)
+    assert patient is not None
+    identity = read_patient(
+        store, actor, patient, purpose="kartläggningsbesök", unit_id=case.unit_id
+    )
+    panel = visit_panel(store, case)
+    session.commit()
+    return render_template(
+        "visits/mapping.html",
+        case=case,
+        identity=identity,
+        error=error,
+        relation_types=RELATION_TYPES,
+        frequencies=CONTACT_FREQUENCIES,
+        step_actors=STEP_ACTORS,
+        step_outcomes=STEP_OUTCOMES,
+        barriers=BARRIERS,
+        rows=MAX_NETWORK_ROWS,
+        step_rows=MAX_STEPS,
+        **panel,
+    ), (422 if error else 200)
+
+
+@bp.route("/arenden/<int:case_id>/uppfoljning", methods=["GET", "POST"])
+@require(Permission.WORK_CASES)
+def follow_up(case_id: int) -> ResponseReturnValue:
+    """Follow-up 1 (30 min at the unit or by phone) or the phone follow-up 2."""
+    case = load_case(case_id)
+    session = db_session()
+    error = ""
+    how = request.form.get("how_it_went", "")
+    if request.method == "POST":
+        try:
+            services.record_follow_up(
+                keystore(),
+                current_actor(),
+                case,
+                workflow=current_workflow(),
+                how_it_went=how,
+                problem_solving=request.form.get("problem_solving", ""),
+                mode=request.form.get("mode", "at_unit"),
+                expected_version=_version(),
+            )
+        except StaleCase as exc:
+            return _conflict(case, str(exc), how)
+        except NotPermitted:
+            abort(404)
+        except (services.VisitError, CaseError) as exc:
+            session.rollback()
+            error = str(exc)
+        else:
+            session.commit()
+            flash(_("The follow-up is recorded."), "success")
+            return redirect(url_for("cases.show", case_id=case.id))
+    second = case.state == "followed_up"
+    return render_template(
+        "visits/follow_up.html",
+        case=case,
+        error=error,
+        second=second,
+        how=how,
+        problem_solving=request.form.get("problem_solving", ""),
+    ), (422 if error else 200)
+
+
+@bp.route("/arenden/<int:case_id>/overlamning", methods=["POST"])
+@require(Permission.WORK_CASES)
+def request_handover(case_id: int) -> ResponseReturnValue:
+    """Sluss 2: ask an organisation to meet the patient at the first occasion."""
+    case = load_case(case_id)
+    session = db_session()
+    try:
+        step = int(request.form.get("step_id", "") or 0) or None
+    except ValueError:
+        step = None
+    try:
+        services.request_handover(
+            keystore(),
+            current_actor(),
+            case,
+            step_id=step,
+            organisation_name=request.form.get("organisation", ""),
+        )
+    except NotPermitted:
+        abort(404)
+    except services.VisitError as exc:
+        session.rollback()
+        flash(str(exc), "error")
+    else:
+        session.commit()
+        flash(_("The hand-over request is recorded."), "success")
+    return redirect(url_for("cases.show", case_id=case.id))
+
+
+@bp.route("/arenden/<int:case_id>/overlamning/<int:handover_id>", methods=["POST"])
+@require(Permission.WORK_CASES)
+def update_handover(case_id: int, handover_id: int) -> ResponseReturnValue:
+    """Record who accepted, when they meet, and how the first occasion went."""
+    case = load_case(case_id)
+    session = db_session()
+    handover = session.get(Handover, handover_id)
+    if handover is None or handover.case_id != case.id:
+        abort(404)
+    meeting = _local_datetime(
+        request.form.get("meeting_day", ""), request.form.get("meeting_time", "")
+    )
+    try:
+        services.update_handover(
+            keystore(),
+            current_actor(),
+            case,
+            handover,
+            status=request.form.get("status", "requested"),
+            companion_name=request.form.get("companion_name", ""),
+            meeting_at=meeting,
+            meeting_place=request.form.get("meeting_place", ""),
+            outcome=request.form.get("outcome") or None,
+            note=request.form.get("note", ""),
+        )
+    except NotPermitted:
+        abort(404)
+    except services.VisitError as exc:
+        session.rollback()
+        flash(str(exc), "error")
+    else:
+        session.commit()
+        flash(_("The hand-over is updated."), "success")
+    return redirect(url_for("cases.show", case_id=case.id))
+
+
+@bp.route("/arenden/<int:case_id>/screening", methods=["POST"])
+@require(Permission.WORK_CASES)
+def resolve_screening(case_id: int) -> ResponseReturnValue:
+    """Resolve a positive screening: continue, or refer elsewhere with a reason."""
+    case = load_case(case_id)
+    session = db_session()
+    reason = request.form.get("reason", "")
+    try:
+        services.resolve_screening(
+            keystore(),
+            current_actor(),
+            case,
+            workflow=current_workflow(),
+            decision=request.form.get("decision", ""),
+            reason=reason,
+            expected_version=_version(),
+        )
+    except StaleCase as exc:
+        return _conflict(case, str(exc), reason)
+    except NotPermitted:
+        abort(404)
+    except (services.VisitError, CaseError) as exc:
+        session.rollback()
+        flash(str(exc), "error")
+    else:
+        session.commit()
+        flash(_("Saved."), "success")
+    return redirect(url_for("cases.show", case_id=case.id))

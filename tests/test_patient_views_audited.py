@@ -1,0 +1,151 @@
+"""Every view that shows patient data writes an audit row, and shows nothing if it cannot.
+
+LEG-1 and AUD-3 of the security reference, checked over every endpoint marked with
+`slussen.accesslog.markers.shows_patient_data`.
+
+Design: the view module only *marks* a view; this file says how to call each marked endpoint, in
+`CALLS`, keyed by endpoint name. `test_every_marked_view_has_a_call` fails for a marked endpoint
+without an entry (and for an entry whose endpoint is no longer marked), naming it, so a new
+patient view cannot slip past these checks. The recipe lives here rather than in an argument to
+the marker because calling a view may need things only test code should build (a case brought to
+a given state by firing workflow events, a queued letter, a logged-in role), and because test data
+does not belong in the views. To add a view: mark it, then add one `Call` below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from werkzeug.test import TestResponse
+
+import slussen.audit
+from slussen.accesslog.markers import patient_data_endpoints
+from slussen.audit import SYSTEM, AuditEvent
+from slussen.identifiers import parse_person_identifier
+from slussen.keystore import Keystore, current_key_ring
+from slussen.patients import demo as demo_patients
+from slussen.patients.services import PatientIdentity, register_patient
+
+
+@dataclass(frozen=True)
+class Demo:
+    """The patient a call is about; `pnr` is the 12-digit personnummer."""
+
+    patient_id: int
+    pnr: str
+    name: str
+
+    @property
+    def identifying_strings(self) -> list[str]:
+        """What must never appear in a response that failed to audit."""
+        return [self.name, *self.name.split(), self.pnr, self.pnr[2:], self.pnr[:8] + "-"]
+
+
+Send = Callable[[FlaskClient, Demo], TestResponse]
+
+
+@dataclass(frozen=True)
+class Call:
+    """How to call one marked endpoint as `role`: `prepare` runs first (its audit rows are not
+    counted, and it runs before the audit log is broken), then `send` must be audited."""
+
+    send: Send
+    prepare: Send | None = None
+    role: str = "coordinator"
+
+
+def _search(client: FlaskClient, demo: Demo) -> TestResponse:
+    return client.post("/atkomstlogg/patient", data={"pnr": demo.pnr})
+
+
+CALLS: dict[str, Call] = {
+    "accesslog.search_patient": Call(send=_search),
+    "accesslog.index": Call(
+        prepare=_search,
+        send=lambda client, demo: client.get(f"/atkomstlogg?patient={demo.patient_id}"),
+    ),
+    "accesslog.extract": Call(
+        send=lambda client, demo: client.post("/atkomstlogg/utdrag", data={"pnr": demo.pnr}),
+    ),
+}
+
+
+@pytest.fixture
+def demo(app: Flask, session: Session, unit: Any) -> Demo:
+    """A patient registered in the test unit (the logged-in user's unit), with a real key ring."""
+    pnr = demo_patients.test_personnummer("19550928", 984)
+    name = "Ingrid Åkesdotter Björk"
+    with app.app_context():
+        store = Keystore(session, current_key_ring())
+        identity = PatientIdentity(identifier=parse_person_identifier(pnr), name=name)
+        patient = register_patient(store, SYSTEM, identity, purpose="test", unit_id=unit.id)
+    session.flush()
+    return Demo(patient.id, pnr, name)
+
+
+def audit_rows(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(AuditEvent)) or 0)
+
+
+def test_there_are_views_marked_as_showing_patient_data(app: Flask) -> None:
+    assert patient_data_endpoints(app)
+
+
+def test_every_marked_view_has_a_call(app: Flask) -> None:
+    marked = set(patient_data_endpoints(app))
+    assert sorted(marked - set(CALLS)) == [], "add a Call for these endpoints to CALLS"
+    assert sorted(set(CALLS) - marked) == [], "these endpoints are no longer marked"
+
+
+@pytest.mark.parametrize("endpoint", sorted(CALLS))
+def test_marked_view_writes_an_audit_row(
+    endpoint: str,
+    client: FlaskClient,
+    login: Callable[..., Any],
+    session: Session,
+    demo: Demo,
+) -> None:
+    call = CALLS[endpoint]
+    login(call.role)
+    if call.prepare:
+        call.prepare(client, demo)
+    before = audit_rows(session)
+    response = call.send(client, demo)
+    assert response.status_code < 400, response.get_data(as_text=True)[:500]
+    assert audit_rows(session) > before, f"{endpoint} showed patient data without an audit row"
+
+
+@pytest.mark.parametrize("endpoint", sorted(CALLS))
+def test_marked_view_shows_nothing_when_the_audit_row_cannot_be_written(
+    endpoint: str,
+    client: FlaskClient,
+    login: Callable[..., Any],
+    session: Session,
+    demo: Demo,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    call = CALLS[endpoint]
+    login(call.role)
+    if call.prepare:
+        call.prepare(client, demo)
+    before = audit_rows(session)
+
+    def broken(*_args: Any, **_kwargs: Any) -> int:
+        raise RuntimeError("the audit log is unavailable")
+
+    monkeypatch.setattr(slussen.audit, "record", broken)
+    response = call.send(client, demo)
+    body = response.get_data(as_text=True)
+    assert response.status_code >= 500
+    assert response.mimetype == "text/html"
+    assert "Något gick fel" in body
+    for text in demo.identifying_strings:
+        assert text not in body, f"{endpoint} leaked {text!r} without an audit row"
+    assert audit_rows(session) == before

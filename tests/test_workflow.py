@@ -1,0 +1,330 @@
+"""The workflow: content checks, every (state, event, role) triple, units, guards, concurrency,
+the daily tick."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from slussen import vault
+from slussen.audit import Actor, AuditEvent
+from slussen.cases.engine import (
+    NotPermitted,
+    StaleCase,
+    TransitionRefused,
+    allowed_events,
+    fire,
+)
+from slussen.cases.models import Case, CaseEvent, StateWriteRefused
+from slussen.cases.workflow import Workflow
+from slussen.keystore import Keystore
+from slussen.letters.models import QueuedLetter
+from slussen.visits.services import StepInput, save_action_plan
+from tests.builders import PATHS, make_case
+
+ROLES = ["staff", "coach", "coordinator", "evaluator", "org_rep", "admin", "system", "patient"]
+
+
+@pytest.fixture
+def workflow(app: Flask) -> Workflow:
+    result: Workflow = app.extensions["slussen.content"].compiled["workflow"]
+    return result
+
+
+@pytest.fixture
+def ring() -> vault.KeyRing:
+    return vault.KeyRing.generate()
+
+
+@pytest.fixture
+def actors(make_user: Any) -> dict[str, Actor]:
+    people = {role: Actor.of(make_user(role)) for role in ROLES[:6]}
+    people["system"] = Actor(None, "(system)", "system")
+    people["patient"] = Actor(None, "(patient)", "patient")
+    return people
+
+
+def snapshot(session: Session, case: Case) -> tuple[Any, ...]:
+    count = lambda model: session.scalar(  # noqa: E731
+        select(func.count()).select_from(model).where(model.case_id == case.id)
+    )
+    return (
+        case.state,
+        case.version,
+        count(CaseEvent),
+        count(QueuedLetter),
+        session.scalar(select(func.count()).select_from(AuditEvent)),
+    )
+
+
+def test_every_state_event_role_triple(
+    session: Session, ring: vault.KeyRing, workflow: Workflow, actors: dict[str, Actor], unit: Any
+) -> None:
+    """Allowed triples move the case and write history and audit; refused ones change nothing."""
+    store = Keystore(session, ring)
+    checked = allowed = 0
+    for state in workflow.states:
+        case = make_case(session, ring, workflow, actors["coach"], unit.id, state)
+        if state == "mapping_booked":  # so the has_action_plan guard passes
+            save_action_plan(store, actors["coach"], case, goals="Mål", steps=[StepInput("Steg")])
+        for event, transition in workflow.transitions.items():
+            for role in ROLES:
+                before = snapshot(session, case)
+                nested = session.begin_nested()
+                should_work = state in transition.from_states and role in transition.roles
+                try:
+                    fire(
+                        store,
+                        case,
+                        event,
+                        actors[role],
+                        workflow=workflow,
+                        reason="skäl",
+                        note="anteckning",
+                        visit=object(),
+                    )
+                except (TransitionRefused, NotPermitted) as refused:
+                    assert not should_work, f"{state} {event} {role}: {refused}"
+                    assert str(refused)  # a reason a person can read
+                    nested.rollback()
+                    session.refresh(case)
+                    assert snapshot(session, case) == before
+                else:
+                    assert should_work, f"{state} {event} {role} should be refused"
+                    assert case.state == transition.to
+                    after = snapshot(session, case)
+                    assert after[2] == before[2] + 1  # one history row
+                    assert after[3] == before[3] + len(transition.letters)
+                    assert after[4] == before[4] + 1  # one audit row
+                    allowed += 1
+                    nested.rollback()
+                    session.refresh(case)
+                checked += 1
+    assert checked == len(workflow.states) * len(workflow.transitions) * len(ROLES)
+    assert allowed > 20
+
+
+def test_refusals_say_why_in_swedish(
+    session: Session, ring: vault.KeyRing, workflow: Workflow, actors: dict[str, Actor], unit: Any
+) -> None:
+    store = Keystore(session, ring)
+    case = make_case(session, ring, workflow, actors["coach"], unit.id, "referred")
+    with pytest.raises(TransitionRefused, match="när ärendet är ”Inkommen”"):
+        fire(store, case, "record_follow_up", actors["coach"], workflow=workflow, note="x")
+    with pytest.raises(TransitionRefused, match="Din roll får inte"):
+        fire(store, case, "invite", actors["staff"], workflow=workflow)
+    with pytest.raises(TransitionRefused, match="Ange ett skäl"):
+        fire(store, case, "decline", actors["coach"], workflow=workflow, reason="  ")
+    with pytest.raises(TransitionRefused, match="finns inte"):
+        fire(store, case, "fly_away", actors["coach"], workflow=workflow)
+
+
+def test_guards_at_their_boundaries(
+    session: Session, ring: vault.KeyRing, workflow: Workflow, actors: dict[str, Actor], unit: Any
+) -> None:
+    store = Keystore(session, ring)
+    coach = actors["coach"]
+    case = make_case(session, ring, workflow, coach, unit.id, "referred")
+    case.is_consent_to_contact = False
+    with pytest.raises(TransitionRefused, match="samtyckt"):
+        fire(store, case, "invite", coach, workflow=workflow)
+    case.is_consent_to_contact = True
+    fire(store, case, "invite", coach, workflow=workflow)
+
+    booked = make_case(session, ring, workflow, coach, unit.id, "assessed")
+    booked.screening_flag = "positive"
+    with pytest.raises(TransitionRefused, match="Screeningen"):
+        fire(store, booked, "book_mapping_visit", coach, workflow=workflow, visit=object())
+    booked.screening_flag = "resolved"
+    fire(store, booked, "book_mapping_visit", coach, workflow=workflow, visit=object())
+    with pytest.raises(TransitionRefused, match="handlingsplanen"):
+        fire(store, booked, "record_mapping_visit", coach, workflow=workflow)
+    save_action_plan(store, coach, booked, goals="Mål", steps=[StepInput(text="Steg")])
+    fire(store, booked, "record_mapping_visit", coach, workflow=workflow)
+    assert booked.state == "plan_active"
+
+
+def test_coach_of_another_unit_is_not_permitted(
+    session: Session,
+    ring: vault.KeyRing,
+    workflow: Workflow,
+    actors: dict[str, Actor],
+    unit: Any,
+    make_user: Any,
+) -> None:
+    from slussen.accounts.models import Unit
+
+    other = Unit(
+        name="Annan VC",
+        hsa_id="SE2321000016-OTH1",
+        street="Gata 1",
+        postcode="111 22",
+        town="Stockholm",
+        phone="08-1",
+    )
+    session.add(other)
+    session.flush()
+    stranger = Actor.of(make_user("coach", "coach_b", units=[other]))
+    case = make_case(session, ring, workflow, actors["coach"], unit.id, "referred")
+    with pytest.raises(NotPermitted):
+        fire(Keystore(session, ring), case, "invite", stranger, workflow=workflow)
+    assert allowed_events(workflow, case, stranger) == []
+    assert case.state == "referred"
+
+
+def test_state_cannot_be_assigned_outside_the_engine(
+    session: Session, ring: vault.KeyRing, workflow: Workflow, actors: dict[str, Actor], unit: Any
+) -> None:
+    case = make_case(session, ring, workflow, actors["coach"], unit.id, "referred")
+    with pytest.raises(StateWriteRefused):
+        case.state = "closed_completed"
+
+
+def test_stale_version_is_refused(
+    session: Session, ring: vault.KeyRing, workflow: Workflow, actors: dict[str, Actor], unit: Any
+) -> None:
+    case = make_case(session, ring, workflow, actors["coach"], unit.id, "referred")
+    seen = case.version
+    fire(Keystore(session, ring), case, "invite", actors["coach"], workflow=workflow)
+    with pytest.raises(StaleCase):
+        fire(
+            Keystore(session, ring),
+            case,
+            "decline",
+            actors["coach"],
+            workflow=workflow,
+            reason="x",
+            expected_version=seen,
+        )
+
+
+def test_due_dates_and_letters_follow_the_file(
+    session: Session, ring: vault.KeyRing, workflow: Workflow, actors: dict[str, Actor], unit: Any
+) -> None:
+    store = Keystore(session, ring)
+    case = make_case(session, ring, workflow, actors["coach"], unit.id, "referred")
+    fire(store, case, "invite", actors["coach"], workflow=workflow, today=dt.date(2026, 3, 2))
+    dues = {d.name: d.due_on for d in case.due_dates}
+    assert dues == {"reminder": dt.date(2026, 3, 16), "no_response": dt.date(2026, 3, 30)}
+    assert case.next_due_on == dt.date(2026, 3, 16)
+    letters = session.scalars(select(QueuedLetter.letter).where(QueuedLetter.case_id == case.id))
+    assert list(letters) == ["kallelse"]
+
+
+def test_the_paths_cover_every_state(workflow: Workflow) -> None:
+    assert set(PATHS) == set(workflow.states)
+
+
+BROKEN = [
+    ('to = "invited"', 'to = "invitd"', "unknown state 'invitd' in to"),
+    (
+        'roles = ["coach", "coordinator"]\nguards = ["consented_to_contact"]',
+        'roles = ["coach", "wizard"]\nguards = ["consented_to_contact"]',
+        "unknown role 'wizard'",
+    ),
+    (
+        'guards = ["consented_to_contact"]',
+        'guards = ["moon_is_full"]',
+        "unknown guard 'moon_is_full'",
+    ),
+    ('letters = ["kallelse"]', 'letters = ["kalle"]', "letter 'kalle' has no template"),
+    (
+        'requires = ["note"]\nclear = ["follow_up_1"]',
+        'requires = ["photo"]\nclear = ["follow_up_1"]',
+        "unknown data 'photo'",
+    ),
+    (
+        "[states.referred]",
+        '[states.lost]\nlabel = { sv = "Borta", en = "Lost" }\n\n[states.referred]',
+        "state 'lost' cannot be reached",
+    ),
+    (
+        'en = "Closed – other reason" }\nterminal = true',
+        'en = "Closed – other reason" }',
+        "state 'closed_other' is not terminal but has no way out",
+    ),
+    ('event = "remind"\nlabel', 'event = "invite"\nlabel', "event 'invite' is declared twice"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "message"), BROKEN)
+def test_broken_workflow_gives_file_and_line(
+    tmp_path: Path, old: str, new: str, message: str
+) -> None:
+    from slussen.config import load_settings
+    from slussen.content import check_content
+    from slussen.paths import shipped_dir
+
+    text = (shipped_dir("workflows") / "sluss.toml").read_text()
+    assert old in text, old
+    broken = text.replace(old, new, 1)
+    (tmp_path / "workflows").mkdir()
+    path = tmp_path / "workflows" / "sluss.toml"
+    path.write_text(broken)
+    _content, problems = check_content(load_settings(environ={}), tmp_path)
+    matching = [p for p in problems if message in p.message]
+    assert matching, [str(p) for p in problems]
+    problem = matching[0]
+    assert problem.path == path
+    # The line points at the offending table or key.
+    line = broken.splitlines()[problem.line - 1]
+    first_new_line = new.split("\n")[0]
+    assert first_new_line.split("=")[0].strip() in line or line.startswith("[")
+
+
+def test_app_refuses_to_start_on_a_broken_workflow(tmp_path: Path) -> None:
+    from slussen.app import create_app
+    from slussen.content import ContentError
+    from slussen.paths import shipped_dir
+
+    (tmp_path / "workflows").mkdir()
+    text = (shipped_dir("workflows") / "sluss.toml").read_text()
+    (tmp_path / "workflows" / "sluss.toml").write_text(text.replace('to = "assessed"', 'to = "x"'))
+    with pytest.raises(ContentError, match=r"sluss\.toml:\d+: error: event 'register_baseline'"):
+        create_app(
+            {"env": "testing", "instance_dir": str(tmp_path / "i"), "content_dir": str(tmp_path)}
+        )
+
+
+def test_tick_moves_exactly_the_due_cases_and_twice_is_a_no_op(
+    app: Flask,
+    session: Session,
+    ring: vault.KeyRing,
+    workflow: Workflow,
+    actors: dict[str, Actor],
+    unit: Any,
+) -> None:
+    from slussen.cases.timers import run_timers
+
+    store = Keystore(session, ring)
+    coach = actors["coach"]
+    early = make_case(session, ring, workflow, coach, unit.id, "referred")
+    late = make_case(session, ring, workflow, coach, unit.id, "referred")
+    fire(store, early, "invite", coach, workflow=workflow, today=dt.date(2026, 1, 1))
+    fire(store, late, "invite", coach, workflow=workflow, today=dt.date(2026, 1, 10))
+    factory = app.extensions["slussen.sessionmaker"]
+
+    report = run_timers(factory, ring, workflow, today=dt.date(2026, 1, 15))
+    assert dict(report.fired) == {"remind": 1}
+    session.expire_all()
+    assert {d.name for d in session.get(Case, early.id).due_dates} == {"no_response"}  # type: ignore[union-attr]
+    assert {d.name for d in session.get(Case, late.id).due_dates} == {"reminder", "no_response"}  # type: ignore[union-attr]
+    again = run_timers(factory, ring, workflow, today=dt.date(2026, 1, 15))
+    assert not again.fired
+
+    closing = run_timers(factory, ring, workflow, today=dt.date(2026, 1, 30))
+    assert dict(closing.fired) == {"remind": 1, "close_no_response": 1}
+    session.expire_all()
+    assert session.get(Case, early.id).state == "closed_no_response"  # type: ignore[union-attr]
+    assert session.get(Case, late.id).state == "invited"  # type: ignore[union-attr]
+    letters = list(
+        session.scalars(select(QueuedLetter.letter).where(QueuedLetter.case_id == early.id))
+    )
+    assert letters == ["kallelse", "reminder"]
+    assert not run_timers(factory, ring, workflow, today=dt.date(2026, 1, 30)).fired
