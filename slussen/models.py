@@ -8,6 +8,7 @@ from slussen.cases import models as cases_models
 from slussen.db import Base
 from slussen.letters import models as letters_models
 from slussen.patients import models as patients_models
+from slussen.questionnaires import models as questionnaires_models
 from slussen.visits import models as visits_models
 
 metadata = Base.metadata
@@ -20,5 +21,6 @@ __all__ = [
     "letters_models",
     "metadata",
     "patients_models",
+    "questionnaires_models",
     "visits_models",
 ]

@@ -1,0 +1,100 @@
+"""Stored answers, their scores, and the single-use answer codes printed on letters."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from slussen.db import Base, UtcDateTime, created_at, intpk
+
+#: When a questionnaire is answered: before the visit, or at the six-month evaluation.
+OCCASIONS = ("baseline", "six_month")
+SOURCES = ("online", "paper")
+
+
+class QuestionnaireResponse(Base):
+    """One answered form (one instrument) on one occasion. The answers are encrypted with the
+    patient's data key; the form version they were given under is kept with them."""
+
+    __tablename__ = "questionnaire_responses"
+    __table_args__ = (
+        CheckConstraint("occasion IN ('baseline', 'six_month')", "occasion_known"),
+        CheckConstraint("source IN ('online', 'paper')", "source_known"),
+        Index(
+            "ix_questionnaire_responses_case_id_form_id_occasion", "case_id", "form_id", "occasion"
+        ),
+    )
+
+    id: Mapped[intpk]
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    form_id: Mapped[str] = mapped_column(String(40))
+    form_version: Mapped[int] = mapped_column(Integer)
+    occasion: Mapped[str] = mapped_column(String(10))
+    source: Mapped[str] = mapped_column(String(10))
+    #: JSON {item_id: code | [codes] | text}, encrypted (vault, table/column/row bound).
+    answers_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    #: Who keyed in a paper form, and who keyed it a second time (optional double entry).
+    keyed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    second_keyed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    #: False while a double-entry mismatch is unresolved.
+    is_verified: Mapped[bool] = mapped_column(Boolean, default=True)
+    submitted_at: Mapped[created_at]
+
+
+class QuestionnaireScore(Base):
+    """A computed score beside the answers, for evaluation. Holds a number and a case id only:
+    without the key ring it cannot be linked to a person."""
+
+    __tablename__ = "questionnaire_scores"
+    __table_args__ = (
+        UniqueConstraint("response_id", "score_id"),
+        CheckConstraint("occasion IN ('baseline', 'six_month')", "occasion_known"),
+        Index(
+            "ix_questionnaire_scores_form_id_score_id_occasion", "form_id", "score_id", "occasion"
+        ),
+    )
+
+    id: Mapped[intpk]
+    response_id: Mapped[int] = mapped_column(
+        ForeignKey("questionnaire_responses.id", ondelete="CASCADE")
+    )
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    form_id: Mapped[str] = mapped_column(String(40))
+    #: The score's id within the form ("total", "life_satisfaction", …).
+    score_id: Mapped[str] = mapped_column(String(40))
+    occasion: Mapped[str] = mapped_column(String(10))
+    #: NULL when the missing-item rule says the score cannot be computed.
+    value: Mapped[float | None] = mapped_column(Float)
+    #: True when the value is at or beyond the form's cut-off (screen-positive, "lonely").
+    is_positive: Mapped[bool | None] = mapped_column(Boolean)
+
+
+class AnswerCode(Base):
+    """A single-use code printed on a letter for answering online at /svar. Only its hash is
+    stored; it expires, and works once."""
+
+    __tablename__ = "answer_codes"
+    __table_args__ = (CheckConstraint("occasion IN ('baseline', 'six_month')", "occasion_known"),)
+
+    id: Mapped[intpk]
+    #: SHA-256 (hex) of the normalised code.
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    occasion: Mapped[str] = mapped_column(String(10))
+    #: The letter that carries the code, when it came from one.
+    letter_id: Mapped[int | None] = mapped_column(ForeignKey("letter_queue.id"))
+    created_at: Mapped[created_at]
+    expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    used_at: Mapped[dt.datetime | None]
