@@ -18,9 +18,19 @@ import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, insert, select, update
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKey,
+    Integer,
+    String,
+    Table,
+    bindparam,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from slussen import vault
@@ -83,6 +93,17 @@ class AuditChainHead(Base):
     id: Mapped[intpk]
     seq: Mapped[int] = mapped_column(Integer)
     mac: Mapped[str] = mapped_column(String(64))
+
+
+_heads = cast(Table, AuditChainHead.__table__)
+_ADVANCE_HEAD = (
+    update(_heads)
+    .where(_heads.c.id == HEAD_ID)
+    .values(seq=_heads.c.seq + 1)
+    .returning(_heads.c.seq, _heads.c.mac)
+)
+_INSERT_EVENT = insert(cast(Table, AuditEvent.__table__))
+_SET_HEAD_MAC = update(_heads).where(_heads.c.id == HEAD_ID).values(mac=bindparam("mac"))
 
 
 @dataclass(frozen=True)
@@ -175,12 +196,10 @@ def record(
     if action not in ACTIONS:
         raise ValueError(f"unknown audit action {action!r}")
     info = info or request_info()
-    head = session.execute(
-        update(AuditChainHead)
-        .where(AuditChainHead.id == HEAD_ID)
-        .values(seq=AuditChainHead.seq + 1)
-        .returning(AuditChainHead.seq, AuditChainHead.mac)
-    ).one_or_none()
+    # Core statements on the session's connection: the audit row needs no ORM bookkeeping, and
+    # this runs on every audited access.
+    connection = session.connection()
+    head = connection.execute(_ADVANCE_HEAD).one_or_none()
     if head is None:
         ensure_head(session)
         return record(
@@ -212,10 +231,8 @@ def record(
         "client_address": info.client_address[:64],
     }
     values["mac"] = _mac(ring.audit_key, previous, values)
-    session.execute(insert(AuditEvent).values(**values))
-    session.execute(
-        update(AuditChainHead).where(AuditChainHead.id == HEAD_ID).values(mac=values["mac"])
-    )
+    connection.execute(_INSERT_EVENT, values)
+    connection.execute(_SET_HEAD_MAC, {"mac": values["mac"]})
     return int(seq)
 
 

@@ -72,8 +72,15 @@ def init_db() -> None:
 @cli.command(help="Load demo data once (development only): units, demo users and more.")
 @click.option("--password", help="Password for every demo user (default: a random one, printed).")
 @click.option("--cases", type=click.IntRange(min=0), default=0, help="Also seed this many cases.")
+@click.option(
+    "--units",
+    type=click.IntRange(3, 500),
+    default=3,
+    show_default=True,
+    help="Units in the demo region (a region-sized load test uses 50).",
+)
 @fails_cleanly
-def demo(password: str | None, cases: int) -> None:
+def demo(password: str | None, cases: int, units: int) -> None:
     from slussen import demo as demo_data
 
     app = _app()
@@ -81,7 +88,7 @@ def demo(password: str | None, cases: int) -> None:
     if settings.is_production:
         raise Failure("Demo data is refused in production configuration.")
     with app.app_context():
-        report = demo_data.seed(app, password=password, cases=cases)
+        report = demo_data.seed(app, password=password, cases=cases, units=units)
     for line in report:
         click.echo(line)
 

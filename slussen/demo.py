@@ -29,6 +29,8 @@ class DemoContext:
     settings: Settings
     password: str
     cases: int
+    #: How many units the demo region has (at least the three hand-made ones).
+    units: int = 3
     report: list[str] = field(default_factory=list)
 
 
@@ -133,10 +135,10 @@ def _saved_password(path: Path) -> str | None:
 
 
 #: Modules whose import registers their demo steps, in order. Each capability adds one line.
-DEMO_MODULES = ("slussen.patients.demo",)
+DEMO_MODULES = ("slussen.patients.demo", "slussen.cases.demo")
 
 
-def seed(app: Flask, *, password: str | None = None, cases: int = 0) -> list[str]:
+def seed(app: Flask, *, password: str | None = None, cases: int = 0, units: int = 3) -> list[str]:
     """Run every demo step once; print where the demo logins are. Idempotent."""
     for module in DEMO_MODULES:
         importlib.import_module(module)
@@ -144,7 +146,13 @@ def seed(app: Flask, *, password: str | None = None, cases: int = 0) -> list[str
     path = logins_file(settings)
     if password is None:
         password = _saved_password(path) or secrets.token_urlsafe(15)
-    ctx = DemoContext(app=app, settings=settings, password=password, cases=cases)
+    ctx = DemoContext(
+        app=app,
+        settings=settings,
+        password=password,
+        cases=cases,
+        units=max(units, len(DEMO_UNITS)),
+    )
     for step in _STEPS:
         with session_scope(app) as session:
             step(session, ctx)

@@ -60,6 +60,7 @@ def create_user(
     role: str,
     password: str,
     unit_ids: list[int] | tuple[int, ...] = (),
+    password_hash: str | None = None,
 ) -> User:
     """Create a user with an argon2id password hash. Refuses an unknown role, a taken username,
     an unknown unit, and a password that breaks the NIST rules."""
@@ -77,7 +78,8 @@ def create_user(
         username=username,
         display_name=display_name.strip() or username,
         role=role,
-        password_hash=hash_password(settings, password),
+        # A caller creating many users with one password (the demo) may pass its hash.
+        password_hash=password_hash or hash_password(settings, password),
     )
     for unit_id in unit_ids:
         if session.get(Unit, unit_id) is None:
