@@ -126,4 +126,4 @@ def load_content(settings: Settings) -> Content:
 def _import_checkers() -> None:
     """Import the modules that register checkers (kept here so the list is explicit)."""
     # Later capabilities add their module here, e.g. slussen.cases.workflow.
-    return None
+    import slussen.directory.categories  # noqa: F401

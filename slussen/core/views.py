@@ -46,6 +46,10 @@ def _layout_helpers() -> dict[str, object]:
 
     def nav_items() -> list[dict[str, object]]:
         items = [("core.index", _("Start"), None)]
+        if current_user.role in ("coordinator", "coach", "staff", "org_rep"):
+            items.append(("directory.home", _("Activity directory"), None))
+        if current_user.can(Permission.MODERATE_DIRECTORY):
+            items.append(("directory.moderation", _("Review changes"), None))
         return [
             {"url": url_for(endpoint), "label": label, "current": request.endpoint == endpoint}
             for endpoint, label, permission in items
