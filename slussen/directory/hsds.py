@@ -67,7 +67,8 @@ def _schedules(activity: Activity, rev: ActivityRevision) -> list[dict[str, Any]
         **times,
     }
     parts = dict(p.split("=", 1) for p in rev.rrule.split(";")) if rev.rrule else {}
-    if parts:
+    # HSDS knows weekly and monthly rules; others travel only in x_slussen.rrule.
+    if parts.get("FREQ") in ("WEEKLY", "MONTHLY"):
         main["freq"] = parts["FREQ"]
         main["interval"] = int(parts.get("INTERVAL", "1"))
         for key in ("BYDAY", "BYMONTHDAY", "BYWEEKNO", "WKST"):
@@ -79,7 +80,7 @@ def _schedules(activity: Activity, rev: ActivityRevision) -> list[dict[str, Any]
             until = dt.datetime.strptime(parts["UNTIL"][:8], "%Y%m%d").date().isoformat()
             main["until"] = until
             main["valid_to"] = until
-    else:
+    elif not parts:
         main["valid_to"] = rev.first_date.isoformat()
     out = [main]
     for day in rev.extra_dates:
