@@ -92,6 +92,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     from slussen.accounts import auth
     from slussen.accounts.views import bp as accounts_bp
     from slussen.core.views import bp as core_bp
+    from slussen.directory.views import bp as directory_bp
 
     auth.init_app(app)
     app.register_blueprint(accounts_bp)
@@ -104,6 +105,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     app.register_blueprint(intake_bp)
     app.register_blueprint(cases_bp)
     app.register_blueprint(visits_bp)
+    app.register_blueprint(directory_bp)
 
     _register_error_pages(app)
     _register_security_headers(app)

@@ -125,4 +125,5 @@ def load_content(settings: Settings) -> Content:
 
 def _import_checkers() -> None:
     """Import the modules that register checkers (kept here so the list is explicit)."""
-    import slussen.cases.workflow  # noqa: F401  (registers the workflow checker)
+    import slussen.cases.workflow
+    import slussen.directory.categories  # noqa: F401

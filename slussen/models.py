@@ -6,6 +6,7 @@ from slussen import audit, keystore
 from slussen.accounts import models as accounts_models
 from slussen.cases import models as cases_models
 from slussen.db import Base
+from slussen.directory import models as directory_models
 from slussen.letters import models as letters_models
 from slussen.patients import models as patients_models
 from slussen.questionnaires import models as questionnaires_models
@@ -17,6 +18,7 @@ __all__ = [
     "accounts_models",
     "audit",
     "cases_models",
+    "directory_models",
     "keystore",
     "letters_models",
     "metadata",

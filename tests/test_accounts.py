@@ -25,6 +25,12 @@ PUBLIC_ENDPOINTS = {
     "core.healthz",
     "intake.self_referral",
     "intake.self_referral_received",
+    "directory.calendar",
+    "directory.activity_page",
+    "directory.printable",
+    "directory.printable_pdf",
+    "directory.ics_feed",
+    "directory.open_data",
 }
 
 

@@ -60,14 +60,15 @@ def clients(app: Flask, make_user: Callable[..., Any]) -> dict[str, FlaskClient]
 @pytest.fixture
 def rules(app: Flask, clients: dict[str, FlaskClient], session: Session, unit: Any) -> list[Rule]:
     """Every rule, with a case in the database so id-taking URLs sometimes hit a real object."""
-    from slussen import vault
     from slussen.accounts.models import User
     from slussen.audit import Actor
+    from slussen.keystore import current_key_ring
 
     coach = session.scalars(select(User).where(User.role == "coach")).one()
-    workflow = clients["coach"].application.extensions["slussen.content"].compiled["workflow"]
-    make_case(session, vault.KeyRing.generate(), workflow, Actor.of(coach), unit.id,
-              "mapping_booked")  # fmt: skip
+    workflow = app.extensions["slussen.content"].compiled["workflow"]
+    with app.app_context():
+        ring = current_key_ring()
+    make_case(session, ring, workflow, Actor.of(coach), unit.id, "mapping_booked")
     return sorted(
         (r for r in app.url_map.iter_rules() if r.endpoint not in SKIP),
         key=lambda r: (r.endpoint, r.rule),
@@ -128,12 +129,13 @@ def test_no_input_gives_a_server_error(
                              label="form")  # fmt: skip
             response = client.post(url, data=form, query_string=query)
         status = response.status_code
-        body = response.get_data(as_text=True)
         assert status < 500 or status == 503, f"{method} {url} as {role}: {status}"
         if status >= 400:
             assert domain_counts(session) == before, f"{method} {url} as {role} changed data"
             if status not in (405,):
-                assert readable_refusal(body), f"{method} {url} as {role}: unclear {status}"
+                assert readable_refusal(response.get_data(as_text=True)), (
+                    f"{method} {url} as {role}: unclear {status}"
+                )
 
     crawl()
 

@@ -82,8 +82,12 @@ def _layout_helpers() -> dict[str, object]:
             ("intake.refer", _("Refer"), Permission.FLAG_PATIENT),
             ("cases.flagged", _("My referrals"), Permission.VIEW_OWN_FLAGS),
             ("accesslog.index", _("Access log"), Permission.REVIEW_ACCESS_LOG),
+            ("directory.moderation", _("Review changes"), Permission.MODERATE_DIRECTORY),
         ]
-        if not any(current_user.can(p) for _e, _l, p in items):
+        items = [item for item in items if item[2] is None or current_user.can(item[2])]
+        if current_user.role in ("coordinator", "coach", "staff", "org_rep"):
+            items.append(("directory.home", _("Activity directory"), None))
+        if not items:
             items.insert(0, ("core.index", _("Start"), None))
         return [
             {"url": url_for(endpoint), "label": label, "current": request.endpoint == endpoint}

@@ -1,0 +1,95 @@
+"""`slussen directory …`: rebuild occasions (daily), export and import open data (HSDS)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+
+import click
+from flask import Flask
+from sqlalchemy import select
+
+from slussen.directory.schedule import TZ
+
+
+class DirectoryFailure(click.ClickException):
+    def format_message(self) -> str:
+        return self.message
+
+
+@click.group("directory", help="The activity directory: occasions and open data (HSDS).")
+def directory_cli() -> None:
+    pass
+
+
+def _app() -> Flask:
+    from slussen.app import create_app
+
+    return create_app()
+
+
+@directory_cli.command(
+    "refresh", help="Rebuild the stored occasions of every published activity (run daily)."
+)
+@click.option("--today", type=click.DateTime(["%Y-%m-%d"]), default=None)
+def refresh(today: dt.datetime | None) -> None:
+    from slussen.db import session_scope
+    from slussen.directory.services import refresh_all_occasions
+
+    app = _app()
+    day = today.date() if today else dt.datetime.now(TZ).date()
+    with app.app_context(), session_scope(app) as session:
+        total = refresh_all_occasions(session, today=day)
+    click.echo(f"Occasions rebuilt: {total}.")
+
+
+@directory_cli.command("export-hsds", help="Write the published directory as HSDS 3 JSON.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def export_hsds(out: Path | None) -> None:
+    from slussen.db import session_scope
+    from slussen.directory.hsds import export_directory
+
+    app = _app()
+    with app.app_context(), session_scope(app) as session:
+        text = json.dumps(export_directory(session), ensure_ascii=False, indent=1)
+    if out is None:
+        sys.stdout.write(text + "\n")
+    else:
+        out.write_text(text + "\n", encoding="utf-8")
+        click.echo(f"Wrote {out}.")
+
+
+@directory_cli.command("import-hsds", help="Add or update organisations and activities from HSDS.")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--as", "username", required=True, help="The coordinator who approves the import.")
+def import_hsds(file: Path, username: str) -> None:
+    from slussen.accounts.models import User
+    from slussen.db import session_scope
+    from slussen.directory.categories import interest_categories
+    from slussen.directory.hsds import HsdsError, import_directory
+
+    try:
+        document = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DirectoryFailure(f"{file} is not JSON: {exc}") from None
+    app = _app()
+    with app.app_context(), session_scope(app) as session:
+        actor = session.scalar(select(User).where(User.username == username))
+        if actor is None:
+            raise DirectoryFailure(f"no user named {username!r}")
+        try:
+            counts = import_directory(
+                session,
+                actor,
+                document,
+                known_categories=[c.id for c in interest_categories()],
+                today=dt.datetime.now(TZ).date(),
+            )
+        except HsdsError as exc:
+            raise DirectoryFailure(str(exc)) from None
+    click.echo(
+        f"Imported: {counts['organisations']} organisations and {counts['activities']} "
+        f"activities changed, {counts['unchanged']} unchanged."
+    )

@@ -1,0 +1,658 @@
+"""Directory pages: the public calendar, activity page, print list, PDF, iCalendar feed and open
+data; and, behind login, the organisations' own pages and the coordinator's moderation."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from itertools import groupby
+from typing import Any, TypeVar
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from flask_babel import format_date, get_locale
+from flask_babel import gettext as _
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from slussen.accounts.auth import public
+from slussen.accounts.models import User
+from slussen.accounts.roles import Role
+from slussen.db import db_session
+from slussen.directory import hsds, ics, printing
+from slussen.directory.categories import AGE_GROUPS, SECTORS, category_labels, interest_categories
+from slussen.directory.forms import (
+    PER_PAGE,
+    ActionForm,
+    ActivityForm,
+    ApproveForm,
+    OrganisationForm,
+    RepresentativeForm,
+    ReturnForm,
+    choices,
+    parse_calendar_query,
+)
+from slussen.directory.models import CONTENT_FIELDS, Activity, ActivityRevision, Organisation
+from slussen.directory.schedule import TZ, ScheduleError, describe
+from slussen.directory.services import (
+    MAX_RANGE_DAYS,
+    ActivityData,
+    DirectoryError,
+    InvalidActivity,
+    NotFound,
+    NotPending,
+    NotPermitted,
+    OccasionRow,
+    add_representative,
+    approve_revision,
+    can_moderate,
+    can_view_directory,
+    create_organisation,
+    find_activities,
+    find_occasions,
+    is_stale,
+    latest_revision,
+    load_activity,
+    load_organisation,
+    load_public_activity,
+    load_revision,
+    may_edit_organisation,
+    member_organisation_ids,
+    next_occasions,
+    pending_revisions,
+    public_areas,
+    representatives,
+    return_revision,
+    schedule_of,
+    set_withdrawn,
+    stale_activities,
+    submit_activity,
+    submit_revision,
+    update_organisation,
+    verify_activity,
+)
+
+bp = Blueprint("directory", __name__, template_folder="templates")
+
+T = TypeVar("T")
+
+#: How many occasions the print list and its PDF hold at most.
+PRINT_LIMIT = 300
+
+
+def today() -> dt.date:
+    return dt.datetime.now(TZ).date()
+
+
+def _language() -> str:
+    locale = get_locale()
+    return locale.language if locale else "sv"
+
+
+# --- Template helpers ----------------------------------------------------------------------
+
+
+@bp.app_template_filter("long_date")
+def long_date(day: dt.date) -> str:
+    """ "tisdag 5 mars 2026"."""
+    return str(format_date(day, "full"))
+
+
+@bp.app_template_filter("clock")
+def clock(moment: dt.datetime | dt.time) -> str:
+    """ "10.00" in Swedish, "10:00" in English."""
+    separator = ":" if _language() == "en" else "."
+    return f"{moment.hour:02d}{separator}{moment.minute:02d}"
+
+
+def category_label(code: str) -> str:
+    return category_labels(_language()).get(code, code)
+
+
+def age_label(code: str) -> str:
+    labels = AGE_GROUPS.get(code)
+    if labels is None:
+        return code
+    return labels[1] if _language() == "en" else labels[0]
+
+
+def language_name(code: str) -> str:
+    locale = get_locale()
+    names = locale.languages if locale else {}
+    return str(names.get(code, code))
+
+
+@bp.app_template_filter("category_names")
+def category_names(codes: list[str]) -> str:
+    return ", ".join(category_label(c) for c in codes)
+
+
+@bp.app_template_filter("age_names")
+def age_names(codes: list[str]) -> str:
+    return ", ".join(age_label(c) for c in codes)
+
+
+@bp.app_template_filter("language_names")
+def language_names(codes: list[str]) -> str:
+    return ", ".join(language_name(c) for c in codes)
+
+
+@bp.app_context_processor
+def _directory_helpers() -> dict[str, Any]:
+    def schedule_text(revision: ActivityRevision) -> str:
+        return describe(schedule_of(revision))
+
+    return {
+        "category_label": category_label,
+        "age_label": age_label,
+        "language_name": language_name,
+        "schedule_text": schedule_text,
+        "sector_label": lambda code: SECTORS.get(code, code),
+    }
+
+
+# --- Public pages --------------------------------------------------------------------------
+
+
+def _query() -> Any:
+    return parse_calendar_query(
+        request.args, today=today(), categories=[c.id for c in interest_categories()]
+    )
+
+
+def _by_day(rows: list[OccasionRow]) -> list[tuple[dt.date, list[OccasionRow]]]:
+    return [(day, list(group)) for day, group in groupby(rows, key=lambda r: r.starts_at.date())]
+
+
+@bp.route("/aktiviteter")
+@public
+def calendar() -> ResponseReturnValue:
+    """The public calendar of upcoming occasions with filters (a GET form, no JavaScript)."""
+    session = db_session()
+    query = _query()
+    rows, total = find_occasions(
+        session, query.filters, offset=(query.page - 1) * PER_PAGE, limit=PER_PAGE
+    )
+    pages = max(1, -(-total // PER_PAGE))
+    return render_template(
+        "directory/calendar.html",
+        query=query,
+        days=_by_day(rows),
+        total=total,
+        page=min(query.page, pages),
+        pages=pages,
+        categories=interest_categories(),
+        areas=public_areas(session),
+        age_groups=AGE_GROUPS,
+    )
+
+
+@bp.route("/aktiviteter/<int:activity_id>")
+@public
+def activity_page(activity_id: int) -> ResponseReturnValue:
+    session = db_session()
+    try:
+        activity = load_public_activity(session, activity_id)
+    except NotFound:
+        abort(404)
+    now = dt.datetime.now(TZ)
+    return render_template(
+        "directory/activity.html",
+        activity=activity,
+        revision=activity.published,
+        upcoming=next_occasions(activity, now, 8),
+        stale=is_stale(activity, today()),
+    )
+
+
+def _print_rows() -> tuple[Any, list[OccasionRow], int]:
+    query = _query()
+    rows, total = find_occasions(db_session(), query.filters, limit=PRINT_LIMIT)
+    return query, rows, total
+
+
+@bp.route("/aktiviteter/utskrift")
+@public
+def printable() -> ResponseReturnValue:
+    """A plain list to print and hand to a patient: the same filters as the calendar."""
+    query, rows, total = _print_rows()
+    return render_template(
+        "directory/print.html", query=query, days=_by_day(rows), total=total, limit=PRINT_LIMIT
+    )
+
+
+@bp.route("/aktiviteter/utskrift.pdf")
+@public
+def printable_pdf() -> ResponseReturnValue:
+    query, rows, _total = _print_rows()
+    labels = category_labels("sv")
+    pdf = printing.occasion_list_pdf(query.filters, rows, labels)
+    return Response(
+        pdf,
+        mimetype="application/pdf",
+        headers={"Content-Disposition": 'inline; filename="aktiviteter.pdf"'},
+    )
+
+
+@bp.route("/aktiviteter.ics")
+@public
+def ics_feed() -> ResponseReturnValue:
+    """The iCalendar feed: activities with an occasion in the coming year matching the filters."""
+    query = parse_calendar_query(
+        request.args,
+        today=today(),
+        categories=[c.id for c in interest_categories()],
+        max_days=MAX_RANGE_DAYS,
+    )
+    filters = query.filters
+    if query.period == "this_week" and not request.args.get("period"):
+        from dataclasses import replace
+
+        filters = replace(filters, start=today(), end=today() + dt.timedelta(days=MAX_RANGE_DAYS))
+    activities = find_activities(db_session(), filters)
+    urls = {a.id: url_for(".activity_page", activity_id=a.id, _external=True) for a in activities}
+    return Response(
+        ics.build_calendar(activities, urls),
+        mimetype="text/calendar",
+        headers={"Content-Disposition": 'inline; filename="aktiviteter.ics"'},
+    )
+
+
+@bp.route("/aktiviteter/oppna-data.json")
+@public
+def open_data() -> ResponseReturnValue:
+    """The published directory as Open Referral HSDS 3 JSON (organizations with services)."""
+    document = hsds.export_directory(db_session())
+    return Response(
+        json.dumps(document, ensure_ascii=False, indent=1),
+        mimetype="application/json",
+        headers={"Content-Disposition": 'inline; filename="aktiviteter-hsds.json"'},
+    )
+
+
+# --- Inside the app ------------------------------------------------------------------------
+
+
+def _user() -> User:
+    user: User = g.user
+    if not can_view_directory(user):
+        abort(403)
+    return user
+
+
+def _authorised(load: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a load-and-authorise helper; 404 outside the user's organisations, 403 read-only."""
+    try:
+        return load(db_session(), _user(), *args, **kwargs)
+    except NotFound:
+        abort(404)
+    except NotPermitted:
+        abort(403)
+
+
+def _organisations_for(session: Session, user: User) -> list[Organisation]:
+    stmt = select(Organisation).order_by(Organisation.name)
+    if user.role == Role.ORG_REP:
+        stmt = stmt.where(Organisation.id.in_(member_organisation_ids(session, user)))
+    return list(session.scalars(stmt))
+
+
+@bp.route("/katalog")
+def home() -> ResponseReturnValue:
+    """The directory inside the app: an org_rep's own organisations; the coordinator's queue and
+    stale activities; read-only lists for coaches and staff."""
+    user = _user()
+    session = db_session()
+    organisations = _organisations_for(session, user)
+    own_ids = None if user.role != Role.ORG_REP else {o.id for o in organisations}
+    return render_template(
+        "directory/home.html",
+        organisations=organisations,
+        pending=pending_revisions(session) if can_moderate(user) else [],
+        stale=stale_activities(session, today=today(), organisation_ids=own_ids)
+        if (can_moderate(user) or user.role == Role.ORG_REP)
+        else [],
+        can_moderate=can_moderate(user),
+    )
+
+
+@bp.route("/katalog/organisationer/ny", methods=["GET", "POST"])
+def organisation_new() -> ResponseReturnValue:
+    user = _user()
+    if not can_moderate(user):
+        abort(403)
+    form = OrganisationForm()
+    if form.validate_on_submit():
+        session = db_session()
+        try:
+            organisation = create_organisation(
+                session, user, **{k: (form[k].data or "").strip() for k in _org_fields()}
+            )
+        except InvalidActivity as exc:
+            _field_error(form, exc)
+        else:
+            session.commit()
+            flash(_("The organisation was added."), "success")
+            return redirect(url_for(".organisation", organisation_id=organisation.id))
+    return render_template("directory/organisation_form.html", form=form, organisation=None)
+
+
+def _org_fields() -> tuple[str, ...]:
+    return ("name", "sector", "description", "contact_name", "email", "phone", "website", "area")
+
+
+def _field_error(form: Any, exc: DirectoryError) -> None:
+    name = getattr(exc, "field", None)
+    if name and name in form:
+        form[name].errors = [*form[name].errors, str(exc)]
+    else:
+        flash(str(exc), "error")
+
+
+@bp.route("/katalog/organisationer/<int:organisation_id>")
+def organisation(organisation_id: int) -> ResponseReturnValue:
+    user = _user()
+    session = db_session()
+    org = _authorised(load_organisation, organisation_id)
+    activities = list(
+        session.scalars(
+            select(Activity)
+            .where(Activity.organisation_id == org.id)
+            .options(selectinload(Activity.revisions), selectinload(Activity.published))
+            .order_by(Activity.id)
+        )
+    )
+    if user.role in (Role.COACH, Role.STAFF):
+        activities = [a for a in activities if a.published is not None]
+    return render_template(
+        "directory/organisation.html",
+        organisation=org,
+        activities=activities,
+        latest=latest_revision,
+        can_edit=may_edit_organisation(session, user, org),
+        can_moderate=can_moderate(user),
+        representatives=representatives(session, org) if can_moderate(user) else [],
+        rep_form=RepresentativeForm(),
+        today=today(),
+        is_stale=is_stale,
+    )
+
+
+@bp.route("/katalog/organisationer/<int:organisation_id>/andra", methods=["GET", "POST"])
+def organisation_edit(organisation_id: int) -> ResponseReturnValue:
+    user = _user()
+    org = _authorised(load_organisation, organisation_id, edit=True)
+    form = OrganisationForm(obj=org)
+    if form.validate_on_submit():
+        session = db_session()
+        try:
+            update_organisation(
+                session, user, org, **{k: (form[k].data or "").strip() for k in _org_fields()}
+            )
+        except InvalidActivity as exc:
+            _field_error(form, exc)
+        else:
+            session.commit()
+            flash(_("The changes were saved."), "success")
+            return redirect(url_for(".organisation", organisation_id=org.id))
+    return render_template("directory/organisation_form.html", form=form, organisation=org)
+
+
+@bp.route("/katalog/organisationer/<int:organisation_id>/representanter", methods=["POST"])
+def representative_add(organisation_id: int) -> ResponseReturnValue:
+    user = _user()
+    org = _authorised(load_organisation, organisation_id)
+    if not can_moderate(user):
+        abort(403)
+    form = RepresentativeForm()
+    session = db_session()
+    if form.validate_on_submit():
+        rep = session.scalar(select(User).where(User.username == form.username.data.strip()))
+        if rep is None:
+            flash(_("There is no user with that username."), "error")
+        else:
+            try:
+                add_representative(session, user, org, rep)
+            except DirectoryError as exc:
+                flash(str(exc), "error")
+            else:
+                session.commit()
+                flash(_("The representative was added."), "success")
+    return redirect(url_for(".organisation", organisation_id=org.id))
+
+
+def _activity_form() -> ActivityForm:
+    form = ActivityForm()
+    form.categories.choices = choices([(c.id, c.label(_language())) for c in interest_categories()])
+    return form
+
+
+def _submitted(form: ActivityForm) -> ActivityData | None:
+    if not form.validate_on_submit():
+        return None
+    try:
+        return form.to_data()
+    except ScheduleError as exc:
+        name = getattr(exc, "field", "repeat")
+        form[name].errors = [*form[name].errors, str(exc)]
+        return None
+
+
+@bp.route("/katalog/organisationer/<int:organisation_id>/aktiviteter/ny", methods=["GET", "POST"])
+def activity_new(organisation_id: int) -> ResponseReturnValue:
+    user = _user()
+    org = _authorised(load_organisation, organisation_id, edit=True)
+    form = _activity_form()
+    data = _submitted(form)
+    if data is not None:
+        session = db_session()
+        try:
+            revision = submit_activity(
+                session,
+                user,
+                org,
+                data,
+                known_categories=[c.id for c in interest_categories()],
+                today=today(),
+            )
+        except InvalidActivity as exc:
+            _field_error(form, exc)
+        else:
+            session.commit()
+            flash(_message_after_submit(user), "success")
+            return redirect(url_for(".activity", activity_id=revision.activity_id))
+    return render_template(
+        "directory/activity_form.html", form=form, organisation=org, activity=None
+    )
+
+
+def _message_after_submit(user: User) -> str:
+    if can_moderate(user):
+        return str(_("The activity is published."))
+    return str(_("Thank you! The coordinator will review the activity before it is published."))
+
+
+@bp.route("/katalog/aktiviteter/<int:activity_id>")
+def activity(activity_id: int) -> ResponseReturnValue:
+    user = _user()
+    session = db_session()
+    act = _authorised(load_activity, activity_id)
+    editable = may_edit_organisation(session, user, act.organisation)
+    return render_template(
+        "directory/activity_admin.html",
+        activity=act,
+        revision=act.published,
+        revisions=list(reversed(act.revisions)) if editable else [],
+        can_edit=editable,
+        can_moderate=can_moderate(user),
+        action_form=ActionForm(),
+        stale=is_stale(act, today()),
+        fields=CONTENT_FIELDS,
+    )
+
+
+@bp.route("/katalog/aktiviteter/<int:activity_id>/andra", methods=["GET", "POST"])
+def activity_edit(activity_id: int) -> ResponseReturnValue:
+    user = _user()
+    act = _authorised(load_activity, activity_id, edit=True)
+    form = _activity_form()
+    if request.method == "GET":
+        base = latest_revision(act)
+        if base is not None:
+            form.fill_from(ActivityData.from_revision(base))
+    data = _submitted(form)
+    if data is not None:
+        session = db_session()
+        try:
+            submit_revision(
+                session,
+                user,
+                act,
+                data,
+                known_categories=[c.id for c in interest_categories()],
+                today=today(),
+            )
+        except InvalidActivity as exc:
+            _field_error(form, exc)
+        else:
+            session.commit()
+            flash(_message_after_submit(user), "success")
+            return redirect(url_for(".activity", activity_id=act.id))
+    return render_template(
+        "directory/activity_form.html", form=form, organisation=act.organisation, activity=act
+    )
+
+
+@bp.route("/katalog/aktiviteter/<int:activity_id>/kontrollerad", methods=["POST"])
+def activity_verify(activity_id: int) -> ResponseReturnValue:
+    user = _user()
+    act = _authorised(load_activity, activity_id, edit=True)
+    if ActionForm().validate_on_submit():
+        session = db_session()
+        try:
+            verify_activity(session, user, act, today=today())
+        except DirectoryError as exc:
+            flash(str(exc), "error")
+        else:
+            session.commit()
+            flash(_("Thank you! The activity is marked as checked today."), "success")
+    return redirect(url_for(".activity", activity_id=act.id))
+
+
+@bp.route("/katalog/aktiviteter/<int:activity_id>/dold", methods=["POST"])
+def activity_withdraw(activity_id: int) -> ResponseReturnValue:
+    user = _user()
+    act = _authorised(load_activity, activity_id, edit=True)
+    if ActionForm().validate_on_submit():
+        session = db_session()
+        withdrawn = not act.is_withdrawn
+        set_withdrawn(session, user, act, withdrawn, today=today())
+        session.commit()
+        flash(
+            _("The activity is hidden from the calendar.")
+            if withdrawn
+            else _("The activity is shown in the calendar again."),
+            "success",
+        )
+    return redirect(url_for(".activity", activity_id=act.id))
+
+
+@bp.route("/katalog/granska")
+def moderation() -> ResponseReturnValue:
+    user = _user()
+    if not can_moderate(user):
+        abort(403)
+    return render_template("directory/moderation.html", pending=pending_revisions(db_session()))
+
+
+@bp.route("/katalog/andringar/<int:revision_id>")
+def revision(revision_id: int) -> ResponseReturnValue:
+    rev = _authorised(load_revision, revision_id)
+    published = rev.activity.published
+    changed = [
+        name
+        for name in CONTENT_FIELDS
+        if published is None or getattr(published, name) != getattr(rev, name)
+    ]
+    return render_template(
+        "directory/revision.html",
+        rev=rev,
+        published=published if published is not None and published.id != rev.id else None,
+        changed=changed,
+        field_labels=field_labels(),
+        can_moderate=can_moderate(_user()),
+        approve_form=ApproveForm(prefix="approve"),
+        return_form=ReturnForm(prefix="return"),
+    )
+
+
+def field_labels() -> dict[str, str]:
+    """The activity form's labels by content field, for the review table."""
+    form = ActivityForm(meta={"csrf": False})
+    labels = {name: str(form[name].label.text) for name in CONTENT_FIELDS if name in form}
+    labels["rrule"] = _("Repeats")
+    return labels
+
+
+def _moderate(
+    revision_id: int, decide: Callable[[Session, User, ActivityRevision], Any]
+) -> ResponseReturnValue | None:
+    user = _user()
+    if not can_moderate(user):
+        abort(403)
+    rev = _authorised(load_revision, revision_id)
+    session = db_session()
+    try:
+        decide(session, user, rev)
+    except NotPending as exc:
+        session.rollback()
+        flash(str(exc), "error")
+        conflict: ResponseReturnValue = (redirect(url_for(".revision", revision_id=rev.id)), 409)
+        return conflict
+    except DirectoryError as exc:
+        session.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for(".revision", revision_id=rev.id))
+    session.commit()
+    return None
+
+
+@bp.route("/katalog/andringar/<int:revision_id>/godkann", methods=["POST"])
+def revision_approve(revision_id: int) -> ResponseReturnValue:
+    form = ApproveForm(prefix="approve")
+    if not form.validate_on_submit():
+        return redirect(url_for(".revision", revision_id=revision_id))
+    refused = _moderate(
+        revision_id,
+        lambda s, u, r: approve_revision(s, u, r, today=today(), comment=form.comment.data or ""),
+    )
+    if refused is not None:
+        return refused
+    flash(_("Approved: the activity is public."), "success")
+    return redirect(url_for(".moderation"))
+
+
+@bp.route("/katalog/andringar/<int:revision_id>/skicka-tillbaka", methods=["POST"])
+def revision_return(revision_id: int) -> ResponseReturnValue:
+    form = ReturnForm(prefix="return")
+    if not form.validate_on_submit():
+        flash(_("Write what needs to change."), "error")
+        return redirect(url_for(".revision", revision_id=revision_id))
+    refused = _moderate(
+        revision_id, lambda s, u, r: return_revision(s, u, r, comment=form.comment.data or "")
+    )
+    if refused is not None:
+        return refused
+    flash(_("Returned to the organisation with your comment."), "success")
+    return redirect(url_for(".moderation"))

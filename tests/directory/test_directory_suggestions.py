@@ -1,0 +1,81 @@
+"""Suggestions for the action plan: matching interests, avoiding barriers, ranked, with reasons;
+stale activities are left out; next occasions for the plan letter."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from slussen.directory.schedule import TZ
+from slussen.directory.services import next_occasions, suggest_activities
+from tests.directory.conftest import Directory, today
+
+
+def test_suggestions_match_interests_and_avoid_barriers(
+    backend: str, session: Session, directory: Directory, publish: Callable[..., Any]
+) -> None:
+    walk = publish(
+        title="Promenad med fika",
+        categories=["nature_walks", "fika_conversation"],
+        has_companion=True,
+        area="Skarptorp",
+    )
+    publish(
+        title="Fiskestuga",
+        categories=["outdoor_life", "nature_walks"],
+        cost_sek=50,
+        area="Skarptorp",
+    )
+    near = publish(title="Stavgång", categories=["nature_walks"], area="Skarptorp")
+    far = publish(title="Naturvandring långt bort", categories=["nature_walks"], area="Ljura")
+    publish(title="Stickcafé", categories=["crafts"])
+    stale = publish(title="Gammal promenad", categories=["nature_walks"], area="Skarptorp")
+    stale.activity.last_verified_on = today() - dt.timedelta(days=300)
+    session.flush()
+
+    found = suggest_activities(
+        session,
+        interests=["nature_walks"],
+        barriers=["cost", "anxiety", "transport"],
+        area="Skarptorp",
+        today=today(),
+        category_labels={"nature_walks": "Promenader och natur"},
+    )
+    titles = [s.activity.published.title for s in found]
+    assert titles == ["Promenad med fika", "Stavgång", "Naturvandring långt bort"]
+    assert found[0].activity.id == walk.activity_id
+    assert found[0].reasons == [
+        "Passar intresset promenader och natur",
+        "Kostnadsfritt",
+        "Någon kan möta upp och följa med första gången",
+        "Nära: Skarptorp",
+    ]
+    assert found[1].activity.id == near.activity_id and found[2].activity.id == far.activity_id
+    assert found[0].score > found[1].score > found[2].score
+    assert found[0].next_occasion is not None
+
+    without_barriers = suggest_activities(
+        session, interests=["nature_walks"], barriers=[], area=None, today=today()
+    )
+    assert "Fiskestuga" in [s.activity.published.title for s in without_barriers]
+    assert (
+        len(
+            suggest_activities(
+                session, interests=[], barriers=[], area=None, today=today(), limit=2
+            )
+        )
+        == 2
+    )
+
+
+def test_next_occasions_for_the_plan_letter(session: Session, publish: Callable[..., Any]) -> None:
+    revision = publish(title="Seniorgympa")
+    after = dt.datetime.combine(today(), dt.time(0), tzinfo=TZ)
+    found = next_occasions(revision.activity, after, 3)
+    assert [o.starts_at.date() for o in found] == [
+        today() + dt.timedelta(days=7 * i) for i in range(3)
+    ]
+    assert all(o.starts_at.hour == 10 for o in found)
