@@ -28,6 +28,7 @@ from werkzeug.test import TestResponse
 import slussen.audit
 from slussen.accesslog.markers import patient_data_endpoints
 from slussen.audit import SYSTEM, AuditEvent
+from slussen.cases.engine import open_case
 from slussen.identifiers import parse_person_identifier
 from slussen.keystore import Keystore, current_key_ring
 from slussen.patients import demo as demo_patients
@@ -41,6 +42,8 @@ class Demo:
     patient_id: int
     pnr: str
     name: str
+    #: An open case of the patient in the test unit (worklists and the case page show it).
+    case_id: int
 
     @property
     def identifying_strings(self) -> list[str]:
@@ -74,6 +77,15 @@ CALLS: dict[str, Call] = {
     "accesslog.extract": Call(
         send=lambda client, demo: client.post("/atkomstlogg/utdrag", data={"pnr": demo.pnr}),
     ),
+    "cases.worklist": Call(role="coach", send=lambda client, demo: client.get("/arbetslista")),
+    "cases.unit": Call(send=lambda client, demo: client.get("/enhet")),
+    "cases.show": Call(
+        role="coach", send=lambda client, demo: client.get(f"/arenden/{demo.case_id}")
+    ),
+    "visits.mapping": Call(
+        role="coach",
+        send=lambda client, demo: client.get(f"/arenden/{demo.case_id}/kartlaggning"),
+    ),
 }
 
 
@@ -86,8 +98,18 @@ def demo(app: Flask, session: Session, unit: Any) -> Demo:
         store = Keystore(session, current_key_ring())
         identity = PatientIdentity(identifier=parse_person_identifier(pnr), name=name)
         patient = register_patient(store, SYSTEM, identity, purpose="test", unit_id=unit.id)
+        workflow = app.extensions["slussen.content"].compiled["workflow"]
+        case = open_case(
+            store,
+            SYSTEM,
+            workflow=workflow,
+            patient_id=patient.id,
+            unit_id=unit.id,
+            channel="phone",
+            is_consent_to_contact=True,
+        )
     session.flush()
-    return Demo(patient.id, pnr, name)
+    return Demo(patient.id, pnr, name, case.id)
 
 
 def audit_rows(session: Session) -> int:

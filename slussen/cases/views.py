@@ -7,6 +7,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from sqlalchemy import select
 
+from slussen.accesslog.markers import shows_patient_data
 from slussen.accounts.auth import require
 from slussen.accounts.models import Membership, User
 from slussen.accounts.roles import Permission
@@ -59,6 +60,7 @@ def _page() -> int:
 
 @bp.route("/arbetslista")
 @require(Permission.WORK_CASES)
+@shows_patient_data
 def worklist() -> ResponseReturnValue:
     """The coach's cases due today, this week and overdue, grouped; the next action per case."""
     session = db_session()
@@ -95,6 +97,7 @@ def worklist() -> ResponseReturnValue:
 
 @bp.route("/enhet")
 @require(Permission.COORDINATE_UNIT)
+@shows_patient_data
 def unit() -> ResponseReturnValue:
     """The coordinator's view of the unit with filters (state, coach, overdue, channel)."""
     session = db_session()
@@ -144,6 +147,7 @@ def flagged() -> ResponseReturnValue:
 
 @bp.route("/arenden/<int:case_id>")
 @require(Permission.WORK_CASES)
+@shows_patient_data
 def show(case_id: int) -> ResponseReturnValue:
     """The case page: identity (decrypted, audited), timeline, due dates, letters, and the
     buttons for the events this user may fire now."""

@@ -13,6 +13,7 @@ from flask_babel import gettext as _
 from markupsafe import Markup, escape
 from sqlalchemy import select
 
+from slussen.accesslog.markers import shows_patient_data
 from slussen.accounts.auth import require
 from slussen.accounts.roles import Permission
 from slussen.cases.access import current_actor, load_case
@@ -263,6 +264,7 @@ def _steps_from_form() -> list[services.StepInput]:
 
 @bp.route("/arenden/<int:case_id>/kartlaggning", methods=["GET", "POST"])
 @require(Permission.WORK_CASES)
+@shows_patient_data
 def mapping(case_id: int) -> ResponseReturnValue:
     """The mapping visit: network, interests, barriers, notes and the action plan; "save" keeps
     working, "save and record the visit" moves the case to the active plan."""
