@@ -1,49 +1,77 @@
 """The iCalendar feed (`/aktiviteter.ics`): one VEVENT per activity with its RRULE, RDATE and
 EXDATE, local times with TZID Europe/Stockholm and the zone's VTIMEZONE, so calendar programs show
-the same occasions as the public calendar. Recurring activities stay rules, never expanded lists:
-the feed of the whole directory builds in well under a second."""
+the same occasions as the public calendar. Recurring activities stay rules, never expanded lists.
+
+The text is written here (RFC 5545 escaping, 75-octet line folding, CRLF) rather than through the
+icalendar library's object model, which costs about a millisecond an event: the feed of a whole
+region's 2,000 activities must build in well under a second. The tests parse every feed with the
+icalendar library and expand it with dateutil to check it round-trips the occasions.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from functools import lru_cache
-
-from icalendar import Calendar, Event, Timezone, vRecur
 
 from slussen.directory.models import Activity
 from slussen.directory.schedule import TZ
 from slussen.directory.services import schedule_of
 
 PRODID = "-//Slussen//Aktivitetskalender//SV"
-
+TZID = "Europe/Stockholm"
 
 #: Sweden's zone with the EU rules (since 1996) as yearly rules: compact and valid after 2038.
-VTIMEZONE = """BEGIN:VTIMEZONE
-TZID:Europe/Stockholm
-BEGIN:DAYLIGHT
-TZOFFSETFROM:+0100
-TZOFFSETTO:+0200
-TZNAME:CEST
-DTSTART:19700329T020000
-RRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU
-END:DAYLIGHT
-BEGIN:STANDARD
-TZOFFSETFROM:+0200
-TZOFFSETTO:+0100
-TZNAME:CET
-DTSTART:19701025T030000
-RRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU
-END:STANDARD
-END:VTIMEZONE
-"""
+VTIMEZONE = (
+    "BEGIN:VTIMEZONE",
+    f"TZID:{TZID}",
+    "BEGIN:DAYLIGHT",
+    "TZOFFSETFROM:+0100",
+    "TZOFFSETTO:+0200",
+    "TZNAME:CEST",
+    "DTSTART:19700329T020000",
+    "RRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU",
+    "END:DAYLIGHT",
+    "BEGIN:STANDARD",
+    "TZOFFSETFROM:+0200",
+    "TZOFFSETTO:+0100",
+    "TZNAME:CET",
+    "DTSTART:19701025T030000",
+    "RRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU",
+    "END:STANDARD",
+    "END:VTIMEZONE",
+)
 
 
-@lru_cache(maxsize=1)
-def _vtimezone() -> Timezone:
-    zone = Timezone.from_ical(VTIMEZONE.replace("\n", "\r\n"))
-    assert isinstance(zone, Timezone)
-    return zone
+def escape(text: str) -> str:
+    """A TEXT value (RFC 5545 3.3.11): backslash, semicolon, comma and newlines escaped."""
+    return (
+        text.replace("\\", "\\\\")
+        .replace(";", "\\;")
+        .replace(",", "\\,")
+        .replace("\r\n", "\\n")
+        .replace("\n", "\\n")
+        .replace("\r", "\\n")
+    )
+
+
+def fold(line: str) -> str:
+    """Fold a content line at 75 octets (RFC 5545 3.1) without splitting a UTF-8 character."""
+    data = line.encode("utf-8")
+    if len(data) <= 75:
+        return line
+    parts: list[str] = []
+    start, limit = 0, 75
+    while start < len(data):
+        end = min(start + limit, len(data))
+        while end < len(data) and (data[end] & 0xC0) == 0x80:
+            end -= 1
+        parts.append(data[start:end].decode("utf-8"))
+        start, limit = end, 74
+    return "\r\n ".join(parts)
+
+
+def _local(moment: dt.datetime) -> str:
+    return moment.strftime("%Y%m%dT%H%M%S")
 
 
 def _until_utc(rule: str) -> str:
@@ -55,70 +83,73 @@ def _until_utc(rule: str) -> str:
     return f"{head};UNTIL={local.astimezone(dt.UTC).strftime('%Y%m%dT%H%M%SZ')}"
 
 
-def activity_event(activity: Activity, url: str, stamp: dt.datetime) -> Event:
-    """The VEVENT of one published activity."""
+def activity_lines(activity: Activity, url: str, stamp: str) -> list[str]:
+    """The VEVENT lines of one published activity (unfolded)."""
     revision = activity.published
     assert revision is not None
     schedule = schedule_of(revision)
-    event = Event()
-    event.add("uid", f"{activity.public_id}@slussen")
-    event.add("dtstamp", stamp)
-    event.add("summary", revision.title)
-    start = schedule.local_start.replace(tzinfo=TZ)
-    event.add("dtstart", start)
-    event.add("dtend", start + schedule.duration)
+    start = schedule.local_start
+    lines = [
+        "BEGIN:VEVENT",
+        f"UID:{activity.public_id}@slussen",
+        f"DTSTAMP:{stamp}",
+        f"SUMMARY:{escape(revision.title)}",
+        f"DTSTART;TZID={TZID}:{_local(start)}",
+        f"DTEND;TZID={TZID}:{_local(start + schedule.duration)}",
+    ]
     if revision.rrule:
-        event.add("rrule", vRecur.from_ical(_until_utc(revision.rrule)))
+        lines.append(f"RRULE:{_until_utc(revision.rrule)}")
     if schedule.extra_dates:
-        event.add(
-            "rdate",
-            [dt.datetime.combine(d, schedule.start_time, tzinfo=TZ) for d in schedule.extra_dates],
+        dates = ",".join(
+            _local(dt.datetime.combine(d, schedule.start_time)) for d in schedule.extra_dates
         )
+        lines.append(f"RDATE;TZID={TZID}:{dates}")
     if schedule.exception_dates:
-        event.add(
-            "exdate",
-            [
-                dt.datetime.combine(d, schedule.start_time, tzinfo=TZ)
-                for d in schedule.exception_dates
-            ],
+        dates = ",".join(
+            _local(dt.datetime.combine(d, schedule.start_time)) for d in schedule.exception_dates
         )
+        lines.append(f"EXDATE;TZID={TZID}:{dates}")
     place = ", ".join(
         p for p in (revision.place_name, revision.street, revision.postcode, revision.town) if p
     )
     if place:
-        event.add("location", place)
-    lines = [revision.description]
-    lines.append(f"Arrangör: {activity.organisation.name}")
-    lines.append("Kostnadsfritt" if revision.is_free else f"Kostnad: {revision.cost_sek} kr")
+        lines.append(f"LOCATION:{escape(place)}")
+    text = [revision.description, f"Arrangör: {activity.organisation.name}"]
+    text.append("Kostnadsfritt" if revision.is_free else f"Kostnad: {revision.cost_sek} kr")
     if revision.has_companion:
-        lines.append("Någon kan möta upp och följa med första gången.")
+        text.append("Någon kan möta upp och följa med första gången.")
     if revision.accessibility_notes:
-        lines.append(f"Tillgänglighet: {revision.accessibility_notes}")
+        text.append(f"Tillgänglighet: {revision.accessibility_notes}")
     if revision.contact_name or revision.contact_phone:
-        lines.append(f"Kontakt: {revision.contact_name} {revision.contact_phone}".strip())
-    event.add("description", "\n".join(line for line in lines if line))
+        text.append(f"Kontakt: {revision.contact_name} {revision.contact_phone}".strip())
+    lines.append("DESCRIPTION:" + escape("\n".join(t for t in text if t)))
     if revision.categories:
-        event.add("categories", revision.categories)
-    event.add("url", url)
-    return event
+        lines.append("CATEGORIES:" + ",".join(escape(c) for c in revision.categories))
+    if url:
+        lines.append(f"URL:{url}")
+    lines.append("END:VEVENT")
+    return lines
 
 
 def build_calendar(
     activities: Iterable[Activity], url_for_activity: dict[int, str] | None = None
 ) -> bytes:
     """The iCalendar text of `activities` (published ones; others are skipped)."""
-    calendar = Calendar()
-    calendar.add("prodid", PRODID)
-    calendar.add("version", "2.0")
-    calendar.add("calscale", "GREGORIAN")
-    calendar.add("method", "PUBLISH")
-    calendar.add("x-wr-calname", "Aktiviteter")
-    calendar.add("x-wr-timezone", "Europe/Stockholm")
-    calendar.add_component(_vtimezone())
-    stamp = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     urls = url_for_activity or {}
+    lines = [
+        "BEGIN:VCALENDAR",
+        "VERSION:2.0",
+        f"PRODID:{PRODID}",
+        "CALSCALE:GREGORIAN",
+        "METHOD:PUBLISH",
+        "X-WR-CALNAME:Aktiviteter",
+        f"X-WR-TIMEZONE:{TZID}",
+        *VTIMEZONE,
+    ]
     for activity in activities:
         if activity.published is None or activity.is_withdrawn:
             continue
-        calendar.add_component(activity_event(activity, urls.get(activity.id, ""), stamp))
-    return bytes(calendar.to_ical())
+        lines.extend(activity_lines(activity, urls.get(activity.id, ""), stamp))
+    lines.append("END:VCALENDAR")
+    return ("\r\n".join(fold(line) for line in lines) + "\r\n").encode("utf-8")

@@ -243,12 +243,11 @@ class ActivityOccasion(Base):
     __tablename__ = "activity_occasions"
     __table_args__ = (
         Index("ix_activity_occasions_local_date_starts_at", "local_date", "starts_at"),
+        Index("ix_activity_occasions_activity_id_local_date", "activity_id", "local_date"),
     )
 
     id: Mapped[intpk]
-    activity_id: Mapped[int] = mapped_column(
-        ForeignKey("activities.id", ondelete="CASCADE"), index=True
-    )
+    activity_id: Mapped[int] = mapped_column(ForeignKey("activities.id", ondelete="CASCADE"))
     starts_at: Mapped[dt.datetime]
     ends_at: Mapped[dt.datetime]
     #: The local (Europe/Stockholm) date, weekday (0 = Monday) and minute of the day it starts.
@@ -257,3 +256,14 @@ class ActivityOccasion(Base):
     start_minute: Mapped[int] = mapped_column(SmallInteger)
 
     activity: Mapped[Activity] = relationship()
+
+
+class DirectoryState(Base):
+    """One row whose version goes up whenever what the public calendar shows changes, so every
+    app process can tell whether its cached calendar pages are still current."""
+
+    __tablename__ = "directory_state"
+
+    id: Mapped[intpk]
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    changed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from dateutil.relativedelta import relativedelta
-from sqlalchemy import Select, String, delete, func, or_, select, type_coerce
+from sqlalchemy import Select, String, delete, exists, func, or_, select, type_coerce, update
 from sqlalchemy.orm import Session, selectinload
 
 from slussen.accounts.models import User
@@ -25,6 +25,7 @@ from slussen.directory.models import (
     Activity,
     ActivityOccasion,
     ActivityRevision,
+    DirectoryState,
     Organisation,
     OrganisationMember,
 )
@@ -198,6 +199,7 @@ def update_organisation(
     _check_organisation(merged)
     for name in ORGANISATION_FIELDS:
         setattr(organisation, name, merged[name])
+    bump_directory_version(session)
     session.flush()
     return organisation
 
@@ -479,6 +481,27 @@ def latest_revision(activity: Activity) -> ActivityRevision | None:
 # --- Occasions -----------------------------------------------------------------------------
 
 
+def directory_version(session: Session) -> tuple[int, str]:
+    """The version of what the public sees, with the time it changed (so a restored backup or a
+    rolled-back change never matches pages cached for other content)."""
+    row = session.execute(
+        select(DirectoryState.version, DirectoryState.changed_at).where(DirectoryState.id == 1)
+    ).first()
+    return (row[0], row[1].isoformat()) if row else (0, "")
+
+
+def bump_directory_version(session: Session) -> None:
+    """Mark the public directory as changed (in the caller's transaction)."""
+    updated = session.execute(
+        update(DirectoryState)
+        .where(DirectoryState.id == 1)
+        .values(version=DirectoryState.version + 1, changed_at=utcnow())
+    )
+    if not getattr(updated, "rowcount", 0):
+        session.add(DirectoryState(id=1, version=1))
+    session.flush()
+
+
 def _day_start(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(0, 0), tzinfo=TZ)
 
@@ -487,6 +510,7 @@ def refresh_occasions(session: Session, activity: Activity, *, today: dt.date) -
     """Rebuild the stored occasions of `activity` from a week ago to HORIZON_DAYS ahead: the
     published schedule's, or none when it is unpublished or withdrawn. Returns how many."""
     session.execute(delete(ActivityOccasion).where(ActivityOccasion.activity_id == activity.id))
+    bump_directory_version(session)
     revision = activity.published
     if revision is None or activity.is_withdrawn:
         session.flush()
@@ -553,6 +577,10 @@ def _tag(column: Any, code: str) -> Any:
 
 
 def _filtered(stmt: Select[Any], filters: CalendarFilters) -> Select[Any]:
+    return _occasion_level(_activity_level(stmt, filters), filters)
+
+
+def _activity_level(stmt: Select[Any], filters: CalendarFilters) -> Select[Any]:
     rev = ActivityRevision
     if filters.categories:
         stmt = stmt.where(or_(*(_tag(rev.categories, c) for c in filters.categories)))
@@ -566,6 +594,10 @@ def _filtered(stmt: Select[Any], filters: CalendarFilters) -> Select[Any]:
         stmt = stmt.where(rev.has_companion.is_(True))
     if filters.kind:
         stmt = stmt.where(rev.kind == filters.kind)
+    return stmt
+
+
+def _occasion_level(stmt: Select[Any], filters: CalendarFilters) -> Select[Any]:
     if filters.weekdays:
         stmt = stmt.where(ActivityOccasion.weekday.in_(filters.weekdays))
     if filters.times_of_day:
@@ -633,16 +665,25 @@ def find_occasions(
 
 
 def find_activities(session: Session, filters: CalendarFilters) -> list[Activity]:
-    """Published activities with at least one occasion matching `filters` (for the feed)."""
-    ids = _occasion_base([ActivityOccasion.activity_id], filters).distinct()
-    return list(
-        session.scalars(
-            select(Activity)
-            .where(Activity.id.in_(ids))
-            .options(selectinload(Activity.published), selectinload(Activity.organisation))
-            .order_by(Activity.id)
-        )
+    """Published activities with at least one occasion matching `filters` (for the feed).
+
+    Activity-level filters run on the published revision; the occasion-level ones (dates,
+    weekday, time of day) in an EXISTS on the (activity_id, local_date) index.
+    """
+    occasion = select(ActivityOccasion.id).where(
+        ActivityOccasion.activity_id == Activity.id,
+        ActivityOccasion.local_date >= filters.start,
+        ActivityOccasion.local_date <= filters.end,
     )
+    occasion = _occasion_level(occasion, filters)
+    stmt = (
+        select(Activity)
+        .join(ActivityRevision, ActivityRevision.id == Activity.published_revision_id)
+        .where(Activity.is_withdrawn.is_(False), exists(occasion))
+        .options(selectinload(Activity.published), selectinload(Activity.organisation))
+        .order_by(Activity.id)
+    )
+    return list(session.scalars(_activity_level(stmt, filters)))
 
 
 def public_areas(session: Session) -> list[str]:

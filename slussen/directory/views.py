@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from itertools import groupby
 from typing import Any, TypeVar
@@ -13,6 +16,7 @@ from flask import (
     Blueprint,
     Response,
     abort,
+    current_app,
     flash,
     g,
     redirect,
@@ -23,6 +27,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from flask_babel import format_date, get_locale
 from flask_babel import gettext as _
+from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
@@ -59,6 +64,7 @@ from slussen.directory.services import (
     can_moderate,
     can_view_directory,
     create_organisation,
+    directory_version,
     find_activities,
     find_occasions,
     is_stale,
@@ -175,27 +181,93 @@ def _by_day(rows: list[OccasionRow]) -> list[tuple[dt.date, list[OccasionRow]]]:
     return [(day, list(group)) for day, group in groupby(rows, key=lambda r: r.starts_at.date())]
 
 
-@bp.route("/aktiviteter")
-@public
-def calendar() -> ResponseReturnValue:
-    """The public calendar of upcoming occasions with filters (a GET form, no JavaScript)."""
-    session = db_session()
+class _PageCache:
+    """Rendered calendar bodies by (directory version, day, language, query), per process.
+
+    The public calendar is the most requested page and the same for everyone; its body changes
+    only when the directory does (`directory_version`, bumped in the same transaction as every
+    change of published content) or the day turns. The page around it (language switch, CSRF
+    token) is still rendered per request. Bounded, least recently used out first.
+    """
+
+    def __init__(self, size: int = 512) -> None:
+        self.size = size
+        self.items: OrderedDict[tuple[Any, ...], Markup] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> Markup | None:
+        with self.lock:
+            found = self.items.get(key)
+            if found is not None:
+                self.items.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[Any, ...], value: Markup) -> None:
+        with self.lock:
+            self.items[key] = value
+            self.items.move_to_end(key)
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+
+
+calendar_cache = _PageCache()
+
+#: How long a process trusts the directory version it read last (seconds): an approved change
+#: reaches every process's calendar within this time. A read-only page then needs no database
+#: round trip at all, which on SQLite would otherwise take the write lock (see slussen.db).
+VERSION_TTL = 1.0
+
+
+def _current_version() -> tuple[int, str]:
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if app.testing:
+        return directory_version(db_session())
+    now = time.monotonic()
+    cached = app.extensions.get("slussen.directory_version")
+    if cached is not None and now - cached[0] < VERSION_TTL:
+        stamp: tuple[int, str] = cached[1]
+        return stamp
+    stamp = directory_version(db_session())
+    app.extensions["slussen.directory_version"] = (now, stamp)
+    return stamp
+
+
+def _calendar_body(session: Session) -> Markup:
     query = _query()
     rows, total = find_occasions(
         session, query.filters, offset=(query.page - 1) * PER_PAGE, limit=PER_PAGE
     )
     pages = max(1, -(-total // PER_PAGE))
-    return render_template(
-        "directory/calendar.html",
-        query=query,
-        days=_by_day(rows),
-        total=total,
-        page=min(query.page, pages),
-        pages=pages,
-        categories=interest_categories(),
-        areas=public_areas(session),
-        age_groups=AGE_GROUPS,
+    return Markup(  # noqa: S704 - Jinja's autoescaped output
+        render_template(
+            "directory/_calendar_body.html",
+            query=query,
+            days=_by_day(rows),
+            total=total,
+            page=min(query.page, pages),
+            pages=pages,
+            categories=interest_categories(),
+            areas=public_areas(session),
+            age_groups=AGE_GROUPS,
+        )
     )
+
+
+@bp.route("/aktiviteter")
+@public
+def calendar() -> ResponseReturnValue:
+    """The public calendar of upcoming occasions with filters (a GET form, no JavaScript)."""
+    key = (
+        _current_version(),
+        today(),
+        _language(),
+        tuple(sorted(request.args.items(multi=True))),
+    )
+    body = calendar_cache.get(key)
+    if body is None:
+        body = _calendar_body(db_session())
+        calendar_cache.put(key, body)
+    return render_template("directory/calendar.html", body=body)
 
 
 @bp.route("/aktiviteter/<int:activity_id>")

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -304,3 +306,42 @@ def test_stale_flags_after_six_months_and_hidden_after_nine(
     assert stale_activities(session, today=now, organisation_ids=[directory.org_b.id]) == []
     activity.last_verified_on = now - dt.timedelta(days=280)
     assert is_hidden_from_suggestions(activity, now)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    fields=st.fixed_dictionaries(
+        {},
+        optional={
+            "title": st.text(max_size=300),
+            "first_date": st.text(max_size=12) | st.dates().map(str),
+            "start_time": st.text(max_size=6) | st.sampled_from(["10:00", "25:61", "7"]),
+            "duration_minutes": st.text(max_size=6) | st.integers(-5, 5000).map(str),
+            "repeat": st.sampled_from(["none", "weekly", "biweekly", "monthly", "custom", "x"]),
+            "weekdays": st.lists(st.text(max_size=2) | st.integers(-1, 8).map(str), max_size=3),
+            "until": st.text(max_size=12) | st.dates().map(str),
+            "custom_rrule": st.text(max_size=60)
+            | st.sampled_from(["FREQ=WEEKLY;BYDAY=MO", "FREQ=SECONDLY", "FREQ=MONTHLY;BYDAY=9ZZ"]),
+            "extra_dates": st.text(max_size=40),
+            "exception_dates": st.text(max_size=40),
+            "cost_sek": st.text(max_size=8),
+            "capacity": st.text(max_size=8),
+            "languages": st.text(max_size=20) | st.sampled_from(["sv, en", "xx", "sv;ar"]),
+            "categories": st.lists(
+                st.sampled_from(["crafts", "nature_walks", "bogus"]), max_size=2
+            ),
+            "age_groups": st.lists(st.sampled_from(["seniors", "aliens"]), max_size=2),
+            "contact_email": st.text(max_size=30),
+        },
+    )
+)
+def test_any_activity_form_input_gives_a_message_or_a_revision(
+    client: FlaskClient, directory: Directory, fields: dict[str, Any]
+) -> None:
+    client.post("/login", data={"username": "rep_a", "password": TEST_PASSWORD})
+    response = client.post(
+        f"/katalog/organisationer/{directory.org_a.id}/aktiviteter/ny", data=fields
+    )
+    assert response.status_code in (200, 302)
