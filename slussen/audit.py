@@ -12,11 +12,10 @@ queue up instead of forking the chain.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -146,27 +145,24 @@ def patient_pseudonym(ring: vault.KeyRing, patient_id: int) -> str:
     return vault.pseudonym(ring, f"patient:{patient_id}")
 
 
-def _canonical(values: dict[str, Any]) -> bytes:
-    fields = [
-        values["seq"],
-        values["occurred_at"].astimezone(dt.UTC).isoformat(timespec="microseconds"),
-        values["actor_id"],
-        values["actor_name"],
-        values["actor_role"],
-        values["unit_id"],
-        values["action"],
-        values["object_type"],
-        values["object_id"],
-        values["patient_pseudonym"],
-        values["purpose"],
-        values["request_id"],
-        values["client_address"],
-    ]
-    return json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode()
+#: The row's content in chain order; `_COLUMNS` below reads them in the same order.
+_CHAINED = (
+    "seq", "occurred_at", "actor_id", "actor_name", "actor_role", "unit_id", "action",
+    "object_type", "object_id", "patient_pseudonym", "purpose", "request_id", "client_address",
+)  # fmt: skip
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def _mac_of(key: bytes, previous: str, fields: Sequence[Any]) -> str:
+    """The chain MAC over the previous MAC and the row's fields (in `_CHAINED` order)."""
+    content = list(fields)
+    content[1] = content[1].astimezone(dt.UTC).isoformat(timespec="microseconds")
+    message = previous.encode() + b"\n" + _ENCODER.encode(content).encode()
+    return hmac.digest(key, message, "sha256").hex()
 
 
 def _mac(key: bytes, previous: str, values: dict[str, Any]) -> str:
-    return hmac.new(key, previous.encode() + b"\n" + _canonical(values), hashlib.sha256).hexdigest()
+    return _mac_of(key, previous, [values[name] for name in _CHAINED])
 
 
 def ensure_head(session: Session) -> None:
@@ -304,22 +300,20 @@ def _walk(
     expected = 1
     checked = 0
     for row in result:
-        values = row._asdict()
-        if values["seq"] != expected:
-            kind = "is missing (deleted)" if values["seq"] > expected else "is repeated (inserted)"
-            return VerifyResult(
-                False, checked, expected, values["id"], f"row seq {expected} {kind}"
-            )
-        if not hmac.compare_digest(values["mac"], _mac(key, previous, values)):
+        row_id, seq, mac = row[0], row[1], row[14]
+        if seq != expected:
+            kind = "is missing (deleted)" if seq > expected else "is repeated (inserted)"
+            return VerifyResult(False, checked, expected, row_id, f"row seq {expected} {kind}")
+        if not hmac.compare_digest(mac, _mac_of(key, previous, row[1:14])):
             return VerifyResult(
                 False,
                 checked,
-                values["seq"],
-                values["id"],
-                f"row seq {values['seq']} (id {values['id']}) does not match its MAC: it was "
+                seq,
+                row_id,
+                f"row seq {seq} (id {row_id}) does not match its MAC: it was "
                 "changed or inserted, or the row before it was removed",
             )
-        previous = values["mac"]
+        previous = mac
         expected += 1
         checked += 1
         if progress and checked % batch == 0:
