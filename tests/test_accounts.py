@@ -25,6 +25,11 @@ PUBLIC_ENDPOINTS = {
     "core.healthz",
     "intake.self_referral",
     "intake.self_referral_received",
+    "questionnaires.answer",
+    "questionnaires.answer_with_code",
+    "questionnaires.step",
+    "questionnaires.review",
+    "questionnaires.thanks",
 }
 
 
