@@ -133,7 +133,7 @@ def _saved_password(path: Path) -> str | None:
 
 
 #: Modules whose import registers their demo steps, in order. Each capability adds one line.
-DEMO_MODULES = ("slussen.patients.demo",)
+DEMO_MODULES = ("slussen.patients.demo", "slussen.questionnaires.demo")
 
 
 def seed(app: Flask, *, password: str | None = None, cases: int = 0) -> list[str]:

@@ -92,3 +92,38 @@ def test_a_cases_answers_are_valid_questionnaire_responses(
                 assert answered["cost"].valueBoolean is True
                 assert answered["transport"].valueBoolean is False
                 assert answered["in_own_words"].valueString == "Bussen går sällan"
+
+
+def test_demo_cases_have_answers_and_export_as_responses(
+    cli_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import re as regex
+
+    monkeypatch.setenv("SLUSSEN_USE_DEMO_FORMS", "1")
+    runner = CliRunner()
+    assert runner.invoke(cli, ["init-db"]).exit_code == 0
+    first = runner.invoke(cli, ["demo", "--password", "ett långt demolösenord"])
+    assert first.exit_code == 0, first.output
+    assert "Demo cases with questionnaires created now: 4." in first.output
+    code = regex.search(r"Answer code of a demo letter \(case (S\d\d-\d+)\): (\S+)", first.output)
+    assert code is not None
+    again = runner.invoke(cli, ["demo", "--password", "ett långt demolösenord"])
+    assert "Demo cases with questionnaires created now: 0." in again.output
+
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(f"sqlite:///{cli_env / 'slussen.sqlite3'}")
+    with engine.connect() as conn:
+        states = dict(conn.execute(text("SELECT reference, state FROM cases")).all())
+        flags = {r for (r,) in conn.execute(text("SELECT screening_flag FROM cases"))}
+    engine.dispose()
+    assert sorted(states.values()) == ["assessed", "assessed", "evaluated", "invited"]
+    assert "positive" in flags and "resolved" in flags
+    evaluated = next(ref for ref, state in states.items() if state == "evaluated")
+    out = tmp_path / "fhir"
+    result = runner.invoke(cli, ["forms", "export-fhir", str(out), "--case", evaluated])
+    assert result.exit_code == 0, result.output
+    responses = list(out.glob("QuestionnaireResponse-*.json"))
+    assert len(responses) >= 10
+    for path in responses:
+        QuestionnaireResponse.model_validate(json.loads(path.read_text()))
