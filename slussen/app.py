@@ -100,12 +100,14 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     app.register_blueprint(accesslog_bp)
     from slussen.cases.views import bp as cases_bp
     from slussen.intake.views import bp as intake_bp
+    from slussen.questionnaires.views import bp as questionnaires_bp
     from slussen.visits.views import bp as visits_bp
 
     app.register_blueprint(intake_bp)
     app.register_blueprint(cases_bp)
     app.register_blueprint(visits_bp)
     app.register_blueprint(directory_bp)
+    app.register_blueprint(questionnaires_bp)
 
     _register_error_pages(app)
     _register_security_headers(app)

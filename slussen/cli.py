@@ -301,6 +301,79 @@ def keys_rotate(batch_size: int) -> None:
     )
 
 
+@cli.group(help="Forms and questionnaires (forms/).")
+def forms() -> None:
+    pass
+
+
+@forms.command("export-fhir", help="Write every form as a FHIR R4 Questionnaire (JSON) in DIR.")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--case", "case_reference", default=None, help="Also export this case's answers.")
+@click.option("--base-url", default=None, help="Canonical base of the Questionnaire URLs.")
+@fails_cleanly
+def forms_export_fhir(directory: Path, case_reference: str | None, base_url: str | None) -> None:
+    import json
+
+    from sqlalchemy import select
+
+    from slussen import audit
+    from slussen.cases.models import Case
+    from slussen.db import session_scope
+    from slussen.keystore import Keystore, current_key_ring
+    from slussen.questionnaires import fhir
+    from slussen.questionnaires.models import QuestionnaireResponse
+    from slussen.questionnaires.services import read_answers
+
+    app = _app()
+    base = base_url or fhir.DEFAULT_BASE
+    directory.mkdir(parents=True, exist_ok=True)
+    all_forms = app.extensions["slussen.content"].compiled["forms"]
+
+    def write(name: str, resource: dict[str, Any]) -> None:
+        path = directory / name
+        path.write_text(json.dumps(resource, ensure_ascii=False, indent=2) + "\n")
+
+    for form in all_forms.values():
+        write(f"Questionnaire-{fhir.fhir_id(form.id)}.json", fhir.questionnaire(form, base))
+    written = len(all_forms)
+    if case_reference:
+        with app.app_context(), session_scope(app) as session:
+            case = session.scalar(select(Case).where(Case.reference == case_reference))
+            if case is None:
+                raise Failure(f"No case with reference {case_reference}.")
+            store = Keystore(session, current_key_ring())
+            responses = session.scalars(
+                select(QuestionnaireResponse)
+                .where(QuestionnaireResponse.case_id == case.id)
+                .order_by(QuestionnaireResponse.id)
+            ).all()
+            for response in responses:
+                form = all_forms.get(response.form_id)
+                if form is None:
+                    continue
+                resource = fhir.questionnaire_response(
+                    form,
+                    response,
+                    read_answers(store, case, response),
+                    case_reference=case.reference,
+                    base=base,
+                )
+                write(f"QuestionnaireResponse-{resource['id']}.json", resource)
+                written += 1
+            audit.record(
+                session,
+                store.ring,
+                audit.SYSTEM,
+                "export",
+                "questionnaire_response",
+                case.id,
+                purpose=f"FHIR-export av {len(responses)} svar",
+                patient_id=case.patient_id,
+                unit_id=case.unit_id,
+            )
+    click.echo(f"Wrote {written} FHIR R4 resources to {directory}.")
+
+
 @cli.group(help="The access log.")
 def audit() -> None:
     pass

@@ -56,6 +56,10 @@ class Settings:
     serve_workers: int = 2
     #: Only tests switch CSRF off, and never in the CSRF tests.
     csrf_enabled: bool = True
+    #: Days an answer code printed on a letter stays valid.
+    answer_code_days: int = 60
+    #: Let forms whose text is a DEMO placeholder (a licensed instrument) be used. Development only.
+    use_demo_forms: bool = False
 
     @property
     def is_production(self) -> bool:
@@ -165,7 +169,12 @@ def _validated(settings: Settings, source: str) -> Settings:
             "setting 'database_url' must be sqlite:///PATH or postgresql://USER@HOST/DB, "
             f"not {url.get_backend_name()!r}"
         )
-    for name in ("session_idle_minutes", "session_absolute_hours", "serve_workers"):
+    for name in (
+        "session_idle_minutes",
+        "session_absolute_hours",
+        "serve_workers",
+        "answer_code_days",
+    ):
         if getattr(settings, name) < 1:
             raise ConfigError(f"setting {name!r} must be at least 1")
     if not 1 <= settings.serve_port <= 65535:
@@ -182,6 +191,11 @@ def _validated(settings: Settings, source: str) -> Settings:
             )
         if not settings.keyring_path:
             raise ConfigError("setting 'keyring_path' is required in production (SLUSSEN_KEYRING)")
+        if settings.use_demo_forms:
+            raise ConfigError(
+                "setting 'use_demo_forms' is refused in production: DEMO placeholder text is not "
+                "an instrument (supply the licensed text instead, see docs/forms.md)"
+            )
         if settings.argon2_time_cost < 2 or settings.argon2_memory_kib < 19456:
             raise ConfigError("argon2 cost below OWASP's minimum is not allowed in production")
     return settings

@@ -87,7 +87,7 @@ def parse_documents(content: Content) -> list[Problem]:
     for kind, directory in content.root.items():
         content.documents[kind] = {}
         content.sources[kind] = {}
-        for path in sorted(directory.glob("*.toml")):
+        for path in _files(kind, directory):
             try:
                 with path.open("rb") as fh:
                     content.documents[kind][path.stem] = tomllib.load(fh)
@@ -99,6 +99,16 @@ def parse_documents(content: Content) -> list[Problem]:
             except UnicodeDecodeError:
                 problems.append(Problem(path, 1, "not UTF-8 text"))
     return problems
+
+
+def _files(kind: str, directory: Path) -> list[Path]:
+    """The files of one kind. A deployer's forms/ replaces shipped forms file by file (so a
+    licensed instrument can be supplied alone); workflows/ and letters/ are replaced whole."""
+    paths = {p.stem: p for p in sorted(directory.glob("*.toml"))}
+    shipped = shipped_dir(kind)
+    if kind == "forms" and directory.resolve() != shipped.resolve():
+        paths = {p.stem: p for p in sorted(shipped.glob("*.toml"))} | paths
+    return [paths[stem] for stem in sorted(paths)]
 
 
 def check_content(
@@ -126,4 +136,5 @@ def load_content(settings: Settings) -> Content:
 def _import_checkers() -> None:
     """Import the modules that register checkers (kept here so the list is explicit)."""
     import slussen.cases.workflow
-    import slussen.directory.categories  # noqa: F401
+    import slussen.directory.categories
+    import slussen.questionnaires.definitions  # noqa: F401  (registers the forms checker)

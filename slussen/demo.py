@@ -135,7 +135,12 @@ def _saved_password(path: Path) -> str | None:
 
 
 #: Modules whose import registers their demo steps, in order. Each capability adds one line.
-DEMO_MODULES = ("slussen.patients.demo", "slussen.directory.demo", "slussen.cases.demo")
+DEMO_MODULES = (
+    "slussen.patients.demo",
+    "slussen.directory.demo",
+    "slussen.questionnaires.demo",
+    "slussen.cases.demo",
+)
 
 
 def seed(app: Flask, *, password: str | None = None, cases: int = 0, units: int = 3) -> list[str]:

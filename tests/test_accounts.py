@@ -31,6 +31,11 @@ PUBLIC_ENDPOINTS = {
     "directory.printable_pdf",
     "directory.ics_feed",
     "directory.open_data",
+    "questionnaires.answer",
+    "questionnaires.answer_with_code",
+    "questionnaires.step",
+    "questionnaires.review",
+    "questionnaires.thanks",
 }
 
 

@@ -156,6 +156,7 @@ def show(case_id: int) -> ResponseReturnValue:
 
 def render_case(case: Case, *, typed: str = "", status: int = 200) -> ResponseReturnValue:
     """Render the case page (audited read), optionally keeping text the user typed."""
+    from slussen.questionnaires.views import questionnaire_panel
     from slussen.visits.views import visit_panel
 
     session = db_session()
@@ -163,6 +164,7 @@ def render_case(case: Case, *, typed: str = "", status: int = 200) -> ResponseRe
     workflow = current_workflow()
     view = case_view(keystore(), actor, case)
     panel = visit_panel(keystore(), case)
+    questionnaires = questionnaire_panel(case)
     mark_referrals_seen(session, case)
     session.commit()
     return render_template(
@@ -174,6 +176,7 @@ def render_case(case: Case, *, typed: str = "", status: int = 200) -> ResponseRe
         typed=typed,
         **view,
         **panel,
+        **questionnaires,
     ), status
 
 

@@ -16,6 +16,9 @@ from slussen.content import Content, Problem, register_checker
 
 WORKFLOW_FILE = "sluss"
 EXTRA_ROLES = ("system", "patient")
+#: The questionnaire occasions of `[questionnaires]`: baseline and screening are sent together
+#: with the invitation; six_month with the evaluation.
+QUESTIONNAIRE_LISTS = ("baseline", "screening", "six_month")
 DATA_KINDS = ("reason", "note", "visit")
 _DURATION = re.compile(r"^(\d{1,3})([dwm])$")
 
@@ -78,6 +81,8 @@ class Workflow:
     transitions: dict[str, Transition]
     timers: tuple[Timer, ...]
     opening_due: dict[str, str] = field(default_factory=dict)
+    #: Form ids per list ("baseline", "screening", "six_month") from `[questionnaires]`.
+    questionnaires: dict[str, tuple[str, ...]] = field(default_factory=dict)
     source: Path = field(default=Path("sluss.toml"), compare=False)
 
     def state(self, name: str) -> State:
@@ -165,6 +170,7 @@ def compile_workflow(
     *,
     guards: Iterable[str],
     letters: Iterable[str],
+    forms: Iterable[str] | None = None,
 ) -> tuple[Workflow | None, list[Problem]]:
     """Check a parsed workflow file and build the Workflow; None when there is any error."""
     text = path.read_text(encoding="utf-8") if path.exists() else ""
@@ -326,9 +332,20 @@ def compile_workflow(
     ):
         error(where.top_key("opening_due"), 'opening_due = { name = "3d" | "4w" | "6m" }')
         opening_due = {}
+    questionnaires = _questionnaires(doc.get("questionnaires", {}), forms, where, error)
     for key in sorted(
         set(doc)
-        - {"id", "version", "initial", "roles", "opening_due", "states", "transitions", "timers"}
+        - {
+            "id",
+            "version",
+            "initial",
+            "roles",
+            "opening_due",
+            "states",
+            "transitions",
+            "timers",
+            "questionnaires",
+        }
     ):
         error(where.top_key(key), f"unknown key {key!r}")
     if not problems:
@@ -344,9 +361,48 @@ def compile_workflow(
         transitions=transitions,
         timers=tuple(timers),
         opening_due=dict(opening_due),
+        questionnaires=questionnaires,
         source=path,
     )
     return workflow, problems
+
+
+def _questionnaires(
+    raw: Any, forms: Iterable[str] | None, where: _Locator, error: Any
+) -> dict[str, tuple[str, ...]]:
+    """`[questionnaires] baseline = [...]; screening = [...]; six_month = [...]`: form ids that
+    must exist in forms/ (when `forms` is given)."""
+    known = set(forms) if forms is not None else None
+    result: dict[str, tuple[str, ...]] = {}
+    if not isinstance(raw, dict):
+        error(where.top_key("questionnaires"), "questionnaires must be a [questionnaires] table")
+        return result
+    for key, value in raw.items():
+        line = where.key("questionnaires", 0, key)
+        if key not in QUESTIONNAIRE_LISTS:
+            error(
+                line,
+                f"[questionnaires]: unknown list {key!r} (known: {', '.join(QUESTIONNAIRE_LISTS)})",
+            )
+            continue
+        ids = _strings(value)
+        if ids is None:
+            error(line, f'[questionnaires]: {key} = ["form", …]')
+            continue
+        for form_id in ids:
+            if known is not None and form_id not in known:
+                error(line, f"form {form_id!r} does not exist (no forms/{form_id}.toml)")
+            if ids.count(form_id) > 1:
+                error(line, f"[questionnaires]: form {form_id!r} is listed twice in {key}")
+                break
+        result[key] = tuple(ids)
+    overlap = set(result.get("baseline", ())) & set(result.get("screening", ()))
+    if overlap:
+        error(
+            where.table("questionnaires"),
+            f"[questionnaires]: {sorted(overlap)} in both baseline and screening",
+        )
+    return result
 
 
 def _check_graph(
@@ -391,6 +447,7 @@ def check_workflow(content: Content) -> list[Problem]:
         source,
         guards=GUARDS,
         letters=content.documents.get("letters", {}).keys(),
+        forms=content.documents.get("forms", {}).keys(),
     )
     # Graph problems are created without a path; give them the file.
     problems = [

@@ -50,6 +50,9 @@ class QuestionnaireResponse(Base):
     second_keyed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     #: False while a double-entry mismatch is unresolved.
     is_verified: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: The second keying's answers while they disagree with the first (encrypted like
+    #: answers_enc); cleared when the mismatch is resolved.
+    second_answers_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     submitted_at: Mapped[created_at]
 
 
@@ -98,3 +101,6 @@ class AnswerCode(Base):
     created_at: Mapped[created_at]
     expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     used_at: Mapped[dt.datetime | None]
+    #: Answers saved step by step while the patient answers online (JSON, encrypted with the
+    #: patient's data key); cleared when the answers are sent.
+    draft_enc: Mapped[bytes | None] = mapped_column(LargeBinary)

@@ -35,48 +35,29 @@ from slussen.visits.models import (
 
 bp = Blueprint("visits", __name__, template_folder="templates")
 SWEDEN = ZoneInfo("Europe/Stockholm")
-#: Barriers to community (SPEC §2); the forms issue makes this list content.
-BARRIERS = ("transport", "cost", "health", "anxiety", "language", "digital", "time", "other")
 MAX_NETWORK_ROWS = 12
 MAX_STEPS = 8
 
 
-def interest_areas() -> dict[str, str]:
-    """Interest areas from forms/interest_mapping.toml when present, else a built-in list."""
-    from flask import current_app
+def _language() -> str:
+    from flask_babel import get_locale
 
-    doc = (
-        current_app.extensions["slussen.content"].documents.get("forms", {}).get("interest_mapping")
-    )
-    if doc and isinstance(doc.get("items"), list):
-        return {str(i["id"]): str(i.get("text", {}).get("sv", i["id"])) for i in doc["items"]}
-    return {
-        "nature_walks": "Natur och promenader",
-        "sport_exercise": "Idrott och motion",
-        "culture": "Kultur",
-        "crafts": "Skapande och hantverk",
-        "music": "Musik",
-        "language_cafe": "Språkcafé",
-        "study_circle": "Studiecirklar",
-        "faith": "Trossamfund",
-        "volunteering": "Volontärarbete",
-        "digital_help": "Digital hjälp",
-        "support_groups": "Stöd- och självhjälpsgrupper",
-        "fika_conversation": "Fika och samtal",
-    }
+    locale = get_locale()
+    return locale.language if locale else "sv"
+
+
+def interest_areas() -> dict[str, str]:
+    """Interest areas (id → text) from forms/interest_mapping.toml."""
+    from slussen.questionnaires.definitions import interest_areas as areas
+
+    return areas(_language())
 
 
 def barrier_labels() -> dict[str, str]:
-    return {
-        "transport": _("Transport"),
-        "cost": _("Cost"),
-        "health": _("Health"),
-        "anxiety": _("Anxiety or worry"),
-        "language": _("Language"),
-        "digital": _("Digital"),
-        "time": _("Time"),
-        "other": _("Something else"),
-    }
+    """Barriers (id → text) from forms/barriers.toml, in file order."""
+    from slussen.questionnaires.definitions import barrier_labels as labels
+
+    return labels(_language())
 
 
 def network_svg(entries: list[services.NetworkInput]) -> Markup:
@@ -292,7 +273,7 @@ def mapping(case_id: int) -> ResponseReturnValue:
                 case,
                 form_mapping,
                 known_interests=set(interest_areas()),
-                known_barriers=set(BARRIERS),
+                known_barriers=set(barrier_labels()),
             )
             steps = _steps_from_form()
             if goals.strip() or steps:
@@ -333,7 +314,7 @@ def mapping(case_id: int) -> ResponseReturnValue:
         frequencies=CONTACT_FREQUENCIES,
         step_actors=STEP_ACTORS,
         step_outcomes=STEP_OUTCOMES,
-        barriers=BARRIERS,
+        barriers=list(barrier_labels()),
         rows=MAX_NETWORK_ROWS,
         step_rows=MAX_STEPS,
         **panel,

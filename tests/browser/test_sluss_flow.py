@@ -60,7 +60,7 @@ def test_self_referral_to_follow_up(browser: Any, live_server: LiveServer) -> No
     page.locator("#net-1-frequency").select_option("lost")
     page.locator("#net-1-resume").check()
     page.get_by_label("Promenader och natur").check()
-    page.get_by_label("Kostnad").check()
+    page.get_by_label("Det kostar för mycket").check()
     page.get_by_label("Mål, med patientens egna ord").fill("Komma ut och träffa folk varje vecka.")
     page.locator("#step-0-text").fill("Prova promenadgruppen på tisdagar")
     page.locator("#step-0-actor").select_option("companion")

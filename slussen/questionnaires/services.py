@@ -1,0 +1,599 @@
+"""Answers and answer codes: store a response (answers sealed with the patient's data key, scores
+beside them), single-use answer codes for /svar, paper entry with optional double keying, and the
+workflow events the answers fire (`register_baseline`, `register_evaluation`).
+
+Services take the Keystore and the acting person explicitly, raise `QuestionnaireError` (Swedish
+message) and only flush; views and commands commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from slussen import audit
+from slussen.audit import Actor
+from slussen.cases.engine import fire, may_act_on, seal, unseal
+from slussen.cases.models import Case
+from slussen.cases.workflow import Workflow
+from slussen.db import utcnow
+from slussen.keystore import Keystore
+from slussen.questionnaires.definitions import FormDef
+from slussen.questionnaires.models import (
+    OCCASIONS,
+    AnswerCode,
+    QuestionnaireResponse,
+    QuestionnaireScore,
+)
+from slussen.questionnaires.scoring import Answer, Checked, ScoreResult, check_answers, score_form
+
+#: Letters that cannot be mistaken for each other on paper or when read aloud (no 0/O, 1/I/L,
+#: 2/Z, 5/S, 8/B).
+CODE_ALPHABET = "ACDEFGHJKMNPQRTUVWXY34679"
+CODE_LENGTH = 10
+DEFAULT_CODE_DAYS = 60
+#: The patient answering online, as the audit log and the case history name them.
+PATIENT = Actor(None, "(patient)", "patient")
+
+
+class QuestionnaireError(Exception):
+    """A refusal with a Swedish message a person can act on."""
+
+
+class AnswerCodeError(QuestionnaireError):
+    """The code does not work (unknown, used or expired); views count it as a failed try."""
+
+
+# --- which forms ---------------------------------------------------------------------------------
+
+
+def occasion_forms(
+    workflow: Workflow, forms: Mapping[str, FormDef], occasion: str, *, demo_forms: bool
+) -> list[FormDef]:
+    """The usable forms of an occasion, in workflow order: baseline = baseline + screening."""
+    lists = ("baseline", "screening") if occasion == "baseline" else ("six_month",)
+    ids: list[str] = []
+    for name in lists:
+        ids.extend(i for i in workflow.questionnaires.get(name, ()) if i not in ids)
+    return [forms[i] for i in ids if i in forms and forms[i].usable(demo_forms=demo_forms)]
+
+
+def screening_ids(workflow: Workflow) -> set[str]:
+    return set(workflow.questionnaires.get("screening", ()))
+
+
+# --- answer codes --------------------------------------------------------------------------------
+
+
+def normalise_code(text: str) -> str:
+    """What a person typed, as stored: capitals, without spaces and dashes."""
+    return re.sub(r"[^A-Z0-9]", "", text.upper())[:40]
+
+
+def code_hash(text: str) -> str:
+    return hashlib.sha256(normalise_code(text).encode()).hexdigest()
+
+
+def format_code(raw: str) -> str:
+    """ "ACDEFGHJKM" → "ACDE-FGHJ-KM", as printed on the letter."""
+    return "-".join(raw[i : i + 4] for i in range(0, len(raw), 4))
+
+
+def _code_days() -> int:
+    from flask import current_app, has_app_context
+
+    if has_app_context():
+        days: int = current_app.extensions["slussen.settings"].answer_code_days
+        return days
+    return DEFAULT_CODE_DAYS
+
+
+def create_answer_code(
+    session: Session,
+    case: Case,
+    occasion: str,
+    letter_id: int | None = None,
+    *,
+    days: int | None = None,
+    now: dt.datetime | None = None,
+) -> str:
+    """Create a single-use code for answering the `occasion`'s forms online and return its text
+    ("ACDE-FGHJ-KM"), to print on the letter. Only its hash is stored; it expires after `days`
+    (the setting `answer_code_days`, default 60). Refuses an unknown occasion."""
+    if occasion not in OCCASIONS:
+        raise QuestionnaireError(f"Okänt tillfälle {occasion!r}.")
+    now = now or utcnow()
+    while True:
+        raw = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+        digest = code_hash(raw)
+        if session.scalar(select(AnswerCode.id).where(AnswerCode.code_hash == digest)) is None:
+            break
+    session.add(
+        AnswerCode(
+            code_hash=digest,
+            case_id=case.id,
+            occasion=occasion,
+            letter_id=letter_id,
+            created_at=now,
+            expires_at=now + dt.timedelta(days=days or _code_days()),
+        )
+    )
+    session.flush()
+    return format_code(raw)
+
+
+def answer_url(code: str, base_url: str | None = None) -> str:
+    """The address printed (and in the QR code) on a letter: BASE/svar/ACDE-FGHJ-KM. Without
+    `base_url`, the current request's address, else the path alone."""
+    path = f"/svar/{format_code(normalise_code(code))}"
+    if base_url:
+        return base_url.rstrip("/") + path
+    from flask import has_request_context, request
+
+    if has_request_context():
+        return request.url_root.rstrip("/") + path
+    return path
+
+
+def redeem_code(session: Session, text: str, *, now: dt.datetime | None = None) -> AnswerCode:
+    """The answer code a person typed, if it still works. Refuses (AnswerCodeError) an unknown,
+    used or expired code."""
+    normal = normalise_code(text)
+    if len(normal) != CODE_LENGTH:
+        raise AnswerCodeError("Koden ska ha 10 tecken. Titta i ditt brev och försök igen.")
+    row = session.scalar(select(AnswerCode).where(AnswerCode.code_hash == code_hash(normal)))
+    if row is None:
+        raise AnswerCodeError("Koden finns inte. Titta i ditt brev och försök igen.")
+    return check_code(row, now=now)
+
+
+def check_code(row: AnswerCode, *, now: dt.datetime | None = None) -> AnswerCode:
+    """Refuse a used or expired code (AnswerCodeError)."""
+    now = now or utcnow()
+    if row.used_at is not None:
+        raise AnswerCodeError("Koden är redan använd. Dina svar har kommit fram till oss.")
+    if row.expires_at <= now:
+        raise AnswerCodeError(
+            "Koden gäller inte längre. Ring din vårdcentral om du vill svara ändå."
+        )
+    return row
+
+
+def _code_cipher_args(row: AnswerCode) -> tuple[str, str, int]:
+    return "answer_codes", "draft", row.id
+
+
+def load_draft(store: Keystore, row: AnswerCode) -> dict[str, dict[str, Answer]]:
+    """The answers saved so far with this code: {form_id: {item_id: answer}}."""
+    case = store.session.get(Case, row.case_id)
+    assert case is not None
+    text = unseal(store, case.patient_id, *_code_cipher_args(row), row.draft_enc)
+    if not text:
+        return {}
+    loaded: dict[str, dict[str, Answer]] = json.loads(text)
+    return loaded
+
+
+def save_draft(
+    store: Keystore, row: AnswerCode, form: FormDef, answers: Mapping[str, Answer]
+) -> None:
+    """Keep one step's answers with the code (encrypted), so a patient can stop and go on later."""
+    case = store.session.get(Case, row.case_id)
+    assert case is not None
+    draft = load_draft(store, row)
+    draft.setdefault(form.id, {}).update(answers)
+    row.draft_enc = seal(
+        store, case.patient_id, *_code_cipher_args(row), json.dumps(draft, sort_keys=True)
+    )
+    store.session.flush()
+
+
+# --- responses -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    response: QuestionnaireResponse
+    results: list[ScoreResult]
+
+
+def _seal_answers(
+    store: Keystore, case: Case, row_id: int, column: str, answers: Mapping[str, Answer]
+) -> bytes:
+    return seal(
+        store,
+        case.patient_id,
+        "questionnaire_responses",
+        column,
+        row_id,
+        json.dumps(dict(answers), sort_keys=True, ensure_ascii=False),
+    )
+
+
+def read_answers(
+    store: Keystore, case: Case, response: QuestionnaireResponse, *, column: str = "answers"
+) -> dict[str, Answer]:
+    """Decrypt a response's answers (the caller writes the audit row)."""
+    blob = response.answers_enc if column == "answers" else response.second_answers_enc
+    text = unseal(store, case.patient_id, "questionnaire_responses", column, response.id, blob)
+    loaded: dict[str, Answer] = json.loads(text) if text else {}
+    return loaded
+
+
+def _write_scores(
+    session: Session, case: Case, response: QuestionnaireResponse, results: list[ScoreResult]
+) -> None:
+    existing = {
+        s.score_id: s
+        for s in session.scalars(
+            select(QuestionnaireScore).where(QuestionnaireScore.response_id == response.id)
+        )
+    }
+    for result in results:
+        row = existing.get(result.score_id)
+        if row is None:
+            row = QuestionnaireScore(
+                response_id=response.id,
+                case_id=case.id,
+                form_id=response.form_id,
+                score_id=result.score_id,
+                occasion=response.occasion,
+            )
+            session.add(row)
+        row.value = result.value
+        row.is_positive = result.is_positive
+
+
+def find_response(
+    session: Session, case: Case, form_id: str, occasion: str
+) -> QuestionnaireResponse | None:
+    return session.scalar(
+        select(QuestionnaireResponse)
+        .where(
+            QuestionnaireResponse.case_id == case.id,
+            QuestionnaireResponse.form_id == form_id,
+            QuestionnaireResponse.occasion == occasion,
+        )
+        .order_by(QuestionnaireResponse.id.desc())
+        .limit(1)
+    )
+
+
+def record_response(
+    store: Keystore,
+    actor: Actor,
+    case: Case,
+    form: FormDef,
+    occasion: str,
+    checked: Checked,
+    *,
+    source: str,
+) -> StoredResponse:
+    """Store one answered form: answers sealed with the patient's data key under the form's
+    version, scores beside them, an audit row. Refuses answers with errors, an unknown occasion,
+    and a form already answered on this occasion (key it a second time instead)."""
+    session = store.session
+    if occasion not in OCCASIONS:
+        raise QuestionnaireError(f"Okänt tillfälle {occasion!r}.")
+    if not checked.is_valid:
+        raise QuestionnaireError("Några svar behöver rättas: " + "; ".join(checked.errors.values()))
+    if find_response(session, case, form.id, occasion) is not None:
+        raise QuestionnaireError(
+            f"”{form.title.sv}” är redan registrerat för det här tillfället. "
+            "En andra person kan mata in det igen för att kontrollera."
+        )
+    response = QuestionnaireResponse(
+        case_id=case.id,
+        form_id=form.id,
+        form_version=form.version,
+        occasion=occasion,
+        source=source,
+        answers_enc=b"",
+        keyed_by_id=actor.user_id if source == "paper" else None,
+        is_verified=True,
+    )
+    session.add(response)
+    session.flush()
+    response.answers_enc = _seal_answers(store, case, response.id, "answers", checked.answers)
+    results = score_form(form, checked.answers)
+    _write_scores(session, case, response, results)
+    audit.record(
+        session,
+        store.ring,
+        actor,
+        "create",
+        "questionnaire_response",
+        response.id,
+        purpose=f"{form.id} ({occasion}, {'papper' if source == 'paper' else 'webb'})",
+        patient_id=case.patient_id,
+        unit_id=case.unit_id,
+    )
+    session.flush()
+    return StoredResponse(response, results)
+
+
+def _has_all(session: Session, case: Case, occasion: str, forms: list[FormDef]) -> bool:
+    answered = set(
+        session.scalars(
+            select(QuestionnaireResponse.form_id).where(
+                QuestionnaireResponse.case_id == case.id,
+                QuestionnaireResponse.occasion == occasion,
+            )
+        )
+    )
+    return all(f.id in answered for f in forms)
+
+
+def advance_case(
+    store: Keystore,
+    actor: Actor,
+    case: Case,
+    occasion: str,
+    *,
+    workflow: Workflow,
+    forms: list[FormDef],
+    results: Mapping[str, list[ScoreResult]],
+) -> str | None:
+    """After answers came in: flag a screen-positive screening for the coach (never an exclusion),
+    and when every form of the occasion is in, fire `register_baseline` (invited → assessed) or
+    `register_evaluation` (evaluation_sent → evaluated) through the engine. Returns the event
+    fired, if any. A case in another state keeps its state: the answers are stored all the same."""
+    screening = screening_ids(workflow)
+    if (
+        any(
+            form_id in screening and any(r.is_positive for r in found)
+            for form_id, found in results.items()
+        )
+        and case.screening_flag != "resolved"
+    ):
+        case.screening_flag = "positive"
+    if not _has_all(store.session, case, occasion, forms):
+        return None
+    event = "register_baseline" if occasion == "baseline" else "register_evaluation"
+    transition = workflow.transitions.get(event)
+    if transition is None or case.state not in transition.from_states:
+        return None
+    if actor.role not in transition.roles:
+        return None
+    fire(store, case, event, actor, workflow=workflow)
+    return event
+
+
+def submit_online(
+    store: Keystore,
+    row: AnswerCode,
+    *,
+    workflow: Workflow,
+    forms: list[FormDef],
+    now: dt.datetime | None = None,
+) -> list[StoredResponse]:
+    """Send the answers saved with an answer code: every form of the occasion is checked (a
+    required item left empty refuses the whole send, naming the form), stored as `online`, the
+    code and every other code of the case and occasion are used up, and the case moves on."""
+    session = store.session
+    check_code(row, now=now)
+    case = session.get(Case, row.case_id)
+    assert case is not None
+    draft = load_draft(store, row)
+    checked_forms: list[tuple[FormDef, Checked]] = []
+    for form in forms:
+        if find_response(session, case, form.id, row.occasion) is not None:
+            continue  # keyed in from paper already; the paper answers stand
+        checked = check_answers(form, draft.get(form.id, {}), require=True)
+        if not checked.is_valid:
+            raise QuestionnaireError(f"Svara på frågorna i ”{form.title.sv}” först.")
+        checked_forms.append((form, checked))
+    stored = [
+        record_response(store, PATIENT, case, form, row.occasion, checked, source="online")
+        for form, checked in checked_forms
+    ]
+    used_at = now or utcnow()
+    session.execute(
+        update(AnswerCode)
+        .where(
+            AnswerCode.case_id == case.id,
+            AnswerCode.occasion == row.occasion,
+            AnswerCode.used_at.is_(None),
+        )
+        .values(used_at=used_at, draft_enc=None)
+        .execution_options(synchronize_session="fetch")
+    )
+    advance_case(
+        store,
+        PATIENT,
+        case,
+        row.occasion,
+        workflow=workflow,
+        forms=forms,
+        results={s.response.form_id: s.results for s in stored},
+    )
+    session.flush()
+    return stored
+
+
+def key_in_paper(
+    store: Keystore,
+    actor: Actor,
+    case: Case,
+    form: FormDef,
+    occasion: str,
+    raw: Mapping[str, object],
+    *,
+    workflow: Workflow,
+    forms: list[FormDef],
+) -> StoredResponse:
+    """A coach keys in a returned paper form: out-of-range answers are refused (named per item),
+    missing items are allowed (the missing-item rule decides the score), the response records
+    source = paper and who keyed it, and the case moves on when the occasion is complete."""
+    if not may_act_on(actor, case):
+        raise QuestionnaireError("Ärendet finns inte.")
+    checked = check_answers(form, raw, require=False)
+    stored = record_response(store, actor, case, form, occasion, checked, source="paper")
+    advance_case(
+        store,
+        actor,
+        case,
+        occasion,
+        workflow=workflow,
+        forms=forms,
+        results={form.id: stored.results},
+    )
+    return stored
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    item_id: str
+    first: Answer | None
+    second: Answer | None
+
+
+def compare_answers(
+    form: FormDef, first: Mapping[str, Answer], second: Mapping[str, Answer]
+) -> list[Mismatch]:
+    """Items where two keyings of the same paper disagree, in form order."""
+    return [
+        Mismatch(item.id, first.get(item.id), second.get(item.id))
+        for item in form.items
+        if first.get(item.id) != second.get(item.id)
+    ]
+
+
+def key_in_second(
+    store: Keystore,
+    actor: Actor,
+    case: Case,
+    form: FormDef,
+    response: QuestionnaireResponse,
+    raw: Mapping[str, object],
+) -> list[Mismatch]:
+    """Double entry: another person keys the same paper again. Agreement verifies the response;
+    disagreement keeps both keyings and marks it unverified until someone resolves it. Refuses the
+    person who keyed it first, an online response, and a response keyed twice already."""
+    session = store.session
+    if response.source != "paper":
+        raise QuestionnaireError("Svar som kommit via webben matas inte in en gång till.")
+    if response.second_keyed_by_id is not None:
+        raise QuestionnaireError("Formuläret är redan inmatat två gånger.")
+    if actor.user_id is None or actor.user_id == response.keyed_by_id:
+        raise QuestionnaireError("Den andra inmatningen ska göras av en annan person.")
+    checked = check_answers(form, raw, require=False)
+    if not checked.is_valid:
+        raise QuestionnaireError("Några svar behöver rättas: " + "; ".join(checked.errors.values()))
+    first = read_answers(store, case, response)
+    mismatches = compare_answers(form, first, checked.answers)
+    response.second_keyed_by_id = actor.user_id
+    if mismatches:
+        response.is_verified = False
+        response.second_answers_enc = _seal_answers(
+            store, case, response.id, "second_answers", checked.answers
+        )
+    audit.record(
+        session,
+        store.ring,
+        actor,
+        "update",
+        "questionnaire_response",
+        response.id,
+        purpose=f"andra inmatning {form.id}: {len(mismatches)} skillnader",
+        patient_id=case.patient_id,
+        unit_id=case.unit_id,
+    )
+    session.flush()
+    return mismatches
+
+
+def resolve_mismatch(
+    store: Keystore,
+    actor: Actor,
+    case: Case,
+    form: FormDef,
+    response: QuestionnaireResponse,
+    raw: Mapping[str, object],
+) -> list[ScoreResult]:
+    """Settle a double-entry mismatch with the answers read off the paper: stores them, scores
+    again, marks the response verified. Refuses a response without an open mismatch."""
+    session = store.session
+    if response.is_verified:
+        raise QuestionnaireError("Det finns inga skillnader att reda ut.")
+    checked = check_answers(form, raw, require=False)
+    if not checked.is_valid:
+        raise QuestionnaireError("Några svar behöver rättas: " + "; ".join(checked.errors.values()))
+    response.answers_enc = _seal_answers(store, case, response.id, "answers", checked.answers)
+    response.second_answers_enc = None
+    response.is_verified = True
+    results = score_form(form, checked.answers)
+    _write_scores(session, case, response, results)
+    audit.record(
+        session,
+        store.ring,
+        actor,
+        "update",
+        "questionnaire_response",
+        response.id,
+        purpose=f"skillnader i dubbelinmatning utredda ({form.id})",
+        patient_id=case.patient_id,
+        unit_id=case.unit_id,
+    )
+    session.flush()
+    return results
+
+
+# --- what the case page shows --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResponseSummary:
+    response: QuestionnaireResponse
+    form: FormDef | None
+    scores: list[QuestionnaireScore]
+
+
+def case_responses(session: Session, case: Case, forms: Mapping[str, FormDef]) -> dict[str, Any]:
+    """The case's responses with their scores, by occasion (scores only: nothing decrypted)."""
+    responses = list(
+        session.scalars(
+            select(QuestionnaireResponse)
+            .where(QuestionnaireResponse.case_id == case.id)
+            .order_by(QuestionnaireResponse.id)
+        )
+    )
+    scores: dict[int, list[QuestionnaireScore]] = {}
+    if responses:
+        for score in session.scalars(
+            select(QuestionnaireScore)
+            .where(QuestionnaireScore.response_id.in_([r.id for r in responses]))
+            .order_by(QuestionnaireScore.id)
+        ):
+            scores.setdefault(score.response_id, []).append(score)
+    by_occasion: dict[str, list[ResponseSummary]] = {o: [] for o in OCCASIONS}
+    for response in responses:
+        by_occasion[response.occasion].append(
+            ResponseSummary(response, forms.get(response.form_id), scores.get(response.id, []))
+        )
+    return by_occasion
+
+
+def open_codes(session: Session, case: Case, *, now: dt.datetime | None = None) -> int:
+    """How many answer codes of the case still work."""
+    now = now or utcnow()
+    return len(
+        list(
+            session.scalars(
+                select(AnswerCode.id).where(
+                    AnswerCode.case_id == case.id,
+                    AnswerCode.used_at.is_(None),
+                    AnswerCode.expires_at > now,
+                )
+            )
+        )
+    )

@@ -1,0 +1,510 @@
+"""Answering online at /svar (public, with the letter's code) and keying in paper forms.
+
+The public pages show one question group per screen, save each step on the server (encrypted with
+the patient's data key, kept with the code), and never show anything of the patient's identity.
+Wrong codes are counted per client address: after five the address waits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from flask.wrappers import Response
+from flask_babel import get_locale
+from flask_babel import gettext as _
+
+from slussen import audit
+from slussen.accounts import sessions
+from slussen.accounts.auth import public, require
+from slussen.accounts.roles import Permission
+from slussen.accounts.throttle import limiter
+from slussen.cases.access import current_actor, load_case
+from slussen.cases.engine import CaseError, current_workflow
+from slussen.cases.models import Case
+from slussen.db import db_session
+from slussen.keystore import keystore
+from slussen.questionnaires import services
+from slussen.questionnaires.definitions import FormDef, Group, forms
+from slussen.questionnaires.models import OCCASIONS, AnswerCode, QuestionnaireResponse
+from slussen.questionnaires.scoring import check_answers, score_form
+
+bp = Blueprint("questionnaires", __name__, template_folder="templates")
+
+#: Wrong answer codes per client address; the sixth try within the window waits (429).
+CODE_LIMIT = "5 per 15 minutes"
+_SESSION_KEY = "answer_code_id"
+
+
+def _wrong_code(response: Response) -> bool:
+    return response.status_code == 422 and bool(getattr(response, "wrong_code", False))
+
+
+_code_throttle = limiter.shared_limit(
+    CODE_LIMIT, scope="answer-code", methods=["GET", "POST"], deduct_when=_wrong_code
+)
+
+
+@bp.app_context_processor
+def _helpers() -> dict[str, Any]:
+    return {"occasion_label": occasion_label, "source_label": source_label}
+
+
+def occasion_label(occasion: str) -> str:
+    labels = {"baseline": _("Baseline"), "six_month": _("Six-month evaluation")}
+    return str(labels.get(occasion, occasion))
+
+
+def source_label(source: str) -> str:
+    labels = {"online": _("answered online"), "paper": _("keyed in from paper")}
+    return str(labels.get(source, source))
+
+
+def _language() -> str:
+    locale = get_locale()
+    return locale.language if locale else "sv"
+
+
+def _demo_forms() -> bool:
+    return bool(current_app.extensions["slussen.settings"].use_demo_forms)
+
+
+def _occasion_forms(occasion: str) -> list[FormDef]:
+    return services.occasion_forms(current_workflow(), forms(), occasion, demo_forms=_demo_forms())
+
+
+@dataclass(frozen=True)
+class Step:
+    form: FormDef
+    group: Group
+
+
+def _steps(row: AnswerCode) -> list[Step]:
+    case = db_session().get(Case, row.case_id)
+    assert case is not None
+    steps: list[Step] = []
+    for form in _occasion_forms(row.occasion):
+        if services.find_response(db_session(), case, form.id, row.occasion) is not None:
+            continue
+        steps.extend(Step(form, group) for group in form.groups)
+    return steps
+
+
+# --- the public pages ----------------------------------------------------------------------------
+
+
+def _wrong_code_page(message: str, code: str = "") -> ResponseReturnValue:
+    response = current_app.make_response(
+        (render_template("questionnaires/code.html", error=message, code=code[:40]), 422)
+    )
+    response.wrong_code = True  # type: ignore[attr-defined]
+    return response
+
+
+def _start(code_text: str) -> ResponseReturnValue:
+    session_db = db_session()
+    try:
+        row = services.redeem_code(session_db, code_text)
+    except services.AnswerCodeError as exc:
+        session_db.rollback()
+        return _wrong_code_page(str(exc), code_text)
+    sessions.regenerate()
+    session[_SESSION_KEY] = row.id
+    return redirect(url_for("questionnaires.step", number=1))
+
+
+@bp.route("/svar", methods=["GET", "POST"])
+@public
+@_code_throttle
+def answer() -> ResponseReturnValue:
+    """The patient types the code from their letter."""
+    if request.method == "POST":
+        return _start(str(request.form.get("code", "")))
+    return render_template("questionnaires/code.html", error="", code="")
+
+
+@bp.route("/svar/<code>")
+@public
+@_code_throttle
+def answer_with_code(code: str) -> ResponseReturnValue:
+    """The QR code on the letter opens this address with the code in it."""
+    return _start(code)
+
+
+def _current_code() -> AnswerCode | None:
+    code_id = session.get(_SESSION_KEY)
+    if not isinstance(code_id, int):
+        return None
+    row = db_session().get(AnswerCode, code_id)
+    if row is None:
+        return None
+    try:
+        return services.check_code(row)
+    except services.AnswerCodeError as exc:
+        session.pop(_SESSION_KEY, None)
+        flash(str(exc), "error")
+        return None
+
+
+@bp.route("/svar/fraga/<int:number>", methods=["GET", "POST"])
+@public
+def step(number: int) -> ResponseReturnValue:
+    """One question group per screen; "Nästa" saves the step on the server."""
+    row = _current_code()
+    if row is None:
+        return redirect(url_for("questionnaires.answer"))
+    steps = _steps(row)
+    if not steps:
+        return redirect(url_for("questionnaires.review"))
+    if not 1 <= number <= len(steps):
+        abort(404)
+    current = steps[number - 1]
+    store = keystore()
+    draft = services.load_draft(store, row).get(current.form.id, {})
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        posted = {item_id: request.form.get(f"item-{item_id}") for item_id in current.group.items}
+        going_back = request.form.get("go") == "back"
+        checked = check_answers(current.form, posted, require=not going_back)
+        if going_back:  # keep what is valid, ask for nothing
+            valid = {
+                k: v
+                for k, v in checked.answers.items()
+                if k in current.group.items and k not in checked.errors
+            }
+            services.save_draft(store, row, current.form, valid)
+            db_session().commit()
+            return redirect(url_for("questionnaires.step", number=max(number - 1, 1)))
+        errors = {k: v for k, v in checked.errors.items() if k in current.group.items}
+        answers = {k: v for k, v in checked.answers.items() if k in current.group.items}
+        if not errors:
+            services.save_draft(store, row, current.form, answers)
+            db_session().commit()
+            if number == len(steps):
+                return redirect(url_for("questionnaires.review"))
+            return redirect(url_for("questionnaires.step", number=number + 1))
+        draft = {**draft, **answers, **{k: str(v) for k, v in posted.items() if k in errors}}
+    return render_template(
+        "questionnaires/step.html",
+        step=current,
+        number=number,
+        total=len(steps),
+        values=draft,
+        errors=errors,
+        lang=_language(),
+    ), (422 if errors else 200)
+
+
+@bp.route("/svar/skicka", methods=["GET", "POST"])
+@public
+def review() -> ResponseReturnValue:
+    """The last screen: send the answers. Nothing is shown of who the patient is."""
+    row = _current_code()
+    if row is None:
+        return redirect(url_for("questionnaires.answer"))
+    error = ""
+    if request.method == "POST":
+        session_db = db_session()
+        try:
+            services.submit_online(
+                keystore(),
+                row,
+                workflow=current_workflow(),
+                forms=_occasion_forms(row.occasion),
+            )
+        except (services.QuestionnaireError, CaseError) as exc:
+            session_db.rollback()
+            error = str(exc)
+        else:
+            session_db.commit()
+            session.pop(_SESSION_KEY, None)
+            return redirect(url_for("questionnaires.thanks"))
+    return render_template("questionnaires/review.html", error=error, steps=len(_steps(row))), (
+        422 if error else 200
+    )
+
+
+@bp.route("/svar/tack")
+@public
+def thanks() -> ResponseReturnValue:
+    return render_template("questionnaires/thanks.html")
+
+
+# --- staff: paper entry, answers, double keying -------------------------------------------------
+
+
+def _form_or_404(form_id: str, occasion: str) -> FormDef:
+    form = forms().get(form_id)
+    if form is None or occasion not in OCCASIONS or not form.usable(demo_forms=_demo_forms()):
+        abort(404)
+    return form
+
+
+def _posted_items(form: FormDef) -> dict[str, Any]:
+    return {item.id: request.form.get(f"item-{item.id}") for item in form.items}
+
+
+@bp.route("/arenden/<int:case_id>/formular/<occasion>/<form_id>", methods=["GET", "POST"])
+@require(Permission.WORK_CASES)
+def key_in(case_id: int, occasion: str, form_id: str) -> ResponseReturnValue:
+    """Key in a returned paper form: a digit per item, the score as you type (static JS), out-of
+    -range answers named per item, missing items allowed and listed."""
+    case = load_case(case_id)
+    form = _form_or_404(form_id, occasion)
+    session_db = db_session()
+    values: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    error = ""
+    if request.method == "POST":
+        values = _posted_items(form)
+        checked = check_answers(form, values, require=False)
+        errors = checked.errors
+        if not errors:
+            try:
+                stored = services.key_in_paper(
+                    keystore(),
+                    current_actor(),
+                    case,
+                    form,
+                    occasion,
+                    values,
+                    workflow=current_workflow(),
+                    forms=_occasion_forms(occasion),
+                )
+            except (services.QuestionnaireError, CaseError) as exc:
+                session_db.rollback()
+                error = str(exc)
+            else:
+                session_db.commit()
+                flash(_("The answers are saved."), "success")
+                return redirect(
+                    url_for(
+                        "questionnaires.show_response",
+                        case_id=case.id,
+                        response_id=stored.response.id,
+                    )
+                )
+    return render_template(
+        "questionnaires/key_in.html",
+        case=case,
+        form=form,
+        occasion=occasion,
+        values=values,
+        errors=errors,
+        error=error,
+        lang=_language(),
+        action=url_for(
+            "questionnaires.key_in", case_id=case.id, occasion=occasion, form_id=form.id
+        ),
+    ), (422 if errors or error else 200)
+
+
+@bp.route("/arenden/<int:case_id>/formular/<occasion>/<form_id>/poang", methods=["POST"])
+@require(Permission.WORK_CASES)
+def preview_score(case_id: int, occasion: str, form_id: str) -> ResponseReturnValue:
+    """The score of what has been typed so far (for entry.js); stores nothing."""
+    load_case(case_id)
+    form = _form_or_404(form_id, occasion)
+    checked = check_answers(form, _posted_items(form), require=False)
+    lang = _language()
+    return jsonify(
+        errors=checked.errors,
+        missing=checked.missing,
+        scores=[
+            {
+                "label": r.score.label.get(lang),
+                "value": r.value,
+                "positive": r.is_positive,
+                "text": _score_text(r.value, r.is_positive, r.score.cutoff is not None),
+            }
+            for r in score_form(form, checked.answers)
+        ],
+    )
+
+
+def _score_text(value: float | None, positive: bool | None, has_cutoff: bool) -> str:
+    if value is None:
+        return str(_("no score: too many items missing"))
+    text = f"{value:g}"
+    if has_cutoff and positive:
+        text += " – " + _("at or beyond the cut-off")
+    return text
+
+
+def _load_response(case: Case, response_id: int) -> tuple[QuestionnaireResponse, FormDef]:
+    response = db_session().get(QuestionnaireResponse, response_id)
+    if response is None or response.case_id != case.id:
+        abort(404)
+    form = forms().get(response.form_id)
+    if form is None:
+        abort(404)
+    return response, form
+
+
+@bp.route("/arenden/<int:case_id>/svar/<int:response_id>")
+@require(Permission.WORK_CASES)
+def show_response(case_id: int, response_id: int) -> ResponseReturnValue:
+    """One response: answers (decrypted, audited), scores, double keying."""
+    case = load_case(case_id)
+    response, form = _load_response(case, response_id)
+    return _render_response(case, response, form)
+
+
+def _render_response(
+    case: Case,
+    response: QuestionnaireResponse,
+    form: FormDef,
+    *,
+    mismatches: list[services.Mismatch] | None = None,
+    error: str = "",
+    status: int = 200,
+) -> ResponseReturnValue:
+    store = keystore()
+    actor = current_actor()
+    answers = services.read_answers(store, case, response)
+    second = (
+        services.read_answers(store, case, response, column="second_answers")
+        if response.second_answers_enc
+        else {}
+    )
+    if second and mismatches is None:
+        mismatches = services.compare_answers(form, answers, second)
+    audit.record(
+        store.session,
+        store.ring,
+        actor,
+        "read",
+        "questionnaire_response",
+        response.id,
+        purpose=f"svar {form.id}",
+        patient_id=case.patient_id,
+        unit_id=case.unit_id,
+    )
+    summary = services.case_responses(store.session, case, forms())
+    scores: list[Any] = next(
+        (s.scores for s in summary[response.occasion] if s.response.id == response.id), []
+    )
+    db_session().commit()
+    return render_template(
+        "questionnaires/response.html",
+        case=case,
+        response=response,
+        form=form,
+        answers=answers,
+        scores={s.score_id: s for s in scores},
+        mismatches=mismatches or [],
+        may_key_again=(
+            response.source == "paper"
+            and response.second_keyed_by_id is None
+            and actor.user_id != response.keyed_by_id
+        ),
+        error=error,
+        lang=_language(),
+    ), status
+
+
+@bp.route("/arenden/<int:case_id>/svar/<int:response_id>/andra", methods=["POST"])
+@require(Permission.WORK_CASES)
+def key_in_again(case_id: int, response_id: int) -> ResponseReturnValue:
+    """Double entry: a second person keys the same paper; differences are listed."""
+    case = load_case(case_id)
+    response, form = _load_response(case, response_id)
+    session_db = db_session()
+    try:
+        mismatches = services.key_in_second(
+            keystore(), current_actor(), case, form, response, _posted_items(form)
+        )
+    except services.QuestionnaireError as exc:
+        session_db.rollback()
+        return _render_response(case, response, form, error=str(exc), status=422)
+    session_db.commit()
+    if mismatches:
+        flash(_("The two keyings differ: check the paper and settle each item."), "error")
+    else:
+        flash(_("Both keyings agree. The answers are verified."), "success")
+    return redirect(
+        url_for("questionnaires.show_response", case_id=case.id, response_id=response.id)
+    )
+
+
+@bp.route("/arenden/<int:case_id>/svar/<int:response_id>/los", methods=["POST"])
+@require(Permission.WORK_CASES)
+def resolve(case_id: int, response_id: int) -> ResponseReturnValue:
+    """Settle a double-entry mismatch with the answers on the paper."""
+    case = load_case(case_id)
+    response, form = _load_response(case, response_id)
+    session_db = db_session()
+    try:
+        services.resolve_mismatch(
+            keystore(), current_actor(), case, form, response, _posted_items(form)
+        )
+    except services.QuestionnaireError as exc:
+        session_db.rollback()
+        return _render_response(case, response, form, error=str(exc), status=422)
+    session_db.commit()
+    flash(_("The answers are verified."), "success")
+    return redirect(
+        url_for("questionnaires.show_response", case_id=case.id, response_id=response.id)
+    )
+
+
+@bp.route("/arenden/<int:case_id>/svarskod", methods=["POST"])
+@require(Permission.WORK_CASES)
+def new_code(case_id: int) -> ResponseReturnValue:
+    """A new answer code, e.g. to read out on the phone; shown once, stored only as a hash."""
+    case = load_case(case_id)
+    occasion = request.form.get("occasion", "")
+    if occasion not in OCCASIONS:
+        abort(404)
+    code = services.create_answer_code(db_session(), case, occasion)
+    audit.record(
+        db_session(),
+        keystore().ring,
+        current_actor(),
+        "create",
+        "answer_code",
+        case.id,
+        purpose=f"svarskod {occasion}",
+        patient_id=case.patient_id,
+        unit_id=case.unit_id,
+    )
+    db_session().commit()
+    flash(
+        _(
+            "Answer code %(code)s: the patient answers at %(url)s. It is shown only now.",
+            code=code,
+            url=services.answer_url(code),
+        ),
+        "success",
+    )
+    return redirect(url_for("cases.show", case_id=case.id))
+
+
+def questionnaire_panel(case: Case) -> dict[str, Any]:
+    """What the case page shows of questionnaires: scores per occasion and the forms still
+    missing (scores only; nothing decrypted, the case page's own audit row covers it)."""
+    session_db = db_session()
+    by_occasion = services.case_responses(session_db, case, forms())
+    missing = {}
+    for occasion in OCCASIONS:
+        answered = {s.response.form_id for s in by_occasion[occasion]}
+        missing[occasion] = [f for f in _occasion_forms(occasion) if f.id not in answered]
+    return {
+        "questionnaires": by_occasion,
+        "questionnaires_missing": missing,
+        "questionnaire_forms": forms(),
+        "open_answer_codes": services.open_codes(session_db, case),
+    }
