@@ -407,6 +407,90 @@ def _register_capability_commands() -> None:
 _register_capability_commands()
 
 
+@cli.command(help="Back up the database to one file (never the key ring: back that up apart).")
+@click.argument("path", type=click.Path(path_type=Path))
+@fails_cleanly
+def backup(path: Path) -> None:
+    from slussen import backup as backups
+
+    settings = _settings_only()
+    url = settings.sqlalchemy_url
+    try:
+        if backups.kind_of_url(url) == "sqlite":
+            with click.progressbar(length=1, label="Copying the database") as bar:
+
+                def progress(done: int, total: int) -> None:
+                    bar.length = max(total, 1)
+                    bar.update(done - bar.pos)
+
+                result = backups.backup(url, path, progress=progress)
+        else:
+            click.echo("Running pg_dump (this can take a while) …")
+            result = backups.backup(url, path)
+    except backups.BackupError as exc:
+        raise Failure(f"No backup was made: {exc}.") from None
+    click.echo(f"Wrote {result.kind} backup {result.path} ({result.size:,} bytes, mode 600).")
+    click.echo(
+        f"The backup does not contain the key ring ({settings.resolved_keyring_path}): "
+        "Back up the key ring separately, apart from the database backups."
+    )
+
+
+@cli.command(help="Restore a backup made by `slussen backup` into the configured database.")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True, help="Replace a database that already holds data.")
+@fails_cleanly
+def restore(path: Path, force: bool) -> None:
+    from slussen import backup as backups
+    from slussen import vault
+    from slussen.db import make_engine
+
+    settings = _settings_only()
+    url = settings.sqlalchemy_url
+    ring_path = settings.resolved_keyring_path
+    master_ids = set(vault.KeyRing.load(ring_path).master_keys) if ring_path.exists() else set()
+    engine = make_engine(url)
+    try:
+        if backups.kind_of_url(url) == "sqlite":
+            with click.progressbar(length=1, label="Restoring the database") as bar:
+
+                def progress(done: int, total: int) -> None:
+                    bar.length = max(total, 1)
+                    bar.update(done - bar.pos)
+
+                result = backups.restore(
+                    url, path, engine, force=force, master_key_ids=master_ids, progress=progress
+                )
+        else:
+            click.echo("Running pg_restore (this can take a while) …")
+            result = backups.restore(url, path, engine, force=force, master_key_ids=master_ids)
+    except backups.BackupError as exc:
+        raise Failure(f"Nothing was restored: {exc}.") from None
+    finally:
+        engine.dispose()
+    click.echo(f"Restored {path} into the {result.kind} database.")
+    for name, count in result.counts.items():
+        click.echo(f"  {name:<16} {count:>10,} rows")
+    if result.at_head:
+        click.echo(f"The schema is up to date (revision {result.revision}).")
+    else:
+        click.echo(
+            f"The schema is at revision {result.revision or 'none'}; this Slussen expects "
+            f"{result.head}: run `slussen init-db` before starting Slussen."
+        )
+    if not ring_path.exists():
+        click.echo(
+            f"There is no key ring at {ring_path}: restore it from its own backup, or no patient "
+            "can be read."
+        )
+    elif result.missing_master_keys:
+        click.echo(
+            f"The key ring {ring_path} lacks master key(s) {', '.join(result.missing_master_keys)}"
+            " that the restored data needs: restore the key ring from its own backup."
+        )
+    click.echo("Then check the access log with `slussen audit verify`.")
+
+
 def main() -> None:
     """Console entry point: configuration errors become one line and exit code 2."""
     try:

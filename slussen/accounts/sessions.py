@@ -22,7 +22,7 @@ import hashlib
 import secrets
 from typing import Any
 
-from flask import Flask, flash, g, session
+from flask import Flask, abort, flash, g, request, session
 from flask.json.tag import TaggedJSONSerializer
 from flask.sessions import SessionInterface, SessionMixin
 from flask.wrappers import Request, Response
@@ -128,7 +128,7 @@ class DatabaseSessionInterface(SessionInterface):
         try:
             return self._open(app, token)
         except OperationalError:
-            # The request goes on anonymously; its first database use shows the 503 page.
+            # Nothing is written for this request; `_refuse_without_store` answers 503.
             app.logger.exception("session store unavailable")
             return ServerSession(had_cookie=True, store_unavailable=True)
 
@@ -168,7 +168,15 @@ class DatabaseSessionInterface(SessionInterface):
         request_db: Session | None = g.pop("db_session", None)
         if request_db is not None:
             request_db.close()
+        try:
+            self._write(app, session, response)
+        except OperationalError:
+            # The database went away during the request: the page already says so (503), or
+            # the view's work was committed before. Only this session change is lost; the next
+            # request finds the store again.
+            app.logger.exception("session store unavailable; the session was not saved")
 
+    def _write(self, app: Flask, session: ServerSession, response: Response) -> None:
         now = utcnow()
         if session.sid is None or session.regenerate_requested:
             self._save_new(app, session, response, now)
@@ -279,8 +287,16 @@ def _tell_why_session_ended() -> None:
         flash(_("You have been logged in for a long time and need to log in again."), "info")
 
 
+def _refuse_without_store() -> None:
+    """A session that could not be read (the database is away) answers 503, "try again": a
+    logged-in user is not treated as a stranger and sent to the login page."""
+    if getattr(session, "store_unavailable", False) and request.endpoint != "static":
+        abort(503)
+
+
 def init_app(app: Flask) -> None:
     """Use server-side sessions. Call before other extensions add their before-request hooks, so
     the timeout message is flashed before a login redirect or a CSRF error page."""
     app.session_interface = DatabaseSessionInterface()
+    app.before_request(_refuse_without_store)
     app.before_request(_tell_why_session_ended)
