@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from flask import current_app, g, has_app_context
@@ -116,6 +116,21 @@ class Keystore:
             cipher = vault.FieldCipher(raw, data_key_id)
             self._ciphers[data_key_id] = cipher
         return cipher
+
+    def preload(self, data_key_ids: Iterable[int]) -> None:
+        """Unwrap many data keys with one query (a list page shows many patients)."""
+        missing = {key for key in data_key_ids if key not in self._ciphers}
+        if not missing:
+            return
+        rows = self.session.execute(
+            select(DataKey.id, DataKey.wrapped).where(
+                DataKey.id.in_(missing), DataKey.wrapped.is_not(None)
+            )
+        )
+        for key_id, wrapped in rows:
+            assert wrapped is not None  # filtered in the query
+            raw = vault.unwrap_data_key(self.ring, wrapped, data_key_id=key_id)
+            self._ciphers[key_id] = vault.FieldCipher(raw, key_id)
 
     def destroy(self, data_key_id: int) -> None:
         """Crypto-shred: drop the wrapped key so nothing encrypted with it can be read again."""

@@ -114,12 +114,13 @@ def names_for_list(
     if not cases:
         return {}
     session = store.session
-    patients = {
-        p.id: p
-        for p in session.scalars(
-            select(Patient).where(Patient.id.in_({c.patient_id for c in cases}))
+    rows = session.execute(
+        select(Patient.id, Patient.data_key_id, Patient.name_enc).where(
+            Patient.id.in_({c.patient_id for c in cases})
         )
-    }
+    ).all()
+    store.preload(row.data_key_id for row in rows)
+    patients = {row.id: row for row in rows}
     names = {}
     for case in cases:
         patient = patients[case.patient_id]

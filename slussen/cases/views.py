@@ -69,7 +69,11 @@ def worklist() -> ResponseReturnValue:
     today = today_local()
     page = coach_worklist(session, actor, workflow, today=today, page=_page())
     names = names_for_list(keystore(), actor, page.cases, purpose="arbetslista")
+    counts = state_counts(session, actor.unit_ids)
+    unseen = unseen_referrals(session, [c.id for c in page.cases])
+    next_events = {c.id: next(iter(allowed_events(workflow, c, actor)), None) for c in page.cases}
     session.commit()
+    # Nothing below touches the database: the transaction (a lock on SQLite) is already over.
     g.setdefault(NO_STORE_FLAG, True)
     groups: dict[str, list[object]] = {"overdue": [], "today": [], "week": []}
     for case in page.cases:
@@ -87,10 +91,10 @@ def worklist() -> ResponseReturnValue:
         groups=groups,
         names=names,
         workflow=workflow,
-        counts=state_counts(session, actor.unit_ids),
+        counts=counts,
         today=today,
-        unseen=unseen_referrals(session, [c.id for c in page.cases]),
-        next_event=lambda case: next(iter(allowed_events(workflow, case, actor)), None),
+        unseen=unseen,
+        next_event=lambda case: next_events[case.id],
         special=SPECIAL_EVENTS,
     )
 
