@@ -318,6 +318,15 @@ def audit_verify() -> None:
     click.echo(f"The access log is intact: {result.checked} rows verified.")
 
 
+def _register_capability_commands() -> None:
+    from slussen.evaluation.cli import evaluation_cli
+
+    cli.add_command(evaluation_cli)
+
+
+_register_capability_commands()
+
+
 def main() -> None:
     """Console entry point: configuration errors become one line and exit code 2."""
     try:

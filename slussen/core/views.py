@@ -25,6 +25,8 @@ def index() -> ResponseReturnValue:
         return redirect(url_for("cases.worklist"))
     if current_user.can(Permission.FLAG_PATIENT):
         return redirect(url_for("cases.flagged"))
+    if current_user.can(Permission.EVALUATE):
+        return redirect(url_for("evaluation.index"))
     return render_template("core/index.html")
 
 
@@ -82,6 +84,7 @@ def _layout_helpers() -> dict[str, object]:
             ("intake.refer", _("Refer"), Permission.FLAG_PATIENT),
             ("cases.flagged", _("My referrals"), Permission.VIEW_OWN_FLAGS),
             ("accesslog.index", _("Access log"), Permission.REVIEW_ACCESS_LOG),
+            ("evaluation.index", _("Evaluation"), Permission.EVALUATE),
         ]
         if not any(current_user.can(p) for _e, _l, p in items):
             items.insert(0, ("core.index", _("Start"), None))

@@ -216,7 +216,7 @@ class Accumulator:
             return sum(n for depth, n in depths.items() if depth >= index)
 
         for i, step in enumerate(STEPS):
-            table.cell(("step", step), reached(self.depths, i))
+            table.cell(("step", step), reached(self.depths, i), keep=1)
         for i in range(last):
             table.cell(("dropped", STEPS[i]), self.depths[i])
             table.add_sum(("step", STEPS[i]), [("dropped", STEPS[i]), ("step", STEPS[i + 1])])
@@ -286,13 +286,13 @@ class Accumulator:
         lower = definition.is_lower_better
         n = len(diffs)
         table = CellTable()
-        table.cell("pairs", n)
+        table.cell("pairs", n, keep=2)
         table.cell("bocf", n + len(data.non_responders))
         table.cell("non_responders", len(data.non_responders))
         table.add_sum("bocf", ["pairs", "non_responders"])
         classes = stats.classify(diffs, lower_better=lower)
         for name, value in zip(CLASSES, classes, strict=True):
-            table.cell(("class", name), value)
+            table.cell(("class", name), value, keep=1)
         table.add_sum("pairs", [("class", c) for c in CLASSES])
         table.cell("bocf_unchanged", classes[1] + len(data.non_responders))
         table.add_sum("bocf_unchanged", [("class", "unchanged"), "non_responders"])

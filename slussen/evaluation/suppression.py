@@ -9,9 +9,10 @@ The algorithm, run to a fixed point:
 
 1. **Primary**: every cell with 1 … k−1 persons is hidden. Zero is shown.
 2. **Secondary, by subtraction**: a sum with exactly one hidden member would give that member away
-   (total minus the other parts). Hide one more member of that sum: the smallest non-zero shown
-   member, a part before a total of the same size. Repeat until no sum has exactly one hidden
-   member.
+   (total minus the other parts). Hide one more member of that sum: the non-zero shown member
+   that matters least (lowest `keep`, e.g. a sensitivity count before the number of pairs),
+   then the smallest, then a part before a total of the same size. Repeat until no sum has
+   exactly one hidden member.
 3. **Audit**: the hidden cells must not follow from *any combination* of sums either (two tables
    sharing totals, a chain of funnel steps). Solve the linear system of all sums for the hidden
    cells; a hidden cell that takes the same value in every solution (its component of every
@@ -39,13 +40,16 @@ class CellTable:
     """Cells and the sums that tie them together; `suppress` decides which to hide."""
 
     values: dict[Hashable, int] = field(default_factory=dict)
+    #: How much a cell matters to readers: secondary suppression hides lower values first.
+    keep: dict[Hashable, int] = field(default_factory=dict)
     #: (total, parts): values[total] == sum(values[p] for p in parts).
     sums: list[tuple[Hashable, tuple[Hashable, ...]]] = field(default_factory=list)
 
-    def cell(self, key: Hashable, value: int) -> Hashable:
+    def cell(self, key: Hashable, value: int, *, keep: int = 0) -> Hashable:
         if key in self.values and self.values[key] != value:
             raise ValueError(f"cell {key!r} given two values")
         self.values[key] = int(value)
+        self.keep[key] = max(keep, self.keep.get(key, 0))
         return key
 
     def add_sum(self, total: Hashable, parts: Iterable[Hashable]) -> None:
@@ -74,7 +78,10 @@ def suppress(table: CellTable, k: int) -> dict[Hashable, str]:
         candidates = [key for key in line if key not in hidden and table.values[key] > 0]
         if not candidates:
             return False
-        chosen = min(candidates, key=lambda key: (table.values[key], key == total))
+        chosen = min(
+            candidates,
+            key=lambda key: (table.keep.get(key, 0), table.values[key], key == total),
+        )
         hidden[chosen] = SECONDARY
         return True
 
