@@ -114,7 +114,7 @@ def _shown(count: Count) -> int:
     return count.value
 
 
-@pytest.mark.usefixtures("seeded")
+@pytest.mark.usefixtures("backend", "seeded")
 def test_every_statistic_equals_scipy_on_the_exported_csv(
     app: Flask, session: Session, ring: vault.KeyRing, evaluator: Actor
 ) -> None:
@@ -188,7 +188,11 @@ def test_every_statistic_equals_scipy_on_the_exported_csv(
             if group.paired is not None:
                 gb = np.array([float(r[f"{key}_baseline"]) for r in mine])
                 gs = np.array([float(r[f"{key}_six_month"]) for r in mine])
-                assert group.paired.p_t == pytest.approx(sps.ttest_rel(gs, gb).pvalue)
+                interval = sps.ttest_rel(gs, gb).confidence_interval(0.95)
+                assert group.paired.mean_diff == pytest.approx((gs - gb).mean())
+                assert group.paired.ci_low == pytest.approx(interval.low)
+                assert group.paired.ci_high == pytest.approx(interval.high)
+                assert group.paired.d_z == pytest.approx((gs - gb).mean() / (gs - gb).std(ddof=1))
 
 
 @pytest.mark.usefixtures("seeded")
@@ -205,7 +209,7 @@ def test_the_csv_states_its_choices_and_is_one_row_per_pseudonymised_case(
     assert all(len(r["referred_month"]) == 7 for r in rows)
 
 
-@pytest.mark.usefixtures("seeded")
+@pytest.mark.usefixtures("backend", "seeded")
 def test_filters_narrow_the_population(
     app: Flask, session: Session, ring: vault.KeyRing, evaluator: Actor
 ) -> None:

@@ -90,7 +90,7 @@ class Scene:
 def funnel(report: Report) -> Scene:
     """Horizontal bars: how many passed each main step of the flow."""
     rows: list[StepRow] = [row for row in report.steps if row.parent is None]
-    label_width, bar_width, row_height = 230.0, 300.0, 26.0
+    label_width, bar_width, row_height = 300.0, 280.0, 26.0
     height = 20 + row_height * len(rows)
     scene = Scene(
         label_width + bar_width + 70,
@@ -224,7 +224,7 @@ def change(outcome: Outcome, k: int) -> Scene | None:
     bins = outcome.bins
     left, top, plot_h = 50.0, 20.0, 170.0
     slot = max(12.0, min(36.0, 460.0 / max(len(bins), 1)))
-    width = left + slot * len(bins) + 20
+    width = max(380.0, left + slot * len(bins) + 20)
     height = top + plot_h + 60
     d = outcome.definition
     top_count = max((b.count.value for b in bins if not b.count.is_hidden), default=0) or 1
@@ -241,7 +241,7 @@ def change(outcome: Outcome, k: int) -> Scene | None:
     )
     for tick in _axis_ticks(0, top_count):
         y = top + plot_h * (1 - tick / top_count)
-        scene.add(Line(left, y, width - 10, y, GRID, 0.5))
+        scene.add(Line(left, y, left + slot * len(bins), y, GRID, 0.5))
         scene.add(Text(left - 6, y + 4, labels.number(tick, 0), size=10, anchor="end", fill=MUTED))
     every = max(1, math.ceil(len(bins) / 16))
     for index, b in enumerate(bins):
@@ -271,7 +271,7 @@ def change(outcome: Outcome, k: int) -> Scene | None:
                     anchor="middle",
                 )
             )
-    scene.add(Line(left, top + plot_h, width - 10, top + plot_h, INK, 1))
+    scene.add(Line(left, top + plot_h, left + slot * len(bins), top + plot_h, INK, 1))
     scene.add(
         Text(
             left, height - 8, _("Green: improved, grey: unchanged, red: worse"), size=9, fill=MUTED

@@ -16,6 +16,7 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import NDArray
 
 from slussen.evaluation import stats
 from slussen.evaluation.dataset import (
@@ -30,6 +31,8 @@ from slussen.evaluation.definitions import ScoreDefinition
 from slussen.evaluation.suppression import PRIMARY, CellTable, shown, suppress
 
 CLASSES = ("improved", "unchanged", "worse")
+_BASELINE = STEPS.index("baseline")
+_ACTION_PLAN = STEPS.index("action_plan")
 #: At most this many bins on each side of zero in the distribution of change (non-integer scores).
 MAX_BINS_PER_SIDE = 12
 
@@ -92,7 +95,8 @@ class GroupOutcome:
     group: Hashable
     n: Count
     improved: Count
-    paired: stats.Paired | None
+    #: Mean change, CI and d_z; None when fewer than k persons or n is hidden.
+    paired: stats.Change | None
 
 
 @dataclass
@@ -139,9 +143,8 @@ class Report:
 class _ScoreData:
     baseline: array[float] = field(default_factory=lambda: array("d"))
     six_month: array[float] = field(default_factory=lambda: array("d"))
-    groups: dict[str, list[Hashable]] = field(
-        default_factory=lambda: {dimension: [] for dimension in DIMENSIONS}
-    )
+    #: For each pair, the Accumulator's row of its case (to find the case's groups).
+    case_rows: array[int] = field(default_factory=lambda: array("l"))
     #: Baselines of the BOCF non-responders (their six-month value is taken to equal these).
     non_responders: array[float] = field(default_factory=lambda: array("d"))
 
@@ -159,23 +162,39 @@ class Accumulator:
         self.statuses: Counter[str] = Counter()
         self.intervals: list[array[int]] = [array("l") for _ in STEPS[:-1]]
         self.scores = {d.key: _ScoreData() for d in self.definitions}
+        self.cases = 0
+        #: Each case's group per dimension, in the order added.
+        self.case_groups: dict[str, list[Hashable]] = {dimension: [] for dimension in DIMENSIONS}
+        self._code_cache: dict[str, tuple[list[Hashable], NDArray[np.intp]]] = {}
 
     def add(self, record: CaseRecord) -> None:
-        depth = record.depth
+        moments = record.moments
+        dates = [moments[step] for step in STEPS]
+        depth = 0
+        for index in range(len(dates) - 1, 0, -1):
+            if dates[index] is not None:
+                depth = index
+                break
         self.depths[depth] += 1
-        groups = {dimension: record.group(dimension) for dimension in DIMENSIONS}
-        for dimension, group in groups.items():
-            self.group_depths[dimension][group, depth] += 1
-        if record.is_screen_positive and depth >= STEPS.index("baseline"):
+        row = self.cases
+        self.cases += 1
+        for dimension, counter in self.group_depths.items():
+            group = record.group(dimension)
+            counter[group, depth] += 1
+            self.case_groups[dimension].append(group)
+        if record.is_screen_positive and depth >= _BASELINE:
             self.sub_counts["screen_positive"] += 1
-        if record.moments["handover_done"] is not None and depth >= STEPS.index("action_plan"):
+        if moments["handover_done"] is not None and depth >= _ACTION_PLAN:
             self.sub_counts["handover_done"] += 1
         self.statuses[record.status] += 1
-        moments = record.moments
-        for index in range(len(STEPS) - 1):
-            start, end = moments[STEPS[index]], moments[STEPS[index + 1]]
-            if start is not None and end is not None:
-                self.intervals[index].append((end - start).days)
+        previous = dates[0]
+        for index in range(1, len(dates)):
+            current = dates[index]
+            if previous is not None and current is not None:
+                self.intervals[index - 1].append((current - previous).days)
+            previous = current
+        if not record.scores:
+            return
         is_done = record.status != OPEN
         for key, (baseline, six_month) in record.scores.items():
             data = self.scores.get(key)
@@ -184,8 +203,7 @@ class Accumulator:
             if six_month is not None:
                 data.baseline.append(baseline)
                 data.six_month.append(six_month)
-                for dimension, group in groups.items():
-                    data.groups[dimension].append(group)
+                data.case_rows.append(row)
             elif is_done:
                 data.non_responders.append(baseline)
 
@@ -205,6 +223,17 @@ class Accumulator:
             breakdowns=breakdowns,
             outcomes=[self._outcome(d, k) for d in self.definitions],
         )
+
+    def _codes(self, dimension: str) -> tuple[list[Hashable], NDArray[np.intp]]:
+        """Every group of `dimension` (sorted) and each added case's group as a code; cached."""
+        cached = self._code_cache.get(dimension)
+        if cached is None:
+            values = self.case_groups[dimension]
+            groups = sorted(set(values), key=lambda g: (str(type(g)), g))
+            index = {g: i for i, g in enumerate(groups)}
+            codes = np.fromiter((index[v] for v in values), dtype=np.intp, count=len(values))
+            cached = self._code_cache[dimension] = (groups, codes)
+        return cached
 
     def _flow(
         self, k: int, terminal: list[str]
@@ -312,18 +341,22 @@ class Accumulator:
             table.add_sum(("class", name), members)
         improved_mask = diffs < 0 if lower else diffs > 0
         group_lists: dict[str, list[Hashable]] = {}
+        group_codes: dict[str, NDArray[np.intp]] = {}
+        rows = np.frombuffer(data.case_rows, dtype=np.int64) if data.case_rows else _no_rows()
         for dimension in DIMENSIONS:
-            labels = data.groups[dimension]
-            groups = sorted(set(labels), key=lambda g: (str(type(g)), g))
-            group_lists[dimension] = groups
-            per_group = Counter(labels)
-            improved_per_group = Counter(
-                g for g, better in zip(labels, improved_mask, strict=True) if better
-            )
-            for group in groups:
-                table.cell(("g", dimension, group), per_group[group])
-                table.cell(("gi", dimension, group), improved_per_group[group])
-                table.cell(("gn", dimension, group), per_group[group] - improved_per_group[group])
+            all_groups, all_codes = self._codes(dimension)
+            present = np.unique(all_codes[rows])
+            groups = [all_groups[i] for i in present]
+            remap = np.full(len(all_groups), -1, dtype=np.intp)
+            remap[present] = np.arange(len(present))
+            codes = remap[all_codes[rows]]
+            group_lists[dimension], group_codes[dimension] = groups, codes
+            per_group = np.bincount(codes, minlength=len(groups))
+            improved_per_group = np.bincount(codes[improved_mask], minlength=len(groups))
+            for i, group in enumerate(groups):
+                table.cell(("g", dimension, group), int(per_group[i]))
+                table.cell(("gi", dimension, group), int(improved_per_group[i]))
+                table.cell(("gn", dimension, group), int(per_group[i] - improved_per_group[i]))
                 table.add_sum(
                     ("g", dimension, group), [("gi", dimension, group), ("gn", dimension, group)]
                 )
@@ -343,19 +376,18 @@ class Accumulator:
         bocf_base = np.concatenate([baseline, np.frombuffer(data.non_responders, dtype=np.float64)])
         by_group: dict[str, list[GroupOutcome]] = {}
         for dimension in DIMENSIONS:
-            labels_array = np.array(data.groups[dimension], dtype=object)
+            groups = group_lists[dimension]
+            changes = stats.changes_by_group(diffs, group_codes[dimension], len(groups))
             outcomes = []
-            for group in group_lists[dimension]:
+            for group, change in zip(groups, changes, strict=True):
                 n_group = count(("g", dimension, group))
-                mask = labels_array == group
+                enough = not n_group.is_hidden and n_group.value >= max(k, 2)
                 outcomes.append(
                     GroupOutcome(
                         group=group,
                         n=n_group,
                         improved=count(("gi", dimension, group)),
-                        paired=_paired_if_enough(
-                            baseline[mask], six_month[mask], n_group, k, full=False
-                        ),
+                        paired=change if enough else None,
                     )
                 )
             by_group[dimension] = outcomes
@@ -384,18 +416,22 @@ class Accumulator:
         )
 
 
+def _no_rows() -> NDArray[np.int64]:
+    return np.zeros(0, dtype=np.int64)
+
+
 def _empty() -> stats.Floats:
     return np.zeros(0, dtype=np.float64)
 
 
 def _paired_if_enough(
-    baseline: stats.Floats, six_month: stats.Floats, n: Count, k: int, *, full: bool = True
+    baseline: stats.Floats, six_month: stats.Floats, n: Count, k: int
 ) -> stats.Paired | None:
     """Statistics only on at least k (and at least two) persons whose count is shown: a hidden n
     would otherwise leak through the degrees of freedom."""
     if n.is_hidden or n.value < max(k, 2):
         return None
-    return stats.paired(baseline, six_month, with_wilcoxon=full)
+    return stats.paired(baseline, six_month)
 
 
 def _quartiles_if_enough(days: array[int] | None, k: int) -> stats.Quartiles | None:

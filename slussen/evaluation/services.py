@@ -222,11 +222,15 @@ def write_dataset(
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([c for c, _d in BASE_COLUMNS] + [c for c, _d in score_columns(definitions)])
     rows = 0
+    month_of: dict[object, str] = {None: ""}
     for record in _records(session, context, filters, scope):
-        months = {
-            step: (f"{m:%Y-%m}" if (m := record.moments[step]) is not None else "")
-            for step in MILESTONE_COLUMNS
-        }
+        months = {}
+        for step in MILESTONE_COLUMNS:
+            day = record.moments[step]
+            text = month_of.get(day)
+            if text is None:
+                text = month_of[day] = f"{day:%Y-%m}"
+            months[step] = text
         values: list[str] = [
             vault.pseudonym(ring, f"case:{record.case_id}"),
             hsa.get(record.unit_id, ""),
