@@ -402,6 +402,9 @@ def _register_capability_commands() -> None:
     from slussen.directory.cli import directory_cli
 
     cli.add_command(directory_cli)
+    from slussen.evaluation.cli import evaluation_cli
+
+    cli.add_command(evaluation_cli)
 
 
 _register_capability_commands()

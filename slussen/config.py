@@ -54,6 +54,8 @@ class Settings:
     serve_host: str = "127.0.0.1"
     serve_port: int = 5000
     serve_workers: int = 2
+    #: Small-number suppression in evaluation: counts below k are hidden, no statistic on < k.
+    suppression_k: int = 5
     #: Only tests switch CSRF off, and never in the CSRF tests.
     csrf_enabled: bool = True
     #: Days an answer code printed on a letter stays valid.
@@ -177,6 +179,8 @@ def _validated(settings: Settings, source: str) -> Settings:
     ):
         if getattr(settings, name) < 1:
             raise ConfigError(f"setting {name!r} must be at least 1")
+    if settings.suppression_k < 1:
+        raise ConfigError("setting 'suppression_k' must be at least 1")
     if not 1 <= settings.serve_port <= 65535:
         raise ConfigError("setting 'serve_port' must be between 1 and 65535")
     if settings.default_locale not in ("sv", "en"):

@@ -116,7 +116,7 @@ def test_next_parameter_cannot_leave_the_site(
         ("coach", "Din arbetslista"),
         ("coordinator", "Din arbetslista"),
         ("staff", "Patienter du har flaggat"),
-        ("evaluator", "Välj i menyn"),
+        ("evaluator", "Hur många patienter som passerar varje steg"),
         ("admin", "Välj i menyn"),
         ("org_rep", "Välj i menyn"),
     ],

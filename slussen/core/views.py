@@ -26,6 +26,8 @@ def index() -> ResponseReturnValue:
         return redirect(url_for("cases.worklist"))
     if current_user.can(Permission.FLAG_PATIENT):
         return redirect(url_for("cases.flagged"))
+    if current_user.can(Permission.EVALUATE):
+        return redirect(url_for("evaluation.index"))
     return render_template("core/index.html")
 
 
@@ -87,6 +89,7 @@ def _layout_helpers() -> dict[str, object]:
             ("cases.flagged", _("My referrals"), Permission.VIEW_OWN_FLAGS),
             ("accesslog.index", _("Access log"), Permission.REVIEW_ACCESS_LOG),
             ("directory.moderation", _("Review changes"), Permission.MODERATE_DIRECTORY),
+            ("evaluation.index", _("Evaluation"), Permission.EVALUATE),
         ]
         items = [item for item in items if item[2] is None or current_user.can(item[2])]
         if current_user.role in ("coordinator", "coach", "staff", "org_rep"):

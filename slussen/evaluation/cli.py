@@ -1,0 +1,141 @@
+"""`slussen evaluation export --format csv|pdf [--out FILE]`: the pseudonymised dataset or the
+report, for the whole region or filtered, written by the operator and audited as an export."""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import io
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+# Only click at import time: slussen.cli imports this module while it is itself being imported.
+
+
+@click.group("evaluation", help="The evaluation: pseudonymised dataset and report.")
+def evaluation_cli() -> None:
+    pass
+
+
+def _day(value: Any) -> dt.date | None:
+    return value.date() if value is not None else None
+
+
+@evaluation_cli.command("export", help="Write the dataset (CSV) or the report (PDF).")
+@click.option("--format", "kind", type=click.Choice(["csv", "pdf"]), required=True)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File to write (default: standard output for CSV; required for PDF).",
+)
+@click.option(
+    "--from",
+    "date_from",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default=None,
+    help="Referred on or after this day.",
+)
+@click.option(
+    "--to",
+    "date_to",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default=None,
+    help="Referred on or before this day.",
+)
+@click.option("--unit", "unit_hsa", default=None, help="Only this unit (its HSA-id).")
+@click.option(
+    "--channel",
+    default=None,
+    type=click.Choice(["staff_flag", "self_referral", "phone", "message_1177"]),
+)
+@click.option(
+    "--age-band",
+    default=None,
+    type=click.Choice(["0-17", "18-29", "30-44", "45-64", "65-79", "80+", "unknown"]),
+)
+@click.option("--sex", default=None, type=click.Choice(["female", "male", "unknown"]))
+def export(
+    kind: str,
+    out: Path | None,
+    date_from: Any,
+    date_to: Any,
+    unit_hsa: str | None,
+    channel: str | None,
+    age_band: str | None,
+    sex: str | None,
+) -> None:
+    from flask_babel import force_locale
+    from sqlalchemy import select
+
+    from slussen.accounts.models import Unit
+    from slussen.audit import Actor
+    from slussen.cases.engine import current_workflow
+    from slussen.cli import Failure, _app
+    from slussen.db import session_scope
+    from slussen.evaluation import labels
+    from slussen.evaluation.dataset import Filters
+    from slussen.evaluation.pdf import render_report
+    from slussen.evaluation.services import (
+        Context,
+        EvaluationError,
+        build_report,
+        unit_names,
+        write_dataset,
+    )
+    from slussen.keystore import current_key_ring
+    from slussen.vault import VaultError
+
+    if kind == "pdf" and out is None:
+        raise Failure("A PDF needs --out FILE.")
+    if date_from and date_to and date_to < date_from:
+        raise Failure("--to is before --from.")
+    app = _app()
+    actor = Actor(None, f"(cli) {getpass.getuser()}"[:80], "system")
+    with app.app_context(), session_scope(app) as session:
+        settings = app.extensions["slussen.settings"]
+        unit_id = None
+        if unit_hsa:
+            unit_id = session.scalar(select(Unit.id).where(Unit.hsa_id == unit_hsa))
+            if unit_id is None:
+                raise Failure(f"No unit has the HSA-id {unit_hsa}.")
+        filters = Filters(
+            date_from=_day(date_from),
+            date_to=_day(date_to),
+            unit_id=unit_id,
+            channel=channel,
+            age_band=age_band,
+            sex=sex,
+        )
+        context = Context(app.extensions["slussen.content"], current_workflow(), settings)
+        ring = current_key_ring()
+        with force_locale(settings.default_locale):
+            try:
+                if kind == "csv":
+                    buffer = io.StringIO()
+                    header = labels.header_lines(
+                        filters,
+                        settings.suppression_k,
+                        unit_names(session),
+                        dt.datetime.now(dt.UTC).isoformat(timespec="minutes"),
+                    )
+                    rows = write_dataset(
+                        session, ring, actor, context, filters, buffer, header=header
+                    )
+                    data: bytes = buffer.getvalue().encode("utf-8")
+                    summary = f"{rows} cases"
+                else:
+                    report = build_report(session, ring, actor, context, filters, as_pdf=True)
+                    data = render_report(report, current_workflow())
+                    summary = f"report on {report.referred.text(report.k)} cases"
+            except (EvaluationError, VaultError) as exc:
+                raise Failure(str(exc)) from None
+        if out is None:
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
+        else:
+            out.write_bytes(data)
+            click.echo(f"Wrote {out} ({summary}).", err=True)

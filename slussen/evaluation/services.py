@@ -1,0 +1,274 @@
+"""Evaluation services: the evaluator's report and the pseudonymised dataset, both audited.
+
+Only evaluators (and the operator at the command line) may call these. An evaluator who works in
+units sees those units only; an evaluator with no unit sees the whole region. Every call writes
+one audit row (action "read" for the report, "export" for a file) in the caller's transaction,
+without any patient id: the evaluator never sees a single patient.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TextIO
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from slussen import audit, vault
+from slussen.accounts.models import Unit
+from slussen.accounts.roles import Permission, grants
+from slussen.audit import Actor
+from slussen.cases.workflow import Workflow
+from slussen.config import Settings
+from slussen.content import Content
+from slussen.evaluation.dataset import STEPS, CaseRecord, Filters, stream_cases
+from slussen.evaluation.definitions import (
+    ScoreDefinition,
+    outcome_definitions,
+    screening_forms,
+)
+from slussen.evaluation.report import Accumulator, Report
+
+
+class EvaluationError(Exception):
+    """The evaluation cannot be made as asked; the message is Swedish and readable."""
+
+
+class NotPermitted(EvaluationError):
+    """Only evaluators see the evaluation."""
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the evaluation reads besides the database: loaded content and settings."""
+
+    content: Content
+    workflow: Workflow
+    settings: Settings
+
+    @property
+    def definitions(self) -> list[ScoreDefinition]:
+        return outcome_definitions(self.content)
+
+    @property
+    def timezone(self) -> ZoneInfo:
+        return ZoneInfo(self.settings.timezone)
+
+
+def _scope(session: Session, actor: Actor, filters: Filters) -> frozenset[int] | None:
+    """The units the actor may evaluate (None: all), refusing a unit filter outside them."""
+    if actor.role != "system" and not grants(actor.role, Permission.EVALUATE):
+        raise NotPermitted("Bara utvärderare kan se utvärderingen.")
+    scope = actor.unit_ids if actor.role != "system" and actor.unit_ids else None
+    if filters.unit_id is not None:
+        if scope is not None and filters.unit_id not in scope:
+            raise NotPermitted("Du kan bara utvärdera dina egna enheter.")
+        if session.get(Unit, filters.unit_id) is None:
+            raise EvaluationError("Enheten finns inte.")
+    return scope
+
+
+def unit_names(session: Session, scope: frozenset[int] | None = None) -> dict[int, str]:
+    query = select(Unit.id, Unit.name).order_by(Unit.name)
+    if scope is not None:
+        query = query.where(Unit.id.in_(sorted(scope)))
+    return {unit_id: name for unit_id, name in session.execute(query)}
+
+
+def describe(filters: Filters) -> str:
+    """The filters in a few words for the audit row (no patient data in them)."""
+    parts = [
+        f"{name}={value}"
+        for name, value in (
+            ("från", filters.date_from),
+            ("till", filters.date_to),
+            ("enhet", filters.unit_id),
+            ("kanal", filters.channel),
+            ("ålder", filters.age_band),
+            ("kön", filters.sex),
+        )
+        if value is not None
+    ]
+    return ", ".join(parts) or "alla ärenden"
+
+
+def _records(
+    session: Session, context: Context, filters: Filters, scope: frozenset[int] | None
+) -> Iterator[CaseRecord]:
+    return stream_cases(
+        session,
+        context.definitions,
+        filters,
+        terminal_states=frozenset(context.workflow.terminal_states),
+        screening_forms=screening_forms(context.content),
+        timezone=context.timezone,
+        unit_ids=scope,
+    )
+
+
+def build_report(
+    session: Session,
+    ring: vault.KeyRing,
+    actor: Actor,
+    context: Context,
+    filters: Filters,
+    *,
+    as_pdf: bool = False,
+) -> Report:
+    """The flow and outcome report for `filters`, suppressed with the configured k, in one pass
+    over the cases. Writes the audit row ("read", or "export" when it becomes a PDF); refuses a
+    non-evaluator or a unit outside the evaluator's units (NotPermitted)."""
+    scope = _scope(session, actor, filters)
+    accumulator = Accumulator(context.definitions)
+    for record in _records(session, context, filters, scope):
+        accumulator.add(record)
+    report = accumulator.finish(
+        filters=filters,
+        k=context.settings.suppression_k,
+        unit_names=unit_names(session),
+        terminal=context.workflow.terminal_states,
+    )
+    audit.record(
+        session,
+        ring,
+        actor,
+        "export" if as_pdf else "read",
+        "evaluation",
+        "report.pdf" if as_pdf else "report",
+        purpose=f"utvärdering: {describe(filters)}"[:200],
+    )
+    return report
+
+
+# --- the pseudonymised dataset ------------------------------------------------------------------
+
+#: The dataset's fixed columns and what they hold (the codebook; docs/evaluation.md repeats it).
+BASE_COLUMNS: list[tuple[str, str]] = [
+    ("pseudonym", "Stable keyed pseudonym of the case (P- and 16 hex digits); not reversible."),
+    ("unit_hsa_id", "HSA-id of the unit (vårdcentral) that holds the case."),
+    ("unit_name", "Name of that unit."),
+    ("channel", "How the referral came in: staff_flag, self_referral, phone, message_1177."),
+    (
+        "age_band",
+        "Age at referral (referral year minus birth year): 0-17, 18-29, 30-44, 45-64, "
+        "65-79, 80+ or unknown.",
+    ),
+    ("sex", "female, male or unknown (from the identifier)."),
+    (
+        "status",
+        "open, or the closing state: closed_completed, closed_declined, "
+        "closed_no_response, closed_referred_elsewhere, closed_other.",
+    ),
+    ("referred_month", "Month (YYYY-MM, Swedish time) the case was opened."),
+    ("invited_month", "Month the invitation was sent (event invite)."),
+    ("baseline_month", "Month the baseline answers were registered (register_baseline)."),
+    (
+        "screen_positive",
+        "1 if the screening was positive (flag or a positive screening score), else 0.",
+    ),
+    ("mapping_visit_month", "Month the mapping visit was recorded (record_mapping_visit)."),
+    ("action_plan_month", "Month of the first action plan."),
+    ("handover_done_month", "Month of the first hand-over marked done."),
+    ("follow_up_1_month", "Month follow-up 1 was recorded (record_follow_up)."),
+    ("six_month_month", "Month the six-month answers were registered (register_evaluation)."),
+    ("complete_pair", "1 if at least one score has both a baseline and a six-month value."),
+]
+MILESTONE_COLUMNS = [
+    "referred",
+    "invited",
+    "baseline",
+    "mapping_visit",
+    "action_plan",
+    "handover_done",
+    "follow_up_1",
+    "six_month",
+]
+
+
+def score_columns(definitions: list[ScoreDefinition]) -> list[tuple[str, str]]:
+    columns = []
+    for d in definitions:
+        label = d.label.get("en") or d.label.get("sv") or d.key
+        direction = "lower is better" if d.is_lower_better else "higher is better"
+        for occasion in ("baseline", "six_month"):
+            columns.append(
+                (f"{d.key}_{occasion}", f"{label}, {occasion.replace('_', '-')} ({direction}).")
+            )
+    return columns
+
+
+def write_dataset(
+    session: Session,
+    ring: vault.KeyRing,
+    actor: Actor,
+    context: Context,
+    filters: Filters,
+    out: TextIO,
+    *,
+    header: list[str],
+) -> int:
+    """Write the pseudonymised dataset as CSV, one row per case, after `header` lines written as
+    "# " comments (period, filters, k, analysis choices). Returns the number of rows. Writes the
+    audit row (export); refuses like `build_report`."""
+    scope = _scope(session, actor, filters)
+    definitions = context.definitions
+    hsa = {u: h for u, h in session.execute(select(Unit.id, Unit.hsa_id))}
+    names = unit_names(session)
+    for line in header:
+        out.write(f"# {line}\n")
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([c for c, _d in BASE_COLUMNS] + [c for c, _d in score_columns(definitions)])
+    rows = 0
+    month_of: dict[object, str] = {None: ""}
+    for record in _records(session, context, filters, scope):
+        months = {}
+        for step in MILESTONE_COLUMNS:
+            day = record.moments[step]
+            text = month_of.get(day)
+            if text is None:
+                text = month_of[day] = f"{day:%Y-%m}"
+            months[step] = text
+        values: list[str] = [
+            vault.pseudonym(ring, f"case:{record.case_id}"),
+            hsa.get(record.unit_id, ""),
+            names.get(record.unit_id, ""),
+            record.channel,
+            record.age_band,
+            record.sex,
+            record.status,
+            months["referred"],
+            months["invited"],
+            months["baseline"],
+            "1" if record.is_screen_positive else "0",
+            months["mapping_visit"],
+            months["action_plan"],
+            months["handover_done"],
+            months["follow_up_1"],
+            months["six_month"],
+            "1" if record.has_complete_pair else "0",
+        ]
+        for d in definitions:
+            pair = record.scores.get(d.key, [None, None])
+            values += [_number(pair[0]), _number(pair[1])]
+        writer.writerow(values)
+        rows += 1
+    audit.record(
+        session,
+        ring,
+        actor,
+        "export",
+        "evaluation",
+        "dataset.csv",
+        purpose=f"utvärdering, dataset: {describe(filters)}"[:200],
+    )
+    return rows
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.10g}"
+
+
+__all__ = ["STEPS", "Context", "EvaluationError", "NotPermitted", "build_report", "write_dataset"]
