@@ -54,6 +54,9 @@ class Settings:
     serve_host: str = "127.0.0.1"
     serve_port: int = 5000
     serve_workers: int = 2
+    #: How many reverse proxies (nginx…) stand in front and set X-Forwarded-For/-Proto; their
+    #: values are trusted only when this is at least 1 (werkzeug's ProxyFix).
+    proxy_count: int = 0
     #: Only tests switch CSRF off, and never in the CSRF tests.
     csrf_enabled: bool = True
 
@@ -168,6 +171,8 @@ def _validated(settings: Settings, source: str) -> Settings:
     for name in ("session_idle_minutes", "session_absolute_hours", "serve_workers"):
         if getattr(settings, name) < 1:
             raise ConfigError(f"setting {name!r} must be at least 1")
+    if not 0 <= settings.proxy_count <= 5:
+        raise ConfigError("setting 'proxy_count' must be between 0 and 5")
     if not 1 <= settings.serve_port <= 65535:
         raise ConfigError("setting 'serve_port' must be between 1 and 65535")
     if settings.default_locale not in ("sv", "en"):
