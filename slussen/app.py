@@ -76,6 +76,14 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         TESTING=settings.env == "testing",
     )
 
+    if settings.proxy_count:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # Trust exactly the proxies we run: the client address (rate limits, access log) and
+        # the scheme come from their X-Forwarded-For/-Proto headers.
+        n = settings.proxy_count
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
+
     db.init_app(app, settings.sqlalchemy_url)
     from slussen.accounts import sessions, throttle
 

@@ -56,6 +56,9 @@ class Settings:
     serve_workers: int = 2
     #: Small-number suppression in evaluation: counts below k are hidden, no statistic on < k.
     suppression_k: int = 5
+    #: How many reverse proxies (nginx…) stand in front and set X-Forwarded-For/-Proto; their
+    #: values are trusted only when this is at least 1 (werkzeug's ProxyFix).
+    proxy_count: int = 0
     #: Only tests switch CSRF off, and never in the CSRF tests.
     csrf_enabled: bool = True
     #: Days an answer code printed on a letter stays valid.
@@ -181,6 +184,8 @@ def _validated(settings: Settings, source: str) -> Settings:
             raise ConfigError(f"setting {name!r} must be at least 1")
     if settings.suppression_k < 1:
         raise ConfigError("setting 'suppression_k' must be at least 1")
+    if not 0 <= settings.proxy_count <= 5:
+        raise ConfigError("setting 'proxy_count' must be between 0 and 5")
     if not 1 <= settings.serve_port <= 65535:
         raise ConfigError("setting 'serve_port' must be between 1 and 65535")
     if settings.default_locale not in ("sv", "en"):
