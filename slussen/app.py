@@ -99,11 +99,13 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     app.register_blueprint(accesslog_bp)
     from slussen.cases.views import bp as cases_bp
     from slussen.intake.views import bp as intake_bp
+    from slussen.letters.views import bp as letters_bp
     from slussen.visits.views import bp as visits_bp
 
     app.register_blueprint(intake_bp)
     app.register_blueprint(cases_bp)
     app.register_blueprint(visits_bp)
+    app.register_blueprint(letters_bp)
 
     _register_error_pages(app)
     _register_security_headers(app)

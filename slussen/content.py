@@ -125,4 +125,6 @@ def load_content(settings: Settings) -> Content:
 
 def _import_checkers() -> None:
     """Import the modules that register checkers (kept here so the list is explicit)."""
-    import slussen.cases.workflow  # noqa: F401  (registers the workflow checker)
+    # Each import registers its checker: the workflow's, then the letters'.
+    import slussen.cases.workflow
+    import slussen.letters.definitions  # noqa: F401
