@@ -738,3 +738,67 @@ def test_only_a_coordinator_of_the_unit_prints(
             context=context,
             settings=settings,
         )
+
+
+def test_the_action_plan_prints_activity_details_from_the_directory_hook(
+    session: Session,
+    ring: vault.KeyRing,
+    workflow: Workflow,
+    coach: Actor,
+    unit: Any,
+    context: RenderContext,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from slussen.visits.services import StepInput, save_action_plan
+
+    case, queued = case_with_letter(session, ring, workflow, coach, unit, "action_plan")
+    store = Keystore(session, ring)
+    save_action_plan(
+        store,
+        coach,
+        case,
+        goals="Sjunga med andra",
+        steps=[StepInput(text="Prova kören", activity_id=7, due_on=dt.date(2030, 4, 1))],
+    )
+    details = {
+        "title": "Kör för alla",
+        "when": "tisdagar kl. 18.00, nästa gång 2 april",
+        "place": "Kyrkans församlingshem, Kyrkgatan 3",
+        "contact": "Maja Ek, 070-123 45 67",
+    }
+    monkeypatch.setattr(
+        services, "activity_details", lambda activity_id: details if activity_id == 7 else None
+    )
+    whole = "\n".join(
+        pages_text(
+            services.preview_letter(
+                store, coach, queued.id, context=context, settings=settings, today=TODAY
+            )
+        )
+    )
+    for expected in ("Sjunga med andra", "Prova kören", "senast 1 april 2030", *details.values()):
+        assert expected in whole, expected
+
+
+def test_enclosed_forms_have_a_large_print_option(
+    app: Flask,
+    session: Session,
+    ring: vault.KeyRing,
+    workflow: Workflow,
+    coach: Actor,
+    unit: Any,
+    settings: Any,
+) -> None:
+    _case, queued = case_with_letter(session, ring, workflow, coach, unit, "kallelse")
+    sizes = {}
+    for large in (False, True):
+        ctx = services.render_context(
+            app.extensions["slussen.content"], settings, large_print=large
+        )
+        pdf = services.preview_letter(
+            Keystore(session, ring), coach, queued.id, context=ctx, settings=settings, today=TODAY
+        )
+        last = len(pypdf.PdfReader(io.BytesIO(pdf)).pages) - 1
+        sizes[large] = max(s for t, _x, _y, s in fragments(pdf, last) if t.startswith("Ibland"))
+    assert sizes[False] == 12 and sizes[True] == 16

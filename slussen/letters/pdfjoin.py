@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from array import array
 from typing import BinaryIO
 
 _XREF = re.compile(rb"startxref\s+(\d+)\s+%%EOF\s*$")
@@ -90,9 +91,10 @@ class PdfJoiner:
         self.title = title
         self.digest = hashlib.sha256()
         self.position = 0
-        #: Byte offset of each object, by object number (index 0 unused).
-        self.offsets: list[int] = [0, 0, 0, 0]
-        self.pages: list[int] = []
+        #: Byte offset of each object, by object number (index 0 unused); arrays of machine
+        #: integers, so a batch of thousands of pages keeps 8 bytes per object, not an int object.
+        self.offsets = array("q", [0, 0, 0, 0])
+        self.pages = array("q")
         self._write(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
 
     def _write(self, data: bytes) -> None:

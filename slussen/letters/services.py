@@ -160,6 +160,20 @@ class Recipient:
     is_protected: bool
 
 
+_SEP = "\x1f"
+
+
+def _pack(recipient: Recipient) -> str:
+    """One string per planned letter (a batch of thousands holds these until it is rendered)."""
+    flags = ("p" if recipient.is_protected else "-") + recipient.language
+    return _SEP.join((flags, recipient.postcode, recipient.name, *recipient.address))
+
+
+def _unpack(packed: str) -> Recipient:
+    flags, postcode, name, *address = packed.split(_SEP)
+    return Recipient(name, tuple(address), flags[1:], postcode, flags[0] == "p")
+
+
 def recipient_of(identity: PatientIdentity, layout: Layout) -> Recipient:
     """The window lines for a patient; refuses (LetterIncomplete) an address that is missing,
     malformed or too long for the window. A protected identity gets no address at all."""
@@ -185,7 +199,7 @@ def _template(templates: dict[str, LetterTemplate], letter: QueuedLetter) -> Let
     return template
 
 
-def _visit(session: Any, case: Case, template: LetterTemplate) -> Visit | None:
+def _visit(session: Any, case: Case | _CaseRef, template: LetterTemplate) -> Visit | None:
     kinds = ("mapping",) if template.visit == "mapping" else ("follow_up_1", "follow_up_2")
     visit: Visit | None = session.scalar(
         select(Visit)
@@ -196,7 +210,7 @@ def _visit(session: Any, case: Case, template: LetterTemplate) -> Visit | None:
     return visit
 
 
-def _handover(session: Any, case: Case) -> Handover | None:
+def _handover(session: Any, case: Case | _CaseRef) -> Handover | None:
     handover: Handover | None = session.scalar(
         select(Handover)
         .where(Handover.case_id == case.id, Handover.status.in_(("accepted", "done")))
@@ -206,8 +220,16 @@ def _handover(session: Any, case: Case) -> Handover | None:
     return handover
 
 
+@dataclass(frozen=True)
+class _CaseRef:
+    """What check_needs needs of a case (a row, not an ORM object)."""
+
+    id: int
+    coach_id: int | None
+
+
 def check_needs(
-    store: Keystore, case: Case, template: LetterTemplate, settings: Settings
+    store: Keystore, case: Case | _CaseRef, template: LetterTemplate, settings: Settings
 ) -> str | None:
     """Why the letter cannot be printed now (a hold reason), or None. Reads no patient data."""
     session = store.session
@@ -227,7 +249,7 @@ def check_needs(
     return None
 
 
-def current_plan_exists(store: Keystore, case: Case) -> bool:
+def current_plan_exists(store: Keystore, case: Case | _CaseRef) -> bool:
     from slussen.visits.models import ActionPlan
 
     return (
@@ -465,50 +487,82 @@ def print_batch(
         raise NotPermitted("Enheten finns inte.")
     now = utcnow()
     letter_date = today or today_local()
-    candidates = pending_letters(store, unit_id, forwarding=forwarding)
+    # Plain rows, not ORM objects: a batch of thousands keeps only ids and window lines.
+    query = (
+        select(
+            QueuedLetter.id,
+            QueuedLetter.case_id,
+            QueuedLetter.letter,
+            QueuedLetter.queued_at,
+            Case.closed_at,
+            Case.coach_id,
+            Case.patient_id,
+        )
+        .join(Case, Case.id == QueuedLetter.case_id)
+        .join(Patient, Patient.id == Case.patient_id)
+        .where(
+            QueuedLetter.unit_id == unit_id,
+            QueuedLetter.status.in_(("queued", "held")),
+            Patient.is_protected_identity.is_(forwarding),
+        )
+        .order_by(QueuedLetter.id)
+    )
     if letter_ids is not None:
-        wanted = set(letter_ids)
-        candidates = [(letter, case) for letter, case in candidates if letter.id in wanted]
+        query = query.where(QueuedLetter.id.in_(letter_ids))
+    candidates = list(session.execute(query))
     newest: dict[tuple[int, str], int] = {}
-    for letter, _case in candidates:
-        newest[(letter.case_id, letter.letter)] = letter.id
-    planned: list[tuple[str, int, Recipient]] = []
+    for row in candidates:
+        newest[(row.case_id, row.letter)] = row.id
+    planned: list[tuple[str, int, str]] = []
     held: list[tuple[int, str]] = []
-    for letter, case in candidates:
-        if newest[(letter.case_id, letter.letter)] != letter.id:
-            letter.status = "cancelled"
-            letter.hold_reason = "Ersatt av ett nyare brev av samma slag."
+    counts: dict[str, int] = {}
+
+    def set_status(letter_id: int, status: str, reason: str) -> None:
+        letter = session.get(QueuedLetter, letter_id)
+        assert letter is not None
+        letter.status = status
+        letter.hold_reason = reason[:200]
+
+    for index, row in enumerate(candidates, start=1):
+        if index % 100 == 0:
+            session.flush()  # modified rows are held in memory until flushed
+        if newest[(row.case_id, row.letter)] != row.id:
+            set_status(row.id, "cancelled", "Ersatt av ett nyare brev av samma slag.")
             continue
-        if case.closed_at is not None and letter.queued_at < case.closed_at:
-            letter.status = "cancelled"
-            letter.hold_reason = "Ärendet avslutades innan brevet skrevs ut."
+        if row.closed_at is not None and row.queued_at < row.closed_at:
+            set_status(row.id, "cancelled", "Ärendet avslutades innan brevet skrevs ut.")
             continue
         try:
-            template = _template(context.templates, letter)
-            reason = check_needs(store, case, template, settings)
+            template = context.templates.get(row.letter)
+            if template is None:
+                raise LetterIncomplete(f"Brevmallen {row.letter} finns inte.")
+            reason = check_needs(store, _CaseRef(row.case_id, row.coach_id), template, settings)
             if reason:
                 raise LetterIncomplete(reason)
-            patient = session.get(Patient, case.patient_id)
+            patient = session.get(Patient, row.patient_id)
             assert patient is not None
             if patient.erased_at is not None:
                 raise LetterIncomplete("Patientens uppgifter är raderade.")
-            identity = read_patient(store, actor, patient, purpose="brevutskrift", unit_id=unit_id)
+            # A fresh Keystore per patient: its key cache would otherwise grow with the batch.
+            identity = read_patient(
+                Keystore(session, store.ring),
+                actor,
+                patient,
+                purpose="brevutskrift",
+                unit_id=unit_id,
+            )
             recipient = recipient_of(identity, context.layout)
         except LetterIncomplete as exc:
-            letter.status = "held"
-            letter.hold_reason = str(exc)[:200]
-            held.append((letter.id, str(exc)))
+            set_status(row.id, "held", str(exc))
+            held.append((row.id, str(exc)))
             continue
-        planned.append((recipient.postcode, letter.id, recipient))
+        planned.append((recipient.postcode, row.id, _pack(recipient)))
+        counts[row.letter] = counts.get(row.letter, 0) + 1
+    del candidates, newest
     session.flush()
     if not planned:
         return BatchResult(None, 0, held)
-    planned.sort(key=lambda row: (row[0], row[1]))
-    counts: dict[str, int] = {}
-    for _postcode, letter_id, _recipient in planned:
-        kind = session.get(QueuedLetter, letter_id)
-        assert kind is not None
-        counts[kind.letter] = counts.get(kind.letter, 0) + 1
+    planned.sort(key=lambda item: (item[0], item[1]))
     batch = LetterBatch(
         unit_id=unit_id,
         created_by_id=actor.user_id,
@@ -522,11 +576,12 @@ def print_batch(
     session.flush()
 
     def letters() -> Iterator[LetterData]:
-        for position, (_postcode, letter_id, recipient) in enumerate(planned, start=1):
+        for position, (_postcode, letter_id, packed) in enumerate(planned, start=1):
+            recipient = _unpack(packed)
             letter = session.get(QueuedLetter, letter_id)
             assert letter is not None
             data = letter_data(
-                store,
+                Keystore(session, store.ring),  # no key cache growing with the batch
                 letter,
                 recipient,
                 templates=context.templates,
@@ -617,13 +672,14 @@ def reprint_batch(
             case = session.get(Case, letter.case_id) if letter else None
             patient = session.get(Patient, case.patient_id) if case else None
             assert letter is not None and case is not None and patient is not None
+            letter_store = Keystore(session, store.ring)  # no key cache growing with the batch
             identity = read_patient(
-                store, actor, patient, purpose="brevutskrift igen", unit_id=batch.unit_id
+                letter_store, actor, patient, purpose="brevutskrift igen", unit_id=batch.unit_id
             )
             try:
                 recipient = recipient_of(identity, context.layout)
                 data = letter_data(
-                    store,
+                    letter_store,
                     letter,
                     recipient,
                     templates=context.templates,

@@ -16,7 +16,6 @@ from flask import (
     redirect,
     render_template,
     request,
-    send_file,
     url_for,
 )
 from flask.typing import ResponseReturnValue
@@ -34,9 +33,11 @@ from slussen.letters import services
 bp = Blueprint("letters", __name__, template_folder="templates")
 
 
-def _context() -> Any:
+def _context(large_print: bool | None = None) -> Any:
     return services.render_context(
-        current_app.extensions["slussen.content"], current_app.extensions["slussen.settings"]
+        current_app.extensions["slussen.content"],
+        current_app.extensions["slussen.settings"],
+        large_print=large_print,
     )
 
 
@@ -144,33 +145,26 @@ def print_batch() -> ResponseReturnValue:
 def batch_pdf(batch_id: int) -> ResponseReturnValue:
     """The batch's PDF, rendered again from the same letters (the same bytes)."""
     session = db_session()
-    out = tempfile.TemporaryFile()  # noqa: SIM115 (send_file closes it after the response)
-    try:
-        result = services.reprint_batch(
-            keystore(),
-            current_actor(),
-            batch_id,
-            out,
-            context=_context(),
-            settings=current_app.extensions["slussen.settings"],
-        )
-    except services.NotPermitted:
-        out.close()
-        abort(404)
-    except services.LetterError as exc:
-        out.close()
-        session.rollback()
-        flash(str(exc), "error")
-        return redirect(url_for("letters.index"))
-    session.commit()
-    out.seek(0)
-    g.setdefault(NO_STORE_FLAG, True)
-    response = send_file(
-        out,
-        mimetype="application/pdf",
-        as_attachment=True,
-        download_name=f"brev-omgang-{batch_id}.pdf",
-    )
+    with tempfile.TemporaryFile() as out:
+        try:
+            result = services.reprint_batch(
+                keystore(),
+                current_actor(),
+                batch_id,
+                out,
+                context=_context(),
+                settings=current_app.extensions["slussen.settings"],
+            )
+        except services.NotPermitted:
+            abort(404)
+        except services.LetterError as exc:
+            session.rollback()
+            flash(str(exc), "error")
+            return redirect(url_for("letters.index"))
+        session.commit()
+        out.seek(0)
+        pdf = out.read()
+    response = make_response(_pdf(pdf, f"brev-omgang-{batch_id}.pdf", inline=False))
     if not result.is_identical:
         # The data changed since the first print (an address, a booked time).
         response.headers["X-Slussen-Batch-Changed"] = "1"
@@ -180,14 +174,16 @@ def batch_pdf(batch_id: int) -> ResponseReturnValue:
 @bp.route("/brev/<int:letter_id>.pdf")
 @require(Permission.WORK_CASES)
 def preview(letter_id: int) -> ResponseReturnValue:
-    """A coach's preview of a queued (or printed) letter, as it prints; an audited read."""
+    """A coach's preview of a queued (or printed) letter, as it prints; an audited read.
+    `?storstil=1` prints the enclosed forms in large print (to print one by hand)."""
     session = db_session()
+    large_print = True if request.args.get("storstil") == "1" else None
     try:
         pdf = services.preview_letter(
             keystore(),
             current_actor(),
             letter_id,
-            context=_context(),
+            context=_context(large_print),
             settings=current_app.extensions["slussen.settings"],
         )
     except services.NotPermitted:
