@@ -183,10 +183,10 @@ def _validated(settings: Settings, source: str) -> Settings:
         raise ConfigError("setting 'default_locale' must be 'sv' or 'en'")
     top, left = settings.letter_window_top_mm, settings.letter_window_left_mm
     width, height = settings.letter_window_width_mm, settings.letter_window_height_mm
-    if not (left >= 0 and left + width <= 210 and top >= 10 and top + height <= 130):
+    if not (left >= 0 and left + width <= 210 and top >= 38 and top + height <= 130):
         raise ConfigError(
-            "settings 'letter_window_*' must put the window on the upper part of an A4 sheet "
-            "(left + width <= 210 mm, top >= 10 mm, top + height <= 130 mm)"
+            "settings 'letter_window_*' must put the window below the letterhead on the upper "
+            "part of an A4 sheet (left + width <= 210 mm, top >= 38 mm, top + height <= 130 mm)"
         )
     if width < 50 or height < 20:
         raise ConfigError("the letter window must be at least 50 x 20 mm (letter_window_*)")

@@ -21,7 +21,7 @@ from slussen.audit import Actor, AuditEvent
 from slussen.cases.engine import fire
 from slussen.cases.models import Case
 from slussen.cases.workflow import Workflow
-from slussen.config import load_settings
+from slussen.config import ConfigError, load_settings
 from slussen.content import ContentError, check_content
 from slussen.keystore import Keystore
 from slussen.letters import services
@@ -297,6 +297,10 @@ def test_a_moved_window_moves_the_address(
     x0, y0, x1, y1 = moved_context.layout.window()
     inside = [t for t, x, y, _s in fragments(pdf) if x0 <= x <= x1 and y0 <= y <= y1]
     assert len(inside) == 3 and inside[2] == "722 15 Västerås"
+    for text, x, _y, size in fragments(pdf):
+        assert x + stringWidth(text, REGULAR, size) <= 210 / 25.4 * 72, text
+    with pytest.raises(ConfigError, match="below the letterhead"):
+        settings.replace(letter_window_top_mm=20)
 
 
 def test_swedish_characters_survive_render_and_extract(
@@ -354,6 +358,7 @@ def test_english_patients_get_the_english_variant(
 
 
 def test_answer_code_is_printed_once_per_letter_and_only_its_hash_is_stored(
+    backend: str,
     session: Session,
     ring: vault.KeyRing,
     workflow: Workflow,
@@ -512,6 +517,7 @@ def count(session: Session, model: Any, *where: Any) -> int:
 
 
 def test_a_batch_is_in_postcode_order_marks_exactly_its_letters_and_is_idempotent(
+    backend: str,
     session: Session,
     ring: vault.KeyRing,
     workflow: Workflow,
@@ -622,6 +628,7 @@ def test_selected_letters_only(
 
 
 def test_incomplete_letters_are_held_back_with_a_reason(
+    backend: str,
     session: Session,
     ring: vault.KeyRing,
     workflow: Workflow,
@@ -658,6 +665,7 @@ def test_incomplete_letters_are_held_back_with_a_reason(
 
 
 def test_protected_identity_goes_to_the_forwarding_queue_without_address(
+    backend: str,
     session: Session,
     ring: vault.KeyRing,
     workflow: Workflow,
@@ -699,6 +707,7 @@ def test_protected_identity_goes_to_the_forwarding_queue_without_address(
 
 
 def test_an_older_duplicate_is_cancelled_and_a_closed_case_s_letters_are_not_sent(
+    backend: str,
     session: Session,
     ring: vault.KeyRing,
     workflow: Workflow,

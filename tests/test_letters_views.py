@@ -101,6 +101,8 @@ def test_letters_of_another_unit_are_404(
     login("coordinator")
     assert client.get(f"/brev/{letter.id}.pdf").status_code == 404
     assert client.get("/brev/999999.pdf").status_code == 404
+    assert client.get("/brev/99999999999999999999.pdf").status_code == 404
+    assert client.get("/brev/omgang/99999999999999999999.pdf").status_code == 404
     page = client.get("/brev").get_data(as_text=True)
     assert case.reference not in page
     client.post("/brev/skriv-ut", data={"letter": str(letter.id)})

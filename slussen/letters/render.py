@@ -340,7 +340,7 @@ def _draw_first_page(canvas: Canvas, data: LetterData, layout: Layout, language:
     regular, bold = register_fonts()
     w = words(language)
     head = data.letterhead
-    x0, _y0, x1, y1 = layout.window()
+    x0, _y0, _x1, y1 = layout.window()
     # Letterhead (utgivarfält): top left, above the window.
     top = PAGE_HEIGHT - 14 * mm
     canvas.setFont(bold, 12)
@@ -351,8 +351,9 @@ def _draw_first_page(canvas: Canvas, data: LetterData, layout: Layout, language:
         lines.append(head.phone_hours)
     for index, line in enumerate(lines, start=1):
         canvas.drawString(MARGIN_LEFT, top - 4 * mm - (index - 1) * 11, line)
-    # Reference field (referensfält): top right, clear of the window.
-    ref_x = max(x1 + 8 * mm, 120 * mm)
+    # Reference field (referensfält): top right, above any window (settings keep its top
+    # at 38 mm or lower, below the letterhead and this field).
+    ref_x = 120 * mm
     canvas.setFont(regular, 8)
     canvas.drawString(ref_x, top + 1, w["date"])
     canvas.drawString(ref_x + 45 * mm, top + 1, w["reference"])

@@ -58,6 +58,8 @@ ANSWER_CODE_DAYS = 60
 CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 CODE_LENGTH = 10
 REPLY_DAYS = 14
+#: Ids from a URL above this are refused before they reach the database (integer columns).
+MAX_ID = 2**31
 
 
 class LetterError(Exception):
@@ -371,6 +373,8 @@ def render_context(content: Any, settings: Settings, *, large_print: bool | None
 
 def load_letter(store: Keystore, actor: Actor, letter_id: int) -> QueuedLetter:
     """The letter if the actor may act on its case, else NotPermitted (404, never a hint)."""
+    if not 0 < letter_id < MAX_ID:
+        raise NotPermitted("Brevet finns inte.")
     letter = store.session.get(QueuedLetter, letter_id)
     case = store.session.get(Case, letter.case_id) if letter else None
     if letter is None or case is None or not may_act_on(actor, case):
@@ -651,7 +655,7 @@ def reprint_batch(
     patient data again is an access). `is_identical` says whether the bytes equal the first
     print. Refuses a batch of a unit the actor does not coordinate (NotPermitted)."""
     session = store.session
-    batch = session.get(LetterBatch, batch_id)
+    batch = session.get(LetterBatch, batch_id) if 0 < batch_id < MAX_ID else None
     if batch is None:
         raise NotPermitted("Utskriftsomgången finns inte.")
     _check_coordinator(actor, batch.unit_id)

@@ -3,6 +3,7 @@ batch, printing it again, and a coach's preview of any queued letter."""
 
 from __future__ import annotations
 
+import re
 import tempfile
 from typing import Any
 
@@ -103,7 +104,7 @@ def print_batch() -> ResponseReturnValue:
     """Print all queued letters of the unit, or the ticked ones, as one batch."""
     unit = _unit()
     session = db_session()
-    selected = [int(v) for v in request.form.getlist("letter") if v.isdigit()]
+    selected = [int(v) for v in request.form.getlist("letter") if re.fullmatch(r"[0-9]{1,9}", v)]
     forwarding = request.form.get("forwarding") == "1"
     with tempfile.TemporaryFile() as sink:
         try:
