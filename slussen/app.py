@@ -109,6 +109,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     from slussen.cases.views import bp as cases_bp
     from slussen.evaluation.views import bp as evaluation_bp
     from slussen.intake.views import bp as intake_bp
+    from slussen.letters.views import bp as letters_bp
     from slussen.questionnaires.views import bp as questionnaires_bp
     from slussen.visits.views import bp as visits_bp
 
@@ -118,6 +119,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     app.register_blueprint(directory_bp)
     app.register_blueprint(questionnaires_bp)
     app.register_blueprint(evaluation_bp)
+    app.register_blueprint(letters_bp)
 
     _register_error_pages(app)
     _register_security_headers(app)

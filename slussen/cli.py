@@ -494,6 +494,129 @@ def restore(path: Path, force: bool) -> None:
     click.echo("Then check the access log with `slussen audit verify`.")
 
 
+@cli.group(help="Postal letters: print batches for the print room.")
+def letters() -> None:
+    pass
+
+
+@letters.command("print", help="Print a unit's queued letters as one PDF (or a batch again).")
+@click.option("--batch", "batch_id", type=int, default=None, help="Print this batch again.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the PDF (default: brev-omgang-<ID>.pdf in the current folder).",
+)
+@click.option("--unit", "hsa_id", default=None, help="The unit's HSA-id (needed with several).")
+@click.option("--forwarding", is_flag=True, help="Print the letters for protected identity.")
+@fails_cleanly
+def letters_print(
+    batch_id: int | None, out: Path | None, hsa_id: str | None, forwarding: bool
+) -> None:
+    import tempfile
+
+    from sqlalchemy import select
+
+    from slussen.accounts.models import Unit
+    from slussen.audit import SYSTEM
+    from slussen.db import session_scope
+    from slussen.keystore import Keystore, current_key_ring
+    from slussen.letters import services
+
+    app = _app()
+    settings = app.extensions["slussen.settings"]
+    context = services.render_context(app.extensions["slussen.content"], settings)
+    with app.app_context(), session_scope(app) as session:
+        store = Keystore(session, current_key_ring())
+        with tempfile.NamedTemporaryFile(
+            dir=out.parent if out else Path.cwd(), suffix=".part", delete=False
+        ) as sink:
+            part = Path(sink.name)
+            try:
+                with click.progressbar(length=1, label="Rendering letters") as bar:
+
+                    def progress(done: int, total: int) -> None:
+                        bar.length = max(total, 1)
+                        bar.update(done - bar.pos)
+
+                    if batch_id is not None:
+                        result = services.reprint_batch(
+                            store,
+                            SYSTEM,
+                            batch_id,
+                            sink,  # type: ignore[arg-type]
+                            context=context,
+                            settings=settings,
+                            progress=progress,
+                        )
+                    else:
+                        units = list(session.scalars(select(Unit).order_by(Unit.id)))
+                        chosen = [u for u in units if hsa_id is None or u.hsa_id == hsa_id]
+                        if len(chosen) != 1:
+                            raise Failure(
+                                "Name the unit with --unit HSA-ID "
+                                f"(known: {', '.join(u.hsa_id for u in units) or 'none'})."
+                            )
+                        result = services.print_batch(
+                            store,
+                            SYSTEM,
+                            chosen[0].id,
+                            sink,  # type: ignore[arg-type]
+                            context=context,
+                            settings=settings,
+                            forwarding=forwarding,
+                            progress=progress,
+                        )
+            except (services.LetterError, Failure) as exc:
+                part.unlink(missing_ok=True)
+                session.rollback()
+                raise Failure(str(exc)) from None
+            except BaseException:
+                part.unlink(missing_ok=True)
+                raise
+        for letter_id, reason in result.held:
+            click.echo(f"Held back letter {letter_id}: {reason}")
+        printed = (result.batch.id, result.batch.page_count) if result.batch else None
+    # Committed: only now does the PDF get its name.
+    if printed is None:
+        part.unlink(missing_ok=True)
+        click.echo("There were no letters to print.")
+        return
+    target = out or Path.cwd() / f"brev-omgang-{printed[0]}.pdf"
+    part.replace(target)
+    target.chmod(0o600)
+    note = "" if result.is_identical else " (differs from the first print: the data changed)"
+    click.echo(
+        f"Batch {printed[0]}: {result.printed} letters, {printed[1]} pages -> {target}{note}"
+    )
+
+
+@letters.command("test-print", help="A sample letter with the window outlined, to test envelopes.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("testbrev.pdf"),
+    show_default=True,
+)
+@click.option("--letter", "template_id", default="appointment", show_default=True)
+def letters_test_print(out: Path, template_id: str) -> None:
+    from slussen.letters import services
+    from slussen.letters.render import sample_letter
+
+    app = _app()
+    settings = app.extensions["slussen.settings"]
+    context = services.render_context(app.extensions["slussen.content"], settings)
+    if template_id not in context.templates:
+        raise Failure(
+            f"No letter template {template_id!r} (known: {', '.join(context.templates)})."
+        )
+    out.write_bytes(sample_letter(context, template_id))
+    click.echo(
+        f"Wrote {out}. Print it at 100 % (no 'fit to page'), fold it and hold it behind your "
+        "envelope: the whole address must show inside the dashed frame's window."
+    )
+
+
 def main() -> None:
     """Console entry point: configuration errors become one line and exit code 2."""
     try:

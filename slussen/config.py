@@ -65,6 +65,15 @@ class Settings:
     answer_code_days: int = 60
     #: Let forms whose text is a DEMO placeholder (a licensed instrument) be used. Development only.
     use_demo_forms: bool = False
+    #: The envelope window of letters, in millimetres from the sheet's top and left edges.
+    letter_window_top_mm: int = 45
+    letter_window_left_mm: int = 20
+    letter_window_width_mm: int = 90
+    letter_window_height_mm: int = 35
+    #: Print enclosed forms in large print (16 pt instead of 12 pt).
+    letter_forms_large_print: bool = False
+    #: The public address patients answer at (printed in letters and their QR codes).
+    public_base_url: str = ""
 
     @property
     def is_production(self) -> bool:
@@ -190,6 +199,19 @@ def _validated(settings: Settings, source: str) -> Settings:
         raise ConfigError("setting 'serve_port' must be between 1 and 65535")
     if settings.default_locale not in ("sv", "en"):
         raise ConfigError("setting 'default_locale' must be 'sv' or 'en'")
+    top, left = settings.letter_window_top_mm, settings.letter_window_left_mm
+    width, height = settings.letter_window_width_mm, settings.letter_window_height_mm
+    if not (left >= 0 and left + width <= 210 and top >= 38 and top + height <= 130):
+        raise ConfigError(
+            "settings 'letter_window_*' must put the window below the letterhead on the upper "
+            "part of an A4 sheet (left + width <= 210 mm, top >= 38 mm, top + height <= 130 mm)"
+        )
+    if width < 50 or height < 20:
+        raise ConfigError("the letter window must be at least 50 x 20 mm (letter_window_*)")
+    if settings.public_base_url and not settings.public_base_url.startswith(
+        ("https://", "http://")
+    ):
+        raise ConfigError("setting 'public_base_url' must start with https://")
     if settings.argon2_time_cost < 1 or settings.argon2_memory_kib < 8:
         raise ConfigError("settings 'argon2_time_cost'/'argon2_memory_kib' are too small")
     if settings.is_production:

@@ -137,4 +137,5 @@ def _import_checkers() -> None:
     """Import the modules that register checkers (kept here so the list is explicit)."""
     import slussen.cases.workflow
     import slussen.directory.categories
-    import slussen.questionnaires.definitions  # noqa: F401  (registers the forms checker)
+    import slussen.letters.definitions
+    import slussen.questionnaires.definitions  # noqa: F401  (each import registers its checker)

@@ -1,43 +1,63 @@
-"""Fonts for every PDF Slussen makes: a TrueType font that covers Swedish, embedded in the file.
+"""Shared PDF helpers: the embedded TrueType fonts every Slussen PDF uses.
 
-ReportLab's standard Helvetica is not embedded and its Latin-1 encoding breaks on some characters;
-Bitstream Vera (shipped inside ReportLab itself, free licence) covers å ä ö é ü and is embedded.
+Core PDF fonts (Helvetica…) are not embedded and cover Swedish only through the reader's own
+substitutes; letters must print every character the same everywhere, so Slussen embeds Bitstream
+Vera, which ships inside ReportLab (`reportlab/fonts/Vera.ttf`, `VeraBd.ttf`; a free licence that
+allows embedding) and covers Latin-1 (å ä ö é ü and the rest) plus typographic dashes and quotes.
 """
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 import reportlab
+from reportlab.lib.fonts import addMapping
 from reportlab.pdfbase import pdfmetrics
-from reportlab.pdfbase.ttfonts import TTFont
+from reportlab.pdfbase.ttfonts import TTFont, TTFontFile
 
-FONT_DIR = Path(reportlab.__file__).resolve().parent / "fonts"
-#: (name used in PDFs, file in ReportLab's fonts folder)
-FONTS = (
-    ("SlussenSans", "Vera.ttf"),
-    ("SlussenSans-Bold", "VeraBd.ttf"),
-    ("SlussenSans-Italic", "VeraIt.ttf"),
-    ("SlussenSans-BoldItalic", "VeraBI.ttf"),
-)
+#: The names the fonts are registered under (the access-log extract uses the same names).
+REGULAR = "SlussenVera"
+BOLD = "SlussenVera-Bold"
+_FILES = {REGULAR: "Vera.ttf", BOLD: "VeraBd.ttf"}
 
 
-def register_fonts() -> dict[str, str]:
-    """Register the fonts once; return {"regular", "bold", "italic", "bold_italic"} → name."""
-    registered = set(pdfmetrics.getRegisteredFontNames())
-    for name, filename in FONTS:
-        if name not in registered:
-            pdfmetrics.registerFont(TTFont(name, str(FONT_DIR / filename)))
-    pdfmetrics.registerFontFamily(
-        "SlussenSans",
-        normal="SlussenSans",
-        bold="SlussenSans-Bold",
-        italic="SlussenSans-Italic",
-        boldItalic="SlussenSans-BoldItalic",
-    )
-    return {
-        "regular": "SlussenSans",
-        "bold": "SlussenSans-Bold",
-        "italic": "SlussenSans-Italic",
-        "bold_italic": "SlussenSans-BoldItalic",
-    }
+def font_path(name: str = REGULAR) -> Path:
+    """The TrueType file behind a registered Slussen font name."""
+    return Path(reportlab.__file__).parent / "fonts" / _FILES[name]
+
+
+def register_fonts() -> tuple[str, str]:
+    """Register the embedded TrueType fonts once and return their (regular, bold) names."""
+    registered = pdfmetrics.getRegisteredFontNames()
+    if REGULAR not in registered or BOLD not in registered:
+        for name in (REGULAR, BOLD):
+            if name not in registered:
+                pdfmetrics.registerFont(TTFont(name, str(font_path(name))))
+        # <b> in a Paragraph picks the bold face (no italic face: italics print upright).
+        addMapping(REGULAR, 0, 0, REGULAR)
+        addMapping(REGULAR, 1, 0, BOLD)
+        addMapping(REGULAR, 0, 1, REGULAR)
+        addMapping(REGULAR, 1, 1, BOLD)
+        addMapping(BOLD, 0, 0, BOLD)
+        addMapping(BOLD, 1, 0, BOLD)
+        addMapping(BOLD, 0, 1, BOLD)
+        addMapping(BOLD, 1, 1, BOLD)
+    return REGULAR, BOLD
+
+
+@cache
+def _covered() -> frozenset[int]:
+    regular = TTFontFile(str(font_path(REGULAR)))
+    bold = TTFontFile(str(font_path(BOLD)))
+    return frozenset(regular.charToGlyph) & frozenset(bold.charToGlyph)
+
+
+def missing_glyphs(text: str) -> list[str]:
+    """Characters of `text` the letter fonts cannot print (in order of first appearance)."""
+    covered = _covered()
+    seen: list[str] = []
+    for char in text:
+        if char not in "\n\r\t" and ord(char) not in covered and char not in seen:
+            seen.append(char)
+    return seen

@@ -9,44 +9,26 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import reportlab
 from babel.dates import format_datetime
 from flask_babel import force_locale, gettext
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
-from reportlab.pdfbase import pdfmetrics
-from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import LongTable, Paragraph, SimpleDocTemplate, Spacer, TableStyle
 from reportlab.platypus.flowables import Flowable
 
 from slussen.accesslog.services import ExtractEntry, PatientExtract
 from slussen.accounts.roles import ROLE_LABELS, Role
-
-REGULAR = "SlussenVera"
-BOLD = "SlussenVera-Bold"
+from slussen.pdf import register_fonts
 
 
 def _(text: str, **variables: Any) -> str:
     return str(gettext(text, **variables))
-
-
-def register_fonts() -> tuple[str, str]:
-    """Register the TrueType fonts the extract uses and return (regular, bold) font names.
-
-    Bitstream Vera ships with ReportLab and covers Swedish (å ä ö é, dashes). A shared
-    `slussen/pdf.py` may replace this function later; nothing else here names a font file."""
-    if REGULAR not in pdfmetrics.getRegisteredFontNames():
-        fonts = Path(reportlab.__file__).parent / "fonts"
-        pdfmetrics.registerFont(TTFont(REGULAR, str(fonts / "Vera.ttf")))
-        pdfmetrics.registerFont(TTFont(BOLD, str(fonts / "VeraBd.ttf")))
-    return REGULAR, BOLD
 
 
 def _action_text(entry: ExtractEntry) -> str:
@@ -80,7 +62,7 @@ def _role_text(role: str, language: str) -> str:
 
 def _footer(canvas: Canvas, doc: SimpleDocTemplate) -> None:
     canvas.saveState()
-    canvas.setFont(REGULAR, 8)
+    canvas.setFont(register_fonts()[0], 8)
     canvas.drawRightString(A4[0] - 20 * mm, 12 * mm, _("Page %(page)s", page=doc.page))
     canvas.restoreState()
 

@@ -18,14 +18,12 @@ from slussen.pdf import register_fonts
 
 
 def _styles() -> dict[str, ParagraphStyle]:
-    fonts = register_fonts()
-    base = ParagraphStyle("base", fontName=fonts["regular"], fontSize=11, leading=15)
+    regular, bold = register_fonts()
+    base = ParagraphStyle("base", fontName=regular, fontSize=11, leading=15)
     return {
-        "title": ParagraphStyle(
-            "title", parent=base, fontName=fonts["bold"], fontSize=18, leading=23
-        ),
+        "title": ParagraphStyle("title", parent=base, fontName=bold, fontSize=18, leading=23),
         "day": ParagraphStyle(
-            "day", parent=base, fontName=fonts["bold"], fontSize=13, leading=18, spaceBefore=8
+            "day", parent=base, fontName=bold, fontSize=13, leading=18, spaceBefore=8
         ),
         "item": ParagraphStyle("item", parent=base, leftIndent=4 * mm, spaceAfter=4),
         "small": ParagraphStyle("small", parent=base, fontSize=9.5, leading=13),

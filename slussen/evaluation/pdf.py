@@ -27,11 +27,11 @@ from reportlab.platypus import (
 )
 from reportlab.platypus.flowables import Flowable
 
-from slussen.accesslog.pdf import register_fonts
 from slussen.cases.workflow import Workflow
 from slussen.evaluation import charts, labels
 from slussen.evaluation.dataset import DIMENSIONS
 from slussen.evaluation.report import CLASSES, Outcome, Report
+from slussen.pdf import register_fonts
 
 #: The printable width of the page (A4 with 18 mm margins).
 FRAME_WIDTH = A4[0] - 36 * mm

@@ -105,14 +105,21 @@ def create_answer_code(
     *,
     days: int | None = None,
     now: dt.datetime | None = None,
+    code: str | None = None,
 ) -> str:
     """Create a single-use code for answering the `occasion`'s forms online and return its text
     ("ACDE-FGHJ-KM"), to print on the letter. Only its hash is stored; it expires after `days`
-    (the setting `answer_code_days`, default 60). Refuses an unknown occasion."""
+    (the setting `answer_code_days`, default 60). A letter passes its own derived `code` (the
+    same on every render); that code is stored once. Refuses an unknown occasion."""
     if occasion not in OCCASIONS:
         raise QuestionnaireError(f"Okänt tillfälle {occasion!r}.")
     now = now or utcnow()
-    while True:
+    if code is not None:
+        raw = normalise_code(code)
+        digest = code_hash(raw)
+        if session.scalar(select(AnswerCode.id).where(AnswerCode.code_hash == digest)):
+            return format_code(raw)
+    while code is None:
         raw = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
         digest = code_hash(raw)
         if session.scalar(select(AnswerCode.id).where(AnswerCode.code_hash == digest)) is None:

@@ -473,7 +473,8 @@ def update_handover(
     outcome: str | None = None,
     note: str = "",
 ) -> None:
-    """Record who accepted, the agreed meeting and the outcome of the first occasion.
+    """Record who accepted, the agreed meeting and the outcome of the first occasion; accepting
+    queues the hand-over confirmation letter.
 
     Refuses unknown statuses or outcomes, an outcome before the hand-over was accepted, and a
     hand-over of another case."""
@@ -484,6 +485,11 @@ def update_handover(
         raise VisitError("Okänt val för överlämningen.")
     if outcome and status != "done":
         raise VisitError("Ett utfall hör till en genomförd överlämning.")
+    if status == "accepted" and handover.status != "accepted":
+        # The patient gets a confirmation letter with the agreed time and place.
+        from slussen.letters.services import queue_letter
+
+        queue_letter(store.session, case, "handover", "handover_accepted")
     handover.status = status
     handover.companion_name = _text(companion_name, "följeslagarens förnamn")[:100] or None
     handover.meeting_at = meeting_at
@@ -497,6 +503,58 @@ def update_handover(
 
 
 # --- follow-ups ---------------------------------------------------------------------------------
+
+
+def book_follow_up(
+    store: Keystore,
+    actor: Actor,
+    case: Case,
+    *,
+    starts_at: dt.datetime,
+    mode: str = "at_unit",
+    place: str = "",
+    duration_minutes: int = 30,
+    now: dt.datetime | None = None,
+) -> Visit:
+    """Book the next follow-up (at the unit, or a phone time) and queue the follow-up letter.
+
+    Refuses a time in the past, an unknown mode, an empty place for a visit at the unit, and a
+    case that has no active plan to follow up."""
+    _require(actor, case)
+    if case.state not in ("plan_active", "followed_up"):
+        raise VisitError("Uppföljning bokas när handlingsplanen har börjat.")
+    if mode not in VISIT_MODES:
+        raise VisitError("Okänt sätt för uppföljningen.")
+    if starts_at.tzinfo is None:
+        raise VisitError("Tiden saknar tidszon.")
+    if starts_at < (now or dt.datetime.now(dt.UTC)):
+        raise VisitError("Tiden har redan passerat.")
+    if not 10 <= duration_minutes <= 90:
+        raise VisitError("Uppföljningen ska vara 10–90 minuter.")
+    place = _text(place, "var uppföljningen är", required=mode == "at_unit")[:200] or "Telefon"
+    kind = "follow_up_1" if case.state == "plan_active" else "follow_up_2"
+    session = store.session
+    for old in session.scalars(
+        select(Visit).where(Visit.case_id == case.id, Visit.kind == kind, Visit.status == "booked")
+    ):
+        old.status = "cancelled"
+    visit = Visit(
+        case_id=case.id,
+        kind=kind,
+        mode=mode,
+        starts_at=starts_at,
+        duration_minutes=duration_minutes,
+        place=place,
+        coach_id=actor.user_id,
+    )
+    session.add(visit)
+    if case.coach_id is None:
+        case.coach_id = actor.user_id
+    from slussen.letters.services import queue_letter
+
+    queue_letter(session, case, "follow_up", "follow_up_booked")
+    session.flush()
+    return visit
 
 
 def record_follow_up(
@@ -522,16 +580,17 @@ def record_follow_up(
     kind = "follow_up_1" if case.state == "plan_active" else "follow_up_2"
     event = "record_follow_up" if kind == "follow_up_1" else "record_follow_up_2"
     note = text if not extra else f"{text}\n\nProblemlösning: {extra}"
-    visit = Visit(
+    booked = booked_visit(store, case, kind)
+    visit = booked or Visit(
         case_id=case.id,
         kind=kind,
-        status="done",
-        mode=mode,
         starts_at=dt.datetime.now(dt.UTC),
         duration_minutes=30,
         place="Telefon" if mode == "phone" else "Vårdcentralen",
         coach_id=actor.user_id,
     )
+    visit.status = "done"
+    visit.mode = mode
     fire(store, case, event, actor, workflow=workflow, note=note, expected_version=expected_version)
     store.session.add(visit)
     store.session.flush()

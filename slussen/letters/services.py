@@ -1,0 +1,754 @@
+"""Letter rules: what a queued letter prints, previews, print batches, reprints, answer codes.
+
+Every function takes the Keystore (session + key ring) and the acting user. Reading a patient's
+identity goes through slussen.patients.services.read_patient (an audit row "read"); printing writes
+an audit row "print" per letter. Functions only flush; the view or command commits once, so a batch
+is printed and marked in one transaction or not at all.
+
+A batch is never stored as a PDF (it would be patient data at rest): it is rendered again from the
+same letters in the same order with the batch's date, which gives the same bytes (`LetterBatch.
+sha256` tells whether it did).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from slussen import audit
+from slussen.accounts.models import Unit, User
+from slussen.accounts.roles import Permission, grants
+from slussen.audit import Actor
+from slussen.cases.engine import may_act_on, today_local
+from slussen.cases.models import Case
+from slussen.config import Settings
+from slussen.db import utcnow
+from slussen.identifiers import IdentifierError, format_postal_line
+from slussen.keystore import Keystore
+from slussen.letters.definitions import LetterTemplate
+from slussen.letters.models import LetterBatch, QueuedLetter
+from slussen.letters.render import (
+    Cover,
+    Layout,
+    LetterData,
+    Letterhead,
+    RenderContext,
+    StepText,
+    address_font_size,
+    format_letter_date,
+    format_letter_moment,
+    render_letter,
+    write_batch,
+)
+from slussen.patients.models import Patient
+from slussen.patients.services import PatientIdentity, read_patient
+from slussen.visits.models import Handover, Visit
+from slussen.visits.services import current_plan
+
+#: How long an answer code printed on a letter works.
+ANSWER_CODE_DAYS = 60
+#: Crockford's base 32: no I, L, O or U, so a code read aloud or typed is not misread.
+CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+CODE_LENGTH = 10
+REPLY_DAYS = 14
+#: Ids from a URL above this are refused before they reach the database (integer columns).
+MAX_ID = 2**31
+
+
+class LetterError(Exception):
+    """A letter request is refused; the message says why in Swedish."""
+
+
+class NotPermitted(LetterError):
+    """The actor may not see this letter or print for this unit (views answer 404)."""
+
+
+class LetterIncomplete(LetterError):
+    """The letter cannot be printed correctly now; the message is the hold reason."""
+
+
+# --- hooks the lead connects at merge -----------------------------------------------------------
+
+
+def activity_details(
+    session: Session, activity_id: int, after: dt.date, language: str
+) -> dict[str, str] | None:
+    """A directory activity's printable details for the action plan letter: {"title", "when"
+    (the next occasion after the letter's date, so a reprint gives the same text), "place",
+    "contact"}; None when the activity is gone, withdrawn or has no occasion ahead (the letter
+    then prints the step's own text)."""
+    from slussen.directory.models import Activity
+    from slussen.directory.services import next_occasions
+
+    activity = session.get(Activity, activity_id)
+    if activity is None or activity.published is None:
+        return None
+    start = dt.datetime.combine(after, dt.time(0), tzinfo=dt.UTC)
+    occasions = next_occasions(activity, start, 1)
+    if not occasions:
+        return None
+    version = activity.published
+    local = occasions[0].starts_at.astimezone(ZoneInfo("Europe/Stockholm"))
+    when = f"{format_letter_date(local.date(), language)} kl. {local:%H.%M}"
+    place = ", ".join(p for p in (version.place_name, version.street, version.town) if p)
+    contact = " ".join(p for p in (version.contact_name, version.contact_phone) if p)
+    return {"title": version.title, "when": when, "place": place, "contact": contact}
+
+
+def normalise_code(code: str) -> str:
+    """The code as stored and compared: letters and digits only, upper case."""
+    return re.sub(r"[^0-9A-Za-z]", "", code).upper()
+
+
+def code_hash(code: str) -> str:
+    return hashlib.sha256(normalise_code(code).encode()).hexdigest()
+
+
+def letter_answer_code(store: Keystore, letter_id: int) -> str:
+    """The answer code printed on letter `letter_id`, e.g. "K7QM-4TZX-9C".
+
+    Why derived and not random: rendering must be deterministic (a reprint and a preview give the
+    same bytes), yet only the code's hash may be stored. A keyed HMAC of the letter id gives the
+    same code every time without storing it; without the key ring's pseudonym key nobody can
+    compute it, and the database holds only SHA-256 of it (answer_codes.code_hash). The input is
+    prefixed with "answer-code:" so it can never equal an audit pseudonym of the same key."""
+    digest = hmac.new(
+        store.ring.pseudonym_key, f"answer-code:{letter_id}".encode(), hashlib.sha256
+    ).digest()
+    value = int.from_bytes(digest[:8], "big")
+    chars = []
+    for _ in range(CODE_LENGTH):
+        value, index = divmod(value, 32)
+        chars.append(CODE_ALPHABET[index])
+    code = "".join(chars)
+    return f"{code[:4]}-{code[4:8]}-{code[8:]}"
+
+
+def create_answer_code(
+    store: Keystore, case: Case, occasion: str, letter: QueuedLetter, *, now: dt.datetime
+) -> str:
+    """Make the letter's derived code (see letter_answer_code) valid for answering at /svar,
+    through the questionnaires' own code service (hash only, expiry, single use). Idempotent: a
+    letter printed again keeps its one code."""
+    from slussen.questionnaires.services import create_answer_code as store_code
+
+    return store_code(
+        store.session,
+        case,
+        occasion,
+        letter_id=letter.id,
+        now=now,
+        code=letter_answer_code(store, letter.id),
+    )
+
+
+def answer_url(settings: Settings, code: str) -> str:
+    """Where the QR code points: <public_base_url>/svar/<code>."""
+    base = settings.public_base_url or f"http://{settings.serve_host}:{settings.serve_port}"
+    return f"{base.rstrip('/')}/svar/{normalise_code(code)}"
+
+
+# --- what a letter needs ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """The parts of the identity a letter prints: name, window lines, language, sort key."""
+
+    name: str
+    address: tuple[str, ...]
+    language: str
+    postcode: str
+    is_protected: bool
+
+
+_SEP = "\x1f"
+
+
+def _pack(recipient: Recipient) -> str:
+    """One string per planned letter (a batch of thousands holds these until it is rendered)."""
+    flags = ("p" if recipient.is_protected else "-") + recipient.language
+    return _SEP.join((flags, recipient.postcode, recipient.name, *recipient.address))
+
+
+def _unpack(packed: str) -> Recipient:
+    flags, postcode, name, *address = packed.split(_SEP)
+    return Recipient(name, tuple(address), flags[1:], postcode, flags[0] == "p")
+
+
+def recipient_of(identity: PatientIdentity, layout: Layout) -> Recipient:
+    """The window lines for a patient; refuses (LetterIncomplete) an address that is missing,
+    malformed or too long for the window. A protected identity gets no address at all."""
+    if identity.is_protected_identity:
+        return Recipient(identity.name, (), identity.preferred_language, "", True)
+    if not identity.has_postal_address:
+        raise LetterIncomplete("Adress saknas.")
+    try:
+        postal_line = format_postal_line(identity.postcode, identity.town)
+    except IdentifierError:
+        raise LetterIncomplete("Postnumret eller orten är felaktig.") from None
+    lines = (identity.name.strip(), identity.street.strip(), postal_line)
+    if address_font_size(lines, layout) is None:
+        raise LetterIncomplete("Adressen får inte plats i kuvertets fönster.")
+    digits = postal_line[:6].replace(" ", "")
+    return Recipient(identity.name.strip(), lines, identity.preferred_language, digits, False)
+
+
+def _template(templates: dict[str, LetterTemplate], letter: QueuedLetter) -> LetterTemplate:
+    template = templates.get(letter.letter)
+    if template is None:
+        raise LetterIncomplete(f"Brevmallen {letter.letter} finns inte.")
+    return template
+
+
+def _visit(session: Any, case: Case | _CaseRef, template: LetterTemplate) -> Visit | None:
+    kinds = ("mapping",) if template.visit == "mapping" else ("follow_up_1", "follow_up_2")
+    visit: Visit | None = session.scalar(
+        select(Visit)
+        .where(Visit.case_id == case.id, Visit.kind.in_(kinds), Visit.status == "booked")
+        .order_by(Visit.starts_at.desc(), Visit.id.desc())
+        .limit(1)
+    )
+    return visit
+
+
+def _handover(session: Any, case: Case | _CaseRef) -> Handover | None:
+    handover: Handover | None = session.scalar(
+        select(Handover)
+        .where(Handover.case_id == case.id, Handover.status.in_(("accepted", "done")))
+        .order_by(Handover.id.desc())
+        .limit(1)
+    )
+    return handover
+
+
+@dataclass(frozen=True)
+class _CaseRef:
+    """What check_needs needs of a case (a row, not an ORM object)."""
+
+    id: int
+    coach_id: int | None
+
+
+def check_needs(
+    store: Keystore, case: Case | _CaseRef, template: LetterTemplate, settings: Settings
+) -> str | None:
+    """Why the letter cannot be printed now (a hold reason), or None. Reads no patient data."""
+    session = store.session
+    needs = template.needs
+    if "coach" in needs and (case.coach_id is None or session.get(User, case.coach_id) is None):
+        return "Ingen hälsocoach är utsedd för ärendet."
+    if "visit" in needs and _visit(session, case, template) is None:
+        return "Det finns ingen bokad tid att skriva i brevet."
+    if "plan" in needs and not current_plan_exists(store, case):
+        return "Ärendet har ingen handlingsplan."
+    if "handover" in needs:
+        handover = _handover(session, case)
+        if handover is None or handover.meeting_at is None or not handover.meeting_place:
+            return "Överlämningen saknar tid eller plats."
+    if template.asks_for_answers and settings.is_production and not settings.public_base_url:
+        return "Adressen för att svara på nätet saknas (inställningen public_base_url)."
+    return None
+
+
+def current_plan_exists(store: Keystore, case: Case | _CaseRef) -> bool:
+    from slussen.visits.models import ActionPlan
+
+    return (
+        store.session.scalar(select(ActionPlan.id).where(ActionPlan.case_id == case.id).limit(1))
+        is not None
+    )
+
+
+def letter_data(
+    store: Keystore,
+    letter: QueuedLetter,
+    recipient: Recipient,
+    *,
+    templates: dict[str, LetterTemplate],
+    settings: Settings,
+    letter_date: dt.date,
+) -> LetterData:
+    """Everything the letter prints, in clear text (plan and visit text decrypted here; the
+    caller has audited the patient read). Refuses (LetterIncomplete) what check_needs refuses."""
+    session = store.session
+    case = session.get(Case, letter.case_id)
+    unit = session.get(Unit, letter.unit_id)
+    assert case is not None and unit is not None
+    template = _template(templates, letter)
+    reason = check_needs(store, case, template, settings)
+    if reason:
+        raise LetterIncomplete(reason)
+    language = recipient.language if recipient.language in template.variants else "sv"
+    values: dict[str, str] = {
+        "patient_name": recipient.name,
+        "unit_name": unit.name,
+        "unit_street": unit.street,
+        "unit_postal_line": f"{unit.postcode} {unit.town}",
+        "unit_phone": unit.phone,
+        "unit_phone_hours": unit.phone_hours
+        or ("när vi har öppet" if language == "sv" else "during opening hours"),
+        "case_reference": case.reference,
+        "letter_date": format_letter_date(letter_date, language),
+        "reply_by": format_letter_date(letter_date + dt.timedelta(days=REPLY_DAYS), language),
+        "enclosures": "",
+        "plan_steps": "",
+        "answer_box": "",
+    }
+    needs = template.needs
+    if case.coach_id is not None:
+        coach = session.get(User, case.coach_id)
+        values["coach_name"] = coach.display_name if coach else ""
+    if "visit" in needs:
+        visit = _visit(session, case, template)
+        assert visit is not None
+        values["appointment_time"] = format_letter_moment(visit.starts_at, language)
+        if visit.mode == "phone":
+            values["appointment_place"] = (
+                "per telefon – vi ringer dig" if language == "sv" else "by phone – we will call you"
+            )
+        else:
+            values["appointment_place"] = visit.place
+        values["appointment_minutes"] = str(visit.duration_minutes)
+    steps: tuple[StepText, ...] = ()
+    if "plan" in needs:
+        plan = current_plan(store, case)
+        assert plan is not None
+        values["plan_goals"] = plan.goals
+        steps = tuple(
+            StepText(
+                text=step.text,
+                actor=step.actor,
+                due_on=step.due_on,
+                activity=activity_details(session, step.activity_id, letter_date, language)
+                if step.activity_id
+                else None,
+            )
+            for step in plan.steps
+        )
+    if "handover" in needs:
+        handover = _handover(session, case)
+        assert handover is not None and handover.meeting_at is not None
+        values["handover_organisation"] = handover.organisation_name
+        values["handover_companion"] = handover.companion_name or (
+            "en person" if language == "sv" else "a person"
+        )
+        values["handover_time"] = format_letter_moment(handover.meeting_at, language)
+        values["handover_place"] = handover.meeting_place or ""
+    code = url = None
+    if template.asks_for_answers:
+        code = letter_answer_code(store, letter.id)
+        url = answer_url(settings, code)
+    return LetterData(
+        letter_id=letter.id,
+        template_id=template.id,
+        language=language,
+        letter_date=letter_date,
+        case_reference=case.reference,
+        letterhead=Letterhead(
+            name=unit.name,
+            street=unit.street,
+            postal_line=f"{unit.postcode} {unit.town}",
+            phone=unit.phone,
+            phone_hours=unit.phone_hours,
+        ),
+        address=recipient.address,
+        values=values,
+        plan_steps=steps,
+        answer_code=code,
+        answer_url=url,
+        postcode=recipient.postcode,
+    )
+
+
+def render_context(content: Any, settings: Settings, *, large_print: bool | None = None) -> Any:
+    """The RenderContext from the loaded content and the settings."""
+    return RenderContext(
+        templates=content.compiled["letters"],
+        forms=content.documents.get("forms", {}),
+        layout=Layout.from_settings(settings, large_print=large_print),
+    )
+
+
+# --- preview ------------------------------------------------------------------------------------
+
+
+def load_letter(store: Keystore, actor: Actor, letter_id: int) -> QueuedLetter:
+    """The letter if the actor may act on its case, else NotPermitted (404, never a hint)."""
+    if not 0 < letter_id < MAX_ID:
+        raise NotPermitted("Brevet finns inte.")
+    letter = store.session.get(QueuedLetter, letter_id)
+    case = store.session.get(Case, letter.case_id) if letter else None
+    if letter is None or case is None or not may_act_on(actor, case):
+        raise NotPermitted("Brevet finns inte.")
+    if actor.role not in ("coach", "coordinator", "system"):
+        raise NotPermitted("Brevet finns inte.")
+    return letter
+
+
+def preview_letter(
+    store: Keystore,
+    actor: Actor,
+    letter_id: int,
+    *,
+    context: RenderContext,
+    settings: Settings,
+    today: dt.date | None = None,
+) -> bytes:
+    """The letter as it will print (a printed letter as it was printed: its batch's date).
+
+    An audited read of the patient. Refuses a letter outside the actor's units (NotPermitted) and
+    one that cannot be printed correctly now (LetterIncomplete, with the reason)."""
+    letter = load_letter(store, actor, letter_id)
+    session = store.session
+    case = session.get(Case, letter.case_id)
+    patient = session.get(Patient, case.patient_id) if case else None
+    assert case is not None and patient is not None
+    letter_date = today or today_local()
+    if letter.batch_id is not None:
+        batch = session.get(LetterBatch, letter.batch_id)
+        if batch is not None:
+            letter_date = batch.letter_date
+    identity = read_patient(
+        store, actor, patient, purpose=f"förhandsvisning av brev {letter.id}", unit_id=case.unit_id
+    )
+    recipient = recipient_of(identity, context.layout)
+    data = letter_data(
+        store,
+        letter,
+        recipient,
+        templates=context.templates,
+        settings=settings,
+        letter_date=letter_date,
+    )
+    return render_letter(data, context)
+
+
+# --- batches ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    batch: LetterBatch | None
+    printed: int
+    held: list[tuple[int, str]]
+    #: False when a reprint's PDF differs from the first print (the data changed since).
+    is_identical: bool = True
+
+
+def _check_coordinator(actor: Actor, unit_id: int) -> None:
+    if actor.role == "system":
+        return
+    if not grants(actor.role, Permission.COORDINATE_UNIT) or unit_id not in actor.unit_ids:
+        raise NotPermitted("Du samordnar inte den enheten.")
+
+
+def pending_letters(
+    store: Keystore, unit_id: int, *, forwarding: bool
+) -> list[tuple[QueuedLetter, Case]]:
+    """Queued and held letters of the unit: to patients with protected identity (the forwarding
+    queue) or to everyone else. Reads no patient data."""
+    rows = store.session.execute(
+        select(QueuedLetter, Case)
+        .join(Case, Case.id == QueuedLetter.case_id)
+        .join(Patient, Patient.id == Case.patient_id)
+        .where(
+            QueuedLetter.unit_id == unit_id,
+            QueuedLetter.status.in_(("queued", "held")),
+            Patient.is_protected_identity.is_(forwarding),
+        )
+        .order_by(QueuedLetter.id)
+    )
+    return [(letter, case) for letter, case in rows]
+
+
+def print_batch(
+    store: Keystore,
+    actor: Actor,
+    unit_id: int,
+    out: BinaryIO,
+    *,
+    context: RenderContext,
+    settings: Settings,
+    letter_ids: list[int] | None = None,
+    forwarding: bool = False,
+    today: dt.date | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> BatchResult:
+    """Print the unit's queued letters (or the selected ones) as one PDF written to `out`: a
+    cover sheet, then every letter with its enclosures in postcode order. In the caller's
+    transaction the printed letters get status printed and the batch, each letter gets an audit
+    row "print", and letters asking for answers get their answer code.
+
+    Letters that cannot be printed correctly are held back with a reason (no address, no booked
+    time, no coach…) and are tried again in the next batch; an older duplicate of a newer queued
+    letter of the same kind, and a letter queued before its case was closed, are cancelled.
+    `forwarding` prints the letters to patients with protected identity (no address).
+    Refuses an actor who does not coordinate the unit (NotPermitted). With nothing to print,
+    returns a result without batch and writes nothing to `out`."""
+    _check_coordinator(actor, unit_id)
+    session = store.session
+    unit = session.get(Unit, unit_id)
+    if unit is None:
+        raise NotPermitted("Enheten finns inte.")
+    now = utcnow()
+    letter_date = today or today_local()
+    # Plain rows, not ORM objects: a batch of thousands keeps only ids and window lines.
+    query = (
+        select(
+            QueuedLetter.id,
+            QueuedLetter.case_id,
+            QueuedLetter.letter,
+            QueuedLetter.queued_at,
+            Case.closed_at,
+            Case.coach_id,
+            Case.patient_id,
+        )
+        .join(Case, Case.id == QueuedLetter.case_id)
+        .join(Patient, Patient.id == Case.patient_id)
+        .where(
+            QueuedLetter.unit_id == unit_id,
+            QueuedLetter.status.in_(("queued", "held")),
+            Patient.is_protected_identity.is_(forwarding),
+        )
+        .order_by(QueuedLetter.id)
+    )
+    if letter_ids is not None:
+        query = query.where(QueuedLetter.id.in_(letter_ids))
+    candidates = list(session.execute(query))
+    newest: dict[tuple[int, str], int] = {}
+    for row in candidates:
+        newest[(row.case_id, row.letter)] = row.id
+    planned: list[tuple[str, int, str]] = []
+    held: list[tuple[int, str]] = []
+    counts: dict[str, int] = {}
+
+    def set_status(letter_id: int, status: str, reason: str) -> None:
+        letter = session.get(QueuedLetter, letter_id)
+        assert letter is not None
+        letter.status = status
+        letter.hold_reason = reason[:200]
+
+    for index, row in enumerate(candidates, start=1):
+        if index % 100 == 0:
+            session.flush()  # modified rows are held in memory until flushed
+        if newest[(row.case_id, row.letter)] != row.id:
+            set_status(row.id, "cancelled", "Ersatt av ett nyare brev av samma slag.")
+            continue
+        if row.closed_at is not None and row.queued_at < row.closed_at:
+            set_status(row.id, "cancelled", "Ärendet avslutades innan brevet skrevs ut.")
+            continue
+        try:
+            template = context.templates.get(row.letter)
+            if template is None:
+                raise LetterIncomplete(f"Brevmallen {row.letter} finns inte.")
+            reason = check_needs(store, _CaseRef(row.case_id, row.coach_id), template, settings)
+            if reason:
+                raise LetterIncomplete(reason)
+            patient = session.get(Patient, row.patient_id)
+            assert patient is not None
+            if patient.erased_at is not None:
+                raise LetterIncomplete("Patientens uppgifter är raderade.")
+            # A fresh Keystore per patient: its key cache would otherwise grow with the batch.
+            identity = read_patient(
+                Keystore(session, store.ring),
+                actor,
+                patient,
+                purpose="brevutskrift",
+                unit_id=unit_id,
+            )
+            recipient = recipient_of(identity, context.layout)
+        except LetterIncomplete as exc:
+            set_status(row.id, "held", str(exc))
+            held.append((row.id, str(exc)))
+            continue
+        planned.append((recipient.postcode, row.id, _pack(recipient)))
+        counts[row.letter] = counts.get(row.letter, 0) + 1
+    del candidates, newest
+    session.flush()
+    if not planned:
+        return BatchResult(None, 0, held)
+    planned.sort(key=lambda item: (item[0], item[1]))
+    batch = LetterBatch(
+        unit_id=unit_id,
+        created_by_id=actor.user_id,
+        letter_date=letter_date,
+        letter_count=len(planned),
+        page_count=0,
+        sha256="",
+        is_forwarding=forwarding,
+    )
+    session.add(batch)
+    session.flush()
+
+    def letters() -> Iterator[LetterData]:
+        for position, (_postcode, letter_id, packed) in enumerate(planned, start=1):
+            recipient = _unpack(packed)
+            letter = session.get(QueuedLetter, letter_id)
+            assert letter is not None
+            data = letter_data(
+                Keystore(session, store.ring),  # no key cache growing with the batch
+                letter,
+                recipient,
+                templates=context.templates,
+                settings=settings,
+                letter_date=letter_date,
+            )
+            template = context.templates[letter.letter]
+            case = session.get(Case, letter.case_id)
+            assert case is not None
+            if template.asks_for_answers and template.occasion:
+                create_answer_code(store, case, template.occasion, letter, now=now)
+            letter.status = "printed"
+            letter.hold_reason = None
+            letter.printed_at = now
+            letter.batch_id = batch.id
+            letter.batch_position = position
+            audit.record(
+                session,
+                store.ring,
+                actor,
+                "print",
+                "letter",
+                letter.id,
+                purpose=f"brev {letter.letter}, utskriftsomgång {batch.id}",
+                patient_id=case.patient_id,
+                unit_id=unit_id,
+            )
+            if position % 50 == 0:
+                session.flush()
+            yield data
+
+    cover = Cover(batch.id, unit.name, letter_date, _count_rows(context, counts), forwarding)
+    total = len(planned)
+    pages, fingerprint = write_batch(
+        out,
+        cover,
+        letters(),
+        context,
+        progress=(lambda done: progress(done, total)) if progress else None,
+    )
+    batch.page_count = pages
+    batch.sha256 = fingerprint
+    session.flush()
+    return BatchResult(batch, total, held)
+
+
+def _count_rows(context: RenderContext, counts: dict[str, int]) -> list[tuple[str, int]]:
+    rows = []
+    for letter_id, count in sorted(counts.items()):
+        template = context.templates.get(letter_id)
+        rows.append((template.title["sv"] if template else letter_id, count))
+    return rows
+
+
+def reprint_batch(
+    store: Keystore,
+    actor: Actor,
+    batch_id: int,
+    out: BinaryIO,
+    *,
+    context: RenderContext,
+    settings: Settings,
+    progress: Callable[[int, int], None] | None = None,
+) -> BatchResult:
+    """Print a batch again: the same letters in the same order with the batch's date. Changes no
+    letter and no batch; writes an audited read and a "print" audit row per letter (printing
+    patient data again is an access). `is_identical` says whether the bytes equal the first
+    print. Refuses a batch of a unit the actor does not coordinate (NotPermitted)."""
+    session = store.session
+    batch = session.get(LetterBatch, batch_id) if 0 < batch_id < MAX_ID else None
+    if batch is None:
+        raise NotPermitted("Utskriftsomgången finns inte.")
+    _check_coordinator(actor, batch.unit_id)
+    unit = session.get(Unit, batch.unit_id)
+    assert unit is not None
+    ids = list(
+        session.scalars(
+            select(QueuedLetter.id)
+            .where(QueuedLetter.batch_id == batch.id)
+            .order_by(QueuedLetter.batch_position)
+        )
+    )
+    counts: dict[str, int] = {}
+
+    def letters() -> Iterator[LetterData]:
+        for letter_id in ids:
+            letter = session.get(QueuedLetter, letter_id)
+            case = session.get(Case, letter.case_id) if letter else None
+            patient = session.get(Patient, case.patient_id) if case else None
+            assert letter is not None and case is not None and patient is not None
+            letter_store = Keystore(session, store.ring)  # no key cache growing with the batch
+            identity = read_patient(
+                letter_store, actor, patient, purpose="brevutskrift igen", unit_id=batch.unit_id
+            )
+            try:
+                recipient = recipient_of(identity, context.layout)
+                data = letter_data(
+                    letter_store,
+                    letter,
+                    recipient,
+                    templates=context.templates,
+                    settings=settings,
+                    letter_date=batch.letter_date,
+                )
+            except LetterIncomplete as exc:
+                raise LetterError(
+                    f"Brev {letter.id} kan inte skrivas ut igen: {exc}".rstrip(".") + "."
+                ) from None
+            audit.record(
+                session,
+                store.ring,
+                actor,
+                "print",
+                "letter",
+                letter.id,
+                purpose=f"brev {letter.letter}, utskriftsomgång {batch.id} igen",
+                patient_id=case.patient_id,
+                unit_id=batch.unit_id,
+            )
+            yield data
+
+    for letter_id in ids:
+        kind = session.scalar(select(QueuedLetter.letter).where(QueuedLetter.id == letter_id))
+        counts[str(kind)] = counts.get(str(kind), 0) + 1
+    cover = Cover(
+        batch.id, unit.name, batch.letter_date, _count_rows(context, counts), batch.is_forwarding
+    )
+    total = len(ids)
+    _pages, fingerprint = write_batch(
+        out,
+        cover,
+        letters(),
+        context,
+        progress=(lambda done: progress(done, total)) if progress else None,
+    )
+    session.flush()
+    return BatchResult(batch, total, [], is_identical=fingerprint == batch.sha256)
+
+
+def unit_batches(store: Keystore, unit_id: int, limit: int = 20) -> list[LetterBatch]:
+    return list(
+        store.session.scalars(
+            select(LetterBatch)
+            .where(LetterBatch.unit_id == unit_id)
+            .order_by(LetterBatch.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def queue_letter(session: Any, case: Case, letter: str, event: str) -> QueuedLetter:
+    """Queue a letter outside a workflow transition (hand-over accepted, follow-up booked)."""
+    row = QueuedLetter(case_id=case.id, unit_id=case.unit_id, letter=letter, event=event)
+    session.add(row)
+    return row

@@ -1,0 +1,197 @@
+"""The letters page (the coordinator's queue, held letters, forwarding queue, batches), printing a
+batch, printing it again, and a coach's preview of any queued letter."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from typing import Any
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+
+from slussen.accounts.auth import require
+from slussen.accounts.models import Unit
+from slussen.accounts.roles import Permission
+from slussen.app import NO_STORE_FLAG
+from slussen.cases.access import current_actor
+from slussen.db import db_session
+from slussen.keystore import keystore
+from slussen.letters import services
+
+bp = Blueprint("letters", __name__, template_folder="templates")
+
+
+def _context(large_print: bool | None = None) -> Any:
+    return services.render_context(
+        current_app.extensions["slussen.content"],
+        current_app.extensions["slussen.settings"],
+        large_print=large_print,
+    )
+
+
+def _unit() -> Unit:
+    """The unit chosen with ?enhet= among the user's units (the first one by default)."""
+    actor = current_actor()
+    try:
+        wanted = int(request.values.get("enhet", "0"))
+    except ValueError:
+        wanted = 0
+    ids = sorted(actor.unit_ids)
+    if not ids:
+        abort(404)
+    unit = db_session().get(Unit, wanted if wanted in ids else ids[0])
+    if unit is None:
+        abort(404)
+    return unit
+
+
+def _pdf(data: bytes, filename: str, *, inline: bool) -> ResponseReturnValue:
+    response = make_response(data)
+    response.headers["Content-Type"] = "application/pdf"
+    disposition = "inline" if inline else "attachment"
+    response.headers["Content-Disposition"] = f'{disposition}; filename="{filename}"'
+    g.setdefault(NO_STORE_FLAG, True)
+    return response
+
+
+@bp.route("/brev")
+@require(Permission.COORDINATE_UNIT)
+def index() -> ResponseReturnValue:
+    """Queued and held letters, the forwarding queue and recent batches. No patient names: the
+    case reference links to the case."""
+    unit = _unit()
+    store = keystore()
+    actor = current_actor()
+    units = [db_session().get(Unit, uid) for uid in sorted(actor.unit_ids)]
+    templates = current_app.extensions["slussen.content"].compiled["letters"]
+    return render_template(
+        "letters/index.html",
+        unit=unit,
+        units=[u for u in units if u is not None],
+        pending=services.pending_letters(store, unit.id, forwarding=False),
+        forwarding=services.pending_letters(store, unit.id, forwarding=True),
+        batches=services.unit_batches(store, unit.id),
+        title_of=lambda letter_id: _title(templates, letter_id),
+    )
+
+
+def _title(templates: dict[str, Any], letter_id: str) -> str:
+    from flask_babel import get_locale
+
+    template = templates.get(letter_id)
+    if template is None:
+        return letter_id
+    locale = get_locale()
+    return str(template.title["en" if locale and locale.language == "en" else "sv"])
+
+
+@bp.route("/brev/skriv-ut", methods=["POST"])
+@require(Permission.COORDINATE_UNIT)
+def print_batch() -> ResponseReturnValue:
+    """Print all queued letters of the unit, or the ticked ones, as one batch."""
+    unit = _unit()
+    session = db_session()
+    selected = [int(v) for v in request.form.getlist("letter") if re.fullmatch(r"[0-9]{1,9}", v)]
+    forwarding = request.form.get("forwarding") == "1"
+    with tempfile.TemporaryFile() as sink:
+        try:
+            result = services.print_batch(
+                keystore(),
+                current_actor(),
+                unit.id,
+                sink,
+                context=_context(),
+                settings=current_app.extensions["slussen.settings"],
+                letter_ids=selected or None,
+                forwarding=forwarding,
+            )
+        except services.NotPermitted:
+            abort(404)
+        except services.LetterError as exc:
+            session.rollback()
+            flash(str(exc), "error")
+            return redirect(url_for("letters.index", enhet=unit.id))
+    session.commit()
+    for _letter_id, reason in result.held[:5]:
+        flash(_("A letter was held back: %(reason)s", reason=reason), "error")
+    if result.batch is None:
+        flash(_("There were no letters to print."), "info")
+        return redirect(url_for("letters.index", enhet=unit.id))
+    flash(
+        _(
+            "Batch %(id)s is ready: %(n)s letters. Download the PDF and print it.",
+            id=result.batch.id,
+            n=result.printed,
+        ),
+        "success",
+    )
+    return redirect(url_for("letters.index", enhet=unit.id))
+
+
+@bp.route("/brev/omgang/<int:batch_id>.pdf")
+@require(Permission.COORDINATE_UNIT)
+def batch_pdf(batch_id: int) -> ResponseReturnValue:
+    """The batch's PDF, rendered again from the same letters (the same bytes)."""
+    session = db_session()
+    with tempfile.TemporaryFile() as out:
+        try:
+            result = services.reprint_batch(
+                keystore(),
+                current_actor(),
+                batch_id,
+                out,
+                context=_context(),
+                settings=current_app.extensions["slussen.settings"],
+            )
+        except services.NotPermitted:
+            abort(404)
+        except services.LetterError as exc:
+            session.rollback()
+            flash(str(exc), "error")
+            return redirect(url_for("letters.index"))
+        session.commit()
+        out.seek(0)
+        pdf = out.read()
+    response = make_response(_pdf(pdf, f"brev-omgang-{batch_id}.pdf", inline=False))
+    if not result.is_identical:
+        # The data changed since the first print (an address, a booked time).
+        response.headers["X-Slussen-Batch-Changed"] = "1"
+    return response
+
+
+@bp.route("/brev/<int:letter_id>.pdf")
+@require(Permission.WORK_CASES)
+def preview(letter_id: int) -> ResponseReturnValue:
+    """A coach's preview of a queued (or printed) letter, as it prints; an audited read.
+    `?storstil=1` prints the enclosed forms in large print (to print one by hand)."""
+    session = db_session()
+    large_print = True if request.args.get("storstil") == "1" else None
+    try:
+        pdf = services.preview_letter(
+            keystore(),
+            current_actor(),
+            letter_id,
+            context=_context(large_print),
+            settings=current_app.extensions["slussen.settings"],
+        )
+    except services.NotPermitted:
+        abort(404)
+    except services.LetterIncomplete as exc:
+        session.commit()  # the audited read stays on record
+        g.setdefault(NO_STORE_FLAG, True)
+        return render_template("letters/incomplete.html", reason=str(exc)), 422
+    session.commit()
+    return _pdf(pdf, f"brev-{letter_id}.pdf", inline=True)
