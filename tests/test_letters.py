@@ -207,10 +207,13 @@ def test_each_letter_prints_name_address_date_and_appointment(
     for form in pnr_forms(sample_pnr(number)):
         assert form not in whole
     assert not re.search(r"\b(\d{2})?\d{6}[-+]?\d{4}\b", whole.replace(" ", ""))
-    # Every enclosure page names the case and the form.
+    # Every enclosure page names the case and a form; every enclosed form is there.
     template = context.templates[letter]
-    for page in pages[-len(template.enclose) :] if template.enclose else []:
-        assert case.reference in page and "ucla3" in page
+    enclosure_pages = [p for p in pages if "Formulär " in p]
+    for page in enclosure_pages:
+        assert case.reference in page
+    for form_id in template.enclose:
+        assert any(f"Formulär {form_id} " in p for p in enclosure_pages), form_id
 
 
 def test_the_same_letter_renders_to_the_same_bytes(
@@ -777,7 +780,9 @@ def test_the_action_plan_prints_activity_details_from_the_directory_hook(
         "contact": "Maja Ek, 070-123 45 67",
     }
     monkeypatch.setattr(
-        services, "activity_details", lambda activity_id: details if activity_id == 7 else None
+        services,
+        "activity_details",
+        lambda _session, activity_id, _after, _language: details if activity_id == 7 else None,
     )
     whole = "\n".join(
         pages_text(
@@ -808,6 +813,9 @@ def test_enclosed_forms_have_a_large_print_option(
         pdf = services.preview_letter(
             Keystore(session, ring), coach, queued.id, context=ctx, settings=settings, today=TODAY
         )
-        last = len(pypdf.PdfReader(io.BytesIO(pdf)).pages) - 1
-        sizes[large] = max(s for t, _x, _y, s in fragments(pdf, last) if t.startswith("Ibland"))
+        reader = pypdf.PdfReader(io.BytesIO(pdf))
+        ucla = next(
+            i for i, page in enumerate(reader.pages) if "Formulär ucla3" in page.extract_text()
+        )
+        sizes[large] = max(s for t, _x, _y, s in fragments(pdf, ucla) if t.startswith("Ibland"))
     assert sizes[False] == 12 and sizes[True] == 16
