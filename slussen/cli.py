@@ -207,6 +207,31 @@ def tick(today: Any) -> None:
         click.echo(f"  {line}")
 
 
+@cli.command("erase-self-referral", help="Crypto-shred a self-referral that never became a case.")
+@click.argument("reference")
+@click.option("--reason", required=True, help="Why (recorded in the access log).")
+@fails_cleanly
+def erase_self_referral_command(reference: str, reason: str) -> None:
+    from sqlalchemy import select
+
+    from slussen.audit import SYSTEM
+    from slussen.cases.models import Case
+    from slussen.db import session_scope
+    from slussen.intake.services import IntakeError, erase_self_referral
+    from slussen.keystore import Keystore, current_key_ring
+
+    app = _app()
+    with app.app_context(), session_scope(app) as session:
+        case = session.scalar(select(Case).where(Case.reference == reference))
+        if case is None:
+            raise Failure(f"No case {reference}.")
+        try:
+            erase_self_referral(Keystore(session, current_key_ring()), SYSTEM, case, reason=reason)
+        except IntakeError as exc:
+            raise Failure(str(exc)) from None
+    click.echo(f"The patient data of {reference} is erased (its data key is destroyed).")
+
+
 @cli.group(help="The key ring: master keys that wrap every patient's data key.")
 def keys() -> None:
     pass

@@ -10,7 +10,7 @@ from flask import Flask, abort, current_app, g, redirect, request, url_for
 from flask_login import AnonymousUserMixin, LoginManager, current_user
 
 from slussen.accounts.models import User
-from slussen.accounts.roles import Permission, grants
+from slussen.accounts.roles import PATIENT_DATA_ROLES, Permission, grants
 from slussen.db import db_session
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -59,13 +59,31 @@ def public(view: F) -> F:
     return view
 
 
+#: Permissions over patient data. A role that never sees patient data (evaluator, org_rep,
+#: admin) gets 404 for such pages, not 403: it learns nothing about what exists there.
+PATIENT_PERMISSIONS = frozenset(
+    {
+        Permission.FLAG_PATIENT,
+        Permission.VIEW_OWN_FLAGS,
+        Permission.WORK_CASES,
+        Permission.COORDINATE_UNIT,
+        Permission.REVIEW_ACCESS_LOG,
+    }
+)
+
+
 def require(permission: Permission) -> Callable[[F], F]:
-    """Refuse (403) a logged-in user whose role lacks `permission`."""
+    """Refuse a logged-in user whose role lacks `permission`: 403, or 404 for a patient-data
+    page and a role without patient access."""
 
     def decorator(view: F) -> F:
         @wraps(view)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
             if not current_user.can(permission):
+                if permission in PATIENT_PERMISSIONS and current_user.role not in {
+                    r.value for r in PATIENT_DATA_ROLES
+                }:
+                    abort(404)
                 abort(403)
             return view(*args, **kwargs)
 

@@ -106,3 +106,31 @@ def refer_patient(
         flagged_by_id=actor.user_id if channel == "staff_flag" else None,
     )
     return IntakeResult(case, is_attached=False)
+
+
+def erase_self_referral(store: Keystore, actor: Actor, case: Case, *, reason: str) -> None:
+    """Crypto-shred the patient of a self-referral that never became a working case: opened by
+    the patient, closed straight from `referred`, and the patient has no other case. Refuses
+    anything else (IntakeError): case records are kept (PDL). The erasure is audited."""
+    from slussen.cases.models import CaseEvent
+    from slussen.patients.models import Patient
+    from slussen.patients.services import erase_patient
+
+    if not reason.strip():
+        raise IntakeError("Ange varför uppgifterna raderas.")
+    events = list(
+        store.session.scalars(
+            select(CaseEvent.from_state).where(CaseEvent.case_id == case.id).order_by(CaseEvent.id)
+        )
+    )
+    never_worked = len(events) == 2 and events[1] == "referred"
+    if case.channel != "self_referral" or case.closed_at is None or not never_worked:
+        raise IntakeError("Bara en egenanmälan som avslutades utan att bli ett ärende kan raderas.")
+    others = store.session.scalar(
+        select(Case.id).where(Case.patient_id == case.patient_id, Case.id != case.id).limit(1)
+    )
+    if others is not None:
+        raise IntakeError("Patienten har andra ärenden; uppgifterna behålls.")
+    patient = store.session.get(Patient, case.patient_id)
+    assert patient is not None
+    erase_patient(store, actor, patient, reason=reason.strip()[:200])
