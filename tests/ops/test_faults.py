@@ -337,3 +337,78 @@ def test_database_away_gives_try_again_page_and_recovers(proxied: tuple[Flask, P
     again = client.get("/arbetslista")  # the same session, no restart
     assert again.status_code == 200
     assert anonymous.get("/healthz").get_json() == {"status": "ok"}
+
+
+#: `slussen letters print`, stopped after the batch PDF is rendered and the letters are marked
+#: printed in the session, but before the commit: the worst moment to die.
+PRINT_AND_HANG = """
+import sys, time
+from slussen.cli import main
+from slussen.letters import services
+
+real = services.print_batch
+
+def print_batch(*args, **kwargs):
+    result = real(*args, **kwargs)
+    print("rendered", flush=True)
+    time.sleep(120)
+    return result
+
+services.print_batch = print_batch
+sys.argv = ["slussen", "letters", "print", "--unit", sys.argv[1], "--out", sys.argv[2]]
+main()
+"""
+
+
+def test_letter_batch_killed_before_commit_marks_nothing_printed(tmp_path: Path) -> None:
+    """No letter is marked printed that is not in a PDF: a print killed before its commit leaves
+    every letter queued and no batch; the next print prints them all into one PDF."""
+    import io
+
+    import pypdf
+    from sqlalchemy import select
+
+    from slussen.accounts.models import Unit
+    from slussen.cases.models import Case
+    from slussen.letters.models import QueuedLetter
+
+    with make_site(tmp_path, "sqlite", "letters") as site:
+        site.seed(cases=40)
+        app = site.app()
+        factory = app.extensions["slussen.sessionmaker"]
+        with factory() as session:
+            unit = session.scalars(select(Unit).order_by(Unit.id)).first()
+            assert unit is not None
+            queued = set(session.scalars(
+                select(QueuedLetter.id).where(QueuedLetter.unit_id == unit.id,
+                                              QueuedLetter.status == "queued")
+            ))  # fmt: skip
+            hsa_id = unit.hsa_id
+        assert queued, "the demo queues letters"
+        pdf = tmp_path / "omgang.pdf"
+
+        printing = start(site, PRINT_AND_HANG, hsa_id, str(pdf))
+        assert printing.stdout is not None
+        wait_for_line(printing, printing.stdout, "rendered", timeout=120)
+        kill(printing)
+        with factory() as session:
+            statuses = set(session.scalars(
+                select(QueuedLetter.status).where(QueuedLetter.id.in_(queued))
+            ))  # fmt: skip
+            assert statuses == {"queued"}
+        assert not pdf.exists()
+
+        site.cli("letters", "print", "--unit", hsa_id, "--out", str(pdf))
+        text = "\n".join(
+            p.extract_text() for p in pypdf.PdfReader(io.BytesIO(pdf.read_bytes())).pages
+        )
+        with factory() as session:
+            printed = session.execute(
+                select(QueuedLetter.id, Case.reference)
+                .join(Case, Case.id == QueuedLetter.case_id)
+                .where(QueuedLetter.id.in_(queued), QueuedLetter.status == "printed")
+            ).all()
+        assert printed, "the second print printed the queued letters"
+        for _letter_id, reference in printed:
+            assert reference in text, f"{reference} marked printed but not in the PDF"
+        app.extensions["slussen.engine"].dispose()
