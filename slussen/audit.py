@@ -33,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from slussen import vault
-from slussen.db import Base, UtcDateTime, intpk, utcnow
+from slussen.db import Base, UtcDateTime, intpk, one_of, utcnow
 
 ACTIONS = (
     "read",
@@ -59,9 +59,7 @@ class AuditEvent(Base):
     """One access. Never updated or deleted (a PostgreSQL trigger refuses both)."""
 
     __tablename__ = "audit_events"
-    __table_args__ = (
-        CheckConstraint("action IN (" + ", ".join(f"'{a}'" for a in ACTIONS) + ")", "action_known"),
-    )
+    __table_args__ = (CheckConstraint(one_of("action", ACTIONS), "action_known"),)
 
     id: Mapped[intpk]
     #: Position in the chain: 1, 2, 3… with no gaps (a gap is a deleted row).

@@ -8,7 +8,7 @@ connections are checked before use so a restarted database does not surface as a
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, ClassVar
 
@@ -52,6 +52,12 @@ class UtcDateTime(TypeDecorator[dt.datetime]):
         if moment.tzinfo is None:
             return moment.replace(tzinfo=dt.UTC)
         return moment.astimezone(dt.UTC)
+
+
+def one_of(column: str, values: Iterable[str], *, nullable: bool = False) -> str:
+    """The SQL of a CHECK constraint for an enum stored as a string: `column IN ('a', 'b')`."""
+    check = f"{column} IN (" + ", ".join(f"'{v}'" for v in values) + ")"
+    return f"({check} OR {column} IS NULL)" if nullable else check
 
 
 intpk = Annotated[int, mapped_column(primary_key=True)]

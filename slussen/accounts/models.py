@@ -16,9 +16,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from slussen.accounts.roles import Role
-from slussen.db import Base, UtcDateTime, created_at, intpk, str200
-
-ROLE_VALUES = ", ".join(f"'{r.value}'" for r in Role)
+from slussen.db import Base, UtcDateTime, created_at, intpk, one_of, str200
 
 
 class Unit(Base):
@@ -44,7 +42,7 @@ class User(Base):
     """A person who logs in. Exactly one role; units through memberships."""
 
     __tablename__ = "users"
-    __table_args__ = (CheckConstraint(f"role IN ({ROLE_VALUES})", name="role_known"),)
+    __table_args__ = (CheckConstraint(one_of("role", [r.value for r in Role]), name="role_known"),)
 
     id: Mapped[intpk]
     username: Mapped[str] = mapped_column(String(80), unique=True)

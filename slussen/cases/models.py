@@ -17,14 +17,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
-from slussen.db import Base, UtcDateTime, created_at, intpk
+from slussen.db import Base, UtcDateTime, created_at, intpk, one_of
 
 CHANNELS = ("staff_flag", "self_referral", "phone", "message_1177")
 CONTACT_CHANNELS = ("post", "phone", "1177")
-
-
-def _check_in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN (" + ", ".join(f"'{v}'" for v in values) + ")"
 
 
 class StateWriteRefused(RuntimeError):
@@ -40,8 +36,8 @@ class Case(Base):
         # States are data (workflows/sluss.toml), so the database checks their form; the engine
         # checks that they exist in the loaded workflow.
         CheckConstraint("state <> '' AND length(state) <= 40", "state_present"),
-        CheckConstraint(_check_in("channel", CHANNELS), "channel_known"),
-        CheckConstraint(_check_in("contact_channel", CONTACT_CHANNELS), "contact_channel_known"),
+        CheckConstraint(one_of("channel", CHANNELS), "channel_known"),
+        CheckConstraint(one_of("contact_channel", CONTACT_CHANNELS), "contact_channel_known"),
         Index("ix_cases_unit_id_state_next_due_on", "unit_id", "state", "next_due_on"),
         Index("ix_cases_coach_id_next_due_on", "coach_id", "next_due_on"),
     )
@@ -120,7 +116,7 @@ class Referral(Base):
     """A referral: the one that opened the case, or a later one attached to the open case."""
 
     __tablename__ = "referrals"
-    __table_args__ = (CheckConstraint(_check_in("channel", CHANNELS), "channel_known"),)
+    __table_args__ = (CheckConstraint(one_of("channel", CHANNELS), "channel_known"),)
 
     id: Mapped[intpk]
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from slussen import audit
 from slussen.audit import Actor
-from slussen.cases.engine import unseal
+from slussen.cases.engine import NotPermitted, may_act_on, unseal
 from slussen.cases.models import Case, CaseEvent, Referral
 from slussen.cases.workflow import Workflow
 from slussen.keystore import Keystore
@@ -185,6 +185,18 @@ def case_view(store: Keystore, actor: Actor, case: Case) -> dict[str, Any]:
         "referrals": referral_texts,
         "letters": letters,
     }
+
+
+def take_case(actor: Actor, case: Case) -> bool:
+    """Make `actor` the coach responsible for an unassigned case; False when it has a coach.
+
+    Refuses (NotPermitted) a case outside the actor's units."""
+    if not may_act_on(actor, case):
+        raise NotPermitted("Ärendet finns inte.")
+    if case.coach_id is not None:
+        return False
+    case.coach_id = actor.user_id
+    return True
 
 
 def mark_referrals_seen(session: Session, case: Case) -> None:

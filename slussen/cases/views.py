@@ -31,6 +31,7 @@ from slussen.cases.services import (
     mark_referrals_seen,
     names_for_list,
     state_counts,
+    take_case,
     unit_cases,
     unseen_referrals,
 )
@@ -189,8 +190,7 @@ def render_case(case: Case, *, typed: str = "", status: int = 200) -> ResponseRe
 def take(case_id: int) -> ResponseReturnValue:
     """A coach takes responsibility for an unassigned case."""
     case = load_case(case_id)
-    if case.coach_id is None:
-        case.coach_id = g.user.id
+    if take_case(current_actor(), case):
         db_session().commit()
         flash(_("The case is yours now."), "success")
     return redirect(url_for("cases.show", case_id=case.id))

@@ -31,13 +31,10 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 from slussen.accounts.models import User
-from slussen.db import Base, created_at, intpk, str200, utcnow
+from slussen.db import Base, created_at, intpk, one_of, str200, utcnow
 from slussen.directory.categories import KINDS, SECTORS
 
-SECTOR_VALUES = ", ".join(f"'{s}'" for s in SECTORS)
-KIND_VALUES = ", ".join(f"'{k}'" for k in KINDS)
 REVISION_STATUSES = ("pending", "approved", "returned", "superseded")
-STATUS_VALUES = ", ".join(f"'{s}'" for s in REVISION_STATUSES)
 
 
 def new_public_id() -> str:
@@ -65,7 +62,7 @@ class Organisation(Base):
     """An association, church, library or municipal service offering activities."""
 
     __tablename__ = "organisations"
-    __table_args__ = (CheckConstraint(f"sector IN ({SECTOR_VALUES})", name="sector_known"),)
+    __table_args__ = (CheckConstraint(one_of("sector", SECTORS), name="sector_known"),)
 
     id: Mapped[intpk]
     #: Stable identifier for open-data exchange (HSDS organization.id).
@@ -141,8 +138,8 @@ class ActivityRevision(Base):
     __tablename__ = "activity_revisions"
     __table_args__ = (
         UniqueConstraint("activity_id", "number"),
-        CheckConstraint(f"status IN ({STATUS_VALUES})", name="status_known"),
-        CheckConstraint(f"kind IN ({KIND_VALUES})", name="kind_known"),
+        CheckConstraint(one_of("status", REVISION_STATUSES), name="status_known"),
+        CheckConstraint(one_of("kind", KINDS), name="kind_known"),
         CheckConstraint("duration_minutes > 0", name="duration_positive"),
         CheckConstraint("cost_sek IS NULL OR cost_sek > 0", name="cost_positive"),
     )

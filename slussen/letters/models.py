@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import Boolean, CheckConstraint, Date, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from slussen.db import Base, created_at, intpk
+from slussen.db import Base, created_at, intpk, one_of
 
 LETTER_STATUSES = ("queued", "held", "printed", "cancelled")
 
@@ -17,9 +17,7 @@ class QueuedLetter(Base):
 
     __tablename__ = "letter_queue"
     __table_args__ = (
-        CheckConstraint(
-            "status IN (" + ", ".join(f"'{s}'" for s in LETTER_STATUSES) + ")", "status_known"
-        ),
+        CheckConstraint(one_of("status", LETTER_STATUSES), "status_known"),
         Index("ix_letter_queue_unit_id_status", "unit_id", "status"),
     )
 

@@ -16,7 +16,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from slussen.db import Base, UtcDateTime, created_at, intpk
+from slussen.db import Base, UtcDateTime, created_at, intpk, one_of
 
 VISIT_KINDS = ("mapping", "follow_up_1", "follow_up_2")
 VISIT_STATUSES = ("booked", "done", "cancelled")
@@ -29,19 +29,14 @@ HANDOVER_STATUSES = ("requested", "accepted", "declined", "done")
 HANDOVER_OUTCOMES = ("went", "did_not_go", "barrier_found")
 
 
-def _in(column: str, values: tuple[str, ...], nullable: bool = False) -> str:
-    check = f"{column} IN (" + ", ".join(f"'{v}'" for v in values) + ")"
-    return f"({check} OR {column} IS NULL)" if nullable else check
-
-
 class Visit(Base):
     """A booked or held visit: the 45-minute mapping visit or a follow-up."""
 
     __tablename__ = "visits"
     __table_args__ = (
-        CheckConstraint(_in("kind", VISIT_KINDS), "kind_known"),
-        CheckConstraint(_in("status", VISIT_STATUSES), "status_known"),
-        CheckConstraint(_in("mode", VISIT_MODES), "mode_known"),
+        CheckConstraint(one_of("kind", VISIT_KINDS), "kind_known"),
+        CheckConstraint(one_of("status", VISIT_STATUSES), "status_known"),
+        CheckConstraint(one_of("mode", VISIT_MODES), "mode_known"),
         CheckConstraint("duration_minutes BETWEEN 5 AND 240", "duration_sane"),
     )
 
@@ -65,8 +60,10 @@ class NetworkEntry(Base):
 
     __tablename__ = "network_entries"
     __table_args__ = (
-        CheckConstraint(_in("relation_type", RELATION_TYPES), "relation_type_known"),
-        CheckConstraint(_in("contact_frequency", CONTACT_FREQUENCIES), "contact_frequency_known"),
+        CheckConstraint(one_of("relation_type", RELATION_TYPES), "relation_type_known"),
+        CheckConstraint(
+            one_of("contact_frequency", CONTACT_FREQUENCIES), "contact_frequency_known"
+        ),
         CheckConstraint("closeness BETWEEN 1 AND 3", "closeness_range"),
     )
 
@@ -144,8 +141,8 @@ class PlanStep(Base):
 
     __tablename__ = "plan_steps"
     __table_args__ = (
-        CheckConstraint(_in("actor", STEP_ACTORS), "actor_known"),
-        CheckConstraint(_in("outcome", STEP_OUTCOMES), "outcome_known"),
+        CheckConstraint(one_of("actor", STEP_ACTORS), "actor_known"),
+        CheckConstraint(one_of("outcome", STEP_OUTCOMES), "outcome_known"),
     )
 
     id: Mapped[intpk]
@@ -168,8 +165,8 @@ class Handover(Base):
 
     __tablename__ = "handovers"
     __table_args__ = (
-        CheckConstraint(_in("status", HANDOVER_STATUSES), "status_known"),
-        CheckConstraint(_in("outcome", HANDOVER_OUTCOMES, nullable=True), "outcome_known"),
+        CheckConstraint(one_of("status", HANDOVER_STATUSES), "status_known"),
+        CheckConstraint(one_of("outcome", HANDOVER_OUTCOMES, nullable=True), "outcome_known"),
     )
 
     id: Mapped[intpk]

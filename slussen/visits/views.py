@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -143,6 +144,27 @@ def _version() -> int:
 def _conflict(case: Case, message: str, typed: str) -> ResponseReturnValue:
     db_session().rollback()
     return render_template("cases/conflict.html", case=case, message=message, typed=typed), 409
+
+
+def _apply(
+    case: Case, action: Callable[[], object], *, done: str, typed: str = ""
+) -> ResponseReturnValue:
+    """Run a visit service for a small form on the case page: commit and say `done`, or roll
+    back and say why; 404 outside the user's units, 409 (keeping `typed`) on a stale case."""
+    session = db_session()
+    try:
+        action()
+    except StaleCase as exc:
+        return _conflict(case, str(exc), typed)
+    except NotPermitted:
+        abort(404)
+    except (services.VisitError, CaseError) as exc:
+        session.rollback()
+        flash(str(exc), "error")
+    else:
+        session.commit()
+        flash(done, "success")
+    return redirect(url_for("cases.show", case_id=case.id))
 
 
 def _local_datetime(day: str, time: str) -> dt.datetime | None:
@@ -368,28 +390,21 @@ def follow_up(case_id: int) -> ResponseReturnValue:
 def request_handover(case_id: int) -> ResponseReturnValue:
     """Sluss 2: ask an organisation to meet the patient at the first occasion."""
     case = load_case(case_id)
-    session = db_session()
     try:
         step = int(request.form.get("step_id", "") or 0) or None
     except ValueError:
         step = None
-    try:
-        services.request_handover(
+    return _apply(
+        case,
+        lambda: services.request_handover(
             keystore(),
             current_actor(),
             case,
             step_id=step,
             organisation_name=request.form.get("organisation", ""),
-        )
-    except NotPermitted:
-        abort(404)
-    except services.VisitError as exc:
-        session.rollback()
-        flash(str(exc), "error")
-    else:
-        session.commit()
-        flash(_("The hand-over request is recorded."), "success")
-    return redirect(url_for("cases.show", case_id=case.id))
+        ),
+        done=_("The hand-over request is recorded."),
+    )
 
 
 @bp.route("/arenden/<int:case_id>/overlamning/<int:handover_id>", methods=["POST"])
@@ -404,8 +419,9 @@ def update_handover(case_id: int, handover_id: int) -> ResponseReturnValue:
     meeting = _local_datetime(
         request.form.get("meeting_day", ""), request.form.get("meeting_time", "")
     )
-    try:
-        services.update_handover(
+    return _apply(
+        case,
+        lambda: services.update_handover(
             keystore(),
             current_actor(),
             case,
@@ -416,16 +432,9 @@ def update_handover(case_id: int, handover_id: int) -> ResponseReturnValue:
             meeting_place=request.form.get("meeting_place", ""),
             outcome=request.form.get("outcome") or None,
             note=request.form.get("note", ""),
-        )
-    except NotPermitted:
-        abort(404)
-    except services.VisitError as exc:
-        session.rollback()
-        flash(str(exc), "error")
-    else:
-        session.commit()
-        flash(_("The hand-over is updated."), "success")
-    return redirect(url_for("cases.show", case_id=case.id))
+        ),
+        done=_("The hand-over is updated."),
+    )
 
 
 @bp.route("/arenden/<int:case_id>/screening", methods=["POST"])
@@ -433,10 +442,10 @@ def update_handover(case_id: int, handover_id: int) -> ResponseReturnValue:
 def resolve_screening(case_id: int) -> ResponseReturnValue:
     """Resolve a positive screening: continue, or refer elsewhere with a reason."""
     case = load_case(case_id)
-    session = db_session()
     reason = request.form.get("reason", "")
-    try:
-        services.resolve_screening(
+    return _apply(
+        case,
+        lambda: services.resolve_screening(
             keystore(),
             current_actor(),
             case,
@@ -444,15 +453,7 @@ def resolve_screening(case_id: int) -> ResponseReturnValue:
             decision=request.form.get("decision", ""),
             reason=reason,
             expected_version=_version(),
-        )
-    except StaleCase as exc:
-        return _conflict(case, str(exc), reason)
-    except NotPermitted:
-        abort(404)
-    except (services.VisitError, CaseError) as exc:
-        session.rollback()
-        flash(str(exc), "error")
-    else:
-        session.commit()
-        flash(_("Saved."), "success")
-    return redirect(url_for("cases.show", case_id=case.id))
+        ),
+        done=_("Saved."),
+        typed=reason,
+    )

@@ -8,10 +8,11 @@ the real migrations and the demo data, CSRF on, and stops at the end.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,16 @@ def need_browser() -> None:
 class LiveServer:
     url: str
     password: str
+    app: Any
+    #: What `slussen demo` reported (it prints an answer code of a demo letter).
+    report: list[str] = field(default_factory=list)
+
+    def demo_code(self) -> str:
+        for line in self.report:
+            found = re.search(r"Answer code of a demo letter \(case [^)]+\): (\S+)", line)
+            if found:
+                return found.group(1)
+        raise AssertionError(f"no answer code in the demo output: {self.report}")
 
 
 @pytest.fixture(scope="module")
@@ -72,16 +83,17 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
             "database_url": f"sqlite:///{folder / 'browser.sqlite3'}",
             "argon2_time_cost": 1,
             "argon2_memory_kib": 8,
+            "use_demo_forms": True,
         }
     )
     with app.app_context():
         migrate.upgrade(engine())
-        demo.seed(app, password=DEMO_PASSWORD)
+        report = demo.seed(app, password=DEMO_PASSWORD)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield LiveServer(f"http://127.0.0.1:{server.server_port}", DEMO_PASSWORD)
+        yield LiveServer(f"http://127.0.0.1:{server.server_port}", DEMO_PASSWORD, app, report)
     finally:
         server.shutdown()
         thread.join(timeout=10)

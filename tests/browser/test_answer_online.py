@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser._live import LiveServer, browser, live_server  # noqa: F401 (fixtures)
+from tests.browser.conftest import LiveServer
 
 pytestmark = pytest.mark.browser
 
@@ -26,8 +26,8 @@ def serious_violations(page: Any) -> list[str]:
 
 
 def test_answer_online_with_the_demo_letters_code(
-    live_server: LiveServer,  # noqa: F811
-    browser: Any,  # noqa: F811
+    live_server: LiveServer,
+    browser: Any,
 ) -> None:
     code = live_server.demo_code()
     page = browser.new_page()
@@ -69,8 +69,8 @@ def test_answer_online_with_the_demo_letters_code(
 
 
 def test_an_expired_code_fails_in_the_browser(
-    live_server: LiveServer,  # noqa: F811
-    browser: Any,  # noqa: F811
+    live_server: LiveServer,
+    browser: Any,
 ) -> None:
     from sqlalchemy import select
 
