@@ -223,7 +223,8 @@ def counting(app: Flask) -> Iterator[SqlCount]:
         if not state.is_select:
             return None
         descriptions = getattr(state.statement, "column_descriptions", [])
-        if not any(d.get("expr") is Case for d in descriptions):
+        # Whole cases (ORM entities) or rows of case columns that include the case's id.
+        if not any(d.get("expr") is Case or d.get("expr") is Case.id for d in descriptions):
             return None
         frozen = state.invoke_statement().freeze()
         counts.cases_fetched += len(frozen.data)

@@ -36,7 +36,7 @@ STEPS = [
     ("slussen.cases.views", "coach_worklist"),
     ("slussen.cases.views", "names_for_list"),
     ("slussen.cases.views", "state_counts"),
-    ("slussen.cases.views", "unseen_referrals"),
+    ("slussen.cases.views", "_work_items"),
     ("slussen.cases.views", "load_case"),
     ("slussen.cases.views", "case_view"),
     ("slussen.cases.views", "mark_referrals_seen"),

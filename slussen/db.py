@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, ClassVar
 
-from flask import Flask, current_app, g
+from flask import Flask, current_app, g, has_request_context, request
 from sqlalchemy import DateTime, Engine, MetaData, String, create_engine, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
@@ -71,6 +71,12 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {dt.datetime: UtcDateTime()}
 
 
+#: Requests that only read begin SQLite transactions deferred (see `make_engine`).
+READING_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_DEFERRED = "slussen_deferred"
+_WRITES = frozenset({"INSERT", "UPDATE", "DELETE", "REPLAC"})
+
+
 def make_engine(url: str) -> Engine:
     """Create the engine for `url` with the settings each database needs."""
     if url.startswith("sqlite"):
@@ -91,9 +97,30 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            # Take the write lock up front: a transaction that read first and writes later (every
-            # audited page) would otherwise fail with SQLITE_BUSY_SNAPSHOT under concurrency.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # A transaction that read first and wrote later would fail with SQLITE_BUSY_SNAPSHOT
+            # under concurrency, so changing requests (and the CLI) take the write lock up front.
+            # Reading requests (GET, HEAD) begin deferred, so readers never wait for each other;
+            # their few writes (an audit row, a session touch) restart the transaction as a
+            # write transaction first (`_sqlite_write_lock`), as PostgreSQL's READ COMMITTED
+            # would see them.
+            is_reading = has_request_context() and request.method in READING_METHODS
+            conn.info[_DEFERRED] = is_reading
+            conn.exec_driver_sql("BEGIN" if is_reading else "BEGIN IMMEDIATE")
+
+        @event.listens_for(engine, "savepoint")
+        def _sqlite_savepoint(conn: Any, _name: str) -> None:
+            # A savepoint cannot survive a restart: keep the transaction as it began.
+            conn.info[_DEFERRED] = False
+
+        @event.listens_for(engine, "before_cursor_execute")
+        def _sqlite_write_lock(
+            conn: Any, cursor: Any, statement: str, _params: Any, _ctx: Any, _many: bool
+        ) -> None:
+            if conn.info.get(_DEFERRED) and statement.lstrip()[:6].upper() in _WRITES:
+                conn.info[_DEFERRED] = False
+                # Only reads happened so far: end them and wait for the write lock.
+                cursor.execute("COMMIT")
+                cursor.execute("BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)

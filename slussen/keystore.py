@@ -117,20 +117,13 @@ class Keystore:
             self._ciphers[data_key_id] = cipher
         return cipher
 
-    def preload(self, data_key_ids: Iterable[int]) -> None:
-        """Unwrap many data keys with one query (a list page shows many patients)."""
-        missing = {key for key in data_key_ids if key not in self._ciphers}
-        if not missing:
-            return
-        rows = self.session.execute(
-            select(DataKey.id, DataKey.wrapped).where(
-                DataKey.id.in_(missing), DataKey.wrapped.is_not(None)
-            )
-        )
-        for key_id, wrapped in rows:
-            assert wrapped is not None  # filtered in the query
-            raw = vault.unwrap_data_key(self.ring, wrapped, data_key_id=key_id)
-            self._ciphers[key_id] = vault.FieldCipher(raw, key_id)
+    def adopt(self, keys: Iterable[tuple[int, bytes | None]]) -> None:
+        """Unwrap data keys the caller read already (id, wrapped) with its own query, so a list
+        page of many patients costs no query here. A destroyed key (None) stays unusable."""
+        for key_id, wrapped in keys:
+            if wrapped is not None and key_id not in self._ciphers:
+                raw = vault.unwrap_data_key(self.ring, wrapped, data_key_id=key_id)
+                self._ciphers[key_id] = vault.FieldCipher(raw, key_id)
 
     def destroy(self, data_key_id: int) -> None:
         """Crypto-shred: drop the wrapped key so nothing encrypted with it can be read again."""

@@ -15,10 +15,10 @@ from flask import (
     session,
     url_for,
 )
-from flask import g as request_globals
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_login import current_user
 
 from slussen.accesslog import services
 from slussen.accesslog.forms import LogFilterForm, PersonnummerForm
@@ -63,7 +63,7 @@ OBJECT_LABELS = {
 
 
 def _reviewer() -> User:
-    user: User = request_globals.user
+    user: User = current_user.user
     return user
 
 

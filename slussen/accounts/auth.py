@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import wraps
 from typing import Any, TypeVar
 
 from flask import Flask, abort, current_app, g, redirect, request, url_for
 from flask_login import AnonymousUserMixin, LoginManager, current_user
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
 
-from slussen.accounts.models import User
+from slussen.accounts.models import Membership, User
 from slussen.accounts.roles import PATIENT_DATA_ROLES, Permission, grants
 from slussen.db import db_session
 
@@ -18,32 +22,72 @@ F = TypeVar("F", bound=Callable[..., Any])
 login_manager = LoginManager()
 
 
+@dataclass(frozen=True)
+class Identity:
+    """Who is logged in, as every request needs it: read with one small query, no ORM objects."""
+
+    id: int
+    username: str
+    display_name: str
+    role: str
+    unit_ids: frozenset[int]
+
+    @classmethod
+    def of(cls, user: User) -> Identity:
+        return cls(user.id, user.username, user.display_name, user.role, user.unit_ids)
+
+
+_IDENTITY = (
+    select(User.id, User.username, User.display_name, User.role, Membership.unit_id)
+    .outerjoin(Membership, Membership.user_id == User.id)
+    .where(User.id == bindparam("user_id"), User.is_active.is_(True))
+)
+
+
+def load_identity(session: Session, user_id: int) -> Identity | None:
+    """The active user's identity and units; None for an unknown or disabled account."""
+    rows = session.execute(_IDENTITY, {"user_id": user_id}).all()
+    if not rows:
+        return None
+    first = rows[0]
+    units = frozenset(row.unit_id for row in rows if row.unit_id is not None)
+    return Identity(first.id, first.username, first.display_name, first.role, units)
+
+
 class LoginUser:
-    """What Flask-Login keeps for a logged-in person: the User row and its role checks."""
+    """What Flask-Login keeps for a logged-in person: their identity and role checks; the User
+    row itself is loaded only by the views that change it."""
 
     is_authenticated = True
+    is_active = True
     is_anonymous = False
 
-    def __init__(self, user: User) -> None:
-        self.user = user
+    def __init__(self, identity: Identity) -> None:
+        self.identity = identity
 
-    @property
-    def is_active(self) -> bool:
-        return self.user.is_active
+    @functools.cached_property
+    def user(self) -> User:
+        user = db_session().get(User, self.identity.id)
+        assert user is not None  # the identity was just read in this request
+        return user
 
     def get_id(self) -> str:
-        return str(self.user.id)
+        return str(self.identity.id)
 
     @property
     def id(self) -> int:
-        return self.user.id
+        return self.identity.id
 
     @property
     def role(self) -> str:
-        return self.user.role
+        return self.identity.role
+
+    @property
+    def display_name(self) -> str:
+        return self.identity.display_name
 
     def can(self, permission: Permission) -> bool:
-        return grants(self.user.role, permission)
+        return grants(self.identity.role, permission)
 
 
 class Anonymous(AnonymousUserMixin):  # type: ignore[misc]
@@ -110,12 +154,10 @@ def init_app(app: Flask) -> None:
     @login_manager.user_loader  # type: ignore[untyped-decorator]
     def _load(user_id: str) -> LoginUser | None:
         try:
-            user = db_session().get(User, int(user_id))
+            identity = load_identity(db_session(), int(user_id))
         except ValueError:
             return None
-        if user is None or not user.is_active:
-            return None
-        return LoginUser(user)
+        return LoginUser(identity) if identity else None
 
     @app.before_request
     def _require_login() -> Any:
@@ -123,5 +165,5 @@ def init_app(app: Flask) -> None:
             return None
         if not current_user.is_authenticated:
             return redirect(url_for("accounts.login", next=request.full_path.rstrip("?")))
-        g.user = current_user.user
+        g.identity = current_user.identity
         return None

@@ -27,7 +27,7 @@ from flask.json.tag import TaggedJSONSerializer
 from flask.sessions import SessionInterface, SessionMixin
 from flask.wrappers import Request, Response
 from flask_babel import gettext as _
-from sqlalchemy import delete, update
+from sqlalchemy import Row, bindparam, delete, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.datastructures import CallbackDict
@@ -46,6 +46,12 @@ _CARRIED_OVER = ("lang",)
 _USER_KEY = "_user_id"
 
 _serializer = TaggedJSONSerializer()
+
+
+#: A session row as `_open` reads it (plain columns: this runs on every request).
+_OPEN = select(
+    WebSession.user_id, WebSession.data, WebSession.created_at, WebSession.last_seen_at
+).where(WebSession.id == bindparam("sid"))
 
 
 def token_hash(token: str) -> str:
@@ -107,7 +113,9 @@ def _user_id(data: dict[str, Any]) -> int | None:
         return None
 
 
-def expiry_reason(settings: Settings, row: WebSession, now: dt.datetime) -> str | None:
+def expiry_reason(
+    settings: Settings, row: WebSession | Row[Any] | Any, now: dt.datetime
+) -> str | None:
     """'absolute' or 'idle' when the session is over, else None."""
     if now - row.created_at > dt.timedelta(hours=settings.session_absolute_hours):
         return "absolute"
@@ -136,7 +144,7 @@ class DatabaseSessionInterface(SessionInterface):
         sid = token_hash(token)
         now = utcnow()
         with _sessionmaker(app)() as db:
-            row = db.get(WebSession, sid)
+            row = db.execute(_OPEN, {"sid": sid}).one_or_none()
             if row is None:
                 return ServerSession(had_cookie=True)
             try:
@@ -148,7 +156,7 @@ class DatabaseSessionInterface(SessionInterface):
             reason = expiry_reason(_settings(app), row, now)
             if reason is not None:
                 was_logged_in = row.user_id is not None
-                db.delete(row)
+                db.execute(delete(WebSession).where(WebSession.id == sid))
                 db.commit()
                 fresh = ServerSession(had_cookie=True)
                 fresh.update({k: data[k] for k in _CARRIED_OVER if k in data})

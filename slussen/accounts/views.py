@@ -28,7 +28,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 
 from slussen.accounts import services, sessions
-from slussen.accounts.auth import LoginUser, public
+from slussen.accounts.auth import Identity, LoginUser, public
 from slussen.accounts.forms import CodeForm, LoginForm, PasswordChangeForm, TotpEnrolForm
 from slussen.accounts.models import User
 from slussen.accounts.passwords import (
@@ -98,7 +98,7 @@ def _log_in(user: User) -> None:
     session.pop("csrf_token", None)
     g.pop("csrf_token", None)
     sessions.regenerate()
-    login_user(LoginUser(user))
+    login_user(LoginUser(Identity.of(user)))
 
 
 def _login_again() -> ResponseReturnValue:

@@ -12,7 +12,7 @@ from slussen.db import db_session
 
 def current_actor() -> Actor:
     """The logged-in user as an Actor (units included)."""
-    return Actor.of(g.user)
+    return Actor.of(g.identity)
 
 
 def load_case(case_id: int) -> Case:

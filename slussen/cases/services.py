@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import ColumnElement, Date, Integer, Select, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from slussen import audit
@@ -14,7 +14,7 @@ from slussen.audit import Actor
 from slussen.cases.engine import NotPermitted, may_act_on, unseal
 from slussen.cases.models import Case, CaseEvent, Referral
 from slussen.cases.workflow import Workflow
-from slussen.keystore import Keystore
+from slussen.keystore import DataKey, Keystore
 from slussen.letters.models import QueuedLetter
 from slussen.patients.models import Patient
 from slussen.patients.services import PatientIdentity, read_patient
@@ -24,33 +24,95 @@ PAGE_SIZE = 50
 
 @dataclass(frozen=True)
 class Page:
-    cases: list[Case]
+    #: Rows with the `LISTED` columns (worklist, unit view) or whole cases (staff view).
+    cases: list[Any]
     page: int
     has_next: bool
 
 
 def _paginate(session: Session, query: Select[Any], page: int) -> Page:
     page = max(1, min(page, 10_000))
-    rows: list[Case] = list(
-        session.scalars(query.limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE))
+    limited = query.limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE)
+    found = list(session.scalars(limited))
+    return Page(found[:PAGE_SIZE], page, len(found) > PAGE_SIZE)
+
+
+#: What a list of cases shows, read as plain rows (no ORM objects, no due dates) with the
+#: patient's encrypted name and wrapped data key: one query per page.
+LISTED = (
+    Case.id,
+    Case.reference,
+    Case.state,
+    Case.unit_id,
+    Case.coach_id,
+    Case.channel,
+    Case.screening_flag,
+    Case.next_due_on,
+    Case.version,
+    Case.patient_id,
+    Patient.data_key_id,
+    Patient.name_enc,
+    DataKey.wrapped.label("wrapped_key"),
+    select(Referral.id)
+    .where(Referral.case_id == Case.id, Referral.is_seen.is_(False))
+    .exists()
+    .label("has_unseen_referral"),
+)
+
+
+def _listed_page(where: list[ColumnElement[bool]], order: list[Any]) -> Select[Any]:
+    """One page of `LISTED` rows of the cases matching `where`, in `order` (parameters `limit`
+    and `offset`): the page's ids are chosen first (the index does that work), patients and keys
+    are joined to those rows only."""
+    ids = (
+        select(Case.id)
+        .where(*where)
+        .order_by(*order)
+        .limit(bindparam("limit", type_=Integer))
+        .offset(bindparam("offset", type_=Integer))
     )
-    return Page(rows[:PAGE_SIZE], page, len(rows) > PAGE_SIZE)
+    query: Select[Any] = select(*LISTED)  # type: ignore[assignment]
+    return (
+        query.join(Patient, Patient.id == Case.patient_id)
+        .outerjoin(DataKey, DataKey.id == Patient.data_key_id)
+        .where(Case.id.in_(ids))
+        .order_by(*order)
+    )
+
+
+def _paginate_listed(session: Session, query: Select[Any], page: int, **params: Any) -> Page:
+    page = max(1, min(page, 10_000))
+    limits = {"limit": PAGE_SIZE + 1, "offset": (page - 1) * PAGE_SIZE}
+    found = list(session.execute(query, {**params, **limits}))
+    return Page(found[:PAGE_SIZE], page, len(found) > PAGE_SIZE)
+
+
+#: The coach's worklist, built once (a statement per request costs more than its SQL).
+_WORKLIST = _listed_page(
+    [
+        Case.unit_id.in_(bindparam("unit_ids", expanding=True)),
+        Case.state.in_(bindparam("states", expanding=True)),
+        or_(Case.coach_id == bindparam("coach_id"), Case.coach_id.is_(None)),
+        Case.next_due_on <= bindparam("horizon", type_=Date),
+    ],
+    [Case.next_due_on, Case.id],
+)
 
 
 def coach_worklist(
     session: Session, actor: Actor, workflow: Workflow, *, today: dt.date, page: int = 1
 ) -> Page:
     """The coach's cases due within a week (overdue first), in their units, assigned to them or
-    not yet taken; one page, ordered by due date."""
-    horizon = today + dt.timedelta(days=7)
-    query = (
-        select(Case)
-        .where(Case.unit_id.in_(actor.unit_ids), Case.state.in_(workflow.active_states))
-        .where(or_(Case.coach_id == actor.user_id, Case.coach_id.is_(None)))
-        .where(Case.next_due_on <= horizon)
-        .order_by(Case.next_due_on, Case.id)
+    not yet taken; one page of `LISTED` rows, ordered by due date."""
+    return _paginate_listed(
+        session,
+        _WORKLIST,
+        page,
+        unit_ids=sorted(actor.unit_ids),
+        states=list(workflow.active_states),
+        coach_id=actor.user_id,
+        horizon=today + dt.timedelta(days=7),
     )
-    return _paginate(session, query, page)
 
 
 @dataclass(frozen=True)
@@ -64,19 +126,19 @@ class UnitFilters:
 def unit_cases(
     session: Session, actor: Actor, filters: UnitFilters, *, today: dt.date, page: int = 1
 ) -> Page:
-    """The coordinator's view of every case in their units, filtered; one page."""
-    query = select(Case).where(Case.unit_id.in_(actor.unit_ids))
+    """The coordinator's view of every case in their units, filtered; one page of `LISTED`
+    rows."""
+    where: list[ColumnElement[bool]] = [Case.unit_id.in_(actor.unit_ids)]
     if filters.state:
-        query = query.where(Case.state == filters.state)
+        where.append(Case.state == filters.state)
     if filters.coach_id:
-        query = query.where(Case.coach_id == filters.coach_id)
+        where.append(Case.coach_id == filters.coach_id)
     if filters.is_overdue:
-        query = query.where(Case.next_due_on < today)
+        where.append(Case.next_due_on < today)
     if filters.channel:
-        query = query.where(Case.channel == filters.channel)
-    return _paginate(
-        session, query.order_by(Case.next_due_on.is_(None), Case.next_due_on, Case.id.desc()), page
-    )
+        where.append(Case.channel == filters.channel)
+    order = [Case.next_due_on.is_(None), Case.next_due_on, Case.id.desc()]
+    return _paginate_listed(session, _listed_page(where, order), page)
 
 
 def flagged_cases(session: Session, actor: Actor, *, page: int = 1) -> Page:
@@ -85,59 +147,43 @@ def flagged_cases(session: Session, actor: Actor, *, page: int = 1) -> Page:
     return _paginate(session, query, page)
 
 
+_STATE_COUNTS = (
+    select(Case.state, func.count())
+    .where(Case.unit_id.in_(bindparam("unit_ids", expanding=True)))
+    .group_by(Case.state)
+)
+
+
 def state_counts(session: Session, unit_ids: frozenset[int]) -> dict[str, int]:
-    rows = session.execute(
-        select(Case.state, func.count()).where(Case.unit_id.in_(unit_ids)).group_by(Case.state)
-    )
+    rows = session.execute(_STATE_COUNTS, {"unit_ids": sorted(unit_ids)})
     return {state: int(count) for state, count in rows}
 
 
-def unseen_referrals(session: Session, case_ids: list[int]) -> set[int]:
-    if not case_ids:
-        return set()
-    return set(
-        session.scalars(
-            select(Referral.case_id).where(
-                Referral.case_id.in_(case_ids), Referral.is_seen.is_(False)
-            )
-        )
-    )
-
-
 def names_for_list(
-    store: Keystore, actor: Actor, cases: list[Case], *, purpose: str
+    store: Keystore, actor: Actor, rows: list[Any], *, purpose: str
 ) -> dict[int, str]:
-    """Decrypt the names of the patients on one page of a list; one audit row for the page.
+    """Decrypt the names on one page of `LISTED` rows (case id → name); one audit row for the page.
 
     A list shows names so a coach can recognise people; it writes one `read` row naming the list
     rather than one row per patient (the case page, opened per patient, writes its own)."""
-    if not cases:
+    if not rows:
         return {}
-    session = store.session
-    rows = session.execute(
-        select(Patient.id, Patient.data_key_id, Patient.name_enc).where(
-            Patient.id.in_({c.patient_id for c in cases})
-        )
-    ).all()
-    store.preload(row.data_key_id for row in rows)
-    patients = {row.id: row for row in rows}
+    store.adopt((row.data_key_id, row.wrapped_key) for row in rows)
     names = {}
-    for case in cases:
-        patient = patients[case.patient_id]
-        if patient.name_enc is None:
-            names[case.id] = "–"
+    for row in rows:
+        if row.name_enc is None:
+            names[row.id] = "–"
             continue
-        cipher = store.cipher(patient.data_key_id)
-        names[case.id] = cipher.decrypt_str(
-            patient.name_enc, table="patients", column="name", row_id=patient.id
+        names[row.id] = store.cipher(row.data_key_id).decrypt_str(
+            row.name_enc, table="patients", column="name", row_id=row.patient_id
         )
     audit.record(
-        session,
+        store.session,
         store.ring,
         actor,
         "read",
         "case_list",
-        ",".join(str(c.id) for c in cases)[:80],
+        ",".join(str(row.id) for row in rows)[:80],
         purpose=purpose,
     )
     return names
@@ -150,13 +196,12 @@ class TimelineEntry:
 
 
 def case_view(store: Keystore, actor: Actor, case: Case) -> dict[str, Any]:
-    """Everything the case page shows, decrypted; writes the audit row (read) for the patient."""
+    """Everything the case page shows, decrypted; writes the audit row (read) for the patient
+    last, so a write transaction (SQLite's lock, PostgreSQL's audit chain head) is held only from
+    there to the caller's commit."""
     session = store.session
     patient = session.get(Patient, case.patient_id)
     assert patient is not None
-    identity: PatientIdentity = read_patient(
-        store, actor, patient, purpose="ärendesida", unit_id=case.unit_id
-    )
     events = list(
         session.scalars(
             select(CaseEvent).where(CaseEvent.case_id == case.id).order_by(CaseEvent.id)
@@ -177,6 +222,9 @@ def case_view(store: Keystore, actor: Actor, case: Case) -> dict[str, Any]:
         session.scalars(
             select(QueuedLetter).where(QueuedLetter.case_id == case.id).order_by(QueuedLetter.id)
         )
+    )
+    identity: PatientIdentity = read_patient(
+        store, actor, patient, purpose="ärendesida", unit_id=case.unit_id
     )
     return {
         "identity": identity,
@@ -199,8 +247,7 @@ def take_case(actor: Actor, case: Case) -> bool:
     return True
 
 
-def mark_referrals_seen(session: Session, case: Case) -> None:
-    for referral in session.scalars(
-        select(Referral).where(Referral.case_id == case.id, Referral.is_seen.is_(False))
-    ):
+def mark_referrals_seen(referrals: list[tuple[Referral, str]]) -> None:
+    """The coach has seen these referrals (as `case_view` returns them)."""
+    for referral, _reason in referrals:
         referral.is_seen = True

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
@@ -12,6 +15,7 @@ from slussen.accounts.auth import require
 from slussen.accounts.models import Membership, User
 from slussen.accounts.roles import Permission
 from slussen.app import NO_STORE_FLAG
+from slussen.audit import Actor
 from slussen.cases.access import current_actor, load_case
 from slussen.cases.engine import (
     CaseError,
@@ -33,9 +37,9 @@ from slussen.cases.services import (
     state_counts,
     take_case,
     unit_cases,
-    unseen_referrals,
 )
 from slussen.cases.workflow import localised
+from slussen.core.views import format_day
 from slussen.db import db_session
 from slussen.keystore import keystore
 
@@ -59,6 +63,76 @@ def _page() -> int:
         return 1
 
 
+class WorkItem(NamedTuple):
+    """One worklist row, with everything the template shows already worked out."""
+
+    case_id: int
+    url: str
+    name: str
+    reference: str
+    state: str
+    state_label: str
+    due: str
+    is_unseen: bool
+    is_screening: bool
+    #: The next step: None (just "Open"), or its label, URL and whether it is a POST form.
+    action: tuple[str, str, bool] | None
+    version: int
+
+
+def case_urls(endpoint: str, **values: Any) -> Callable[[int], str]:
+    """`url_for(endpoint, case_id=…, **values)` for a whole page of cases at the cost of one
+    url_for."""
+    built = url_for(endpoint, case_id=_URL_MARKER, **values)
+    head, _sep, tail = built.partition(str(_URL_MARKER))
+    return lambda case_id: f"{head}{case_id}{tail}"
+
+
+_URL_MARKER = 987654321
+
+
+def _work_items(rows: list[Any], names: dict[int, str], actor: Actor) -> list[WorkItem]:
+    """The worklist's rows; labels, dates, URLs and the next step are worked out once per
+    distinct value, not per row (a page has 50 rows but few states and days)."""
+    workflow = current_workflow()
+    show = case_urls("cases.show")
+    labels = {name: localised(state.label) for name, state in workflow.states.items()}
+    days: dict[Any, str] = {}
+    # The next step depends only on the state (every row is in the actor's units).
+    actions: dict[str, tuple[str, Callable[[int], str], bool] | None] = {}
+    for row in rows:
+        if row.state not in actions:
+            t = next(iter(allowed_events(workflow, row, actor)), None)
+            if t is not None and t.event in SPECIAL_EVENTS:
+                actions[row.state] = (localised(t.label), case_urls(SPECIAL_EVENTS[t.event]), False)
+            elif t is not None and not t.requires:
+                url = case_urls("cases.fire_event", event=t.event)
+                actions[row.state] = (localised(t.label), url, True)
+            else:
+                actions[row.state] = None
+        if row.next_due_on not in days:
+            days[row.next_due_on] = format_day(row.next_due_on, "long")
+    items = []
+    for row in rows:
+        action = actions[row.state]
+        items.append(
+            WorkItem(
+                row.id,
+                show(row.id),
+                names[row.id],
+                row.reference,
+                row.state,
+                labels[row.state],
+                days[row.next_due_on],
+                bool(row.has_unseen_referral),
+                row.screening_flag == "positive",
+                (action[0], action[1](row.id), action[2]) if action else None,
+                row.version,
+            )
+        )
+    return items
+
+
 @bp.route("/arbetslista")
 @require(Permission.WORK_CASES)
 @shows_patient_data
@@ -69,34 +143,27 @@ def worklist() -> ResponseReturnValue:
     workflow = current_workflow()
     today = today_local()
     page = coach_worklist(session, actor, workflow, today=today, page=_page())
-    names = names_for_list(keystore(), actor, page.cases, purpose="arbetslista")
     counts = state_counts(session, actor.unit_ids)
-    unseen = unseen_referrals(session, [c.id for c in page.cases])
-    next_events = {c.id: next(iter(allowed_events(workflow, c, actor)), None) for c in page.cases}
+    names = names_for_list(keystore(), actor, page.cases, purpose="arbetslista")
     session.commit()
-    # Nothing below touches the database: the transaction (a lock on SQLite) is already over.
+    # Nothing below touches the database: the transaction is already over.
     g.setdefault(NO_STORE_FLAG, True)
-    groups: dict[str, list[object]] = {"overdue": [], "today": [], "week": []}
-    for case in page.cases:
-        key = (
-            "overdue"
-            if case.next_due_on and case.next_due_on < today
-            else "today"
-            if case.next_due_on == today
-            else "week"
+    groups: dict[str, list[WorkItem]] = {"overdue": [], "today": [], "week": []}
+    for row, item in zip(page.cases, _work_items(page.cases, names, actor), strict=True):
+        due = row.next_due_on
+        groups["overdue" if due and due < today else "today" if due == today else "week"].append(
+            item
         )
-        groups[key].append(case)
+    for items in groups.values():
+        items.sort(key=lambda item: item.state)
     return render_template(
         "cases/worklist.html",
         page=page,
         groups=groups,
-        names=names,
-        workflow=workflow,
-        counts=counts,
-        today=today,
-        unseen=unseen,
-        next_event=lambda case: next_events[case.id],
-        special=SPECIAL_EVENTS,
+        state_counts=[
+            (counts.get(name, 0), localised(workflow.states[name].label))
+            for name in workflow.active_states
+        ],
     )
 
 
@@ -167,10 +234,11 @@ def render_case(case: Case, *, typed: str = "", status: int = 200) -> ResponseRe
     session = db_session()
     actor = current_actor()
     workflow = current_workflow()
-    view = case_view(keystore(), actor, case)
     panel = visit_panel(keystore(), case)
     questionnaires = questionnaire_panel(case)
-    mark_referrals_seen(session, case)
+    # The audited read comes last: from there to the commit is a write transaction.
+    view = case_view(keystore(), actor, case)
+    mark_referrals_seen(view["referrals"])
     session.commit()
     return render_template(
         "cases/show.html",

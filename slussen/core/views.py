@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 
 from flask import Blueprint, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
@@ -35,19 +36,27 @@ def format_day(value: dt.date | None, style: str = "full") -> str:
     """A date in Swedish form: "torsdag 5 mars 2026" (or "5 mars 2026" with style="long")."""
     if value is None:
         return ""
-    from flask_babel import format_date
+    from flask_babel import get_locale
 
-    return str(format_date(value, style))
+    return _format_day(value, style, str(get_locale() or "sv"))
+
+
+@functools.lru_cache(maxsize=4096)
+def _format_day(value: dt.date, style: str, locale: str) -> str:
+    # Babel's formatting is slow and a page repeats the same few days: remember them.
+    from babel.dates import format_date
+
+    return format_date(value, style, locale=locale)
 
 
 def format_moment(value: dt.datetime | None) -> str:
     """A time in Swedish form in Swedish time: "torsdag 5 mars 2026 kl. 10.00"."""
     if value is None:
         return ""
-    from flask_babel import format_date, to_user_timezone
+    from flask_babel import to_user_timezone
 
     local = to_user_timezone(value)
-    return f"{format_date(local, 'full')} kl. {local:%H.%M}"
+    return f"{format_day(local.date(), 'full')} kl. {local:%H.%M}"
 
 
 @bp.route("/sprak/<lang>", methods=["POST"])
@@ -110,8 +119,9 @@ def _layout_helpers() -> dict[str, object]:
             return role
         return en if session.get("lang") == "en" else sv
 
+    locale = get_locale()
     return {
-        **labels(),
+        **labels(locale.language if locale else "sv"),
         "nav_items": nav_items,
         "role_label": role_label,
         "Permission": Permission,
@@ -122,8 +132,10 @@ def _layout_helpers() -> dict[str, object]:
     }
 
 
-def labels() -> dict[str, object]:
-    """Swedish (or English) words for the codes stored in the database."""
+@functools.cache
+def labels(language: str) -> dict[str, object]:
+    """Swedish (or English) words for the codes stored in the database; built once per UI
+    language (the catalogs do not change while the app runs)."""
     from flask_babel import gettext as _
 
     from slussen.cases.engine import current_workflow

@@ -18,7 +18,6 @@ from flask import (
     abort,
     current_app,
     flash,
-    g,
     redirect,
     render_template,
     request,
@@ -27,6 +26,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from flask_babel import format_date, get_locale
 from flask_babel import gettext as _
+from flask_login import current_user
 from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -357,7 +357,7 @@ def open_data() -> ResponseReturnValue:
 
 
 def _user() -> User:
-    user: User = g.user
+    user: User = current_user.user
     if not can_view_directory(user):
         abort(403)
     return user

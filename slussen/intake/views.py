@@ -44,10 +44,12 @@ def _identity(form: ReferralForm | SelfReferralForm, **extra: object) -> Patient
 def refer() -> ResponseReturnValue:
     """Staff flag a patient; coaches register a call or a 1177 message. One screen."""
     session = db_session()
-    units = session.scalars(select(Unit).where(Unit.id.in_(g.user.unit_ids)).order_by(Unit.name))
+    units = session.scalars(
+        select(Unit).where(Unit.id.in_(g.identity.unit_ids)).order_by(Unit.name)
+    )
     form = ReferralForm()
     form.unit.choices = choices((u.id, u.name) for u in units)
-    if g.user.role == "staff":
+    if g.identity.role == "staff":
         form.channel.choices = [c for c in form.channel.choices if c.value == "staff_flag"]
     if form.validate_on_submit():
         try:
@@ -89,7 +91,7 @@ def refer() -> ResponseReturnValue:
                 ),
                 "success",
             )
-        return redirect(url_for("cases.flagged" if g.user.role == "staff" else "intake.refer"))
+        return redirect(url_for("cases.flagged" if g.identity.role == "staff" else "intake.refer"))
     return render_template("intake/refer.html", form=form), 422 if form.errors else 200
 
 
