@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
+from pathlib import Path
 
 import pytest
-from sqlalchemy import select, text
+from flask import Flask
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from slussen import audit, migrate, vault
 from slussen.accounts.models import Membership, Unit, User
+from slussen.db import make_engine
 
 
 def _unit(session: Session, hsa: str = "SE2321000016-DB01") -> Unit:
@@ -77,3 +83,86 @@ def test_each_test_starts_empty(backend: str, session: Session) -> None:
 def test_sqlite_runs_in_wal_mode_with_foreign_keys(session: Session) -> None:
     assert session.scalar(text("PRAGMA journal_mode")) == "wal"
     assert session.scalar(text("PRAGMA foreign_keys")) == 1
+
+
+# --- SQLite: reading requests begin deferred, writes take the lock ------------------------------
+
+
+def _sqlite_engine(tmp_path: Path) -> Engine:
+    engine = make_engine(f"sqlite:///{tmp_path / 'modes.sqlite3'}")
+    migrate.upgrade(engine)
+    return engine
+
+
+def test_sqlite_reading_request_does_not_wait_for_a_writer(tmp_path: Path) -> None:
+    """A GET reads while another transaction holds the write lock (BEGIN IMMEDIATE would wait
+    for it); its own write then waits for the lock and succeeds once the writer commits."""
+    engine = _sqlite_engine(tmp_path)
+    factory = sessionmaker(bind=engine)
+    app = Flask(__name__)
+    writer = factory()
+    writer.add(Unit(name="A", hsa_id="SE-A", street="G 1", postcode="1", town="T", phone="1"))
+    writer.flush()  # holds the write lock until it commits
+    seen: list[object] = []
+
+    def read_then_write() -> None:
+        with app.test_request_context("/", method="GET"), factory() as reader, reader.begin():
+            seen.append(reader.scalar(select(func.count()).select_from(Unit)))
+            reader.add(
+                Unit(name="B", hsa_id="SE-B", street="G 2", postcode="2", town="T", phone="2")
+            )
+
+    thread = threading.Thread(target=read_then_write)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert seen == [0]  # read at once, not after the writer
+    writer.commit()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    with factory() as check:
+        assert sorted(check.scalars(select(Unit.name))) == ["A", "B"]
+    engine.dispose()
+
+
+def test_sqlite_concurrent_readers_and_writers_leave_one_audit_chain(tmp_path: Path) -> None:
+    """Audited GETs (read, then append an audit row) and POSTs (locked from the start) at once:
+    no SQLITE_BUSY_SNAPSHOT, every row appended, one intact chain."""
+    engine = _sqlite_engine(tmp_path)
+    factory = sessionmaker(bind=engine)
+    ring = vault.KeyRing.generate()
+    app = Flask(__name__)
+    errors: list[BaseException] = []
+    start = threading.Barrier(6)
+
+    def work(n: int) -> None:
+        method = "GET" if n % 2 else "POST"
+        try:
+            start.wait()
+            for i in range(20):
+                with app.test_request_context("/", method=method), factory() as s, s.begin():
+                    s.scalar(select(func.count()).select_from(audit.AuditEvent))
+                    audit.record(
+                        s,
+                        ring,
+                        audit.Actor(None, "t", "coach"),
+                        "read",
+                        "patient",
+                        f"{n}-{i}",
+                        purpose="test",
+                        info=audit.RequestInfo("r", "127.0.0.1"),
+                    )
+        except BaseException as exc:
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert errors == []
+    with Session(engine) as session:
+        result = audit.verify_chain(session, ring)
+    engine.dispose()
+    assert result.ok and result.checked == 120
