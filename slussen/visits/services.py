@@ -391,15 +391,6 @@ def current_plan(store: Keystore, case: Case) -> Plan | None:
     )
 
 
-def plan_revision_count(store: Keystore, case: Case) -> int:
-    return int(
-        store.session.scalar(
-            select(func.count()).select_from(ActionPlan).where(ActionPlan.case_id == case.id)
-        )
-        or 0
-    )
-
-
 def record_mapping_visit(
     store: Keystore,
     actor: Actor,

@@ -122,11 +122,13 @@ def visit_panel(store: Keystore, case: Case) -> dict[str, Any]:
     handovers = list(
         session.scalars(select(Handover).where(Handover.case_id == case.id).order_by(Handover.id))
     )
+    plan = services.current_plan(store, case)
     return {
         "mapping": mapping,
         "network_map": network_svg(mapping.network) if mapping.network else None,
-        "plan": services.current_plan(store, case),
-        "plan_revisions": services.plan_revision_count(store, case),
+        "plan": plan,
+        # Revisions are numbered 1, 2, 3… and kept: the newest one's number is their count.
+        "plan_revisions": plan.revision if plan else 0,
         "visits": visits,
         "handovers": handovers,
         "interest_names": interest_areas(),
