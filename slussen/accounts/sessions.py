@@ -34,7 +34,7 @@ from werkzeug.datastructures import CallbackDict
 
 from slussen.accounts.models import WebSession
 from slussen.config import Settings
-from slussen.db import utcnow
+from slussen.db import db_session, utcnow
 
 #: `last_seen_at` is refreshed at most this often; the idle timeout is therefore exact to a minute.
 TOUCH_INTERVAL = dt.timedelta(minutes=1)
@@ -96,6 +96,12 @@ class ServerSession(CallbackDict[str, Any], SessionMixin):
         self.modified = True
 
 
+def _close_request_session() -> None:
+    request_db: Session | None = g.pop("db_session", None)
+    if request_db is not None:
+        request_db.close()
+
+
 def _sessionmaker(app: Flask) -> sessionmaker[Session]:
     result: sessionmaker[Session] = app.extensions["slussen.sessionmaker"]
     return result
@@ -138,33 +144,36 @@ class DatabaseSessionInterface(SessionInterface):
         except OperationalError:
             # Nothing is written for this request; `_refuse_without_store` answers 503.
             app.logger.exception("session store unavailable")
+            _close_request_session()
             return ServerSession(had_cookie=True, store_unavailable=True)
 
     def _open(self, app: Flask, token: str) -> ServerSession:
         sid = token_hash(token)
         now = utcnow()
-        with _sessionmaker(app)() as db:
-            row = db.execute(_OPEN, {"sid": sid}).one_or_none()
-            if row is None:
-                return ServerSession(had_cookie=True)
-            try:
-                data = _serializer.loads(row.data)
-                if not isinstance(data, dict):
-                    raise TypeError("session data is not a mapping")
-            except (ValueError, TypeError):
-                data = {}
-            reason = expiry_reason(_settings(app), row, now)
-            if reason is not None:
-                was_logged_in = row.user_id is not None
-                db.execute(delete(WebSession).where(WebSession.id == sid))
-                db.commit()
-                fresh = ServerSession(had_cookie=True)
-                fresh.update({k: data[k] for k in _CARRIED_OVER if k in data})
-                fresh.expired_reason = reason if was_logged_in else None
-                return fresh
-            return ServerSession(
-                data, sid=sid, created_at=row.created_at, last_seen_at=row.last_seen_at
-            )
+        # The request's own session reads it (one connection and transaction per request);
+        # `save_session` closes that session before it writes.
+        db = db_session()
+        row = db.execute(_OPEN, {"sid": sid}).one_or_none()
+        if row is None:
+            return ServerSession(had_cookie=True)
+        try:
+            data = _serializer.loads(row.data)
+            if not isinstance(data, dict):
+                raise TypeError("session data is not a mapping")
+        except (ValueError, TypeError):
+            data = {}
+        reason = expiry_reason(_settings(app), row, now)
+        if reason is not None:
+            was_logged_in = row.user_id is not None
+            db.execute(delete(WebSession).where(WebSession.id == sid))
+            db.commit()
+            fresh = ServerSession(had_cookie=True)
+            fresh.update({k: data[k] for k in _CARRIED_OVER if k in data})
+            fresh.expired_reason = reason if was_logged_in else None
+            return fresh
+        return ServerSession(
+            data, sid=sid, created_at=row.created_at, last_seen_at=row.last_seen_at
+        )
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         assert isinstance(session, ServerSession)
@@ -173,9 +182,7 @@ class DatabaseSessionInterface(SessionInterface):
         # The request's own database session is finished (the view committed what it meant to);
         # close it now so our write does not wait for its lock (SQLite) or get rolled back with
         # its savepoint (tests).
-        request_db: Session | None = g.pop("db_session", None)
-        if request_db is not None:
-            request_db.close()
+        _close_request_session()
         try:
             self._write(app, session, response)
         except OperationalError:
