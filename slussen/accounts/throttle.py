@@ -45,12 +45,6 @@ limiter = Limiter(
 )
 
 
-@limiter.request_filter
-def _reading_request() -> bool:
-    """Every limit here counts submissions (POST); reading pages skip the limiter's lookup."""
-    return request.method in ("GET", "HEAD", "OPTIONS")
-
-
 def _failed(response: Response) -> bool:
     return response.status_code == 401
 
