@@ -178,6 +178,27 @@ def test_coach_works_the_case_through_the_pages(
     assert case.state == "invited"
 
 
+def test_worklist_shows_a_new_referral_until_the_case_page_is_opened(
+    client: FlaskClient, login: Callable[..., Any], session: Session, unit: Any
+) -> None:
+    self_refer(client, unit)
+    self_refer(client, unit, wish="Jag har ringt också.")
+    login("coach")
+    case = session.scalars(select(Case)).one()
+    worklist = client.get("/arbetslista").get_data(as_text=True)
+    assert "Ny remiss" in worklist
+    # The next step is a one-click form for this case at its current version.
+    assert f'action="/arenden/{case.id}/handelse/invite"' in worklist
+    assert f'name="version" value="{case.version}"' in worklist
+    assert f'href="/arenden/{case.id}"' in worklist
+    client.get(f"/arenden/{case.id}")
+    assert "Ny remiss" not in client.get("/arbetslista").get_data(as_text=True)
+    client.post("/logout")
+    login("coordinator")
+    unit_page = client.get("/enhet").get_data(as_text=True)
+    assert "Margit Ekholm" in unit_page and case.reference in unit_page
+
+
 def test_stale_form_gets_409_and_keeps_the_text(
     client: FlaskClient, login: Callable[..., Any], session: Session, unit: Any
 ) -> None:
