@@ -471,12 +471,12 @@ def years(days: Floats) -> Floats:
 
 def months(days: Floats) -> list[str]:
     """ "YYYY-MM" of each day number ("" for NaN)."""
-    result = np.full(len(days), "", dtype=object)
-    known = ~np.isnan(days)
-    if known.any():
-        month = days[known].astype(np.int64).astype("datetime64[D]").astype("datetime64[M]")
-        result[known] = np.datetime_as_string(month, unit="M").astype(object)
-    listed: list[str] = result.tolist()
+    distinct, inverse = np.unique(days, return_inverse=True)
+    known = ~np.isnan(distinct)
+    texts = np.full(len(distinct), "", dtype=object)
+    month = distinct[known].astype(np.int64).astype("datetime64[D]").astype("datetime64[M]")
+    texts[known] = np.datetime_as_string(month, unit="M").astype(object)
+    listed: list[str] = texts[inverse.reshape(-1)].tolist()
     return listed
 
 

@@ -9,6 +9,7 @@ without any patient id: the evaluator never sees a single patient.
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -225,21 +226,23 @@ def write_dataset(
         out.write(f"# {line}\n")
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([c for c, _d in BASE_COLUMNS] + [c for c, _d in score_columns(definitions)])
+    # Texts (units, codes) are quoted by the csv module once per distinct value; months, hex
+    # pseudonyms, flags and numbers never need quoting. The rows are then joined directly: the
+    # csv module's per-field checks would cost more than everything else here.
+    units = {u: _csv_fields([hsa.get(u, ""), name]) for u, name in names.items()}
+    quoted = _Quoted()
+    pseudonym = vault.pseudonymiser(ring)
     rows = 0
     for batch in _records(session, context, filters, scope):
-        pseudonyms = [
-            vault.pseudonym(ring, f"case:{case_id}") for case_id in batch.case_id.tolist()
-        ]
-        unit_ids = batch.unit_id.tolist()
+        pseudonyms = [pseudonym(f"case:{case_id}") for case_id in batch.case_id.tolist()]
         month = {step: months(batch.days[:, MOMENTS.index(step)]) for step in MILESTONE_COLUMNS}
         columns: list[list[str]] = [
             pseudonyms,
-            [hsa.get(u, "") for u in unit_ids],
-            [names.get(u, "") for u in unit_ids],
-            batch.channel.tolist(),
-            batch.age_band.tolist(),
-            batch.sex.tolist(),
-            batch.status.tolist(),
+            [units.get(u) or _csv_fields([hsa.get(u, ""), ""]) for u in batch.unit_id.tolist()],
+            [quoted[v] for v in batch.channel.tolist()],
+            [quoted[v] for v in batch.age_band.tolist()],
+            [quoted[v] for v in batch.sex.tolist()],
+            [quoted[v] for v in batch.status.tolist()],
             month["referred"],
             month["invited"],
             month["baseline"],
@@ -254,7 +257,7 @@ def write_dataset(
         # The batch's score keys are the definitions', in the same order as the header.
         for j in range(len(batch.keys)):
             columns += [_numbers(batch.scores[:, j, 0]), _numbers(batch.scores[:, j, 1])]
-        writer.writerows(zip(*columns, strict=True))
+        out.write("".join(",".join(row) + "\n" for row in zip(*columns, strict=True)))
         rows += len(batch)
     audit.record(
         session,
@@ -266,6 +269,21 @@ def write_dataset(
         purpose=f"utvärdering, dataset: {describe(filters)}"[:200],
     )
     return rows
+
+
+def _csv_fields(values: list[str]) -> str:
+    """`values` as CSV fields joined by commas, quoted where needed (no line end)."""
+    line = io.StringIO()
+    csv.writer(line, lineterminator="\n").writerow(values)
+    return line.getvalue()[:-1]
+
+
+class _Quoted(dict[str, str]):
+    """Each text as a CSV field, quoted where needed; worked out once per distinct text."""
+
+    def __missing__(self, text: str) -> str:
+        field = self[text] = _csv_fields([text])
+        return field
 
 
 def _flags(values: NDArray[np.bool_]) -> list[str]:
