@@ -86,6 +86,8 @@ DIMENSIONS = ("unit", "channel", "age_band", "sex")
 OPEN = "open"
 OCCASIONS = ("baseline", "six_month")
 READ_BATCH = 20_000
+#: Rows of (case id, number) converted at a time.
+SIDE_BATCH = 100_000
 
 Floats = NDArray[np.float64]
 Ints = NDArray[np.int64]
@@ -310,17 +312,14 @@ def cases_query(conditions: list) -> Select:  # type: ignore[type-arg]
 def side_queries(
     definitions: Sequence[ScoreDefinition], screening_forms: Sequence[str]
 ) -> dict[str, Select]:  # type: ignore[type-arg]
-    """The per-case numbers beside the cases, each as (case id, number) rows in case id order:
-    milestone moments ("moment:<step>"; every event, the first per case counts), the first
-    action plan and hand-over done, score values ("score:<key>:<occasion>"; non-null values,
-    oldest response first, the last per case counts) and the screen-positive cases
-    ("screen_positive")."""
+    """The per-case numbers beside the cases, each as (case id, number) rows: milestone moments
+    ("moment:<step>"; every event, the earliest per case counts), the first action plan and
+    hand-over done, score values ("score:<key>:<occasion>"; non-null values in case and response
+    order, the last per case counts) and the screen-positive cases ("screen_positive")."""
     queries: dict[str, Select] = {}  # type: ignore[type-arg]
     for step, event in MILESTONE_EVENTS.items():
-        queries[f"moment:{step}"] = (
-            select(CaseEvent.case_id, epoch(CaseEvent.occurred_at))
-            .where(CaseEvent.event == event)
-            .order_by(CaseEvent.case_id, CaseEvent.occurred_at)
+        queries[f"moment:{step}"] = select(CaseEvent.case_id, epoch(CaseEvent.occurred_at)).where(
+            CaseEvent.event == event
         )
     queries["moment:first_plan"] = select(ActionPlan.case_id, epoch(ActionPlan.created_at))
     queries["moment:handover_done"] = select(
@@ -367,20 +366,17 @@ class _Column:
 def _driver_rows(
     connection: Connection,
     query: Select,  # type: ignore[type-arg]
-    batch: int | None = None,
+    batch: int,
 ) -> Iterator[Sequence[Any]]:
-    """The rows of `query` as the driver gives them (all at once, or `batch` at a time).
+    """The rows of `query` as the driver gives them, `batch` at a time.
 
     The evaluation's columns are numbers and plain strings that need no result processing, and
     building a SQLAlchemy row per case, event and score would cost more than the queries."""
-    # Not stream_results: its buffered strategy would read rows ahead of the driver's cursor.
+    # Not stream_results: its buffered strategy reads rows ahead of the driver's cursor.
     result = connection.execute(query)
     try:
         cursor = result.cursor
         assert cursor is not None
-        if batch is None:
-            yield cursor.fetchall()
-            return
         while rows := cursor.fetchmany(batch):
             yield rows
     finally:
@@ -389,10 +385,12 @@ def _driver_rows(
 
 def _numbers(connection: Connection, query: Select) -> tuple[Ints, Floats]:  # type: ignore[type-arg]
     """(case ids, numbers) of a two-column query of numbers, as read."""
-    rows = next(_driver_rows(connection, query))
-    # One float array (ids are exact in a double far beyond any case count), then split.
-    table = np.fromiter(chain.from_iterable(rows), dtype=np.float64, count=2 * len(rows))
-    table = table.reshape(len(rows), 2)
+    chunks = [
+        # One float array per chunk (ids are exact in a double far beyond any case count).
+        np.fromiter(chain.from_iterable(rows), dtype=np.float64, count=2 * len(rows))
+        for rows in _driver_rows(connection, query, SIDE_BATCH)
+    ]
+    table = (np.concatenate(chunks) if chunks else np.zeros(0)).reshape(-1, 2)
     return table[:, 0].astype(np.int64), table[:, 1]
 
 
