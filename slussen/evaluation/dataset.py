@@ -1,21 +1,22 @@
 """The pseudonymised case stream: the cases matching the evaluator's filters, in batches of
-columns (numpy arrays), read in one pass.
+columns (numpy arrays), read in one pass. The page, the CSV and the PDF all use it.
 
-Where the numbers come from, each read with one Core statement that walks an index range:
+Where the numbers come from, each read with one Core statement:
 
 * the cases with their patient's birth year and sex (filtered in SQL, ordered by case id, read
   in batches of `READ_BATCH`);
-* per milestone event, every (case id, moment) of that event (index `(event, case_id,
-  occurred_at)`); the first moment per case counts;
+* per milestone event, every (case id, moment) of that event, from the index `(event, case_id,
+  occurred_at)` alone; the earliest moment per case counts;
 * the first action plan and the first hand-over marked done per case;
-* per score and occasion, every (case id, value) (index `(form_id, score_id, occasion, case_id,
-  id, value)`), oldest response first, so a later answer replaces an earlier one;
+* per score and occasion, every non-null (case id, value), from the index `(form_id, score_id,
+  occasion, case_id, id, value, is_positive)` alone, in response order per case, so a later
+  answer with a value replaces an earlier one;
 * the cases with a positive screening score.
 
-The per-source columns hold plain numbers only (two arrays each) and are matched to each batch of
-cases by case id with a binary search; no ORM object is loaded, no identity is decrypted, no free
-text is read, and nothing is done per case in Python. Each output row and statistic is computed
-from `CaseBatch` columns: what an evaluator may see about the cases of one batch.
+These side columns are numbers only (two arrays each, read whole from the driver's cursor) and
+are matched to each batch of cases by case id with a binary search; no ORM object or SQLAlchemy
+row is built, no identity is decrypted, no free text is read, and nothing runs per case in
+Python. `CaseBatch` holds what an evaluator may see about the cases of one batch.
 """
 
 from __future__ import annotations
