@@ -308,3 +308,74 @@ def test_lower_and_higher_is_better_classify_improvement(
     wellbeing_bins = {b.low: b.side for b in by_key["wellbeing_life"].bins}
     assert ucla_bins[-3] == "improved" and ucla_bins[2] == "worse"
     assert wellbeing_bins[4] == "improved" and wellbeing_bins[-2] == "worse"
+
+
+@pytest.mark.usefixtures("backend", "seeded")
+def test_batches_of_any_size_give_the_same_csv_and_report(
+    app: Flask,
+    session: Session,
+    ring: vault.KeyRing,
+    evaluator: Actor,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The stream reads the cases a batch at a time: batches of 4 (the last one short) must give
+    every case once, the same rows in the same order and the same report as one batch."""
+    from slussen.evaluation import dataset
+
+    whole_csv = _export(app, session, ring, evaluator)
+    whole = _report(app, session, ring, evaluator)
+    monkeypatch.setattr(dataset, "READ_BATCH", 4)
+    _c, rows = read_csv(_export(app, session, ring, evaluator))
+    assert read_csv(whole_csv)[1] == rows and len(rows) == 37
+    batched = _report(app, session, ring, evaluator)
+    assert batched.steps == whole.steps and batched.closures == whole.closures
+    assert batched.breakdowns == whole.breakdowns
+    for a, b in zip(batched.outcomes, whole.outcomes, strict=True):
+        assert (a.n_pairs, a.paired, a.classes, a.bins) == (b.n_pairs, b.paired, b.classes, b.bins)
+
+
+@pytest.mark.usefixtures("backend")
+def test_a_later_answer_replaces_an_earlier_one_unless_it_has_no_value(
+    app: Flask, session: Session, ring: vault.KeyRing, coach: Actor, unit: Any, evaluator: Actor
+) -> None:
+    from tests.evaluation_support import add_score
+
+    workflow = context(app).workflow
+    replaced = case_with_scores(
+        session, ring, workflow, coach, unit.id, "closed_completed", {"ucla3_total": (4, 5)}, n=1
+    )
+    add_score(session, replaced.id, "ucla3", "total", "six_month", 8)
+    kept = case_with_scores(
+        session, ring, workflow, coach, unit.id, "closed_completed", {"ucla3_total": (6, 7)}, n=2
+    )
+    add_score(session, kept.id, "ucla3", "total", "six_month", None)
+    _c, rows = read_csv(_export(app, session, ring, evaluator))
+    assert [(r["ucla3_total_baseline"], r["ucla3_total_six_month"]) for r in rows] == [
+        ("4", "8"),
+        ("6", "7"),
+    ]
+
+
+@pytest.mark.usefixtures("backend")
+def test_texts_in_the_csv_are_quoted_where_needed(
+    app: Flask, session: Session, ring: vault.KeyRing, coach: Actor, unit: Any, evaluator: Actor
+) -> None:
+    unit.name = 'Vårdcentralen "Norra", Västerås\nhus 2'
+    session.flush()
+    case = case_with_scores(
+        session, ring, context(app).workflow, coach, unit.id, "referred", {}, n=3
+    )
+    _c, rows = read_csv(_export(app, session, ring, evaluator))
+    assert [(r["unit_hsa_id"], r["unit_name"], r["status"]) for r in rows] == [
+        (unit.hsa_id, unit.name, "open")
+    ]
+    assert rows[0]["pseudonym"] == vault.pseudonym(ring, f"case:{case.id}")
+
+
+def test_the_pseudonymiser_gives_the_pseudonyms() -> None:
+    ring = vault.KeyRing.generate()
+    pseudonym = vault.pseudonymiser(ring)
+    for value in ("case:1", "case:123456789", "", "ärende:ö€", "x" * 200):
+        assert pseudonym(value) == vault.pseudonym(ring, value)
+    with pytest.raises(vault.VaultError):
+        pseudonym("\ud800")

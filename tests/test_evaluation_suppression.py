@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy.optimize import Bounds, LinearConstraint, milp
 
-from slussen.evaluation.dataset import STEPS, CaseRecord, Filters
+from slussen.evaluation.dataset import STEPS, CaseBatch, CaseRecord, Filters
 from slussen.evaluation.report import Accumulator, Count
 from slussen.evaluation.suppression import PRIMARY, CellTable, shown, suppress
 
@@ -171,8 +171,10 @@ def published_flow(
     """The report's flow as an outsider sees it: named published counts, the equalities that
     hold between them (total = sum of parts) and the order relations (a ≥ b)."""
     accumulator = Accumulator([])
-    for record in synthetic_records(seed, n):
-        accumulator.add(record)
+    records = synthetic_records(seed, n)
+    # In two batches, as the stream gives them.
+    accumulator.add(CaseBatch.from_records(records[: n // 2]))
+    accumulator.add(CaseBatch.from_records(records[n // 2 :]))
     report = accumulator.finish(
         filters=Filters(), k=K, unit_names={}, terminal=["closed_declined", "closed_other"]
     )

@@ -84,6 +84,10 @@ class CaseEvent(Base):
     """The case's history: one row per event, appended by the engine, never changed."""
 
     __tablename__ = "case_events"
+    __table_args__ = (
+        # The evaluation reads each milestone event's (case, moment) from this index alone.
+        Index("ix_case_events_event_case_id_occurred_at", "event", "case_id", "occurred_at"),
+    )
 
     id: Mapped[intpk]
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)

@@ -1,24 +1,37 @@
-"""The pseudonymised case stream: one record per case, read in one pass.
+"""The pseudonymised case stream: the cases matching the evaluator's filters, in batches of
+columns (numpy arrays), read in one pass. The page, the CSV and the PDF all use it.
 
-Two Core queries, both ordered by case id and read with `yield_per`, are merged in Python:
+Where the numbers come from, each read with one Core statement:
 
-* the cases with their patient's birth year and sex and, per case, the first moment of each
-  milestone (grouped in SQL from `case_events`, `action_plans` and `handovers`);
-* the scores of those cases (`questionnaire_scores`), oldest response first, so a later answer to
-  the same form replaces an earlier one.
+* the cases with their patient's birth year and sex (filtered in SQL, ordered by case id, read
+  in batches of `READ_BATCH`);
+* per milestone event, every (case id, moment) of that event, from the index `(event, case_id,
+  occurred_at)` alone; the earliest moment per case counts;
+* the first action plan and the first hand-over marked done per case;
+* per score and occasion, every non-null (case id, value), from the index `(form_id, score_id,
+  occasion, case_id, id, value, is_positive)` alone, in response order per case, so a later
+  answer with a value replaces an earlier one;
+* the cases with a positive screening score.
 
-No ORM object is loaded, no identity is decrypted, no free text is read: the only columns touched
-are listed here. `CaseRecord` holds what an evaluator may see about one case.
+These side columns are numbers only (two arrays each, read whole from the driver's cursor) and
+are matched to each batch of cases by case id with a binary search; no ORM object or SQLAlchemy
+row is built, no identity is decrypted, no free text is read, and nothing runs per case in
+Python. `CaseBatch` holds what an evaluator may see about the cases of one batch.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Float, Select, and_, case, func, literal, select
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy import ColumnElement, Float, Select, and_, func, literal, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -53,12 +66,33 @@ MILESTONE_EVENTS = {
     "follow_up_1": "record_follow_up",
     "six_month": "register_evaluation",
 }
+#: The columns of `CaseBatch.days`: every step's milestone and the first hand-over done.
+MOMENTS = (
+    "referred",
+    "invited",
+    "baseline",
+    "mapping_visit",
+    "action_plan",
+    "handover_done",
+    "follow_up_1",
+    "six_month",
+    "complete_pair",
+)
+#: For each step in STEPS, its column in `CaseBatch.days`.
+STEP_COLUMNS = tuple(MOMENTS.index(step) for step in STEPS)
 SEXES = ("female", "male", "unknown")
 AGE_BANDS = ("0-17", "18-29", "30-44", "45-64", "65-79", "80+", "unknown")
 _BAND_LOWS = ((80, "80+"), (65, "65-79"), (45, "45-64"), (30, "30-44"), (18, "18-29"), (0, "0-17"))
 DIMENSIONS = ("unit", "channel", "age_band", "sex")
 OPEN = "open"
-READ_BATCH = 5000
+OCCASIONS = ("baseline", "six_month")
+READ_BATCH = 20_000
+#: Rows of (case id, number) converted at a time.
+SIDE_BATCH = 100_000
+
+Floats = NDArray[np.float64]
+Ints = NDArray[np.int64]
+Objects = NDArray[np.object_]
 
 
 def age_band(age: int | None) -> str:
@@ -69,6 +103,18 @@ def age_band(age: int | None) -> str:
         if age >= low:
             return band
     return "unknown"  # pragma: no cover
+
+
+def age_bands(ages: Floats) -> Objects:
+    """`age_band` of each age (NaN: unknown), vectorised."""
+    result = np.full(len(ages), "unknown", dtype=object)
+    known = ~np.isnan(ages)
+    done = ~known | (ages < 0)
+    for low, band in _BAND_LOWS:
+        chosen = ~done & (ages >= low)
+        result[chosen] = band
+        done |= chosen
+    return result
 
 
 @dataclass(frozen=True)
@@ -91,9 +137,10 @@ class Filters:
             raise ValueError(f"unknown sex {self.sex!r}")
 
 
-@dataclass(slots=True)
+@dataclass
 class CaseRecord:
-    """What an evaluator may know about one case: no identity, no free text."""
+    """What an evaluator may know about one case, as plain values (`CaseBatch.from_records` packs
+    records into a batch; the stream itself never builds them)."""
 
     case_id: int
     unit_id: int
@@ -102,32 +149,111 @@ class CaseRecord:
     sex: str
     #: "open" or the terminal state (the reason for closure).
     status: str
-    #: The day (Swedish time) each step's milestone was first reached; None when not reached.
+    #: The day (Swedish time) each of MOMENTS was first reached; None when not reached.
     moments: dict[str, dt.date | None]
     is_screen_positive: bool = False
-    #: {score key: [baseline, six_month]} with None for a missing value.
-    scores: dict[str, list[float | None]] = field(default_factory=dict)
+    #: {score key: (baseline, six_month)} with None for a missing value.
+    scores: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
 
-    def group(self, dimension: str) -> str | int:
-        value: str | int = getattr(self, "unit_id" if dimension == "unit" else dimension)
-        return value
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_EPOCH_DATE = _EPOCH.date()
+
+
+def day_number(day: dt.date | None) -> float:
+    """Days since 1970-01-01 (NaN for None): how `CaseBatch.days` holds a date."""
+    return float("nan") if day is None else float((day - _EPOCH_DATE).days)
+
+
+@dataclass
+class CaseBatch:
+    """A batch of cases as columns, one entry per case, in case id order. Days are whole days
+    since 1970-01-01 in Swedish time (NaN: not reached), scores NaN when missing."""
+
+    case_id: Ints
+    unit_id: Ints
+    channel: Objects
+    age_band: Objects
+    sex: Objects
+    #: "open" or the terminal state.
+    status: Objects
+    #: (cases, len(MOMENTS)); complete_pair is the six-month day (or the latest day known) of a
+    #: case with at least one complete pair.
+    days: Floats
+    is_screen_positive: NDArray[np.bool_]
+    #: The score keys of `scores`' second axis.
+    keys: tuple[str, ...]
+    #: (cases, len(keys), 2): baseline and six-month value.
+    scores: Floats
+
+    def __len__(self) -> int:
+        return len(self.case_id)
+
+    def group(self, dimension: str) -> Objects | Ints:
+        """Each case's group in `dimension` (unit id, channel, age band or sex)."""
+        column: Objects | Ints = getattr(self, "unit_id" if dimension == "unit" else dimension)
+        return column
 
     @property
-    def depth(self) -> int:
-        """The index in STEPS of the last step the case passed."""
-        for index in range(len(STEPS) - 1, 0, -1):
-            if self.moments[STEPS[index]] is not None:
-                return index
-        return 0
+    def has_complete_pair(self) -> NDArray[np.bool_]:
+        """At least one score with both a baseline and a six-month value."""
+        complete: NDArray[np.bool_] = np.any(~np.isnan(self.scores).any(axis=2), axis=1)
+        return complete
 
     @property
-    def has_complete_pair(self) -> bool:
-        return any(b is not None and s is not None for b, s in self.scores.values())
+    def step_days(self) -> Floats:
+        """The days of STEPS, in that order."""
+        return self.days[:, STEP_COLUMNS]
+
+    @classmethod
+    def from_records(cls, records: Iterable[CaseRecord], keys: Sequence[str] = ()) -> CaseBatch:
+        """Pack records as they are (complete_pair included: the stream derives it)."""
+        listed = list(records)
+        days = np.array(
+            [[day_number(r.moments.get(m)) for m in MOMENTS] for r in listed], dtype=np.float64
+        ).reshape(len(listed), len(MOMENTS))
+        scores = np.array(
+            [
+                [
+                    [np.nan if v is None else v for v in r.scores.get(key, (None, None))]
+                    for key in keys
+                ]
+                for r in listed
+            ],
+            dtype=np.float64,
+        ).reshape(len(listed), len(keys), 2)
+
+        def objects(values: Iterable[str]) -> Objects:
+            result = np.empty(len(listed), dtype=object)
+            result[:] = list(values)
+            return result
+
+        batch = cls(
+            case_id=np.array([r.case_id for r in listed], dtype=np.int64),
+            unit_id=np.array([r.unit_id for r in listed], dtype=np.int64),
+            channel=objects(r.channel for r in listed),
+            age_band=objects(r.age_band for r in listed),
+            sex=objects(r.sex for r in listed),
+            status=objects(r.status for r in listed),
+            days=days,
+            is_screen_positive=np.array([r.is_screen_positive for r in listed], dtype=bool),
+            keys=tuple(keys),
+            scores=scores,
+        )
+        return batch
+
+
+def _set_complete_pair(batch: CaseBatch) -> None:
+    complete = MOMENTS.index("complete_pair")
+    six_month = batch.days[:, MOMENTS.index("six_month")]
+    latest = np.fmax.reduce(batch.days[:, :complete], axis=1)
+    day = np.where(np.isnan(six_month), latest, six_month)
+    batch.days[:, complete] = np.where(batch.has_complete_pair, day, np.nan)
 
 
 class epoch(FunctionElement[float]):
     """Seconds since 1970 (UTC) of a UTC timestamp column, as a float: no datetime objects to
-    build per row (the stream reads some 800,000 moments for 100,000 cases)."""
+    build per row."""
 
     type = Float()
     inherit_cache = True
@@ -141,10 +267,6 @@ def _epoch_sqlite(element: epoch, compiler: SQLCompiler, **kw: object) -> str:
 @compiles(epoch, "postgresql")
 def _epoch_postgresql(element: epoch, compiler: SQLCompiler, **kw: object) -> str:
     return f"CAST(EXTRACT(EPOCH FROM {compiler.process(element.clauses, **kw)}) AS FLOAT8)"
-
-
-def _first(event: str) -> ColumnElement[float]:
-    return epoch(func.min(case((CaseEvent.event == event, CaseEvent.occurred_at))))
 
 
 def _case_filters(filters: Filters, unit_ids: frozenset[int] | None, timezone: ZoneInfo) -> list:  # type: ignore[type-arg]
@@ -169,35 +291,8 @@ def _case_filters(filters: Filters, unit_ids: frozenset[int] | None, timezone: Z
     return conditions
 
 
-def _cases_query(conditions: list) -> Select:  # type: ignore[type-arg]
-    events = (
-        select(
-            CaseEvent.case_id.label("case_id"),
-            *(_first(event).label(step) for step, event in MILESTONE_EVENTS.items()),
-        )
-        .where(CaseEvent.event.in_(list(MILESTONE_EVENTS.values())))
-        .group_by(CaseEvent.case_id)
-        .subquery("milestones")
-    )
-    plans = (
-        select(
-            ActionPlan.case_id.label("case_id"),
-            epoch(func.min(ActionPlan.created_at)).label("first_plan"),
-        )
-        .group_by(ActionPlan.case_id)
-        .subquery("plans")
-    )
-    handovers = (
-        select(
-            Handover.case_id.label("case_id"),
-            epoch(func.min(func.coalesce(Handover.meeting_at, Handover.created_at))).label(
-                "first_done"
-            ),
-        )
-        .where(Handover.status == "done")
-        .group_by(Handover.case_id)
-        .subquery("handovers_done")
-    )
+def cases_query(conditions: list) -> Select:  # type: ignore[type-arg]
+    """The cases matching `conditions`, one row each, in case id order."""
     return (
         select(
             Case.id,
@@ -208,81 +303,186 @@ def _cases_query(conditions: list) -> Select:  # type: ignore[type-arg]
             Case.screening_flag,
             Patient.birth_year,
             Patient.sex,
-            *(events.c[step] for step in MILESTONE_EVENTS),
-            plans.c.first_plan,
-            handovers.c.first_done,
         )
         .join(Patient, Patient.id == Case.patient_id)
-        .outerjoin(events, events.c.case_id == Case.id)
-        .outerjoin(plans, plans.c.case_id == Case.id)
-        .outerjoin(handovers, handovers.c.case_id == Case.id)
         .where(and_(literal(True), *conditions))
         .order_by(Case.id)
     )
 
 
-def _scores_query(conditions: list, form_ids: Sequence[str], *, by_sex: bool) -> Select:  # type: ignore[type-arg]
-    query = (
-        select(
-            QuestionnaireScore.case_id,
-            QuestionnaireScore.form_id,
-            QuestionnaireScore.score_id,
-            QuestionnaireScore.occasion,
-            QuestionnaireScore.value,
-            QuestionnaireScore.is_positive,
+def side_queries(
+    definitions: Sequence[ScoreDefinition], screening_forms: Sequence[str]
+) -> dict[str, Select]:  # type: ignore[type-arg]
+    """The per-case numbers beside the cases, each as (case id, number) rows: milestone moments
+    ("moment:<step>"; every event, the earliest per case counts), the first action plan and
+    hand-over done, score values ("score:<key>:<occasion>"; non-null values in case and response
+    order, the last per case counts) and the screen-positive cases ("screen_positive")."""
+    queries: dict[str, Select] = {}  # type: ignore[type-arg]
+    for step, event in MILESTONE_EVENTS.items():
+        queries[f"moment:{step}"] = select(CaseEvent.case_id, epoch(CaseEvent.occurred_at)).where(
+            CaseEvent.event == event
         )
-        .join(Case, Case.id == QuestionnaireScore.case_id)
-        .where(QuestionnaireScore.form_id.in_(sorted(set(form_ids))))
-        .where(and_(literal(True), *conditions))
-        # Score rows are written with their response, so a later response has larger ids; the
-        # (case_id) index gives this order without sorting on SQLite.
-        .order_by(QuestionnaireScore.case_id, QuestionnaireScore.id)
+    queries["moment:first_plan"] = select(ActionPlan.case_id, epoch(ActionPlan.created_at))
+    queries["moment:handover_done"] = select(
+        Handover.case_id, epoch(func.coalesce(Handover.meeting_at, Handover.created_at))
+    ).where(Handover.status == "done")
+    for d in definitions:
+        for occasion in OCCASIONS:
+            queries[f"score:{d.key}:{occasion}"] = (
+                select(QuestionnaireScore.case_id, QuestionnaireScore.value)
+                .where(
+                    QuestionnaireScore.form_id == d.form_id,
+                    QuestionnaireScore.score_id == d.score_id,
+                    QuestionnaireScore.occasion == occasion,
+                    QuestionnaireScore.value.is_not(None),
+                )
+                .order_by(QuestionnaireScore.case_id, QuestionnaireScore.id)
+            )
+    queries["screen_positive"] = (
+        select(QuestionnaireScore.case_id, literal(1.0))
+        .where(
+            QuestionnaireScore.form_id.in_(sorted(set(screening_forms))),
+            QuestionnaireScore.is_positive.is_(True),
+        )
+        .distinct()
     )
-    if by_sex:
-        query = query.join(Patient, Patient.id == Case.patient_id)
-    return query
+    return queries
+
+
+@dataclass
+class _Column:
+    """One side query's result: sorted unique case ids and one number each."""
+
+    ids: Ints
+    values: Floats
+
+    def at(self, case_ids: Ints) -> Floats:
+        """The number of each case in `case_ids` (NaN for a case without one)."""
+        if len(self.ids) == 0:
+            return np.full(len(case_ids), np.nan)
+        where = np.minimum(np.searchsorted(self.ids, case_ids), len(self.ids) - 1)
+        return np.where(self.ids[where] == case_ids, self.values[where], np.nan)
+
+
+def _driver_rows(
+    connection: Connection,
+    query: Select,  # type: ignore[type-arg]
+    batch: int,
+) -> Iterator[Sequence[Any]]:
+    """The rows of `query` as the driver gives them, `batch` at a time.
+
+    The evaluation's columns are numbers and plain strings that need no result processing, and
+    building a SQLAlchemy row per case, event and score would cost more than the queries."""
+    # Not stream_results: its buffered strategy reads rows ahead of the driver's cursor.
+    result = connection.execute(query)
+    try:
+        cursor = result.cursor
+        assert cursor is not None
+        while rows := cursor.fetchmany(batch):
+            yield rows
+    finally:
+        result.close()
+
+
+def _numbers(connection: Connection, query: Select) -> tuple[Ints, Floats]:  # type: ignore[type-arg]
+    """(case ids, numbers) of a two-column query of numbers, as read."""
+    chunks = [
+        # One float array per chunk (ids are exact in a double far beyond any case count).
+        np.fromiter(chain.from_iterable(rows), dtype=np.float64, count=2 * len(rows))
+        for rows in _driver_rows(connection, query, SIDE_BATCH)
+    ]
+    table = (np.concatenate(chunks) if chunks else np.zeros(0)).reshape(-1, 2)
+    return table[:, 0].astype(np.int64), table[:, 1]
+
+
+def _first(ids: Ints, values: Floats) -> _Column:
+    """The smallest number per case."""
+    order = np.lexsort((values, ids))
+    ids, values = ids[order], values[order]
+    first = np.ones(len(ids), dtype=bool)
+    first[1:] = ids[1:] != ids[:-1]
+    return _Column(ids[first], values[first])
+
+
+def _last(ids: Ints, values: Floats) -> _Column:
+    """The last number read per case (the rows come in case id order)."""
+    order = np.argsort(ids, kind="stable")
+    ids, values = ids[order], values[order]
+    last = np.ones(len(ids), dtype=bool)
+    last[:-1] = ids[1:] != ids[:-1]
+    return _Column(ids[last], values[last])
 
 
 class LocalDays:
-    """Seconds since 1970 (UTC) to dates in Swedish time, fast: the offset is looked up once per
-    UTC day (exactly, per moment, on the two days a year when the clocks change), and each date
-    object is made once."""
+    """Seconds since 1970 (UTC) to whole days since 1970 in Swedish time, vectorised: the offset
+    is looked up once per UTC day (exactly, per moment, on the two days a year when the clocks
+    change)."""
 
     def __init__(self, timezone: ZoneInfo) -> None:
         self.timezone = timezone
-        self._offsets: dict[int, float | None] = {}
-        self._dates: dict[int, dt.date] = {}
+        self._offsets: dict[int, float] = {}
 
-    def __call__(self, seconds: float | None) -> dt.date | None:
-        if seconds is None:
-            return None
-        utc_day = int(seconds // 86400)
-        offset = self._offsets.get(utc_day, -1.0)
-        if offset == -1.0:
-            offset = self._offsets[utc_day] = self._day_offset(utc_day)
+    def __call__(self, seconds: Floats) -> Floats:
+        result = np.full(len(seconds), np.nan)
+        known = ~np.isnan(seconds)
+        if not known.any():
+            return result
+        moments = seconds[known]
+        utc_days, inverse = np.unique(np.floor(moments / 86400.0), return_inverse=True)
+        offsets = np.array([self._day_offset(int(d)) for d in utc_days])[inverse]
+        local = np.floor((moments + offsets) / 86400.0)
+        for i in np.flatnonzero(np.isnan(offsets)):
+            moment = _EPOCH + dt.timedelta(seconds=float(moments[i]))
+            local[i] = (moment.astimezone(self.timezone).date() - _EPOCH_DATE).days
+        result[known] = local
+        return result
+
+    def _day_offset(self, utc_day: int) -> float:
+        """The UTC offset in seconds all through a UTC day; NaN when the clocks change on it."""
+        offset = self._offsets.get(utc_day)
         if offset is None:
-            moment = _EPOCH + dt.timedelta(seconds=seconds)
-            return moment.astimezone(self.timezone).date()
-        local_day = int((seconds + offset) // 86400)
-        day = self._dates.get(local_day)
-        if day is None:
-            day = self._dates[local_day] = _EPOCH.date() + dt.timedelta(days=local_day)
-        return day
-
-    def _day_offset(self, utc_day: int) -> float | None:
-        start = _EPOCH + dt.timedelta(days=utc_day)
-        first = start.astimezone(self.timezone).utcoffset()
-        last = (
-            (start + dt.timedelta(hours=23, minutes=59, seconds=59))
-            .astimezone(self.timezone)
-            .utcoffset()
-        )
-        if first is None or first != last:
-            return None
-        return first.total_seconds()
+            start = _EPOCH + dt.timedelta(days=utc_day)
+            first = start.astimezone(self.timezone).utcoffset()
+            last = (
+                (start + dt.timedelta(hours=23, minutes=59, seconds=59))
+                .astimezone(self.timezone)
+                .utcoffset()
+            )
+            offset = float("nan") if first is None or first != last else first.total_seconds()
+            self._offsets[utc_day] = offset
+        return offset
 
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+def years(days: Floats) -> Floats:
+    """The calendar year of each day number."""
+    result = np.full(len(days), np.nan)
+    known = ~np.isnan(days)
+    calendar = (
+        days[known]
+        .astype(np.int64)
+        .astype("datetime64[D]")
+        .astype("datetime64[Y]")
+        .astype(np.int64)
+    )
+    result[known] = calendar + 1970
+    return result
+
+
+def months(days: Floats) -> list[str]:
+    """ "YYYY-MM" of each day number ("" for NaN)."""
+    distinct, inverse = np.unique(days, return_inverse=True)
+    known = ~np.isnan(distinct)
+    texts = np.full(len(distinct), "", dtype=object)
+    month = distinct[known].astype(np.int64).astype("datetime64[D]").astype("datetime64[M]")
+    texts[known] = np.datetime_as_string(month, unit="M").astype(object)
+    listed: list[str] = texts[inverse.reshape(-1)].tolist()
+    return listed
+
+
+def _objects(values: Sequence[Any]) -> Objects:
+    result = np.empty(len(values), dtype=object)
+    result[:] = values
+    return result
 
 
 def stream_cases(
@@ -294,90 +494,77 @@ def stream_cases(
     screening_forms: Sequence[str],
     timezone: ZoneInfo,
     unit_ids: frozenset[int] | None = None,
-) -> Iterator[CaseRecord]:
-    """Every case matching `filters` (and, when given, in `unit_ids`), one record at a time."""
+) -> Iterator[CaseBatch]:
+    """Every case matching `filters` (and, when given, in `unit_ids`), a batch at a time."""
     conditions = _case_filters(filters, unit_ids, timezone)
-    by_score = {(d.form_id, d.score_id): d.key for d in definitions}
-    screening = frozenset(screening_forms)
-    # Core execution on the session's connection: no ORM row processing for ~10^6 rows.
+    # Core execution on the session's connection: no ORM row processing.
     connection = session.connection()
-    options = {"yield_per": READ_BATCH}
-    scores = iter(
-        connection.execute(
-            _scores_query(
-                conditions,
-                [d.form_id for d in definitions] + list(screening),
-                by_sex=filters.sex is not None,
-            ).execution_options(**options)
-        )
-    )
-    pending = next(scores, None)
     local = LocalDays(timezone)
-    rows = connection.execute(_cases_query(conditions).execution_options(**options))
-    for row in rows:
+    columns: dict[str, _Column] = {}
+    for name, query in side_queries(definitions, screening_forms).items():
+        ids, values = _numbers(connection, query)
+        if name.startswith("score:"):
+            columns[name] = _last(ids, values)
+        else:
+            column = columns[name] = _first(ids, values)
+            if name.startswith("moment:"):
+                column.values = local(column.values)
+    keys = tuple(d.key for d in definitions)
+    terminal = sorted(terminal_states)
+    for rows in _driver_rows(connection, cases_query(conditions), READ_BATCH):
         (
-            case_id,
-            unit_id,
-            channel,
-            state,
-            opened_at,
-            screening_flag,
-            birth_year,
-            sex,
-            invited,
-            baseline,
-            mapping_visit,
-            follow_up_1,
-            six_month,
-            first_plan,
-            first_done,
-        ) = row
-        referred = local(opened_at)
-        assert referred is not None
-        band = age_band(referred.year - birth_year if birth_year is not None else None)
-        if filters.age_band is not None and band != filters.age_band:
-            while pending is not None and pending[0] <= case_id:
-                pending = next(scores, None)
-            continue
-        plan = first_plan
-        if mapping_visit is not None and (plan is None or mapping_visit < plan):
-            plan = mapping_visit
-        record = CaseRecord(
-            case_id=case_id,
-            unit_id=unit_id,
-            channel=channel,
-            age_band=band,
-            sex=sex or "unknown",
-            status=state if state in terminal_states else OPEN,
-            moments={
-                "referred": referred,
-                "invited": local(invited),
-                "baseline": local(baseline),
-                "mapping_visit": local(mapping_visit),
-                "action_plan": local(plan),
-                "handover_done": local(first_done),
-                "follow_up_1": local(follow_up_1),
-                "six_month": local(six_month),
-                "complete_pair": None,
-            },
-            is_screen_positive=screening_flag is not None,
+            case_ids,
+            unit_ids_,
+            channels,
+            states,
+            opened,
+            flags,
+            birth_years,
+            sexes,
+        ) = zip(*rows, strict=True)
+        case_id = np.array(case_ids, dtype=np.int64)
+        referred = local(np.array(opened, dtype=np.float64))
+        bands = age_bands(years(referred) - np.array(birth_years, dtype=np.float64))
+        state = _objects(states)
+        sex = _objects([s or "unknown" for s in sexes])
+        keep = slice(None) if filters.age_band is None else bands == filters.age_band
+        moment = {step: columns[f"moment:{step}"].at(case_id) for step in MILESTONE_EVENTS}
+        plan = columns["moment:first_plan"].at(case_id)
+        mapping_visit = moment["mapping_visit"]
+        # The action plan is made at the mapping visit at the latest.
+        plan = np.fmin(plan, mapping_visit)
+        days = np.column_stack(
+            [
+                referred,
+                moment["invited"],
+                moment["baseline"],
+                mapping_visit,
+                plan,
+                columns["moment:handover_done"].at(case_id),
+                moment["follow_up_1"],
+                moment["six_month"],
+                np.full(len(case_id), np.nan),
+            ]
         )
-        while pending is not None and pending[0] < case_id:
-            pending = next(scores, None)
-        while pending is not None and pending[0] == case_id:
-            _case_id, form_id, score_id, occasion, value, is_positive = pending
-            if form_id in screening and is_positive:
-                record.is_screen_positive = True
-            key = by_score.get((form_id, score_id))
-            if key is not None and value is not None:
-                pair = record.scores.setdefault(key, [None, None])
-                pair[0 if occasion == "baseline" else 1] = float(value)
-            pending = next(scores, None)
-        if record.has_complete_pair:
-            record.moments["complete_pair"] = record.moments["six_month"] or _latest(record.moments)
-        yield record
-
-
-def _latest(moments: dict[str, dt.date | None]) -> dt.date | None:
-    known = [m for m in moments.values() if m is not None]
-    return max(known) if known else None
+        scores = np.full((len(case_id), len(keys), 2), np.nan)
+        for j, key in enumerate(keys):
+            for o, occasion in enumerate(OCCASIONS):
+                scores[:, j, o] = columns[f"score:{key}:{occasion}"].at(case_id)
+        positive = np.array([f is not None for f in flags], dtype=bool) | ~np.isnan(
+            columns["screen_positive"].at(case_id)
+        )
+        batch = CaseBatch(
+            case_id=case_id[keep],
+            unit_id=np.array(unit_ids_, dtype=np.int64)[keep],
+            channel=_objects(channels)[keep],
+            age_band=bands[keep],
+            sex=sex[keep],
+            status=np.where(np.isin(state, terminal), state, OPEN).astype(object)[keep],
+            days=days[keep],
+            is_screen_positive=positive[keep],
+            keys=keys,
+            scores=scores[keep],
+        )
+        _set_complete_pair(batch)
+        if len(batch):
+            yield batch

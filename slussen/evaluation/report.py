@@ -1,8 +1,8 @@
 """From the case stream to a publishable report: counts, intervals and paired statistics, with
 small-number suppression applied to every table (docs/evaluation.md).
 
-`Accumulator.add` takes one `CaseRecord` at a time and keeps only counts, day intervals and score
-values (plain numbers); `Accumulator.finish` builds the tables, suppresses them and computes the
+`Accumulator.add` takes one `CaseBatch` at a time and keeps only counts, day intervals and score
+values (arrays of numbers); `Accumulator.finish` builds the tables, suppresses them and computes the
 statistics where at least k persons are behind them.
 """
 
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from array import array
 from collections import Counter
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,10 +21,11 @@ from numpy.typing import NDArray
 from slussen.evaluation import stats
 from slussen.evaluation.dataset import (
     DIMENSIONS,
+    MOMENTS,
     OPEN,
     STEPS,
     SUB_STEPS,
-    CaseRecord,
+    CaseBatch,
     Filters,
 )
 from slussen.evaluation.definitions import ScoreDefinition
@@ -141,16 +142,23 @@ class Report:
 
 @dataclass
 class _ScoreData:
-    baseline: array[float] = field(default_factory=lambda: array("d"))
-    six_month: array[float] = field(default_factory=lambda: array("d"))
+    """One score's pairs and non-responders, as chunks of arrays (one per batch)."""
+
+    baseline: list[stats.Floats] = field(default_factory=list)
+    six_month: list[stats.Floats] = field(default_factory=list)
     #: For each pair, the Accumulator's row of its case (to find the case's groups).
-    case_rows: array[int] = field(default_factory=lambda: array("l"))
+    case_rows: list[NDArray[np.int64]] = field(default_factory=list)
     #: Baselines of the BOCF non-responders (their six-month value is taken to equal these).
-    non_responders: array[float] = field(default_factory=lambda: array("d"))
+    non_responders: list[stats.Floats] = field(default_factory=list)
+
+
+def _joined(chunks: list[NDArray[Any]], dtype: type) -> NDArray[Any]:
+    return np.concatenate(chunks) if chunks else np.zeros(0, dtype=dtype)
 
 
 class Accumulator:
-    """Collects one pass over the case stream; `finish` builds the suppressed report."""
+    """Collects one pass over the case stream, a batch at a time, with array operations only;
+    `finish` builds the suppressed report."""
 
     def __init__(self, definitions: Iterable[ScoreDefinition]) -> None:
         self.definitions = list(definitions)
@@ -160,52 +168,66 @@ class Accumulator:
         }
         self.sub_counts: Counter[str] = Counter()
         self.statuses: Counter[str] = Counter()
-        self.intervals: list[array[int]] = [array("l") for _ in STEPS[:-1]]
+        self._intervals: list[list[NDArray[np.int64]]] = [[] for _ in STEPS[:-1]]
         self.scores = {d.key: _ScoreData() for d in self.definitions}
         self.cases = 0
-        #: Each case's group per dimension, in the order added.
-        self.case_groups: dict[str, list[Hashable]] = {dimension: [] for dimension in DIMENSIONS}
+        #: Per dimension: each group's code (in the order first seen) and, in chunks, each added
+        #: case's code.
+        self._group_index: dict[str, dict[Hashable, int]] = {d: {} for d in DIMENSIONS}
+        self._group_codes: dict[str, list[NDArray[np.intp]]] = {d: [] for d in DIMENSIONS}
         self._code_cache: dict[str, tuple[list[Hashable], NDArray[np.intp]]] = {}
 
-    def add(self, record: CaseRecord) -> None:
-        moments = record.moments
-        dates = [moments[step] for step in STEPS]
-        depth = 0
-        for index in range(len(dates) - 1, 0, -1):
-            if dates[index] is not None:
-                depth = index
-                break
-        self.depths[depth] += 1
-        row = self.cases
-        self.cases += 1
-        for dimension, counter in self.group_depths.items():
-            group = record.group(dimension)
-            counter[group, depth] += 1
-            self.case_groups[dimension].append(group)
-        if record.is_screen_positive and depth >= _BASELINE:
-            self.sub_counts["screen_positive"] += 1
-        if moments["handover_done"] is not None and depth >= _ACTION_PLAN:
-            self.sub_counts["handover_done"] += 1
-        self.statuses[record.status] += 1
-        previous = dates[0]
-        for index in range(1, len(dates)):
-            current = dates[index]
-            if previous is not None and current is not None:
-                self.intervals[index - 1].append((current - previous).days)
-            previous = current
-        if not record.scores:
+    @property
+    def intervals(self) -> list[NDArray[np.int64]]:
+        """Per step but the last: days from its milestone to the next step's (cases with both)."""
+        return [_joined(chunks, np.int64) for chunks in self._intervals]
+
+    def add(self, batch: CaseBatch) -> None:
+        n = len(batch)
+        if n == 0:
             return
-        is_done = record.status != OPEN
-        for key, (baseline, six_month) in record.scores.items():
+        self._code_cache.clear()
+        dates = batch.step_days
+        reached = ~np.isnan(dates)
+        depth = (reached * np.arange(len(STEPS))).max(axis=1)
+        steps = len(STEPS)
+        self.depths.update(_counts(np.bincount(depth, minlength=steps)))
+        for dimension, counter in self.group_depths.items():
+            index = self._group_index[dimension]
+            values = batch.group(dimension).tolist()
+            for group in sorted(set(values), key=lambda g: (str(type(g)), g)):
+                index.setdefault(group, len(index))
+            codes = np.fromiter(map(index.__getitem__, values), dtype=np.intp, count=n)
+            self._group_codes[dimension].append(codes)
+            groups = list(index)
+            cells = np.bincount(codes * steps + depth, minlength=len(groups) * steps)
+            for cell in np.flatnonzero(cells):
+                counter[groups[cell // steps], int(cell % steps)] += int(cells[cell])
+        self.sub_counts["screen_positive"] += int(
+            np.count_nonzero(batch.is_screen_positive & (depth >= _BASELINE))
+        )
+        handover = ~np.isnan(batch.days[:, MOMENTS.index("handover_done")])
+        self.sub_counts["handover_done"] += int(
+            np.count_nonzero(handover & (depth >= _ACTION_PLAN))
+        )
+        self.statuses.update(Counter(batch.status.tolist()))
+        for i in range(steps - 1):
+            both = reached[:, i] & reached[:, i + 1]
+            self._intervals[i].append((dates[both, i + 1] - dates[both, i]).astype(np.int64))
+        rows = np.arange(self.cases, self.cases + n, dtype=np.int64)
+        self.cases += n
+        is_done = batch.status != OPEN
+        for j, key in enumerate(batch.keys):
             data = self.scores.get(key)
-            if data is None or baseline is None:
+            if data is None:
                 continue
-            if six_month is not None:
-                data.baseline.append(baseline)
-                data.six_month.append(six_month)
-                data.case_rows.append(row)
-            elif is_done:
-                data.non_responders.append(baseline)
+            baseline, six_month = batch.scores[:, j, 0], batch.scores[:, j, 1]
+            has_baseline = ~np.isnan(baseline)
+            pair = has_baseline & ~np.isnan(six_month)
+            data.baseline.append(baseline[pair])
+            data.six_month.append(six_month[pair])
+            data.case_rows.append(rows[pair])
+            data.non_responders.append(baseline[has_baseline & np.isnan(six_month) & is_done])
 
     # ------------------------------------------------------------------------------ finishing
 
@@ -228,11 +250,12 @@ class Accumulator:
         """Every group of `dimension` (sorted) and each added case's group as a code; cached."""
         cached = self._code_cache.get(dimension)
         if cached is None:
-            values = self.case_groups[dimension]
-            groups = sorted(set(values), key=lambda g: (str(type(g)), g))
-            index = {g: i for i, g in enumerate(groups)}
-            codes = np.fromiter((index[v] for v in values), dtype=np.intp, count=len(values))
-            cached = self._code_cache[dimension] = (groups, codes)
+            seen = list(self._group_index[dimension])
+            groups = sorted(seen, key=lambda g: (str(type(g)), g))
+            position = {g: i for i, g in enumerate(groups)}
+            remap = np.array([position[g] for g in seen], dtype=np.intp)
+            codes = _joined(self._group_codes[dimension], np.intp)
+            cached = self._code_cache[dimension] = (groups, remap[codes] if len(seen) else codes)
         return cached
 
     def _flow(
@@ -240,6 +263,7 @@ class Accumulator:
     ) -> tuple[list[StepRow], list[tuple[str, Count]], list[Breakdown]]:
         table = CellTable()
         last = len(STEPS) - 1
+        intervals = self.intervals
 
         def reached(depths: Counter[int], index: int) -> int:
             return sum(n for depth, n in depths.items() if depth >= index)
@@ -282,7 +306,7 @@ class Accumulator:
 
         rows: list[StepRow] = []
         for i, step in enumerate(STEPS):
-            days = self.intervals[i] if i < last else None
+            days = intervals[i] if i < last else None
             rows.append(
                 StepRow(
                     key=step,
@@ -309,21 +333,22 @@ class Accumulator:
 
     def _outcome(self, definition: ScoreDefinition, k: int) -> Outcome:
         data = self.scores[definition.key]
-        baseline = np.frombuffer(data.baseline, dtype=np.float64) if data.baseline else _empty()
-        six_month = np.frombuffer(data.six_month, dtype=np.float64) if data.six_month else _empty()
+        baseline: stats.Floats = _joined(data.baseline, np.float64)
+        six_month: stats.Floats = _joined(data.six_month, np.float64)
+        non_responders: stats.Floats = _joined(data.non_responders, np.float64)
         diffs = stats.differences(baseline, six_month)
         lower = definition.is_lower_better
         n = len(diffs)
         table = CellTable()
         table.cell("pairs", n, keep=2)
-        table.cell("bocf", n + len(data.non_responders))
-        table.cell("non_responders", len(data.non_responders))
+        table.cell("bocf", n + len(non_responders))
+        table.cell("non_responders", len(non_responders))
         table.add_sum("bocf", ["pairs", "non_responders"])
         classes = stats.classify(diffs, lower_better=lower)
         for name, value in zip(CLASSES, classes, strict=True):
             table.cell(("class", name), value, keep=1)
         table.add_sum("pairs", [("class", c) for c in CLASSES])
-        table.cell("bocf_unchanged", classes[1] + len(data.non_responders))
+        table.cell("bocf_unchanged", classes[1] + len(non_responders))
         table.add_sum("bocf_unchanged", [("class", "unchanged"), "non_responders"])
         reliability = definition.reliability
         if reliability is not None:
@@ -342,7 +367,7 @@ class Accumulator:
         improved_mask = diffs < 0 if lower else diffs > 0
         group_lists: dict[str, list[Hashable]] = {}
         group_codes: dict[str, NDArray[np.intp]] = {}
-        rows = np.frombuffer(data.case_rows, dtype=np.int64) if data.case_rows else _no_rows()
+        rows = _joined(data.case_rows, np.int64)
         for dimension in DIMENSIONS:
             all_groups, all_codes = self._codes(dimension)
             present = np.unique(all_codes[rows])
@@ -373,7 +398,7 @@ class Accumulator:
             (stats.quartiles(baseline), stats.quartiles(six_month)) if paired is not None else None
         )
         n_bocf = count("bocf")
-        bocf_base = np.concatenate([baseline, np.frombuffer(data.non_responders, dtype=np.float64)])
+        bocf_base = np.concatenate([baseline, non_responders])
         by_group: dict[str, list[GroupOutcome]] = {}
         for dimension in DIMENSIONS:
             groups = group_lists[dimension]
@@ -416,8 +441,8 @@ class Accumulator:
         )
 
 
-def _no_rows() -> NDArray[np.int64]:
-    return np.zeros(0, dtype=np.int64)
+def _counts(counts: NDArray[np.int64]) -> dict[int, int]:
+    return {i: int(n) for i, n in enumerate(counts) if n}
 
 
 def _empty() -> stats.Floats:
@@ -434,10 +459,10 @@ def _paired_if_enough(
     return stats.paired(baseline, six_month)
 
 
-def _quartiles_if_enough(days: array[int] | None, k: int) -> stats.Quartiles | None:
+def _quartiles_if_enough(days: NDArray[np.int64] | None, k: int) -> stats.Quartiles | None:
     if days is None or len(days) < max(k, 1):
         return None
-    return stats.quartiles(np.frombuffer(days, dtype=np.int64).astype(np.float64))
+    return stats.quartiles(days.astype(np.float64))
 
 
 def _bins(diffs: stats.Floats, *, lower_better: bool) -> list[tuple[float, float, int, str]]:

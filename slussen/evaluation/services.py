@@ -9,11 +9,15 @@ without any patient id: the evaluator never sees a single patient.
 from __future__ import annotations
 
 import csv
+import io
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TextIO
 from zoneinfo import ZoneInfo
 
+import numpy as np
+from numpy.typing import NDArray
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -24,7 +28,8 @@ from slussen.audit import Actor
 from slussen.cases.workflow import Workflow
 from slussen.config import Settings
 from slussen.content import Content
-from slussen.evaluation.dataset import STEPS, CaseRecord, Filters, stream_cases
+from slussen.evaluation import stats
+from slussen.evaluation.dataset import MOMENTS, STEPS, CaseBatch, Filters, months, stream_cases
 from slussen.evaluation.definitions import (
     ScoreDefinition,
     outcome_definitions,
@@ -97,7 +102,7 @@ def describe(filters: Filters) -> str:
 
 def _records(
     session: Session, context: Context, filters: Filters, scope: frozenset[int] | None
-) -> Iterator[CaseRecord]:
+) -> Iterator[CaseBatch]:
     return stream_cases(
         session,
         context.definitions,
@@ -123,8 +128,8 @@ def build_report(
     non-evaluator or a unit outside the evaluator's units (NotPermitted)."""
     scope = _scope(session, actor, filters)
     accumulator = Accumulator(context.definitions)
-    for record in _records(session, context, filters, scope):
-        accumulator.add(record)
+    for batch in _records(session, context, filters, scope):
+        accumulator.add(batch)
     report = accumulator.finish(
         filters=filters,
         k=context.settings.suppression_k,
@@ -221,40 +226,39 @@ def write_dataset(
         out.write(f"# {line}\n")
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([c for c, _d in BASE_COLUMNS] + [c for c, _d in score_columns(definitions)])
+    # Texts (units, codes) are quoted by the csv module once per distinct value; months, hex
+    # pseudonyms, flags and numbers never need quoting. The rows are then joined directly: the
+    # csv module's per-field checks would cost more than everything else here.
+    units = {u: _csv_fields([hsa.get(u, ""), name]) for u, name in names.items()}
+    quoted = _Quoted()
+    pseudonym = vault.pseudonymiser(ring)
     rows = 0
-    month_of: dict[object, str] = {None: ""}
-    for record in _records(session, context, filters, scope):
-        months = {}
-        for step in MILESTONE_COLUMNS:
-            day = record.moments[step]
-            text = month_of.get(day)
-            if text is None:
-                text = month_of[day] = f"{day:%Y-%m}"
-            months[step] = text
-        values: list[str] = [
-            vault.pseudonym(ring, f"case:{record.case_id}"),
-            hsa.get(record.unit_id, ""),
-            names.get(record.unit_id, ""),
-            record.channel,
-            record.age_band,
-            record.sex,
-            record.status,
-            months["referred"],
-            months["invited"],
-            months["baseline"],
-            "1" if record.is_screen_positive else "0",
-            months["mapping_visit"],
-            months["action_plan"],
-            months["handover_done"],
-            months["follow_up_1"],
-            months["six_month"],
-            "1" if record.has_complete_pair else "0",
+    for batch in _records(session, context, filters, scope):
+        pseudonyms = [pseudonym(f"case:{case_id}") for case_id in batch.case_id.tolist()]
+        month = {step: months(batch.days[:, MOMENTS.index(step)]) for step in MILESTONE_COLUMNS}
+        columns: list[list[str]] = [
+            pseudonyms,
+            [units.get(u) or _csv_fields([hsa.get(u, ""), ""]) for u in batch.unit_id.tolist()],
+            [quoted[v] for v in batch.channel.tolist()],
+            [quoted[v] for v in batch.age_band.tolist()],
+            [quoted[v] for v in batch.sex.tolist()],
+            [quoted[v] for v in batch.status.tolist()],
+            month["referred"],
+            month["invited"],
+            month["baseline"],
+            _flags(batch.is_screen_positive),
+            month["mapping_visit"],
+            month["action_plan"],
+            month["handover_done"],
+            month["follow_up_1"],
+            month["six_month"],
+            _flags(batch.has_complete_pair),
         ]
-        for d in definitions:
-            pair = record.scores.get(d.key, [None, None])
-            values += [_number(pair[0]), _number(pair[1])]
-        writer.writerow(values)
-        rows += 1
+        # The batch's score keys are the definitions', in the same order as the header.
+        for j in range(len(batch.keys)):
+            columns += [_numbers(batch.scores[:, j, 0]), _numbers(batch.scores[:, j, 1])]
+        out.write("".join(",".join(row) + "\n" for row in zip(*columns, strict=True)))
+        rows += len(batch)
     audit.record(
         session,
         ring,
@@ -267,8 +271,32 @@ def write_dataset(
     return rows
 
 
-def _number(value: float | None) -> str:
-    return "" if value is None else f"{value:.10g}"
+def _csv_fields(values: list[str]) -> str:
+    """`values` as CSV fields joined by commas, quoted where needed (no line end)."""
+    line = io.StringIO()
+    csv.writer(line, lineterminator="\n").writerow(values)
+    return line.getvalue()[:-1]
+
+
+class _Quoted(dict[str, str]):
+    """Each text as a CSV field, quoted where needed; worked out once per distinct text."""
+
+    def __missing__(self, text: str) -> str:
+        field = self[text] = _csv_fields([text])
+        return field
+
+
+def _flags(values: NDArray[np.bool_]) -> list[str]:
+    return np.where(values, "1", "0").tolist()  # type: ignore[no-any-return]
+
+
+def _numbers(values: stats.Floats) -> list[str]:
+    """Each value with ten significant digits, "" for NaN; formatted once per distinct value."""
+    distinct, inverse = np.unique(values, return_inverse=True)
+    texts = np.array(
+        ["" if math.isnan(v) else f"{v:.10g}" for v in distinct.tolist()], dtype=object
+    )
+    return texts[inverse.reshape(-1)].tolist()  # type: ignore[no-any-return]
 
 
 __all__ = ["STEPS", "Context", "EvaluationError", "NotPermitted", "build_report", "write_dataset"]

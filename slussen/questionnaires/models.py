@@ -64,8 +64,17 @@ class QuestionnaireScore(Base):
     __table_args__ = (
         UniqueConstraint("response_id", "score_id"),
         CheckConstraint("occasion IN ('baseline', 'six_month')", "occasion_known"),
+        # The evaluation reads each score's values per occasion, in case and response order,
+        # from this index alone (it also serves lookups by form, score and occasion).
         Index(
-            "ix_questionnaire_scores_form_id_score_id_occasion", "form_id", "score_id", "occasion"
+            "ix_questionnaire_scores_form_id_score_id_occasion_case_id",
+            "form_id",
+            "score_id",
+            "occasion",
+            "case_id",
+            "id",
+            "value",
+            "is_positive",
         ),
     )
 
