@@ -38,7 +38,16 @@ class Case(Base):
         CheckConstraint("state <> '' AND length(state) <= 40", "state_present"),
         CheckConstraint(one_of("channel", CHANNELS), "channel_known"),
         CheckConstraint(one_of("contact_channel", CONTACT_CHANNELS), "contact_channel_known"),
-        Index("ix_cases_unit_id_state_next_due_on", "unit_id", "state", "next_due_on"),
+        # The worklist and the per-state counts read only this index (PostgreSQL: index-only,
+        # with the id included; SQLite's rowid is in every index).
+        Index(
+            "ix_cases_worklist",
+            "unit_id",
+            "state",
+            "next_due_on",
+            "coach_id",
+            postgresql_include=["id"],
+        ),
         Index("ix_cases_coach_id_next_due_on", "coach_id", "next_due_on"),
     )
 
