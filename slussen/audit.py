@@ -99,6 +99,12 @@ _ADVANCE_HEAD = (
     .values(seq=_heads.c.seq + 1)
     .returning(_heads.c.seq, _heads.c.mac)
 )
+_ADVANCE_HEAD_BY = (
+    update(_heads)
+    .where(_heads.c.id == HEAD_ID)
+    .values(seq=_heads.c.seq + bindparam("count"))
+    .returning(_heads.c.seq, _heads.c.mac)
+)
 _INSERT_EVENT = insert(cast(Table, AuditEvent.__table__))
 _SET_HEAD_MAC = update(_heads).where(_heads.c.id == HEAD_ID).values(mac=bindparam("mac"))
 
@@ -209,9 +215,40 @@ def record(
             info=info,
         )
     seq, previous = head
-    values: dict[str, Any] = {
+    values = _row(
+        seq,
+        utcnow(),
+        actor,
+        action,
+        object_type,
+        object_id,
+        patient_pseudonym(ring, patient_id) if patient_id else None,
+        purpose,
+        unit_id,
+        info,
+    )
+    values["mac"] = _mac(ring.audit_key, previous, values)
+    connection.execute(_INSERT_EVENT, values)
+    connection.execute(_SET_HEAD_MAC, {"mac": values["mac"]})
+    return int(seq)
+
+
+def _row(
+    seq: int,
+    occurred_at: dt.datetime,
+    actor: Actor,
+    action: str,
+    object_type: str,
+    object_id: str | int,
+    pseudonym: str | None,
+    purpose: str,
+    unit_id: int | None,
+    info: RequestInfo,
+) -> dict[str, Any]:
+    """One audit row's columns (without its MAC), cut to the columns' lengths."""
+    return {
         "seq": seq,
-        "occurred_at": utcnow(),
+        "occurred_at": occurred_at,
         "actor_id": actor.user_id,
         "actor_name": actor.name[:80],
         "actor_role": actor.role[:20],
@@ -219,15 +256,81 @@ def record(
         "action": action,
         "object_type": object_type[:40],
         "object_id": str(object_id)[:80],
-        "patient_pseudonym": patient_pseudonym(ring, patient_id) if patient_id else None,
+        "patient_pseudonym": pseudonym,
         "purpose": purpose[:200],
         "request_id": info.request_id[:32],
         "client_address": info.client_address[:64],
     }
-    values["mac"] = _mac(ring.audit_key, previous, values)
-    connection.execute(_INSERT_EVENT, values)
-    connection.execute(_SET_HEAD_MAC, {"mac": values["mac"]})
-    return int(seq)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One access to record with `record_many`; the arguments of `record`, plus when it
+    happened (default: now)."""
+
+    actor: Actor
+    action: str
+    object_type: str
+    object_id: str | int
+    purpose: str
+    patient_id: int | None = None
+    unit_id: int | None = None
+    occurred_at: dt.datetime | None = None
+
+
+def record_many(
+    session: Session,
+    ring: vault.KeyRing,
+    entries: Sequence[Entry],
+    *,
+    info: RequestInfo | None = None,
+) -> int:
+    """Append many audit rows, in order, in the caller's transaction (a batch of events fired
+    together); returns the sequence number of the first (0 for none). The rows and their chain
+    MACs are exactly what `record` would write one by one: the head is advanced once under its
+    lock, the MACs are computed here, and the rows go in with one executemany.
+
+    Refuses an unknown action (ValueError) before anything is written."""
+    if not entries:
+        return 0
+    for entry in entries:
+        if entry.action not in ACTIONS:
+            raise ValueError(f"unknown audit action {entry.action!r}")
+    info = info or request_info()
+    connection = session.connection()
+    head = connection.execute(_ADVANCE_HEAD_BY, {"count": len(entries)}).one_or_none()
+    if head is None:
+        ensure_head(session)
+        return record_many(session, ring, entries, info=info)
+    last, previous = head
+    first = int(last) - len(entries) + 1
+    key = ring.audit_key
+    pseudonyms: dict[int, str] = {}
+    now = utcnow()
+    rows = []
+    for seq, entry in enumerate(entries, start=first):
+        pseudonym = None
+        if entry.patient_id:
+            pseudonym = pseudonyms.get(entry.patient_id)
+            if pseudonym is None:
+                pseudonym = pseudonyms[entry.patient_id] = patient_pseudonym(ring, entry.patient_id)
+        values = _row(
+            seq,
+            entry.occurred_at or now,
+            entry.actor,
+            entry.action,
+            entry.object_type,
+            entry.object_id,
+            pseudonym,
+            entry.purpose,
+            entry.unit_id,
+            info,
+        )
+        values["mac"] = previous = _mac(key, previous, values)
+        rows.append(values)
+    connection.execute(_INSERT_EVENT, rows)
+    connection.execute(_SET_HEAD_MAC, {"mac": previous})
+    return first
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,18 @@ from contextlib import contextmanager
 from typing import Annotated, Any, ClassVar
 
 from flask import Flask, current_app, g
-from sqlalchemy import DateTime, Engine, MetaData, String, create_engine, event
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Engine,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    event,
+    func,
+    select,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -97,6 +108,25 @@ def make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def reserve_ids(connection: Connection, table: Table, count: int) -> list[int]:
+    """`count` fresh primary keys for `table`, for rows that go in with one executemany and whose
+    content depends on their id (ciphertext bound to its row). PostgreSQL draws them from the
+    table's sequence, safe beside other writers. SQLite takes max(id) + 1 on: its transactions
+    hold the write lock from BEGIN IMMEDIATE, so no one else inserts meanwhile, but the caller
+    inserts the rows before reserving again for the same table."""
+    if count <= 0:
+        return []
+    if connection.dialect.name == "postgresql":
+        drawn = connection.execute(
+            select(func.nextval(func.pg_get_serial_sequence(table.name, "id"))).select_from(
+                func.generate_series(1, count)
+            )
+        )
+        return [int(value) for (value,) in drawn]
+    start = int(connection.scalar(select(func.max(table.c.id))) or 0) + 1
+    return list(range(start, start + count))
 
 
 def init_app(app: Flask, url: str) -> None:

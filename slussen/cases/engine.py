@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 from flask import current_app
+from sqlalchemy import Table, bindparam, delete, insert, update
 from sqlalchemy.orm.exc import StaleDataError
 
 from slussen import audit
@@ -22,7 +24,7 @@ from slussen.audit import Actor
 from slussen.cases.guards import GUARDS
 from slussen.cases.models import Case, CaseEvent, DueDate, Referral
 from slussen.cases.workflow import Transition, Workflow, add_duration
-from slussen.db import utcnow
+from slussen.db import reserve_ids, utcnow
 from slussen.keystore import Keystore
 from slussen.letters.models import QueuedLetter
 from slussen.patients.models import Patient
@@ -96,21 +98,22 @@ def unseal(
     )
 
 
-def may_act_on(actor: Actor, case: Case) -> bool:
+def may_act_on(actor: Actor, case: Case | CaseRow) -> bool:
     """Inner confidentiality: users act only on cases of their own units."""
     if actor.role in ("system", "patient"):
         return True
     return case.unit_id in actor.unit_ids
 
 
-def _check(
-    session: Any, workflow: Workflow, case: Case, t: Transition, actor: Actor, data: dict[str, Any]
+def _refuse_unless_allowed(
+    workflow: Workflow, state: str, t: Transition, role: str, data: dict[str, Any]
 ) -> None:
-    state = workflow.states.get(case.state)
-    if case.state not in t.from_states:
-        now = state.label.sv if state else case.state
+    """The transition table's rules for one case: from-state, role and required data."""
+    if state not in t.from_states:
+        known = workflow.states.get(state)
+        now = known.label.sv if known else state
         raise TransitionRefused(f"Det går inte att ”{t.label.sv.lower()}” när ärendet är ”{now}”.")
-    if actor.role not in t.roles:
+    if role not in t.roles:
         raise TransitionRefused(f"Din roll får inte ”{t.label.sv.lower()}”.")
     for kind in t.requires:
         value = data.get(kind)
@@ -119,8 +122,31 @@ def _check(
             raise TransitionRefused(
                 f"Ange {missing.get(kind, kind)} för att ”{t.label.sv.lower()}”."
             )
+
+
+def _transition(workflow: Workflow, event: str) -> Transition:
+    t = workflow.transitions.get(event)
+    if t is None:
+        raise TransitionRefused(f"Händelsen ”{event}” finns inte i arbetsflödet.")
+    return t
+
+
+def _check(
+    session: Any,
+    workflow: Workflow,
+    t: Transition,
+    cases: Sequence[Any],
+    actors: Sequence[Actor],
+    data: Sequence[dict[str, Any]],
+) -> None:
+    """Refuse (raise) unless `t` may fire on every case: the actor may act on it, the table's
+    rules hold, and every guard passes (each guard judges all the cases in one call)."""
+    for case, actor, values in zip(cases, actors, data, strict=True):
+        if not may_act_on(actor, case):
+            raise NotPermitted("Ärendet finns inte.")
+        _refuse_unless_allowed(workflow, case.state, t, actor.role, values)
     for name in t.guards:
-        refusal = GUARDS[name](session, case, data)
+        refusal = next((r for r in GUARDS[name](session, cases, data) if r), None)
         if refusal:
             raise TransitionRefused(refusal)
 
@@ -132,27 +158,93 @@ def allowed_events(workflow: Workflow, case: Case, actor: Actor) -> list[Transit
     return [t for t in workflow.events_from(case.state) if actor.role in t.roles]
 
 
-def _recompute_next_due(case: Case) -> None:
-    case.next_due_on = min((d.due_on for d in case.due_dates), default=None)
+@dataclass(frozen=True)
+class Outcome:
+    """What firing a transition does to a case (computed, not yet written)."""
+
+    to_state: str
+    #: The case enters a new state (state_entered_at moves); False for a self-loop.
+    is_entered: bool
+    #: The new state is terminal: the case closes and every due date goes.
+    is_closed: bool
+    #: The case's due dates afterwards (name -> day).
+    due: dict[str, dt.date]
+
+    @property
+    def next_due_on(self) -> dt.date | None:
+        return min(self.due.values(), default=None)
 
 
-def _set_due(case: Case, dates: dict[str, dt.date]) -> None:
+def outcome(
+    workflow: Workflow,
+    t: Transition,
+    state: str,
+    due: Mapping[str, dt.date],
+    today: dt.date,
+    exact: Mapping[str, dt.date] | None = None,
+) -> Outcome:
+    """The state and due dates after firing `t` from `state` on `today`: a terminal state clears
+    every due date; otherwise the transition's `clear` goes ("*" all), then its `due` durations
+    from today and the `exact` days are set. Pure: `fire`, `fire_many` and the demo's timelines
+    all use it."""
+    closed = workflow.states[t.to].is_terminal
+    if closed:
+        dates: dict[str, dt.date] = {}
+    elif "*" in t.clear:
+        dates = {}
+    else:
+        dates = {name: day for name, day in due.items() if name not in t.clear}
+    if not closed:
+        for name, duration in t.due.items():
+            dates[name] = add_duration(today, duration)
+        dates.update(exact or {})
+    return Outcome(t.to, state != t.to, closed, dates)
+
+
+def opening_due(workflow: Workflow, today: dt.date) -> dict[str, dt.date]:
+    """The due dates a new case starts with."""
+    return {name: add_duration(today, d) for name, d in workflow.opening_due.items()}
+
+
+def case_reference(case_id: int, opened_at: dt.datetime) -> str:
+    """The reference printed on letters instead of any identifier, e.g. "S26-000123"."""
+    return f"S{opened_at:%y}-{case_id:06d}"
+
+
+def event_purpose(event: str) -> str:
+    """The audit purpose of firing `event`."""
+    return f"händelse {event}"
+
+
+OPEN_PURPOSE = "ny remiss"
+
+
+def _history(
+    case_id: int, event: str, from_state: str | None, to_state: str, actor: Actor, at: dt.datetime
+) -> dict[str, Any]:
+    """One history row's columns (without its note)."""
+    return {
+        "case_id": case_id,
+        "event": event,
+        "from_state": from_state,
+        "to_state": to_state,
+        "actor_id": actor.user_id,
+        "actor_name": actor.name[:80],
+        "actor_role": actor.role[:20],
+        "occurred_at": at,
+    }
+
+
+def _sync_due_dates(case: Case, dates: dict[str, dt.date]) -> None:
+    """Make the ORM case's due-date rows say `dates` (rows kept where the name stays)."""
+    case.due_dates[:] = [d for d in case.due_dates if d.name in dates]
     for name, due_on in dates.items():
         existing = next((d for d in case.due_dates if d.name == name), None)
         if existing is None:
             case.due_dates.append(DueDate(name=name, due_on=due_on))
         else:
             existing.due_on = due_on
-    _recompute_next_due(case)
-
-
-def _apply_due_dates(case: Case, t: Transition, today: dt.date, exact: dict[str, dt.date]) -> None:
-    if "*" in t.clear:
-        case.due_dates.clear()
-    else:
-        case.due_dates[:] = [d for d in case.due_dates if d.name not in t.clear]
-    dates = {name: add_duration(today, duration) for name, duration in t.due.items()}
-    _set_due(case, {**dates, **exact})
+    case.next_due_on = min(dates.values(), default=None)
 
 
 def fire(
@@ -182,35 +274,22 @@ def fire(
         raise NotPermitted("Ärendet finns inte.")
     if expected_version is not None and case.version != expected_version:
         raise StaleCase("Någon annan har ändrat ärendet medan du arbetade.")
-    t = workflow.transitions.get(event)
-    if t is None:
-        raise TransitionRefused(f"Händelsen ”{event}” finns inte i arbetsflödet.")
+    t = _transition(workflow, event)
     data = {"note": note, "reason": reason, "visit": visit}
-    _check(session, workflow, case, t, actor, data)
+    _check(session, workflow, t, [case], [actor], [data])
 
-    today = today or today_local()
+    current = {d.name: d.due_on for d in case.due_dates}
+    result = outcome(workflow, t, case.state, current, today or today_local(), due_on)
     now = utcnow()
-    history = CaseEvent(
-        case_id=case.id,
-        event=event,
-        from_state=case.state,
-        to_state=t.to,
-        actor_id=actor.user_id,
-        actor_name=actor.name[:80],
-        actor_role=actor.role[:20],
-        occurred_at=now,
-    )
+    history = CaseEvent(**_history(case.id, event, case.state, t.to, actor, now))
     session.add(history)
-    if case.state != t.to:
+    if result.is_entered:
         case.state_entered_at = now
     with _state_writer():
         case.state = t.to
-    if workflow.states[t.to].is_terminal:
+    if result.is_closed:
         case.closed_at = now
-        case.due_dates.clear()
-        _recompute_next_due(case)
-    else:
-        _apply_due_dates(case, t, today, due_on or {})
+    _sync_due_dates(case, result.due)
     for letter in t.letters:
         session.add(QueuedLetter(case_id=case.id, unit_id=case.unit_id, letter=letter, event=event))
     try:
@@ -227,12 +306,177 @@ def fire(
         "update",
         "case",
         case.id,
-        purpose=f"händelse {event}",
+        purpose=event_purpose(event),
         patient_id=case.patient_id,
         unit_id=case.unit_id,
     )
     session.flush()
     return history
+
+
+# --- many cases at once -------------------------------------------------------------------------
+
+
+@dataclass
+class CaseRow:
+    """A case as `fire_many` holds it: the columns the engine reads and writes, and the data key
+    of its patient (for notes). `open_cases` returns them; `fire_many` keeps them current."""
+
+    id: int
+    unit_id: int
+    patient_id: int
+    data_key_id: int
+    state: str
+    version: int
+    is_consent_to_contact: bool
+    state_entered_at: dt.datetime
+    screening_flag: str | None = None
+    coach_id: int | None = None
+    closed_at: dt.datetime | None = None
+    due: dict[str, dt.date] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Firing:
+    """One case's part in `fire_many`: who fires, when, and the data `fire` takes."""
+
+    case: CaseRow
+    actor: Actor
+    #: When it happens (default now) and the local day due dates count from (default today).
+    at: dt.datetime | None = None
+    today: dt.date | None = None
+    note: str | None = None
+    reason: str | None = None
+    visit: Any = None
+    due_on: dict[str, dt.date] | None = None
+
+
+def _table(model: Any) -> Table:
+    return cast(Table, model.__table__)
+
+
+_cases = _table(Case)
+_UPDATE_CASE = (
+    update(_cases)
+    .where(_cases.c.id == bindparam("b_id"), _cases.c.version == bindparam("b_version"))
+    .values(
+        state=bindparam("b_state"),
+        version=bindparam("b_new_version"),
+        state_entered_at=bindparam("b_entered"),
+        closed_at=bindparam("b_closed"),
+        next_due_on=bindparam("b_next_due"),
+        coach_id=bindparam("b_coach"),
+    )
+)
+_due_dates = _table(DueDate)
+_DELETE_DUE = delete(_due_dates).where(_due_dates.c.case_id == bindparam("b_case"))
+
+
+def fire_many(
+    store: Keystore, firings: Sequence[Firing], event: str, *, workflow: Workflow
+) -> None:
+    """Fire `event` on many cases at once, with the rules of `fire`: the same checks (guards judge
+    the whole batch in one call), the same new state, history rows, letters, due dates and one
+    audit row per case, written with one executemany per table. Updates each `CaseRow`.
+
+    Refuses (raises like `fire`, before anything is written) when the event may not fire on any
+    one of the cases; StaleCase when a case changed since its row was read."""
+    if not firings:
+        return
+    session = store.session
+    t = _transition(workflow, event)
+    cases = [f.case for f in firings]
+    _check(
+        session,
+        workflow,
+        t,
+        cases,
+        [f.actor for f in firings],
+        [{"note": f.note, "reason": f.reason, "visit": f.visit} for f in firings],
+    )
+    connection = session.connection()
+    now = utcnow()
+    event_ids = reserve_ids(connection, _table(CaseEvent), len(firings))
+    history: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    due_rows: list[dict[str, Any]] = []
+    letters: list[dict[str, Any]] = []
+    entries: list[audit.Entry] = []
+    for firing, event_id in zip(firings, event_ids, strict=True):
+        case, actor = firing.case, firing.actor
+        at = firing.at or now
+        result = outcome(
+            workflow, t, case.state, case.due, firing.today or today_local(), firing.due_on
+        )
+        row = _history(case.id, event, case.state, t.to, actor, at)
+        row["id"] = event_id
+        text = firing.note or firing.reason
+        row["note_enc"] = (
+            store.cipher(case.data_key_id).encrypt(
+                text, table="case_events", column="note", row_id=event_id
+            )
+            if text
+            else None
+        )
+        history.append(row)
+        if result.is_entered:
+            case.state_entered_at = at
+        if result.is_closed:
+            case.closed_at = at
+        case.state = t.to
+        case.due = result.due
+        updates.append(
+            {
+                "b_id": case.id,
+                "b_version": case.version,
+                "b_new_version": case.version + 1,
+                "b_state": case.state,
+                "b_entered": case.state_entered_at,
+                "b_closed": case.closed_at,
+                "b_next_due": result.next_due_on,
+                "b_coach": case.coach_id,
+            }
+        )
+        case.version += 1
+        due_rows.extend({"case_id": case.id, "name": n, "due_on": d} for n, d in result.due.items())
+        letters.extend(
+            {"case_id": case.id, "unit_id": case.unit_id, "letter": letter, "event": event,
+             "queued_at": at}
+            for letter in t.letters
+        )  # fmt: skip
+        entries.append(
+            audit.Entry(
+                actor,
+                "update",
+                "case",
+                case.id,
+                event_purpose(event),
+                patient_id=case.patient_id,
+                unit_id=case.unit_id,
+                occurred_at=at,
+            )
+        )
+    changed = connection.execute(_UPDATE_CASE, updates).rowcount
+    if connection.dialect.supports_sane_multi_rowcount and changed != len(updates):
+        raise StaleCase("Någon annan har ändrat ärendet medan du arbetade.")
+    connection.execute(insert(_table(CaseEvent)), history)
+    connection.execute(_DELETE_DUE, [{"b_case": case.id} for case in cases])
+    if due_rows:
+        connection.execute(insert(_due_dates), due_rows)
+    if letters:
+        connection.execute(insert(_table(QueuedLetter)), letters)
+    audit.record_many(session, store.ring, entries)
+
+
+def _refuse_foreign_unit(actor: Actor, unit_id: int) -> None:
+    if actor.role not in ("system", "public") and unit_id not in actor.unit_ids:
+        raise NotPermitted("Du arbetar inte på den enheten.")
+
+
+def _open_history(
+    case_id: int, workflow: Workflow, actor: Actor, at: dt.datetime
+) -> dict[str, Any]:
+    return _history(case_id, "open", None, workflow.initial, actor, at)
 
 
 def open_case(
@@ -251,8 +495,7 @@ def open_case(
     """Open a case in the workflow's initial state, with its first referral and history row.
 
     Refuses a user acting for a unit they do not belong to (NotPermitted)."""
-    if actor.role not in ("system", "public") and unit_id not in actor.unit_ids:
-        raise NotPermitted("Du arbetar inte på den enheten.")
+    _refuse_foreign_unit(actor, unit_id)
     session = store.session
     now = utcnow()
     with _state_writer():
@@ -270,20 +513,10 @@ def open_case(
         )
     session.add(case)
     session.flush()
-    case.reference = f"S{now:%y}-{case.id:06d}"
-    today = today_local()
-    _set_due(case, {name: add_duration(today, d) for name, d in workflow.opening_due.items()})
+    case.reference = case_reference(case.id, now)
+    _sync_due_dates(case, opening_due(workflow, today_local()))
     referral = Referral(case_id=case.id, channel=channel, created_by_id=actor.user_id, is_seen=True)
-    history = CaseEvent(
-        case_id=case.id,
-        event="open",
-        from_state=None,
-        to_state=workflow.initial,
-        actor_id=actor.user_id,
-        actor_name=actor.name[:80],
-        actor_role=actor.role[:20],
-        occurred_at=now,
-    )
+    history = CaseEvent(**_open_history(case.id, workflow, actor, now))
     session.add_all([referral, history])
     session.flush()
     if reason:
@@ -295,9 +528,129 @@ def open_case(
         "create",
         "case",
         case.id,
-        purpose="ny remiss",
+        purpose=OPEN_PURPOSE,
         patient_id=patient_id,
         unit_id=unit_id,
     )
     session.flush()
     return case
+
+
+@dataclass(frozen=True)
+class Opening:
+    """One case for `open_cases`: the arguments of `open_case`, the patient's data key, and
+    when it happens (default now; `today` is the local day its due dates count from)."""
+
+    actor: Actor
+    patient_id: int
+    data_key_id: int
+    unit_id: int
+    channel: str
+    is_consent_to_contact: bool
+    contact_channel: str = "post"
+    reason: str = ""
+    flagged_by_id: int | None = None
+    at: dt.datetime | None = None
+    today: dt.date | None = None
+
+
+def open_cases(
+    store: Keystore, openings: Sequence[Opening], *, workflow: Workflow
+) -> list[CaseRow]:
+    """Open many cases at once, as `open_case` opens one: the case in the initial state, its
+    reference, opening due dates, first referral (reason encrypted), the "open" history row and
+    the audit row, each table written with one executemany. Returns the cases for `fire_many`.
+
+    Refuses (before anything is written) what `open_case` refuses."""
+    for opening in openings:
+        _refuse_foreign_unit(opening.actor, opening.unit_id)
+    if not openings:
+        return []
+    session = store.session
+    connection = session.connection()
+    now = utcnow()
+    count = len(openings)
+    case_ids = reserve_ids(connection, _cases, count)
+    rows: list[CaseRow] = []
+    case_rows: list[dict[str, Any]] = []
+    referrals: list[dict[str, Any]] = []
+    history: list[dict[str, Any]] = []
+    due_rows: list[dict[str, Any]] = []
+    entries: list[audit.Entry] = []
+    for opening, case_id in zip(openings, case_ids, strict=True):
+        at = opening.at or now
+        due = opening_due(workflow, opening.today or today_local())
+        case_rows.append(
+            {
+                "id": case_id,
+                "reference": case_reference(case_id, at),
+                "unit_id": opening.unit_id,
+                "patient_id": opening.patient_id,
+                "state": workflow.initial,
+                "coach_id": None,
+                "flagged_by_id": opening.flagged_by_id,
+                "channel": opening.channel,
+                "contact_channel": opening.contact_channel,
+                "is_consent_to_contact": opening.is_consent_to_contact,
+                "screening_flag": None,
+                "opened_at": at,
+                "state_entered_at": at,
+                "closed_at": None,
+                "next_due_on": min(due.values(), default=None),
+                "version": 1,
+            }
+        )
+        rows.append(
+            CaseRow(
+                id=case_id,
+                unit_id=opening.unit_id,
+                patient_id=opening.patient_id,
+                data_key_id=opening.data_key_id,
+                state=workflow.initial,
+                version=1,
+                is_consent_to_contact=opening.is_consent_to_contact,
+                state_entered_at=at,
+                due=due,
+            )
+        )
+        history.append(_open_history(case_id, workflow, opening.actor, at))
+        due_rows.extend({"case_id": case_id, "name": n, "due_on": d} for n, d in due.items())
+        entries.append(
+            audit.Entry(
+                opening.actor,
+                "create",
+                "case",
+                case_id,
+                OPEN_PURPOSE,
+                patient_id=opening.patient_id,
+                unit_id=opening.unit_id,
+                occurred_at=at,
+            )
+        )
+    connection.execute(insert(_cases), case_rows)
+    referral_ids = reserve_ids(connection, _table(Referral), count)
+    for opening, case_id, referral_id in zip(openings, case_ids, referral_ids, strict=True):
+        reason_enc = (
+            store.cipher(opening.data_key_id).encrypt(
+                opening.reason, table="referrals", column="reason", row_id=referral_id
+            )
+            if opening.reason
+            else None
+        )
+        referrals.append(
+            {
+                "id": referral_id,
+                "case_id": case_id,
+                "channel": opening.channel,
+                "created_by_id": opening.actor.user_id,
+                "created_at": opening.at or now,
+                "reason_enc": reason_enc,
+                "is_seen": True,
+            }
+        )
+    connection.execute(insert(_table(Referral)), referrals)
+    connection.execute(insert(_table(CaseEvent)), history)
+    if due_rows:
+        connection.execute(insert(_due_dates), due_rows)
+    audit.record_many(session, store.ring, entries)
+    return rows
