@@ -33,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from slussen import vault
-from slussen.db import Base, UtcDateTime, intpk, one_of, utcnow
+from slussen.db import Base, UtcDateTime, execute_many, intpk, one_of, utcnow
 
 ACTIONS = (
     "read",
@@ -154,6 +154,7 @@ _CHAINED = (
     "seq", "occurred_at", "actor_id", "actor_name", "actor_role", "unit_id", "action",
     "object_type", "object_id", "patient_pseudonym", "purpose", "request_id", "client_address",
 )  # fmt: skip
+_ROW_KEYS = (*_CHAINED, "mac")
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
@@ -163,10 +164,6 @@ def _mac_of(key: bytes, previous: str, fields: Sequence[Any]) -> str:
     content[1] = content[1].astimezone(dt.UTC).isoformat(timespec="microseconds")
     message = previous.encode() + b"\n" + _ENCODER.encode(content).encode()
     return hmac.digest(key, message, "sha256").hex()
-
-
-def _mac(key: bytes, previous: str, values: dict[str, Any]) -> str:
-    return _mac_of(key, previous, [values[name] for name in _CHAINED])
 
 
 def ensure_head(session: Session) -> None:
@@ -215,7 +212,7 @@ def record(
             info=info,
         )
     seq, previous = head
-    values = _row(
+    fields = _fields(
         seq,
         utcnow(),
         actor,
@@ -227,13 +224,14 @@ def record(
         unit_id,
         info,
     )
-    values["mac"] = _mac(ring.audit_key, previous, values)
+    values = dict(zip(_CHAINED, fields, strict=True))
+    values["mac"] = _mac_of(ring.audit_key, previous, fields)
     connection.execute(_INSERT_EVENT, values)
     connection.execute(_SET_HEAD_MAC, {"mac": values["mac"]})
     return int(seq)
 
 
-def _row(
+def _fields(
     seq: int,
     occurred_at: dt.datetime,
     actor: Actor,
@@ -244,23 +242,23 @@ def _row(
     purpose: str,
     unit_id: int | None,
     info: RequestInfo,
-) -> dict[str, Any]:
-    """One audit row's columns (without its MAC), cut to the columns' lengths."""
-    return {
-        "seq": seq,
-        "occurred_at": occurred_at,
-        "actor_id": actor.user_id,
-        "actor_name": actor.name[:80],
-        "actor_role": actor.role[:20],
-        "unit_id": unit_id,
-        "action": action,
-        "object_type": object_type[:40],
-        "object_id": str(object_id)[:80],
-        "patient_pseudonym": pseudonym,
-        "purpose": purpose[:200],
-        "request_id": info.request_id[:32],
-        "client_address": info.client_address[:64],
-    }
+) -> tuple[Any, ...]:
+    """One audit row's chained content in `_CHAINED` order, cut to the columns' lengths."""
+    return (
+        seq,
+        occurred_at,
+        actor.user_id,
+        actor.name[:80],
+        actor.role[:20],
+        unit_id,
+        action,
+        object_type[:40],
+        str(object_id)[:80],
+        pseudonym,
+        purpose[:200],
+        info.request_id[:32],
+        info.client_address[:64],
+    )
 
 
 @dataclass(frozen=True)
@@ -314,7 +312,7 @@ def record_many(
             pseudonym = pseudonyms.get(entry.patient_id)
             if pseudonym is None:
                 pseudonym = pseudonyms[entry.patient_id] = patient_pseudonym(ring, entry.patient_id)
-        values = _row(
+        fields = _fields(
             seq,
             entry.occurred_at or now,
             entry.actor,
@@ -326,9 +324,9 @@ def record_many(
             entry.unit_id,
             info,
         )
-        values["mac"] = previous = _mac(key, previous, values)
-        rows.append(values)
-    connection.execute(_INSERT_EVENT, rows)
+        previous = _mac_of(key, previous, fields)
+        rows.append((*fields, previous))
+    execute_many(connection, _INSERT_EVENT, rows, keys=_ROW_KEYS)
     connection.execute(_SET_HEAD_MAC, {"mac": previous})
     return first
 

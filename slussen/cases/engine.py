@@ -24,7 +24,7 @@ from slussen.audit import Actor
 from slussen.cases.guards import GUARDS
 from slussen.cases.models import Case, CaseEvent, DueDate, Referral
 from slussen.cases.workflow import Transition, Workflow, add_duration
-from slussen.db import reserve_ids, utcnow
+from slussen.db import execute_many, reserve_ids, utcnow
 from slussen.keystore import Keystore
 from slussen.letters.models import QueuedLetter
 from slussen.patients.models import Patient
@@ -369,7 +369,14 @@ _UPDATE_CASE = (
     )
 )
 _due_dates = _table(DueDate)
-_DELETE_DUE = delete(_due_dates).where(_due_dates.c.case_id == bindparam("b_case"))
+_DELETE_DUE = delete(_due_dates).where(
+    _due_dates.c.case_id == bindparam("b_case"), _due_dates.c.name == bindparam("b_name")
+)
+_INSERT_DUE = insert(_due_dates)
+_INSERT_CASE = insert(_cases)
+_INSERT_HISTORY = insert(_table(CaseEvent))
+_INSERT_LETTER = insert(_table(QueuedLetter))
+_INSERT_REFERRAL = insert(_table(Referral))
 
 
 def fire_many(
@@ -400,6 +407,7 @@ def fire_many(
     history: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     due_rows: list[dict[str, Any]] = []
+    due_gone: list[dict[str, Any]] = []
     letters: list[dict[str, Any]] = []
     entries: list[audit.Entry] = []
     for firing, event_id in zip(firings, event_ids, strict=True):
@@ -423,6 +431,7 @@ def fire_many(
             case.state_entered_at = at
         if result.is_closed:
             case.closed_at = at
+        before = case.due
         case.state = t.to
         case.due = result.due
         updates.append(
@@ -438,10 +447,18 @@ def fire_many(
             }
         )
         case.version += 1
-        due_rows.extend({"case_id": case.id, "name": n, "due_on": d} for n, d in result.due.items())
+        # Only what changed: a due date kept as it was stays untouched, as in `fire`.
+        for name, day in before.items():
+            if result.due.get(name) != day:
+                due_gone.append({"b_case": case.id, "b_name": name})
+        due_rows.extend(
+            {"case_id": case.id, "name": name, "due_on": day}
+            for name, day in result.due.items()
+            if before.get(name) != day
+        )
         letters.extend(
             {"case_id": case.id, "unit_id": case.unit_id, "letter": letter, "event": event,
-             "queued_at": at}
+             "status": "queued", "queued_at": at}
             for letter in t.letters
         )  # fmt: skip
         entries.append(
@@ -456,15 +473,13 @@ def fire_many(
                 occurred_at=at,
             )
         )
-    changed = connection.execute(_UPDATE_CASE, updates).rowcount
+    changed = execute_many(connection, _UPDATE_CASE, updates)
     if connection.dialect.supports_sane_multi_rowcount and changed != len(updates):
         raise StaleCase("Någon annan har ändrat ärendet medan du arbetade.")
-    connection.execute(insert(_table(CaseEvent)), history)
-    connection.execute(_DELETE_DUE, [{"b_case": case.id} for case in cases])
-    if due_rows:
-        connection.execute(insert(_due_dates), due_rows)
-    if letters:
-        connection.execute(insert(_table(QueuedLetter)), letters)
+    execute_many(connection, _INSERT_HISTORY, history)
+    execute_many(connection, _DELETE_DUE, due_gone)
+    execute_many(connection, _INSERT_DUE, due_rows)
+    execute_many(connection, _INSERT_LETTER, letters)
     audit.record_many(session, store.ring, entries)
 
 
@@ -627,7 +642,7 @@ def open_cases(
                 occurred_at=at,
             )
         )
-    connection.execute(insert(_cases), case_rows)
+    execute_many(connection, _INSERT_CASE, case_rows)
     referral_ids = reserve_ids(connection, _table(Referral), count)
     for opening, case_id, referral_id in zip(openings, case_ids, referral_ids, strict=True):
         reason_enc = (
@@ -648,9 +663,8 @@ def open_cases(
                 "is_seen": True,
             }
         )
-    connection.execute(insert(_table(Referral)), referrals)
-    connection.execute(insert(_table(CaseEvent)), history)
-    if due_rows:
-        connection.execute(insert(_due_dates), due_rows)
+    execute_many(connection, _INSERT_REFERRAL, referrals)
+    execute_many(connection, _INSERT_HISTORY, history)
+    execute_many(connection, _INSERT_DUE, due_rows)
     audit.record_many(session, store.ring, entries)
     return rows

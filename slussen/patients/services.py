@@ -16,7 +16,7 @@ from sqlalchemy import Table, bindparam, delete, insert, select
 from slussen import audit, vault
 from slussen.accounts.roles import PATIENT_DATA_ROLES, Role
 from slussen.audit import Actor
-from slussen.db import reserve_ids, utcnow
+from slussen.db import execute_many, reserve_ids, utcnow
 from slussen.identifiers import PersonIdentifier, normalise_postcode
 from slussen.keystore import DataKey, Keystore
 from slussen.patients.models import Patient, PatientLookup
@@ -126,7 +126,10 @@ def find_patient_id(store: Keystore, identifier: PersonIdentifier) -> int | None
     (nothing about the patient is revealed). Callers that show the patient read it audited."""
     digest = _lookup_digest(store.ring, identifier)
     return store.session.scalar(
-        select(PatientLookup.patient_id).where(PatientLookup.digest == digest)
+        # kind too: the unique (kind, digest) index answers it (digest alone scans the table).
+        select(PatientLookup.patient_id).where(
+            PatientLookup.kind == "id", PatientLookup.digest == digest
+        )
     )
 
 
@@ -177,6 +180,11 @@ def register_patient(
     return patient
 
 
+_INSERT_KEY = insert(cast(Table, DataKey.__table__))
+_INSERT_PATIENT = insert(cast(Table, Patient.__table__))
+_INSERT_LOOKUP = insert(cast(Table, PatientLookup.__table__))
+
+
 @dataclass(frozen=True)
 class NewPatient:
     """A patient registered by `register_patients`: its id and its data key's id."""
@@ -207,8 +215,9 @@ def register_patients(
     digests = [_lookup_digest(store.ring, identity.identifier) for identity in identities]
     if len(set(digests)) != len(digests):
         raise DuplicatePatient(-1)
+    # kind first: the unique (kind, digest) index answers it.
     lookup = select(PatientLookup.patient_id).where(
-        PatientLookup.digest.in_(bindparam("digests", expanding=True))
+        PatientLookup.kind == "id", PatientLookup.digest.in_(bindparam("digests", expanding=True))
     )
     for start in range(0, len(digests), 900):
         existing = session.scalar(lookup, {"digests": digests[start : start + 900]})
@@ -218,7 +227,7 @@ def register_patients(
     now = utcnow()
     moments = list(at) if at is not None else [now] * len(identities)
     key_ids = reserve_ids(connection, cast(Table, DataKey.__table__), len(identities))
-    connection.execute(insert(cast(Table, DataKey.__table__)), store.new_key_rows(key_ids, at=now))
+    execute_many(connection, _INSERT_KEY, store.new_key_rows(key_ids, at=now))
     patient_ids = reserve_ids(connection, cast(Table, Patient.__table__), len(identities))
     patients = []
     lookups = []
@@ -247,8 +256,8 @@ def register_patients(
                 occurred_at=moment,
             )
         )
-    connection.execute(insert(cast(Table, Patient.__table__)), patients)
-    connection.execute(insert(cast(Table, PatientLookup.__table__)), lookups)
+    execute_many(connection, _INSERT_PATIENT, patients)
+    execute_many(connection, _INSERT_LOOKUP, lookups)
     audit.record_many(session, store.ring, entries)
     return [NewPatient(p, k) for p, k in zip(patient_ids, key_ids, strict=True)]
 
@@ -312,7 +321,9 @@ def update_patient(
     digest = _lookup_digest(store.ring, identity.identifier)
     other = store.session.scalar(
         select(PatientLookup.patient_id).where(
-            PatientLookup.digest == digest, PatientLookup.patient_id != patient.id
+            PatientLookup.kind == "id",
+            PatientLookup.digest == digest,
+            PatientLookup.patient_id != patient.id,
         )
     )
     if other is not None:

@@ -29,7 +29,7 @@ from slussen.cases.engine import (
 )
 from slussen.cases.models import Case
 from slussen.cases.workflow import Workflow
-from slussen.db import reserve_ids
+from slussen.db import execute_many, reserve_ids
 from slussen.keystore import Keystore
 from slussen.visits.models import (
     CONTACT_FREQUENCIES,
@@ -699,7 +699,7 @@ def book_mapping_visits(
             firing.case.coach_id = firing.actor.user_id
     fire_many(store, firings, "book_mapping_visit", workflow=workflow)
     if rows:
-        store.session.connection().execute(insert(_table(Visit)), rows)
+        execute_many(store.session.connection(), _INSERT_VISIT, rows)
 
 
 @dataclass(frozen=True)
@@ -760,7 +760,7 @@ def save_action_plans(store: Keystore, plans: Sequence[PlanInput]) -> None:
                 "created_at": plan.at or now,
             }
         )
-    connection.execute(insert(_table(ActionPlan)), plan_rows)
+    execute_many(connection, _INSERT_PLAN, plan_rows)
     step_ids = iter(reserve_ids(connection, _table(PlanStep), sum(len(p.steps) for p in plans)))
     for plan, plan_id in zip(plans, plan_ids, strict=True):
         cipher = store.cipher(plan.case.data_key_id)
@@ -787,10 +787,27 @@ def save_action_plans(store: Keystore, plans: Sequence[PlanInput]) -> None:
                     else None,
                 }
             )
-    connection.execute(insert(_table(PlanStep)), step_rows)
+    execute_many(connection, _INSERT_STEP, step_rows)
 
 
 _visits = _table(Visit)
+_INSERT_VISIT = insert(_visits)
+_INSERT_PLAN = insert(_table(ActionPlan))
+_INSERT_STEP = insert(_table(PlanStep))
+_MAPPING_VISIT_HELD = (
+    update(_visits)
+    .where(
+        _visits.c.case_id == bindparam("b_case"),
+        _visits.c.kind == "mapping",
+        _visits.c.status == "booked",
+    )
+    .values(status="done")
+)
+_FOLLOW_UP_HELD = (
+    update(_visits)
+    .where(_visits.c.id == bindparam("b_id"))
+    .values(status="done", mode="at_unit", notes_enc=bindparam("b_notes"))
+)
 
 
 def record_mapping_visits(
@@ -803,14 +820,9 @@ def record_mapping_visits(
         _require(firing.actor, firing.case)
     fire_many(store, firings, "record_mapping_visit", workflow=workflow)
     if firings:
-        store.session.connection().execute(
-            update(_visits)
-            .where(
-                _visits.c.case_id == bindparam("b_case"),
-                _visits.c.kind == "mapping",
-                _visits.c.status == "booked",
-            )
-            .values(status="done"),
+        execute_many(
+            store.session.connection(),
+            _MAPPING_VISIT_HELD,
             [{"b_case": firing.case.id} for firing in firings],
         )
 
@@ -870,12 +882,5 @@ def record_follow_ups(store: Keystore, firings: Sequence[Firing], *, workflow: W
                     "created_at": firing.at or now,
                 }
             )
-        if inserts:
-            connection.execute(insert(_visits), inserts)
-        if updates:
-            connection.execute(
-                update(_visits)
-                .where(_visits.c.id == bindparam("b_id"))
-                .values(status="done", mode="at_unit", notes_enc=bindparam("b_notes")),
-                updates,
-            )
+        execute_many(connection, _INSERT_VISIT, inserts)
+        execute_many(connection, _FOLLOW_UP_HELD, updates)
