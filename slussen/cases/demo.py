@@ -374,6 +374,7 @@ def plan_timeline(workflow: Workflow, state: str, today: dt.date, rng: random.Ra
     probe = replay(workflow, state, today, gaps, visit_lead)
     last = probe.days[-1] if probe.days else probe.opened
     timer_dues = {timer.due for timer in workflow.timers}
+    shift = 0
     if probe.due:
         name, first_due = min(probe.due.items(), key=lambda item: item[1])
         roll = rng.random()
@@ -389,15 +390,22 @@ def plan_timeline(workflow: Workflow, state: str, today: dt.date, rng: random.Ra
         latest = (today - last).days
         if shift > latest:
             shift = latest - rng.randint(0, 2)
+    else:
+        shift = (today - dt.timedelta(days=rng.randint(0, 400)) - last).days
+    timeline = replay(workflow, state, today + dt.timedelta(days=shift), gaps, visit_lead)
+    # Months differ in length, so a shifted path is not exactly the probe moved: correct it.
+    for _attempt in range(4):
+        last = timeline.days[-1] if timeline.days else timeline.opened
+        overdue = [(today - d).days for n, d in timeline.due.items() if n in timer_dues]
+        if last > today:
+            shift -= (last - today).days
+        elif overdue and max(overdue) > 0:
+            # Overdue for a timer would be fired by the next tick: due today at the earliest.
+            shift += min(max(overdue), (today - last).days)
+        else:
+            break
         timeline = replay(workflow, state, today + dt.timedelta(days=shift), gaps, visit_lead)
-        if any(day < today for n, day in timeline.due.items() if n in timer_dues):
-            # Overdue for a timer would be fired by the next tick: make it due today instead.
-            shift += min((today - d).days for n, d in timeline.due.items() if n in timer_dues)
-            shift = min(shift, latest)
-            timeline = replay(workflow, state, today + dt.timedelta(days=shift), gaps, visit_lead)
-        return timeline
-    shift = (today - dt.timedelta(days=rng.randint(0, 400)) - last).days
-    return replay(workflow, state, today + dt.timedelta(days=shift), gaps, visit_lead)
+    return timeline
 
 
 def _moment(day: dt.date, rng: random.Random) -> dt.datetime:
