@@ -29,7 +29,15 @@ from slussen import vault
 from slussen.accounts.models import Membership, Unit, User
 from slussen.audit import SYSTEM, Actor
 from slussen.cases import engine
-from slussen.cases.engine import CaseRow, Firing, Opening, fire, fire_many, open_cases
+from slussen.cases.engine import (
+    CaseRow,
+    Firing,
+    Opening,
+    case_rows_deferred,
+    fire,
+    fire_many,
+    open_cases,
+)
 from slussen.cases.models import Case
 from slussen.cases.workflow import Workflow
 from slussen.demo import DemoContext, demo_step
@@ -504,9 +512,16 @@ def seed_batch(store: Keystore, workflow: Workflow, cases: Sequence[DemoCase]) -
                 today=case.timeline.opened,
             )
         )
-    rows = open_cases(store, openings, workflow=workflow)
-    for case, row in zip(cases, rows, strict=True):
-        case.row = row
+    with case_rows_deferred(store):
+        rows = open_cases(store, openings, workflow=workflow)
+        for case, row in zip(cases, rows, strict=True):
+            case.row = row
+        _take_paths(store, workflow, cases)
+    return rows
+
+
+def _take_paths(store: Keystore, workflow: Workflow, cases: Sequence[DemoCase]) -> None:
+    """Every case's path, all cases at the same step of their paths together."""
     position = 0
     while True:
         groups: dict[str, list[tuple[DemoCase, Firing]]] = {}
@@ -531,7 +546,6 @@ def seed_batch(store: Keystore, workflow: Workflow, cases: Sequence[DemoCase]) -
         for step, group in groups.items():
             _take_step(store, workflow, step, group)
         position += 1
-    return rows
 
 
 def _take_step(

@@ -334,6 +334,9 @@ class CaseRow:
     coach_id: int | None = None
     closed_at: dt.datetime | None = None
     due: dict[str, dt.date] = field(default_factory=dict)
+    #: What the database holds (version, due dates) until the row is written again.
+    stored_version: int = 0
+    stored_due: dict[str, dt.date] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -379,6 +382,76 @@ _INSERT_LETTER = insert(_table(QueuedLetter))
 _INSERT_REFERRAL = insert(_table(Referral))
 
 
+_DEFERRED: ContextVar[dict[int, CaseRow] | None] = ContextVar("slussen_deferred", default=None)
+
+
+@contextlib.contextmanager
+def case_rows_deferred(store: Keystore) -> Iterator[None]:
+    """Within this block `open_cases` and `fire_many` write history, letters and audit rows as
+    events fire, but each case's own row and due dates only once, when the block ends (the last
+    state of each): a batch that walks cases through several events writes one case update, not
+    one per event. The block must end before the transaction commits; on an error nothing more
+    is written (the caller rolls back)."""
+    if _DEFERRED.get() is not None:
+        yield
+        return
+    pending: dict[int, CaseRow] = {}
+    token = _DEFERRED.set(pending)
+    try:
+        yield
+    finally:
+        _DEFERRED.reset(token)
+    _write_case_rows(store, list(pending.values()))
+
+
+def _changed(store: Keystore, rows: Sequence[CaseRow]) -> None:
+    """Write the rows now, or at the end of the `case_rows_deferred` block."""
+    pending = _DEFERRED.get()
+    if pending is None:
+        _write_case_rows(store, rows)
+    else:
+        pending.update((row.id, row) for row in rows)
+
+
+def _write_case_rows(store: Keystore, rows: Sequence[CaseRow]) -> None:
+    """Bring the case rows and their due dates in the database to the `CaseRow`s: the state
+    columns (checked against the version read), due dates gone or changed deleted, new or
+    changed ones inserted (a due date that stays as it was is not touched, as in `fire`)."""
+    connection = store.session.connection()
+    updates: list[dict[str, Any]] = []
+    due_gone: list[dict[str, Any]] = []
+    due_rows: list[dict[str, Any]] = []
+    for case in rows:
+        updates.append(
+            {
+                "b_id": case.id,
+                "b_version": case.stored_version,
+                "b_new_version": case.version,
+                "b_state": case.state,
+                "b_entered": case.state_entered_at,
+                "b_closed": case.closed_at,
+                "b_next_due": min(case.due.values(), default=None),
+                "b_coach": case.coach_id,
+            }
+        )
+        before = case.stored_due
+        for name, day in before.items():
+            if case.due.get(name) != day:
+                due_gone.append({"b_case": case.id, "b_name": name})
+        due_rows.extend(
+            {"case_id": case.id, "name": name, "due_on": day}
+            for name, day in case.due.items()
+            if before.get(name) != day
+        )
+        case.stored_version = case.version
+        case.stored_due = dict(case.due)
+    changed = execute_many(connection, _UPDATE_CASE, updates)
+    if connection.dialect.supports_sane_multi_rowcount and changed != len(updates):
+        raise StaleCase("Någon annan har ändrat ärendet medan du arbetade.")
+    execute_many(connection, _DELETE_DUE, due_gone)
+    execute_many(connection, _INSERT_DUE, due_rows)
+
+
 def fire_many(
     store: Keystore, firings: Sequence[Firing], event: str, *, workflow: Workflow
 ) -> None:
@@ -405,9 +478,6 @@ def fire_many(
     now = utcnow()
     event_ids = reserve_ids(connection, _table(CaseEvent), len(firings))
     history: list[dict[str, Any]] = []
-    updates: list[dict[str, Any]] = []
-    due_rows: list[dict[str, Any]] = []
-    due_gone: list[dict[str, Any]] = []
     letters: list[dict[str, Any]] = []
     entries: list[audit.Entry] = []
     for firing, event_id in zip(firings, event_ids, strict=True):
@@ -431,31 +501,9 @@ def fire_many(
             case.state_entered_at = at
         if result.is_closed:
             case.closed_at = at
-        before = case.due
         case.state = t.to
         case.due = result.due
-        updates.append(
-            {
-                "b_id": case.id,
-                "b_version": case.version,
-                "b_new_version": case.version + 1,
-                "b_state": case.state,
-                "b_entered": case.state_entered_at,
-                "b_closed": case.closed_at,
-                "b_next_due": result.next_due_on,
-                "b_coach": case.coach_id,
-            }
-        )
         case.version += 1
-        # Only what changed: a due date kept as it was stays untouched, as in `fire`.
-        for name, day in before.items():
-            if result.due.get(name) != day:
-                due_gone.append({"b_case": case.id, "b_name": name})
-        due_rows.extend(
-            {"case_id": case.id, "name": name, "due_on": day}
-            for name, day in result.due.items()
-            if before.get(name) != day
-        )
         letters.extend(
             {"case_id": case.id, "unit_id": case.unit_id, "letter": letter, "event": event,
              "status": "queued", "queued_at": at}
@@ -470,15 +518,10 @@ def fire_many(
                 event_purpose(event),
                 patient_id=case.patient_id,
                 unit_id=case.unit_id,
-                occurred_at=at,
             )
         )
-    changed = execute_many(connection, _UPDATE_CASE, updates)
-    if connection.dialect.supports_sane_multi_rowcount and changed != len(updates):
-        raise StaleCase("Någon annan har ändrat ärendet medan du arbetade.")
+    _changed(store, cases)
     execute_many(connection, _INSERT_HISTORY, history)
-    execute_many(connection, _DELETE_DUE, due_gone)
-    execute_many(connection, _INSERT_DUE, due_rows)
     execute_many(connection, _INSERT_LETTER, letters)
     audit.record_many(session, store.ring, entries)
 
@@ -590,7 +633,6 @@ def open_cases(
     case_rows: list[dict[str, Any]] = []
     referrals: list[dict[str, Any]] = []
     history: list[dict[str, Any]] = []
-    due_rows: list[dict[str, Any]] = []
     entries: list[audit.Entry] = []
     for opening, case_id in zip(openings, case_ids, strict=True):
         at = opening.at or now
@@ -611,7 +653,7 @@ def open_cases(
                 "opened_at": at,
                 "state_entered_at": at,
                 "closed_at": None,
-                "next_due_on": min(due.values(), default=None),
+                "next_due_on": None,
                 "version": 1,
             }
         )
@@ -626,10 +668,10 @@ def open_cases(
                 is_consent_to_contact=opening.is_consent_to_contact,
                 state_entered_at=at,
                 due=due,
+                stored_version=1,
             )
         )
         history.append(_open_history(case_id, workflow, opening.actor, at))
-        due_rows.extend({"case_id": case_id, "name": n, "due_on": d} for n, d in due.items())
         entries.append(
             audit.Entry(
                 opening.actor,
@@ -639,7 +681,6 @@ def open_cases(
                 OPEN_PURPOSE,
                 patient_id=opening.patient_id,
                 unit_id=opening.unit_id,
-                occurred_at=at,
             )
         )
     execute_many(connection, _INSERT_CASE, case_rows)
@@ -665,6 +706,9 @@ def open_cases(
         )
     execute_many(connection, _INSERT_REFERRAL, referrals)
     execute_many(connection, _INSERT_HISTORY, history)
-    execute_many(connection, _INSERT_DUE, due_rows)
+    # The opening due dates (and next_due_on) go in like every later change of them.
+    for row in rows:
+        row.version += 1
+    _changed(store, rows)
     audit.record_many(session, store.ring, entries)
     return rows

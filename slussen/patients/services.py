@@ -253,7 +253,6 @@ def register_patients(
                 purpose,
                 patient_id=patient_id,
                 unit_id=unit_id,
-                occurred_at=moment,
             )
         )
     execute_many(connection, _INSERT_PATIENT, patients)
