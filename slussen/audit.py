@@ -12,6 +12,7 @@ queue up instead of forking the chain.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hmac
 import json
 import secrets
@@ -147,6 +148,12 @@ def request_info() -> RequestInfo:
 
 def patient_pseudonym(ring: vault.KeyRing, patient_id: int) -> str:
     return vault.pseudonym(ring, f"patient:{patient_id}")
+
+
+@functools.lru_cache(maxsize=65536)
+def _pseudonym(ring: vault.KeyRing, patient_id: int) -> str:
+    """`patient_pseudonym`, remembered for the batches (a case's events all name its patient)."""
+    return patient_pseudonym(ring, patient_id)
 
 
 #: The row's content in chain order; `_COLUMNS` below reads them in the same order.
@@ -303,15 +310,10 @@ def record_many(
     last, previous = head
     first = int(last) - len(entries) + 1
     key = ring.audit_key
-    pseudonyms: dict[int, str] = {}
     now = utcnow()
     rows = []
     for seq, entry in enumerate(entries, start=first):
-        pseudonym = None
-        if entry.patient_id:
-            pseudonym = pseudonyms.get(entry.patient_id)
-            if pseudonym is None:
-                pseudonym = pseudonyms[entry.patient_id] = patient_pseudonym(ring, entry.patient_id)
+        pseudonym = _pseudonym(ring, entry.patient_id) if entry.patient_id else None
         fields = _fields(
             seq,
             entry.occurred_at or now,

@@ -150,6 +150,13 @@ class _Prepared:
 _PREPARED: dict[tuple[Any, str, tuple[str, ...]], _Prepared] = {}
 
 
+def _python_type(type_: Any) -> Any:
+    try:
+        return type_.python_type
+    except NotImplementedError:
+        return None
+
+
 def _prepare(dialect: Dialect, statement: Any, keys: tuple[str, ...]) -> _Prepared:
     cache_key = (statement, dialect.name, keys)
     prepared = _PREPARED.get(cache_key)
@@ -164,9 +171,11 @@ def _prepare(dialect: Dialect, statement: Any, keys: tuple[str, ...]) -> _Prepar
             proc = bind.type.dialect_impl(dialect).bind_processor(dialect)
             if name in keys:
                 if proc is not None:
-                    # The same moments and days recur in a batch (an event's history row,
-                    # letters and audit row share one): process each value once.
-                    processors.append((len(names), functools.lru_cache(maxsize=65536)(proc)))
+                    if _python_type(bind.type) in (dt.datetime, dt.date):
+                        # The same moments and days recur in a batch (an event's history row
+                        # and letters share one): process each value once.
+                        proc = functools.lru_cache(maxsize=65536)(proc)
+                    processors.append((len(names), proc))
                 names.append(name)
             else:
                 value = bind.effective_value

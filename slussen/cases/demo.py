@@ -256,11 +256,11 @@ def plan_states(count: int, rng: random.Random) -> list[str]:
     return chosen
 
 
-def demo_identity(number: int, rng: random.Random) -> PatientIdentity:
-    """An invented patient with the `number`-th test-series personnummer."""
+def demo_identity(number: int, rng: random.Random, pnr: str | None = None) -> PatientIdentity:
+    """An invented patient with the `number`-th test-series personnummer (`pnr`, if known)."""
     postcode, town = TOWNS[number % len(TOWNS)]
     return PatientIdentity(
-        identifier=_identifier(test_series_personnummer(number)),
+        identifier=_identifier(pnr or test_series_personnummer(number)),
         name=f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}",
         street=f"{rng.choice(STREETS)} {rng.randint(1, 60)}",
         postcode=postcode,
@@ -659,7 +659,8 @@ def seed_cases(session: Session, ctx: DemoContext) -> None:
             planned = []
             for offset in batch:
                 unit = units[offset % len(units)]
-                identity = demo_identity(next(numbers), rng)
+                number, pnr = next(numbers)
+                identity = demo_identity(number, rng, pnr)
                 planned.append(
                     plan_case(
                         workflow,
@@ -683,10 +684,10 @@ def seed_cases(session: Session, ctx: DemoContext) -> None:
     ctx.report.append(f"Demo cases: {todo} seeded over {len(units)} units.")
 
 
-def _free_numbers(taken: set[str], ring: vault.KeyRing) -> Iterator[int]:
+def _free_numbers(taken: set[str], ring: vault.KeyRing) -> Iterator[tuple[int, str]]:
     """Test-series numbers whose blind index is not `taken` (not the hand-made demo patients,
     not the cases of an earlier, interrupted run)."""
     for n in itertools.count():
-        digest = _lookup_digest(ring, _identifier(test_series_personnummer(n)))
-        if digest not in taken:
-            yield n
+        pnr = test_series_personnummer(n)
+        if _lookup_digest(ring, _identifier(pnr)) not in taken:
+            yield n, pnr
