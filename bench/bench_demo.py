@@ -118,7 +118,7 @@ def bench(url: str, instance: Path, cases: int, units: int, limit: float) -> int
     verified = run([slussen, "audit", "verify"], env, allowed=(0, 1))
     chain_ok = "intact" in verified
     total = sum(rows.values())
-    print(next((line for line in output.splitlines() if "Demo cases" in line), output.strip()))
+    print(next((line for line in output.splitlines() if "Demo cases:" in line), output.strip()))
     print(f"Rows: {', '.join(f'{t} {n:,}' for t, n in rows.items())}")
     print(f"Audit chain: {verified.strip().splitlines()[-1]}")
     print(

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Connection,
     DateTime,
     Engine,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -169,6 +170,8 @@ def _prepare(dialect: Dialect, statement: Any, keys: tuple[str, ...]) -> _Prepar
         for position, name in enumerate(order):
             bind = compiled.binds[name]
             proc = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if dialect.name == "sqlite" and isinstance(bind.type, LargeBinary):
+                proc = None  # sqlite3 stores bytes as they are (its Binary is a memoryview)
             if name in keys:
                 if proc is not None:
                     if _python_type(bind.type) in (dt.datetime, dt.date):

@@ -480,6 +480,7 @@ def fire_many(
     history: list[dict[str, Any]] = []
     letters: list[dict[str, Any]] = []
     entries: list[audit.Entry] = []
+    purpose = event_purpose(event)
     for firing, event_id in zip(firings, event_ids, strict=True):
         case, actor = firing.case, firing.actor
         at = firing.at or now
@@ -515,7 +516,7 @@ def fire_many(
                 "update",
                 "case",
                 case.id,
-                event_purpose(event),
+                purpose,
                 patient_id=case.patient_id,
                 unit_id=case.unit_id,
             )
