@@ -4,6 +4,11 @@
 guards, then writes the new state, a history row, the queued letters, the due dates and the audit
 row in the caller's transaction. A refused event raises a domain error with a Swedish message and
 changes nothing. `open_case` puts a new case in the initial state the same way.
+
+`fire_many` and `open_cases` do the same for many cases at once (the demo's batches): the checks
+(`_check`, with guards that judge a list of cases), the new state and due dates (`outcome`), the
+history row, letters and audit purpose are the same code as `fire`'s; only the writing differs
+(one executemany per table, `audit.record_many` for the chain).
 """
 
 from __future__ import annotations
@@ -390,8 +395,9 @@ def case_rows_deferred(store: Keystore) -> Iterator[None]:
     """Within this block `open_cases` and `fire_many` write history, letters and audit rows as
     events fire, but each case's own row and due dates only once, when the block ends (the last
     state of each): a batch that walks cases through several events writes one case update, not
-    one per event. The block must end before the transaction commits; on an error nothing more
-    is written (the caller rolls back)."""
+    one per event. Guards judge the `CaseRow`s, which are current; a query of the cases table
+    inside the block sees the rows as they were before it. The block must end before the
+    transaction commits; on an error nothing more is written (the caller rolls back)."""
     if _DEFERRED.get() is not None:
         yield
         return
