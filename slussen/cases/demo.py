@@ -418,9 +418,8 @@ def plan_timeline(workflow: Workflow, state: str, today: dt.date, rng: random.Ra
 
 def _moment(day: dt.date, rng: random.Random) -> dt.datetime:
     """A working-hours moment (UTC) on `day`."""
-    return dt.datetime(
-        day.year, day.month, day.day, rng.randint(6, 15), rng.randint(0, 59), tzinfo=dt.UTC
-    )
+    hour, minute = divmod(360 + int(rng.random() * 600), 60)  # 6.00–15.59
+    return dt.datetime(day.year, day.month, day.day, hour, minute, tzinfo=dt.UTC)
 
 
 # --- many cases at once -------------------------------------------------------------------------

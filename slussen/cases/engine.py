@@ -344,7 +344,7 @@ class CaseRow:
     stored_due: dict[str, dt.date] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Firing:
     """One case's part in `fire_many`: who fires, when, and the data `fire` takes."""
 
@@ -601,7 +601,7 @@ def open_case(
     return case
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Opening:
     """One case for `open_cases`: the arguments of `open_case`, the patient's data key, and
     when it happens (default now; `today` is the local day its due dates count from)."""
