@@ -34,7 +34,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from slussen import vault
-from slussen.db import Base, UtcDateTime, execute_many, intpk, one_of, utcnow
+from slussen.batchwrite import execute_many
+from slussen.db import Base, UtcDateTime, intpk, one_of, utcnow
 
 ACTIONS = (
     "read",

@@ -26,10 +26,11 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from slussen import audit
 from slussen.audit import Actor
+from slussen.batchwrite import execute_many, reserve_ids
 from slussen.cases.guards import GUARDS
 from slussen.cases.models import Case, CaseEvent, DueDate, Referral
 from slussen.cases.workflow import Transition, Workflow, add_duration
-from slussen.db import execute_many, reserve_ids, utcnow
+from slussen.db import utcnow
 from slussen.keystore import Keystore
 from slussen.letters.models import QueuedLetter
 from slussen.patients.models import Patient

@@ -16,7 +16,8 @@ from sqlalchemy import Table, bindparam, delete, insert, select
 from slussen import audit, vault
 from slussen.accounts.roles import PATIENT_DATA_ROLES, Role
 from slussen.audit import Actor
-from slussen.db import execute_many, reserve_ids, utcnow
+from slussen.batchwrite import execute_many, reserve_ids
+from slussen.db import utcnow
 from slussen.identifiers import PersonIdentifier, normalise_postcode
 from slussen.keystore import DataKey, Keystore
 from slussen.patients.models import Patient, PatientLookup

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 
 from slussen.audit import Actor
+from slussen.batchwrite import execute_many, reserve_ids
 from slussen.cases.engine import (
     CaseRow,
     Firing,
@@ -29,7 +30,6 @@ from slussen.cases.engine import (
 )
 from slussen.cases.models import Case
 from slussen.cases.workflow import Workflow
-from slussen.db import execute_many, reserve_ids
 from slussen.keystore import Keystore
 from slussen.visits.models import (
     CONTACT_FREQUENCIES,
