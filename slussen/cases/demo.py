@@ -10,7 +10,7 @@ about a minute, not hours.
 
 Dates are realistic: each case's path is dated (`plan_timeline`) so that open cases' next due
 dates spread around today (overdue, today, this week, later) and closed cases closed some time in
-the last year; a due date a timer acts on (`slussen tick`) is never overdue.
+the last year; a due date a timer acts on (`slussen tick`) falls after today.
 """
 
 from __future__ import annotations
@@ -373,9 +373,10 @@ def replay(
 
 
 def plan_timeline(workflow: Workflow, state: str, today: dt.date, rng: random.Random) -> Timeline:
-    """The path to `state`, dated so that an open case's next due date is overdue (12 %),
-    today (4 %), later this week (14 %) or later (70 %), and a closed case closed within the last
-    year. Nothing happens after today, and no due date a timer acts on is overdue."""
+    """The path to `state`, dated so that an open case's next due date is overdue, today, later
+    this week or later (drawn 12/4/14/70 %; as nothing may happen after today, about 9/3/33/55 %
+    come out), and a closed case closed within the last 400 days. Nothing happens after today, and no due date a timer acts on (`slussen tick`) falls
+    today or earlier."""
     steps = PATHS[state]
     gaps = [rng.randint(*GAPS.get(STEP_EVENTS.get(s, s), (1, 10))) for s in steps]
     visit_lead = rng.randint(7, 21)
@@ -388,7 +389,7 @@ def plan_timeline(workflow: Workflow, state: str, today: dt.date, rng: random.Ra
         roll = rng.random()
         if roll < 0.12 and name not in timer_dues:
             target = rng.randint(-21, -1)
-        elif roll < 0.16:
+        elif roll < 0.16 and name not in timer_dues:
             target = 0
         elif roll < 0.30:
             target = rng.randint(1, 7)
@@ -404,12 +405,13 @@ def plan_timeline(workflow: Workflow, state: str, today: dt.date, rng: random.Ra
     # Months differ in length, so a shifted path is not exactly the probe moved: correct it.
     for _attempt in range(4):
         last = timeline.days[-1] if timeline.days else timeline.opened
-        overdue = [(today - d).days for n, d in timeline.due.items() if n in timer_dues]
+        # A timer's due date today or earlier would be acted on by today's tick: tomorrow at
+        # the earliest.
+        early = [(today - d).days + 1 for n, d in timeline.due.items() if n in timer_dues]
         if last > today:
             shift -= (last - today).days
-        elif overdue and max(overdue) > 0:
-            # Overdue for a timer would be fired by the next tick: due today at the earliest.
-            shift += min(max(overdue), (today - last).days)
+        elif early and max(early) > 0 and last < today:
+            shift += min(max(early), (today - last).days)
         else:
             break
         timeline = replay(workflow, state, today + dt.timedelta(days=shift), gaps, visit_lead)
