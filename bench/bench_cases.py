@@ -6,9 +6,10 @@ Targets (issue 4): with 100,000 cases over 50 units the coach worklist (`/arbets
 least 40 % of the bare page's requests per second and the case page (`/arenden/<id>`) at least
 30 %; p99 under 10 × p50 for every measured page; no page loads more than one page of cases.
 
-1. Seeds with bench/seed_region.py (init-db, `slussen demo`, then the bulk cases), skipped when a
-   marker in bench/.data/seeded/ says this URL already holds that many cases over that many units
-   (`--fresh` seeds anyway; seeding only ever adds the missing cases).
+1. Seeds with bench/seed_region.py (`slussen init-db`, `slussen demo --cases N --units U`,
+   ANALYZE, one case checked), skipped when a marker in bench/.data/seeded/ says this URL
+   already holds that many cases over that many units (`--fresh` seeds anyway; seeding only
+   ever adds the missing cases).
 2. In process (create_app + test client on the same database), with SQLAlchemy event listeners:
    counts the SQL statements and the cases fetched (rows of ORM selects of whole `Case`
    entities) of one request to each page, and checks that no page fetches more than

@@ -4,7 +4,8 @@ Run: python bench/bench_load.py [--database-url URL] [--rounds 2] [--requests 50
 
 1. Reuses bench/bench_cases.py's seeded database (its marker in bench/.data/seeded/; default
    postgresql://postgres@127.0.0.1:5432/slussen_bench_cases), else seeds it with
-   bench/seed_region.py (~6 min for 100,000 cases).
+   bench/seed_region.py, i.e. `slussen demo --cases 100000 --units 50` (a few minutes on
+   PostgreSQL).
 2. Serves Slussen (gunicorn, `--workers` × 4 gthread threads, env SLUSSEN_PROXY_COUNT=1 and
    SLUSSEN_RATELIMIT_STORAGE_URI=redis://127.0.0.1:6379/14, which is flushed first) and
    bench/bare_app.py with the same gunicorn settings; logs in as the coach of the unit with the
@@ -77,7 +78,7 @@ REDIS_DB = 14
 REDIS_URI = f"redis://127.0.0.1:6379/{REDIS_DB}"
 STAFF = "personal"
 #: Where the self-referrals' personnummer start in the test series (birth dates around 1985;
-#: seed_region uses n = 0..~100,000, i.e. 1944–1957; numbers far above ~600,000 would be
+#: the demo's cases use n = 0..~100,000, i.e. 1944–1957; numbers far above ~600,000 would be
 #: born in the future).
 PNR_BASE = 300_000
 #: Audit rows each successful operation writes.

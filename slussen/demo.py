@@ -39,7 +39,8 @@ _STEPS: list[DemoStep] = []
 
 
 def demo_step(step: DemoStep) -> DemoStep:
-    """Register a demo step; steps run in registration order, each in its own transaction."""
+    """Register a demo step; steps run in the order of DEMO_MODULES (this module's first), in
+    registration order within a module, each in its own transaction."""
     _STEPS.append(step)
     return step
 
@@ -143,6 +144,15 @@ DEMO_MODULES = (
 )
 
 
+def _ordered_steps() -> list[DemoStep]:
+    # Import order is not enough: a test (or any code) may import a later module first, and the
+    # demo cases must come after the hand-made patients, whose numbers they avoid.
+    order = [__name__, *DEMO_MODULES]
+    return sorted(
+        _STEPS, key=lambda step: order.index(step.__module__) if step.__module__ in order else 0
+    )
+
+
 def seed(app: Flask, *, password: str | None = None, cases: int = 0, units: int = 3) -> list[str]:
     """Run every demo step once; print where the demo logins are. Idempotent."""
     for module in DEMO_MODULES:
@@ -158,7 +168,7 @@ def seed(app: Flask, *, password: str | None = None, cases: int = 0, units: int 
         cases=cases,
         units=max(units, len(DEMO_UNITS)),
     )
-    for step in _STEPS:
+    for step in _ordered_steps():
         with session_scope(app) as session:
             step(session, ctx)
     users = ", ".join(u[0] for u in DEMO_USERS)

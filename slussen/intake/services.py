@@ -38,6 +38,21 @@ def open_case_of_patient(store: Keystore, workflow: Workflow, patient_id: int) -
     )
 
 
+def check_referral(
+    actor: Actor, *, unit_id: int, channel: str, contact_channel: str, is_consent_to_contact: bool
+) -> None:
+    """Refuse a referral this actor may not make (see `refer_patient`); the demo's batches use it
+    too."""
+    if actor.role not in REFERRING_ROLES:
+        raise NotPermitted("Din roll får inte remittera patienter.")
+    if channel not in CHANNELS or contact_channel not in CONTACT_CHANNELS:
+        raise IntakeError("Okänd kontaktväg.")
+    if channel == "self_referral" and not is_consent_to_contact:
+        raise IntakeError("Du behöver samtycka till att vi kontaktar dig.")
+    if actor.role not in ("public", "system") and unit_id not in actor.unit_ids:
+        raise NotPermitted("Du arbetar inte på den enheten.")
+
+
 def refer_patient(
     store: Keystore,
     actor: Actor,
@@ -56,14 +71,13 @@ def refer_patient(
     (IntakeError), and a user referring to a unit they do not work in (NotPermitted). A second
     referral for a patient with an open case never opens a twin: it is attached to the open case
     and waits, unseen, for the coach."""
-    if actor.role not in REFERRING_ROLES:
-        raise NotPermitted("Din roll får inte remittera patienter.")
-    if channel not in CHANNELS or contact_channel not in CONTACT_CHANNELS:
-        raise IntakeError("Okänd kontaktväg.")
-    if channel == "self_referral" and not is_consent_to_contact:
-        raise IntakeError("Du behöver samtycka till att vi kontaktar dig.")
-    if actor.role not in ("public", "system") and unit_id not in actor.unit_ids:
-        raise NotPermitted("Du arbetar inte på den enheten.")
+    check_referral(
+        actor,
+        unit_id=unit_id,
+        channel=channel,
+        contact_channel=contact_channel,
+        is_consent_to_contact=is_consent_to_contact,
+    )
     session = store.session
     patient_id = find_patient_id(store, identity.identifier)
     if patient_id is not None:

@@ -9,13 +9,25 @@ through slussen.cases.engine.fire.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 
 from slussen.audit import Actor
-from slussen.cases.engine import NotPermitted, fire, may_act_on, seal, unseal
+from slussen.batchwrite import execute_many, reserve_ids
+from slussen.cases.engine import (
+    CaseRow,
+    Firing,
+    NotPermitted,
+    fire,
+    fire_many,
+    may_act_on,
+    seal,
+    unseal,
+)
 from slussen.cases.models import Case
 from slussen.cases.workflow import Workflow
 from slussen.keystore import Keystore
@@ -45,7 +57,7 @@ class VisitError(Exception):
     """A visit request is refused; the message says why in Swedish."""
 
 
-def _require(actor: Actor, case: Case) -> None:
+def _require(actor: Actor, case: Case | CaseRow) -> None:
     if actor.role not in ("coach", "coordinator") or not may_act_on(actor, case):
         raise NotPermitted("Ärendet finns inte.")
 
@@ -618,3 +630,248 @@ def resolve_screening(
         )
     else:
         raise VisitError("Välj att fortsätta eller att hänvisa vidare.")
+
+
+# --- many cases at once (the demo's batches) -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Booking:
+    """One case's first mapping visit for `book_mapping_visits` (`firing.at` is when it is
+    booked; the visit's day becomes the case's "mapping_visit" due date)."""
+
+    firing: Firing
+    starts_at: dt.datetime
+    place: str
+    duration_minutes: int = 45
+
+
+def _table(model: Any) -> Table:
+    return cast(Table, model.__table__)
+
+
+def book_mapping_visits(
+    store: Keystore, bookings: Sequence[Booking], *, workflow: Workflow
+) -> None:
+    """Book the first mapping visit of many cases at once, as `book_mapping_visit` books one
+    (the same checks, the visit row, the coach taking the case, the `book_mapping_visit` event
+    with its letter and due date). Refuses what `book_mapping_visit` refuses, and a case whose
+    visit is booked already (rebook one case at a time), before anything is written."""
+    rows = []
+    firings = []
+    for booking in bookings:
+        firing, case = booking.firing, booking.firing.case
+        _require(firing.actor, case)
+        if case.state == "mapping_booked":
+            raise VisitError("Besöket är redan bokat; boka om det i ärendet.")
+        if booking.starts_at.tzinfo is None:
+            raise VisitError("Tiden saknar tidszon.")
+        if booking.starts_at < (firing.at or dt.datetime.now(dt.UTC)):
+            raise VisitError("Besökstiden har redan passerat.")
+        place = _text(booking.place, "var besöket är", required=True)[:200]
+        if not 15 <= booking.duration_minutes <= 120:
+            raise VisitError("Besöket ska vara 15–120 minuter.")
+        row = {
+            "case_id": case.id,
+            "kind": "mapping",
+            "status": "booked",
+            "mode": "at_unit",
+            "starts_at": booking.starts_at,
+            "place": place,
+            "duration_minutes": booking.duration_minutes,
+            "coach_id": firing.actor.user_id,
+            "created_at": firing.at or dt.datetime.now(dt.UTC),
+        }
+        rows.append(row)
+        local_day = booking.starts_at.astimezone(_SWEDEN).date()
+        firings.append(replace(firing, visit=row, due_on={"mapping_visit": local_day}))
+    for firing in firings:
+        if firing.case.coach_id is None:
+            firing.case.coach_id = firing.actor.user_id
+    fire_many(store, firings, "book_mapping_visit", workflow=workflow)
+    if rows:
+        execute_many(store.session.connection(), _INSERT_VISIT, rows)
+
+
+@dataclass(frozen=True)
+class PlanInput:
+    """One case's action plan for `save_action_plans`."""
+
+    case: CaseRow
+    actor: Actor
+    goals: str
+    steps: list[StepInput]
+    at: dt.datetime | None = None
+
+
+def save_action_plans(store: Keystore, plans: Sequence[PlanInput]) -> None:
+    """Write a new action-plan revision for many cases at once, as `save_action_plan` writes
+    one (goals and step texts encrypted, bound to their rows). Refuses what `save_action_plan`
+    refuses, before anything is written."""
+    for plan in plans:
+        _require(plan.actor, plan.case)
+        if plan.case.state not in ("mapping_booked", "plan_active", "followed_up"):
+            raise VisitError("Handlingsplanen skrivs vid kartläggningsbesöket.")
+        _text(plan.goals, "målen", required=True)
+        if not plan.steps:
+            raise VisitError("Planen behöver minst ett steg.")
+        if len(plan.steps) > 30:
+            raise VisitError("Planen får ha högst 30 steg.")
+        for step in plan.steps:
+            _text(step.text, "vad steget är", required=True)
+            if step.actor not in STEP_ACTORS or step.outcome not in STEP_OUTCOMES:
+                raise VisitError("Okänt val i ett steg.")
+    if not plans:
+        return
+    connection = store.session.connection()
+    case_ids = [plan.case.id for plan in plans]
+    latest = dict(
+        connection.execute(
+            select(ActionPlan.case_id, func.max(ActionPlan.revision))
+            .where(ActionPlan.case_id.in_(bindparam("ids", expanding=True)))
+            .group_by(ActionPlan.case_id),
+            {"ids": case_ids},
+        ).all()
+    )
+    plan_ids = reserve_ids(connection, _table(ActionPlan), len(plans))
+    plan_rows = []
+    step_rows = []
+    now = dt.datetime.now(dt.UTC)
+    for plan, plan_id in zip(plans, plan_ids, strict=True):
+        cipher = store.cipher(plan.case.data_key_id)
+        plan_rows.append(
+            {
+                "id": plan_id,
+                "case_id": plan.case.id,
+                "revision": (latest.get(plan.case.id) or 0) + 1,
+                "goals_enc": cipher.encrypt(
+                    _text(plan.goals, "målen"), table="action_plans", column="goals", row_id=plan_id
+                ),
+                "created_by_id": plan.actor.user_id,
+                "created_at": plan.at or now,
+            }
+        )
+    execute_many(connection, _INSERT_PLAN, plan_rows)
+    step_ids = iter(reserve_ids(connection, _table(PlanStep), sum(len(p.steps) for p in plans)))
+    for plan, plan_id in zip(plans, plan_ids, strict=True):
+        cipher = store.cipher(plan.case.data_key_id)
+        for position, step in enumerate(plan.steps, start=1):
+            step_id = next(step_ids)
+            text = _text(step.text, "vad steget är")
+            note = _text(step.outcome_note, "utfallet")
+            step_rows.append(
+                {
+                    "id": step_id,
+                    "plan_id": plan_id,
+                    "position": position,
+                    "activity_id": step.activity_id,
+                    "text_enc": cipher.encrypt(
+                        text, table="plan_steps", column="text", row_id=step_id
+                    ),
+                    "actor": step.actor,
+                    "due_on": step.due_on,
+                    "outcome": step.outcome,
+                    "outcome_note_enc": cipher.encrypt(
+                        note, table="plan_steps", column="outcome_note", row_id=step_id
+                    )
+                    if note
+                    else None,
+                }
+            )
+    execute_many(connection, _INSERT_STEP, step_rows)
+
+
+_visits = _table(Visit)
+_INSERT_VISIT = insert(_visits)
+_INSERT_PLAN = insert(_table(ActionPlan))
+_INSERT_STEP = insert(_table(PlanStep))
+_MAPPING_VISIT_HELD = (
+    update(_visits)
+    .where(
+        _visits.c.case_id == bindparam("b_case"),
+        _visits.c.kind == "mapping",
+        _visits.c.status == "booked",
+    )
+    .values(status="done")
+)
+_FOLLOW_UP_HELD = (
+    update(_visits)
+    .where(_visits.c.id == bindparam("b_id"))
+    .values(status="done", mode="at_unit", notes_enc=bindparam("b_notes"))
+)
+
+
+def record_mapping_visits(
+    store: Keystore, firings: Sequence[Firing], *, workflow: Workflow
+) -> None:
+    """Record the mapping visit of many cases at once, as `record_mapping_visit` records one:
+    the `record_mapping_visit` event (refused without an action plan), then the booked visit is
+    marked as held."""
+    for firing in firings:
+        _require(firing.actor, firing.case)
+    fire_many(store, firings, "record_mapping_visit", workflow=workflow)
+    if firings:
+        execute_many(
+            store.session.connection(),
+            _MAPPING_VISIT_HELD,
+            [{"b_case": firing.case.id} for firing in firings],
+        )
+
+
+def record_follow_ups(store: Keystore, firings: Sequence[Firing], *, workflow: Workflow) -> None:
+    """Record follow-up 1 (or, after it, follow-up 2) of many cases at once, as
+    `record_follow_up` records one at the unit: each firing's `note` says how it has gone. The
+    booked follow-up visit (or a new one) is marked as held with the note encrypted."""
+    groups: dict[str, list[Firing]] = {}
+    for firing in firings:
+        _require(firing.actor, firing.case)
+        kind = "follow_up_1" if firing.case.state == "plan_active" else "follow_up_2"
+        firing = replace(firing, note=_text(firing.note or "", "hur det har gått", required=True))
+        groups.setdefault(kind, []).append(firing)
+    connection = store.session.connection()
+    now = dt.datetime.now(dt.UTC)
+    for kind, group in groups.items():
+        event = "record_follow_up" if kind == "follow_up_1" else "record_follow_up_2"
+        booked = dict(
+            connection.execute(
+                select(Visit.case_id, func.max(Visit.id))
+                .where(
+                    Visit.case_id.in_(bindparam("ids", expanding=True)),
+                    Visit.kind == kind,
+                    Visit.status == "booked",
+                )
+                .group_by(Visit.case_id),
+                {"ids": [firing.case.id for firing in group]},
+            ).all()
+        )
+        fire_many(store, group, event, workflow=workflow)
+        new = [firing for firing in group if firing.case.id not in booked]
+        new_ids = iter(reserve_ids(connection, _visits, len(new)))
+        inserts = []
+        updates = []
+        for firing in group:
+            note = firing.note or ""
+            visit_id = booked.get(firing.case.id) or next(new_ids)
+            notes_enc = store.cipher(firing.case.data_key_id).encrypt(
+                note, table="visits", column="notes", row_id=visit_id
+            )
+            if firing.case.id in booked:
+                updates.append({"b_id": visit_id, "b_notes": notes_enc})
+                continue
+            inserts.append(
+                {
+                    "id": visit_id,
+                    "case_id": firing.case.id,
+                    "kind": kind,
+                    "status": "done",
+                    "mode": "at_unit",
+                    "starts_at": firing.at or now,
+                    "duration_minutes": 30,
+                    "place": "Vårdcentralen",
+                    "coach_id": firing.actor.user_id,
+                    "notes_enc": notes_enc,
+                    "created_at": firing.at or now,
+                }
+            )
+        execute_many(connection, _INSERT_VISIT, inserts)
+        execute_many(connection, _FOLLOW_UP_HELD, updates)
