@@ -6,9 +6,9 @@ Needs a database seeded by bench/seed_region.py (or bench/bench_cases.py). Logs 
 as the coach bench/bench_cases.py measures, then for each page reports the median time per
 request, the time spent in the main steps of the view (wrappers around the functions the views
 call; nested steps overlap: `cipher` is inside `names_for_list`), and how long each request
-keeps database transactions open. On SQLite every transaction Slussen opens starts with
-BEGIN IMMEDIATE (slussen/db.py), so that held time is time all other requests, in every worker,
-wait: 1000 / (held ms per request) bounds the rate any number of workers can serve.
+keeps database transactions open. On SQLite a reading request's transaction begins deferred
+(readers do not wait for each other) and takes the write lock only at its first write, the audit
+row near its end (slussen/db.py); the held time printed is the whole transaction.
 Reports only; never fails on speed.
 """
 
