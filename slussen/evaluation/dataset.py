@@ -395,6 +395,33 @@ def _numbers(connection: Connection, query: Select) -> tuple[Ints, Floats]:  # t
     return table[:, 0].astype(np.int64), table[:, 1]
 
 
+def _all_numbers(
+    connection: Connection,
+    queries: dict[str, Select],  # type: ignore[type-arg]
+) -> dict[str, tuple[Ints, Floats]]:
+    """`_numbers` of every query. On PostgreSQL they are sent at once in one pipeline, so the
+    server runs the next query while this process reads the last one's rows."""
+    if connection.dialect.name != "postgresql":
+        return {name: _numbers(connection, query) for name, query in queries.items()}
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    cursors = {}
+    with driver.pipeline():
+        for name, query in queries.items():
+            compiled = query.compile(
+                dialect=connection.dialect, compile_kwargs={"render_postcompile": True}
+            )
+            cursors[name] = driver.cursor()
+            cursors[name].execute(str(compiled), compiled.params)
+        return {name: _pairs(cursor.fetchall()) for name, cursor in cursors.items()}
+
+
+def _pairs(rows: Sequence[Sequence[Any]]) -> tuple[Ints, Floats]:
+    table = np.fromiter(chain.from_iterable(rows), dtype=np.float64, count=2 * len(rows))
+    table = table.reshape(-1, 2)
+    return table[:, 0].astype(np.int64), table[:, 1]
+
+
 def _first(ids: Ints, values: Floats) -> _Column:
     """The smallest number per case."""
     order = np.lexsort((values, ids))
@@ -501,8 +528,9 @@ def stream_cases(
     connection = session.connection()
     local = LocalDays(timezone)
     columns: dict[str, _Column] = {}
-    for name, query in side_queries(definitions, screening_forms).items():
-        ids, values = _numbers(connection, query)
+    for name, (ids, values) in _all_numbers(
+        connection, side_queries(definitions, screening_forms)
+    ).items():
         if name.startswith("score:"):
             columns[name] = _last(ids, values)
         else:
