@@ -181,16 +181,8 @@ BASE_COLUMNS: list[tuple[str, str]] = [
     ("six_month_month", "Month the six-month answers were registered (register_evaluation)."),
     ("complete_pair", "1 if at least one score has both a baseline and a six-month value."),
 ]
-MILESTONE_COLUMNS = [
-    "referred",
-    "invited",
-    "baseline",
-    "mapping_visit",
-    "action_plan",
-    "handover_done",
-    "follow_up_1",
-    "six_month",
-]
+#: The moments written as months (every one but the complete pair, a flag).
+MILESTONE_COLUMNS = [m for m in MOMENTS if m != "complete_pair"]
 
 
 def score_columns(definitions: list[ScoreDefinition]) -> list[tuple[str, str]]:
