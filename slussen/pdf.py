@@ -1,4 +1,4 @@
-"""Shared PDF helpers: the embedded TrueType fonts every Slussen PDF uses.
+"""Shared PDF helpers: the embedded TrueType fonts every Slussen PDF uses, and its A4 page.
 
 Core PDF fonts (Helvetica…) are not embedded and cover Swedish only through the reader's own
 substitutes; letters must print every character the same everywhere, so Slussen embeds Bitstream
@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
+from typing import BinaryIO
 
 import reportlab
 from reportlab.lib.fonts import addMapping
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.units import mm
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont, TTFontFile
+from reportlab.platypus import SimpleDocTemplate
 
 #: The names the fonts are registered under (the access-log extract uses the same names).
 REGULAR = "SlussenVera"
@@ -61,3 +65,22 @@ def missing_glyphs(text: str) -> list[str]:
         if char not in "\n\r\t" and ord(char) not in covered and char not in seen:
             seen.append(char)
     return seen
+
+
+def a4_document(
+    buffer: BinaryIO, *, title: str, side_mm: float = 20, top_mm: float = 18
+) -> SimpleDocTemplate:
+    """An A4 document for Slussen's reports: margins in millimetres (top and bottom alike),
+    `title` in the metadata (which leaves the PDF too: never a name or personnummer), and
+    invariant output (the same content gives the same bytes)."""
+    return SimpleDocTemplate(
+        buffer,
+        pagesize=A4,
+        leftMargin=side_mm * mm,
+        rightMargin=side_mm * mm,
+        topMargin=top_mm * mm,
+        bottomMargin=top_mm * mm,
+        title=title,
+        author="Slussen",
+        invariant=True,
+    )

@@ -24,7 +24,7 @@ from reportlab.platypus.flowables import Flowable
 
 from slussen.accesslog.services import ExtractEntry, PatientExtract
 from slussen.accounts.roles import ROLE_LABELS, Role
-from slussen.pdf import register_fonts
+from slussen.pdf import a4_document, register_fonts
 
 
 def _(text: str, **variables: Any) -> str:
@@ -134,18 +134,7 @@ def render_log_extract(extract: PatientExtract, *, timezone: str, language: str 
         story.append(Spacer(1, 5 * mm))
         story.append(Paragraph(_("Number of accesses: %(n)s", n=len(extract.entries)), base))
         buffer = io.BytesIO()
-        doc = SimpleDocTemplate(
-            buffer,
-            pagesize=A4,
-            leftMargin=20 * mm,
-            rightMargin=20 * mm,
-            topMargin=20 * mm,
-            bottomMargin=20 * mm,
-            # The metadata leaves the PDF too (file managers, mail): no name, no personnummer.
-            title=_("Log extract"),
-            author="Slussen",
-            invariant=True,
-        )
+        doc = a4_document(buffer, title=_("Log extract"), top_mm=20)
         doc.build(story, onFirstPage=_footer, onLaterPages=_footer)
     return buffer.getvalue()
 

@@ -20,14 +20,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
-from typing import Any
+from typing import Any, Protocol
 
 from flask import Flask, abort, flash, g, request, session
 from flask.json.tag import TaggedJSONSerializer
 from flask.sessions import SessionInterface, SessionMixin
 from flask.wrappers import Request, Response
 from flask_babel import gettext as _
-from sqlalchemy import Row, bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.datastructures import CallbackDict
@@ -119,9 +119,17 @@ def _user_id(data: dict[str, Any]) -> int | None:
         return None
 
 
-def expiry_reason(
-    settings: Settings, row: WebSession | Row[Any] | Any, now: dt.datetime
-) -> str | None:
+class _SessionTimes(Protocol):
+    """What the timeouts read of a session (a `WebSession` or a row of `_OPEN`)."""
+
+    @property
+    def created_at(self) -> dt.datetime: ...
+
+    @property
+    def last_seen_at(self) -> dt.datetime: ...
+
+
+def expiry_reason(settings: Settings, row: _SessionTimes, now: dt.datetime) -> str | None:
     """'absolute' or 'idle' when the session is over, else None."""
     if now - row.created_at > dt.timedelta(hours=settings.session_absolute_hours):
         return "absolute"

@@ -30,11 +30,20 @@ class Page:
     has_next: bool
 
 
-def _paginate(session: Session, query: Select[Any], page: int) -> Page:
+def _window(page: int) -> tuple[int, int, int]:
+    """(page, limit, offset): the page clamped to 1–10,000, one row more than a page to see
+    whether another follows."""
     page = max(1, min(page, 10_000))
-    limited = query.limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE)
-    found = list(session.scalars(limited))
+    return page, PAGE_SIZE + 1, (page - 1) * PAGE_SIZE
+
+
+def _page(page: int, found: list[Any]) -> Page:
     return Page(found[:PAGE_SIZE], page, len(found) > PAGE_SIZE)
+
+
+def _paginate(session: Session, query: Select[Any], page: int) -> Page:
+    page, limit, offset = _window(page)
+    return _page(page, list(session.scalars(query.limit(limit).offset(offset))))
 
 
 #: What a list of cases shows, read as plain rows (no ORM objects, no due dates) with the
@@ -81,10 +90,8 @@ def _listed_page(where: list[ColumnElement[bool]], order: list[Any]) -> Select[A
 
 
 def _paginate_listed(session: Session, query: Select[Any], page: int, **params: Any) -> Page:
-    page = max(1, min(page, 10_000))
-    limits = {"limit": PAGE_SIZE + 1, "offset": (page - 1) * PAGE_SIZE}
-    found = list(session.execute(query, {**params, **limits}))
-    return Page(found[:PAGE_SIZE], page, len(found) > PAGE_SIZE)
+    page, limit, offset = _window(page)
+    return _page(page, list(session.execute(query, {**params, "limit": limit, "offset": offset})))
 
 
 #: The coach's worklist, built once (a statement per request costs more than its SQL).

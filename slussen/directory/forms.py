@@ -27,6 +27,7 @@ from wtforms.validators import DataRequired, Length, NumberRange, Optional, Rege
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from slussen.directory.categories import AGE_GROUPS, SECTORS
+from slussen.directory.models import CONTENT_FIELDS
 from slussen.directory.schedule import WEEKDAY_NAMES_SV, ScheduleError, build_rrule
 from slussen.directory.services import MAX_RANGE_DAYS, ActivityData, CalendarFilters
 
@@ -230,30 +231,10 @@ class ActivityForm(FlaskForm):  # type: ignore[misc]
         """Pre-fill the form from a stored revision's content."""
         from slussen.directory.schedule import split_rrule
 
-        for name in (
-            "title",
-            "description",
-            "categories",
-            "kind",
-            "first_date",
-            "start_time",
-            "duration_minutes",
-            "place_name",
-            "street",
-            "postcode",
-            "town",
-            "area",
-            "accessibility_notes",
-            "cost_sek",
-            "cost_note",
-            "age_groups",
-            "has_companion",
-            "capacity",
-            "contact_name",
-            "contact_phone",
-            "contact_email",
-        ):
-            getattr(self, name).data = getattr(data, name)
+        # Fields whose form differs from the stored value are filled below.
+        for name in CONTENT_FIELDS:
+            if name not in ("rrule", "extra_dates", "exception_dates", "languages"):
+                getattr(self, name).data = getattr(data, name)
         repeat, days, until, custom = split_rrule(data.rrule)
         self.repeat.data, self.weekdays.data, self.until.data = repeat, days, until
         self.custom_rrule.data = custom

@@ -8,13 +8,12 @@ from itertools import groupby
 from xml.sax.saxutils import escape
 
 from babel.dates import format_date
-from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
-from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer
+from reportlab.platypus import KeepTogether, Paragraph, Spacer
 
 from slussen.directory.services import CalendarFilters, OccasionRow
-from slussen.pdf import register_fonts
+from slussen.pdf import a4_document, register_fonts
 
 
 def _styles() -> dict[str, ParagraphStyle]:
@@ -40,17 +39,7 @@ def occasion_list_pdf(
     """A4 PDF of the occasions in `rows`, grouped by day, in Swedish."""
     styles = _styles()
     buffer = io.BytesIO()
-    doc = SimpleDocTemplate(
-        buffer,
-        pagesize=A4,
-        leftMargin=20 * mm,
-        rightMargin=20 * mm,
-        topMargin=18 * mm,
-        bottomMargin=18 * mm,
-        title="Aktiviteter",
-        author="Slussen",
-        invariant=1,
-    )
+    doc = a4_document(buffer, title="Aktiviteter")
     start = format_date(filters.start, "d MMMM y", locale="sv")
     end = format_date(filters.end, "d MMMM y", locale="sv")
     story: list[object] = [

@@ -521,19 +521,25 @@ def _submitted(form: ActivityForm) -> ActivityData | None:
         return None
 
 
-@bp.route("/katalog/organisationer/<int:organisation_id>/aktiviteter/ny", methods=["GET", "POST"])
-def activity_new(organisation_id: int) -> ResponseReturnValue:
-    user = _user()
-    org = _authorised(load_organisation, organisation_id, edit=True)
-    form = _activity_form()
+def _save_activity(
+    form: ActivityForm,
+    user: User,
+    target: Organisation | Activity,
+    submit: Callable[..., ActivityRevision],
+) -> ResponseReturnValue:
+    """The activity form for a new activity of an organisation or a change to an activity:
+    submit a revision for moderation with `submit`, or show the form again with what was
+    wrong."""
+    activity = target if isinstance(target, Activity) else None
+    organisation = activity.organisation if activity else target
     data = _submitted(form)
     if data is not None:
         session = db_session()
         try:
-            revision = submit_activity(
+            revision = submit(
                 session,
                 user,
-                org,
+                target,
                 data,
                 known_categories=[c.id for c in interest_categories()],
                 today=today(),
@@ -545,8 +551,15 @@ def activity_new(organisation_id: int) -> ResponseReturnValue:
             flash(_message_after_submit(user), "success")
             return redirect(url_for(".activity", activity_id=revision.activity_id))
     return render_template(
-        "directory/activity_form.html", form=form, organisation=org, activity=None
+        "directory/activity_form.html", form=form, organisation=organisation, activity=activity
     )
+
+
+@bp.route("/katalog/organisationer/<int:organisation_id>/aktiviteter/ny", methods=["GET", "POST"])
+def activity_new(organisation_id: int) -> ResponseReturnValue:
+    user = _user()
+    org = _authorised(load_organisation, organisation_id, edit=True)
+    return _save_activity(_activity_form(), user, org, submit_activity)
 
 
 def _message_after_submit(user: User) -> str:
@@ -583,27 +596,7 @@ def activity_edit(activity_id: int) -> ResponseReturnValue:
         base = latest_revision(act)
         if base is not None:
             form.fill_from(ActivityData.from_revision(base))
-    data = _submitted(form)
-    if data is not None:
-        session = db_session()
-        try:
-            submit_revision(
-                session,
-                user,
-                act,
-                data,
-                known_categories=[c.id for c in interest_categories()],
-                today=today(),
-            )
-        except InvalidActivity as exc:
-            _field_error(form, exc)
-        else:
-            session.commit()
-            flash(_message_after_submit(user), "success")
-            return redirect(url_for(".activity", activity_id=act.id))
-    return render_template(
-        "directory/activity_form.html", form=form, organisation=act.organisation, activity=act
-    )
+    return _save_activity(form, user, act, submit_revision)
 
 
 @bp.route("/katalog/aktiviteter/<int:activity_id>/kontrollerad", methods=["POST"])

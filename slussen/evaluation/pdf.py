@@ -31,7 +31,7 @@ from slussen.cases.workflow import Workflow
 from slussen.evaluation import charts, labels
 from slussen.evaluation.dataset import DIMENSIONS
 from slussen.evaluation.report import CLASSES, Outcome, Report
-from slussen.pdf import register_fonts
+from slussen.pdf import a4_document, register_fonts
 
 #: The printable width of the page (A4 with 18 mm margins).
 FRAME_WIDTH = A4[0] - 36 * mm
@@ -396,16 +396,6 @@ def render_report(report: Report, workflow: Workflow) -> bytes:
     for line in labels.analysis_choices(k):
         story.append(s.p("• " + line, s.small))
     buffer = io.BytesIO()
-    doc = SimpleDocTemplate(
-        buffer,
-        pagesize=A4,
-        leftMargin=18 * mm,
-        rightMargin=18 * mm,
-        topMargin=18 * mm,
-        bottomMargin=18 * mm,
-        title=_("Evaluation of the sluss"),
-        author="Slussen",
-        invariant=True,
-    )
+    doc = a4_document(buffer, title=_("Evaluation of the sluss"), side_mm=18)
     doc.build(story, onFirstPage=_footer, onLaterPages=_footer)
     return buffer.getvalue()

@@ -236,9 +236,17 @@ def read_answers(
     return loaded
 
 
-def _write_scores(
-    session: Session, case: Case, response: QuestionnaireResponse, results: list[ScoreResult]
-) -> None:
+def _store_answers(
+    store: Keystore,
+    case: Case,
+    form: FormDef,
+    response: QuestionnaireResponse,
+    answers: Mapping[str, Answer],
+) -> list[ScoreResult]:
+    """Seal checked answers into the response and (re)write its scores; the caller audits."""
+    response.answers_enc = _seal_answers(store, case, response.id, "answers", answers)
+    results = score_form(form, answers)
+    session = store.session
     existing = {
         s.score_id: s
         for s in session.scalars(
@@ -258,6 +266,7 @@ def _write_scores(
             session.add(row)
         row.value = result.value
         row.is_positive = result.is_positive
+    return results
 
 
 def find_response(
@@ -310,9 +319,7 @@ def record_response(
     )
     session.add(response)
     session.flush()
-    response.answers_enc = _seal_answers(store, case, response.id, "answers", checked.answers)
-    results = score_form(form, checked.answers)
-    _write_scores(session, case, response, results)
+    results = _store_answers(store, case, form, response, checked.answers)
     audit.record(
         session,
         store.ring,
@@ -535,11 +542,9 @@ def resolve_mismatch(
     checked = check_answers(form, raw, require=False)
     if not checked.is_valid:
         raise QuestionnaireError("Några svar behöver rättas: " + "; ".join(checked.errors.values()))
-    response.answers_enc = _seal_answers(store, case, response.id, "answers", checked.answers)
     response.second_answers_enc = None
     response.is_verified = True
-    results = score_form(form, checked.answers)
-    _write_scores(session, case, response, results)
+    results = _store_answers(store, case, form, response, checked.answers)
     audit.record(
         session,
         store.ring,
