@@ -8,15 +8,16 @@ Where the numbers come from, each read with one Core statement:
 * per milestone event, every (case id, moment) of that event, from the index `(event, case_id,
   occurred_at)` alone; the earliest moment per case counts;
 * the first action plan and the first hand-over marked done per case;
-* per score and occasion, every non-null (case id, value), from the index `(form_id, score_id,
-  occasion, case_id, id, value, is_positive)` alone, in response order per case, so a later
-  answer with a value replaces an earlier one;
+* per score and occasion, every non-null (case id, value, score row id), from the index
+  `(form_id, score_id, occasion, case_id, id, value, is_positive)` alone; the row with the
+  highest id per case counts, so a later answer with a value replaces an earlier one;
 * the cases with a positive screening score.
 
-These side columns are numbers only (two arrays each, read whole from the driver's cursor) and
-are matched to each batch of cases by case id with a binary search; no ORM object or SQLAlchemy
-row is built, no identity is decrypted, no free text is read, and nothing runs per case in
-Python. `CaseBatch` holds what an evaluator may see about the cases of one batch.
+These side columns are numbers only (an array per column, read whole: from the driver's cursor
+on SQLite, packed into one bytea per column by PostgreSQL) and are matched to each batch of
+cases by case id with a binary search; no ORM object or SQLAlchemy row is built, no identity is
+decrypted, no free text is read, and nothing runs per case in Python. `CaseBatch` holds what an
+evaluator may see about the cases of one batch.
 """
 
 from __future__ import annotations
@@ -30,7 +31,18 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import ColumnElement, Float, Select, and_, func, literal, select
+from sqlalchemy import (
+    ColumnElement,
+    Double,
+    Float,
+    Select,
+    and_,
+    cast,
+    func,
+    literal,
+    literal_column,
+    select,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
@@ -315,8 +327,9 @@ def side_queries(
 ) -> dict[str, Select]:  # type: ignore[type-arg]
     """The per-case numbers beside the cases, each as (case id, number) rows: milestone moments
     ("moment:<step>"; every event, the earliest per case counts), the first action plan and
-    hand-over done, score values ("score:<key>:<occasion>"; non-null values in case and response
-    order, the last per case counts) and the screen-positive cases ("screen_positive")."""
+    hand-over done, score values ("score:<key>:<occasion>"; non-null values with the score row's
+    id as a third column, the last answered per case counts) and the screen-positive cases
+    ("screen_positive")."""
     queries: dict[str, Select] = {}  # type: ignore[type-arg]
     for step, event in MILESTONE_EVENTS.items():
         queries[f"moment:{step}"] = select(CaseEvent.case_id, epoch(CaseEvent.occurred_at)).where(
@@ -328,15 +341,13 @@ def side_queries(
     ).where(Handover.status == "done")
     for d in definitions:
         for occasion in OCCASIONS:
-            queries[f"score:{d.key}:{occasion}"] = (
-                select(QuestionnaireScore.case_id, QuestionnaireScore.value)
-                .where(
-                    QuestionnaireScore.form_id == d.form_id,
-                    QuestionnaireScore.score_id == d.score_id,
-                    QuestionnaireScore.occasion == occasion,
-                    QuestionnaireScore.value.is_not(None),
-                )
-                .order_by(QuestionnaireScore.case_id, QuestionnaireScore.id)
+            queries[f"score:{d.key}:{occasion}"] = select(
+                QuestionnaireScore.case_id, QuestionnaireScore.value, QuestionnaireScore.id
+            ).where(
+                QuestionnaireScore.form_id == d.form_id,
+                QuestionnaireScore.score_id == d.score_id,
+                QuestionnaireScore.occasion == occasion,
+                QuestionnaireScore.value.is_not(None),
             )
     queries["screen_positive"] = (
         select(QuestionnaireScore.case_id, literal(1.0))
@@ -384,23 +395,37 @@ def _driver_rows(
         result.close()
 
 
-def _numbers(connection: Connection, query: Select) -> tuple[Ints, Floats]:  # type: ignore[type-arg]
-    """(case ids, numbers) of a two-column query of numbers, as read."""
+def _numbers(connection: Connection, query: Select) -> list[Floats]:  # type: ignore[type-arg]
+    """The columns of a query of numbers, as read (ids are exact in a double far beyond any
+    case count)."""
+    width = len(query.selected_columns)
     chunks = [
-        # One float array per chunk (ids are exact in a double far beyond any case count).
-        np.fromiter(chain.from_iterable(rows), dtype=np.float64, count=2 * len(rows))
+        np.fromiter(chain.from_iterable(rows), dtype=np.float64, count=width * len(rows))
         for rows in _driver_rows(connection, query, SIDE_BATCH)
     ]
-    table = (np.concatenate(chunks) if chunks else np.zeros(0)).reshape(-1, 2)
-    return table[:, 0].astype(np.int64), table[:, 1]
+    table = (np.concatenate(chunks) if chunks else np.zeros(0)).reshape(-1, width)
+    return [table[:, i] for i in range(width)]
+
+
+def _packed(query: Select) -> Select:  # type: ignore[type-arg]
+    """`query` with each column packed by PostgreSQL into one bytea of big-endian float8s: one
+    row to transfer instead of one per case, event or score, and no Python object per value."""
+    rows = query.subquery()
+    return select(
+        *(
+            func.string_agg(func.float8send(cast(column, Double)), literal_column("''::bytea"))
+            for column in rows.c
+        )
+    )
 
 
 def _all_numbers(
     connection: Connection,
     queries: dict[str, Select],  # type: ignore[type-arg]
-) -> dict[str, tuple[Ints, Floats]]:
-    """`_numbers` of every query. On PostgreSQL they are sent at once in one pipeline, so the
-    server runs the next query while this process reads the last one's rows."""
+) -> dict[str, list[Floats]]:
+    """`_numbers` of every query. On PostgreSQL each query's columns come packed (`_packed`)
+    and all queries are sent at once in one pipeline, so the server runs the next query while
+    this process reads the last one's result."""
     if connection.dialect.name != "postgresql":
         return {name: _numbers(connection, query) for name, query in queries.items()}
     driver = connection.connection.driver_connection
@@ -408,36 +433,38 @@ def _all_numbers(
     cursors = {}
     with driver.pipeline():
         for name, query in queries.items():
-            compiled = query.compile(
+            compiled = _packed(query).compile(
                 dialect=connection.dialect, compile_kwargs={"render_postcompile": True}
             )
-            cursors[name] = driver.cursor()
+            cursors[name] = driver.cursor(binary=True)
             cursors[name].execute(str(compiled), compiled.params)
-        return {name: _pairs(cursor.fetchall()) for name, cursor in cursors.items()}
+        return {name: _unpacked(cursor.fetchone()) for name, cursor in cursors.items()}
 
 
-def _pairs(rows: Sequence[Sequence[Any]]) -> tuple[Ints, Floats]:
-    table = np.fromiter(chain.from_iterable(rows), dtype=np.float64, count=2 * len(rows))
-    table = table.reshape(-1, 2)
-    return table[:, 0].astype(np.int64), table[:, 1]
+def _unpacked(row: Sequence[bytes | None] | None) -> list[Floats]:
+    assert row is not None
+    return [
+        np.zeros(0) if packed is None else np.frombuffer(packed, dtype=">f8").astype(np.float64)
+        for packed in row
+    ]
 
 
-def _first(ids: Ints, values: Floats) -> _Column:
+def _first(ids: Floats, values: Floats) -> _Column:
     """The smallest number per case."""
     order = np.lexsort((values, ids))
     ids, values = ids[order], values[order]
     first = np.ones(len(ids), dtype=bool)
     first[1:] = ids[1:] != ids[:-1]
-    return _Column(ids[first], values[first])
+    return _Column(ids[first].astype(np.int64), values[first])
 
 
-def _last(ids: Ints, values: Floats) -> _Column:
-    """The last number read per case (the rows come in case id order)."""
-    order = np.argsort(ids, kind="stable")
+def _last(ids: Floats, values: Floats, rows: Floats) -> _Column:
+    """The number of the last row (by `rows`, the row ids) per case."""
+    order = np.lexsort((rows, ids))
     ids, values = ids[order], values[order]
     last = np.ones(len(ids), dtype=bool)
     last[:-1] = ids[1:] != ids[:-1]
-    return _Column(ids[last], values[last])
+    return _Column(ids[last].astype(np.int64), values[last])
 
 
 class LocalDays:
@@ -528,11 +555,11 @@ def stream_cases(
     connection = session.connection()
     local = LocalDays(timezone)
     columns: dict[str, _Column] = {}
-    for name, (ids, values) in _all_numbers(
+    for name, (ids, values, *score_ids) in _all_numbers(
         connection, side_queries(definitions, screening_forms)
     ).items():
         if name.startswith("score:"):
-            columns[name] = _last(ids, values)
+            columns[name] = _last(ids, values, score_ids[0])
         else:
             column = columns[name] = _first(ids, values)
             if name.startswith("moment:"):

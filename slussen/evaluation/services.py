@@ -226,7 +226,7 @@ def write_dataset(
     pseudonym = vault.pseudonymiser(ring)
     rows = 0
     for batch in _records(session, context, filters, scope):
-        pseudonyms = [pseudonym(f"case:{case_id}") for case_id in batch.case_id.tolist()]
+        pseudonyms = list(map(pseudonym, map("case:{}".format, batch.case_id.tolist())))
         month = {step: months(batch.days[:, MOMENTS.index(step)]) for step in MILESTONE_COLUMNS}
         columns: list[list[str]] = [
             pseudonyms,
@@ -249,7 +249,7 @@ def write_dataset(
         # The batch's score keys are the definitions', in the same order as the header.
         for j in range(len(batch.keys)):
             columns += [_numbers(batch.scores[:, j, 0]), _numbers(batch.scores[:, j, 1])]
-        out.write("".join(",".join(row) + "\n" for row in zip(*columns, strict=True)))
+        out.write("\n".join(map(",".join, zip(*columns, strict=True))) + "\n")
         rows += len(batch)
     audit.record(
         session,
