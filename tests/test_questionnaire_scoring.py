@@ -332,6 +332,13 @@ def test_check_answers_names_out_of_range_and_non_numbers() -> None:
     assert checked.answers == {"isolated": 2}
 
 
+@pytest.mark.parametrize("typed", ["²", "--2", "-²", "٢", "2.0"])
+def test_digits_int_refuses_are_a_message_not_an_error(typed: str) -> None:
+    checked = check_answers(load("ucla3"), {"isolated": typed}, require=False)
+    assert checked.errors == {"isolated": "Svaret ska vara en siffra (1–3)."}
+    assert checked.answers == {}
+
+
 def test_online_requires_an_answer_paper_lists_it_as_missing() -> None:
     form = load("ucla3")
     assert check_answers(form, {"left_out": "2"}).errors == {

@@ -9,6 +9,7 @@ from flask_wtf import FlaskForm
 from wtforms import DateField, Field, SelectField, StringField
 from wtforms.validators import DataRequired, Optional, ValidationError
 
+from slussen.core.text import is_digits
 from slussen.identifiers import IdentifierError, PersonIdentifier, parse_person_identifier
 
 
@@ -16,7 +17,7 @@ def _optional_int(value: Any) -> int | None:
     if value in (None, "", "None"):
         return None
     # Anything that is not an id becomes 0, which is never a choice: refused by validate_user.
-    return int(value) if str(value).isdigit() and len(str(value)) < 12 else 0
+    return int(value) if is_digits(str(value)) and len(str(value)) < 12 else 0
 
 
 class IsoDateField(DateField):  # type: ignore[misc]

@@ -21,6 +21,7 @@ from slussen import audit, vault
 from slussen.accounts.models import Membership, Unit, User
 from slussen.accounts.roles import Permission, grants
 from slussen.audit import Actor, AuditEvent
+from slussen.core.text import is_digits
 from slussen.db import utcnow
 from slussen.identifiers import PersonIdentifier
 from slussen.keystore import Keystore
@@ -278,7 +279,7 @@ def _patient_ids(session: Session, pseudonyms: Iterable[str]) -> dict[str, int]:
         .where(AuditEvent.patient_pseudonym.in_(wanted), AuditEvent.object_type == "patient")
         .group_by(AuditEvent.patient_pseudonym)
     )
-    return {str(p): int(o) for p, o in rows if str(o).isdigit()}
+    return {str(p): int(o) for p, o in rows if is_digits(str(o))}
 
 
 def _with_flags(

@@ -25,6 +25,7 @@ from slussen.accounts.passwords import (
 from slussen.accounts.roles import PATIENT_DATA_ROLES, Permission, Role, grants
 from slussen.audit import Actor
 from slussen.config import Settings
+from slussen.core.text import is_digits
 from slussen.db import utcnow
 
 #: TOTP per RFC 6238 as authenticator apps expect: 6 digits, 30-second steps (ASVS 6.5.5).
@@ -280,7 +281,7 @@ def use_second_factor(
     if user.totp_secret is None:
         raise refused
     clean = _clean_code(code)
-    if clean.isdigit():
+    if is_digits(clean):
         step = _matching_step(
             user.totp_secret, clean, now or utcnow(), after=user.totp_last_counter
         )

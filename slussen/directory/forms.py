@@ -26,6 +26,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, NumberRange, Optional, Regexp
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from slussen.core.text import is_digits
 from slussen.directory.categories import AGE_GROUPS, SECTORS
 from slussen.directory.models import CONTENT_FIELDS
 from slussen.directory.schedule import WEEKDAY_NAMES_SV, ScheduleError, build_rrule
@@ -339,7 +340,7 @@ def parse_calendar_query(
         chosen_categories = [c for c in chosen_categories if c in known]
     weekdays: list[int] = []
     for raw in getlist("veckodag"):
-        if raw.isdigit() and 0 <= int(raw) <= 6:
+        if is_digits(raw) and 0 <= int(raw) <= 6:
             weekdays.append(int(raw))
         elif raw:
             errors["veckodag"] = "Okänd veckodag."
@@ -358,7 +359,7 @@ def parse_calendar_query(
     free = get("gratis") in ("1", "on", "ja")
     companion = get("foljeslagare") in ("1", "on", "ja")
     page_raw = get("sida") or "1"
-    page = int(page_raw) if page_raw.isdigit() and 1 <= int(page_raw) <= 10000 else 1
+    page = int(page_raw) if is_digits(page_raw) and 1 <= int(page_raw) <= 10000 else 1
     if page_raw != str(page):
         errors["sida"] = "Okänt sidnummer."
     filters = CalendarFilters(

@@ -18,6 +18,8 @@ from zoneinfo import ZoneInfo
 
 from dateutil.rrule import rrule, rruleset, rrulestr
 
+from slussen.core.text import is_digits
+
 TZ = ZoneInfo("Europe/Stockholm")
 
 #: The rule parts an activity may use; times of day come from the start time, not the rule.
@@ -127,7 +129,7 @@ def normalise_rrule(text: str) -> str:
         raise ScheduleError("Ange antingen COUNT eller UNTIL, inte båda.")
     for key, limit in (("COUNT", MAX_COUNT), ("INTERVAL", MAX_INTERVAL)):
         if key in parts:
-            if not parts[key].isdigit() or not 1 <= int(parts[key]) <= limit:
+            if not is_digits(parts[key]) or not 1 <= int(parts[key]) <= limit:
                 raise ScheduleError(f"{key} måste vara ett heltal mellan 1 och {limit}.")
             parts[key] = str(int(parts[key]))
     if "UNTIL" in parts:

@@ -10,6 +10,7 @@ from wtforms import Field, SelectField
 from wtforms.validators import Optional, ValidationError
 
 from slussen.accesslog.forms import IsoDateField
+from slussen.core.text import is_digits
 from slussen.evaluation.dataset import AGE_BANDS, SEXES, Filters
 
 
@@ -17,7 +18,7 @@ def _optional_int(value: Any) -> int | None:
     if value in (None, "", "None"):
         return None
     # Anything that is not an id becomes 0, never a choice: refused by validate_unit.
-    return int(value) if str(value).isdigit() and len(str(value)) < 12 else 0
+    return int(value) if is_digits(str(value)) and len(str(value)) < 12 else 0
 
 
 def _optional_text(value: Any) -> str | None:

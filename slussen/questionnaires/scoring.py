@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
+from slussen.core.text import is_digits
 from slussen.questionnaires.definitions import MAX_TEXT, FormDef, Item, Score
 
 #: An answer: a code (choice, tick) or a text.
@@ -58,7 +59,7 @@ def _parse_code(item: Item, raw: object) -> tuple[int | None, str | None]:
         text = raw.strip()
         if item.type == "tick" and text.lower() in ("on", "ja", "yes", "x"):
             return 1, None
-        if not text.lstrip("-").isdigit() or len(text) > 6:
+        if not is_digits(text.removeprefix("-")) or len(text) > 6:
             return None, f"Svaret ska vara en siffra ({_range_text(item)})."
         code = int(text)
     else:

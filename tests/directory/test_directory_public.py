@@ -8,6 +8,7 @@ import io
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from dateutil.rrule import rruleset, rrulestr
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
@@ -178,6 +179,13 @@ def test_ics_feed_parses_and_round_trips_the_occasions(
         "Promenad, varannan vecka",
         "Seniorbio",
     }
+
+
+@pytest.mark.parametrize("path", ["/aktiviteter", "/aktiviteter.ics", "/aktiviteter/utskrift"])
+@pytest.mark.parametrize("typed", ["²", "³", "٣"])
+def test_digits_int_refuses_give_a_page(client: FlaskClient, path: str, typed: str) -> None:
+    response = client.get(path, query_string=[("sida", typed), ("veckodag", typed)])
+    assert response.status_code == 200
 
 
 @settings(

@@ -137,6 +137,8 @@ def test_monthly_form_choice_uses_the_weekday_of_the_month() -> None:
         ("FREQ=HOURLY", "FREQ=DAILY"),
         ("FREQ=WEEKLY;BYHOUR=10", "BYHOUR"),
         ("FREQ=WEEKLY;COUNT=5000", "COUNT"),
+        ("FREQ=WEEKLY;COUNT=²", "COUNT"),
+        ("FREQ=WEEKLY;INTERVAL=³", "INTERVAL"),
         ("FREQ=WEEKLY;BYDAY=XX", "kunde inte läsas"),
         ("FREQ=WEEKLY;UNTIL=2026", "UNTIL"),
         ("BYDAY=MO", "FREQ"),
