@@ -3,8 +3,9 @@ columns (numpy arrays), read in one pass. The page, the CSV and the PDF all use 
 
 Where the numbers come from, each read with one Core statement:
 
-* the cases with their patient's birth year and sex (filtered in SQL, ordered by case id, read
-  in batches of `READ_BATCH`);
+* the cases with their patient's birth year and sex (filtered in SQL, in case id order, handed
+  on in batches of `READ_BATCH`; SQLite's rows are read a batch at a time, PostgreSQL packs each
+  column into one value, numbers as float8s and texts joined);
 * per milestone event, every (case id, moment) of that event, from the index `(event, case_id,
   occurred_at)` alone; the earliest moment per case counts;
 * the first action plan and the first hand-over marked done per case;
@@ -26,7 +27,7 @@ import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -37,6 +38,7 @@ from sqlalchemy import (
     Float,
     Select,
     and_,
+    case,
     cast,
     func,
     literal,
@@ -304,22 +306,88 @@ def _case_filters(filters: Filters, unit_ids: frozenset[int] | None, timezone: Z
 
 
 def cases_query(conditions: list) -> Select:  # type: ignore[type-arg]
-    """The cases matching `conditions`, one row each, in case id order."""
+    """The cases matching `conditions`, one row each, in case id order: the numbers (id, unit id,
+    referral moment, patient's birth year, 1.0 when a staff member flagged a positive screening)
+    first, then the texts (channel, state, patient's sex)."""
     return (
         select(
             Case.id,
             Case.unit_id,
+            epoch(Case.opened_at),
+            Patient.birth_year,
+            case((Case.screening_flag.is_not(None), 1.0), else_=0.0),
             Case.channel,
             Case.state,
-            epoch(Case.opened_at),
-            Case.screening_flag,
-            Patient.birth_year,
             Patient.sex,
         )
         .join(Patient, Patient.id == Case.patient_id)
         .where(and_(literal(True), *conditions))
         .order_by(Case.id)
     )
+
+
+#: The number of leading number columns of `cases_query`.
+CASE_NUMBERS = 5
+#: What separates the texts `_packed_cases` joins: never in a channel, a sex or a state (the
+#: workflow allows `[a-z][a-z0-9_]` names only).
+_TEXT_SEPARATOR = "\x1f"
+
+
+class _Cases(NamedTuple):
+    """A batch of `cases_query`'s rows as columns."""
+
+    #: (cases, CASE_NUMBERS); NaN for a missing birth year.
+    numbers: Floats
+    channel: Objects
+    state: Objects
+    #: "" for an unknown sex.
+    sex: Objects
+
+
+def _case_batches(connection: Connection, query: Select) -> Iterator[_Cases]:  # type: ignore[type-arg]
+    """`cases_query`'s rows, `READ_BATCH` cases at a time, in case id order. On PostgreSQL the
+    server packs every column into one value (`_packed_cases`); on SQLite the rows are read from
+    the driver's cursor a batch at a time."""
+    if connection.dialect.name == "postgresql":
+        cases = _packed_cases(connection, query)
+        for start in range(0, len(cases.numbers), READ_BATCH):
+            window = slice(start, start + READ_BATCH)
+            yield _Cases(
+                cases.numbers[window], cases.channel[window], cases.state[window], cases.sex[window]
+            )
+        return
+    for rows in _driver_rows(connection, query, READ_BATCH):
+        columns = list(zip(*rows, strict=True))
+        yield _Cases(
+            np.array(columns[:CASE_NUMBERS], dtype=np.float64).T,
+            *(_objects([text or "" for text in texts]) for texts in columns[CASE_NUMBERS:]),
+        )
+
+
+def _packed_cases(connection: Connection, query: Select) -> _Cases:  # type: ignore[type-arg]
+    """All of `cases_query`'s rows as one row: the numbers packed like `_packed`, the texts
+    joined by `_TEXT_SEPARATOR`. The aggregates read the rows in one order, whatever it is, so
+    the columns stay aligned; they are sorted by case id here."""
+    rows = query.order_by(None).subquery()
+    columns = list(rows.c)
+    packed = select(
+        *(_float8s(column) for column in columns[:CASE_NUMBERS]),
+        *(
+            func.string_agg(func.coalesce(column, ""), _TEXT_SEPARATOR)
+            for column in columns[CASE_NUMBERS:]
+        ),
+    )
+    row = connection.execute(packed).one()
+    numbers = np.column_stack(_unpacked(row[:CASE_NUMBERS])).reshape(-1, CASE_NUMBERS)
+    order = np.argsort(numbers[:, 0], kind="stable")
+    texts: tuple[str | None, ...] = tuple(row)[CASE_NUMBERS:]
+    channel, state, sex = (_split(joined)[order] for joined in texts)
+    return _Cases(numbers[order], channel, state, sex)
+
+
+def _split(joined: str | None) -> Objects:
+    """The texts `_packed_cases` joined (None: no rows)."""
+    return _objects([] if joined is None else joined.split(_TEXT_SEPARATOR))
 
 
 def side_queries(
@@ -410,13 +478,14 @@ def _numbers(connection: Connection, query: Select) -> list[Floats]:  # type: ig
 def _packed(query: Select) -> Select:  # type: ignore[type-arg]
     """`query` with each column packed by PostgreSQL into one bytea of big-endian float8s: one
     row to transfer instead of one per case, event or score, and no Python object per value."""
-    rows = query.subquery()
-    return select(
-        *(
-            func.string_agg(func.float8send(cast(column, Double)), literal_column("''::bytea"))
-            for column in rows.c
-        )
-    )
+    return select(*(_float8s(column) for column in query.subquery().c))
+
+
+def _float8s(column: ColumnElement[Any]) -> ColumnElement[bytes]:
+    """The aggregate packing `column` into one bytea of big-endian float8s (NULL as NaN, so the
+    columns of one query stay aligned)."""
+    number = func.coalesce(cast(column, Double), literal_column("'NaN'::float8"))
+    return func.string_agg(func.float8send(number), literal_column("''::bytea"))
 
 
 def _all_numbers(
@@ -442,6 +511,7 @@ def _all_numbers(
 
 
 def _unpacked(row: Sequence[bytes | None] | None) -> list[Floats]:
+    """The columns `_packed` made, as float arrays."""
     assert row is not None
     return [
         np.zeros(0) if packed is None else np.frombuffer(packed, dtype=">f8").astype(np.float64)
@@ -566,22 +636,12 @@ def stream_cases(
                 column.values = local(column.values)
     keys = tuple(d.key for d in definitions)
     terminal = sorted(terminal_states)
-    for rows in _driver_rows(connection, cases_query(conditions), READ_BATCH):
-        (
-            case_ids,
-            unit_ids_,
-            channels,
-            states,
-            opened,
-            flags,
-            birth_years,
-            sexes,
-        ) = zip(*rows, strict=True)
-        case_id = np.array(case_ids, dtype=np.int64)
-        referred = local(np.array(opened, dtype=np.float64))
-        bands = age_bands(years(referred) - np.array(birth_years, dtype=np.float64))
-        state = _objects(states)
-        sex = _objects([s or "unknown" for s in sexes])
+    for cases in _case_batches(connection, cases_query(conditions)):
+        case_id = cases.numbers[:, 0].astype(np.int64)
+        referred = local(cases.numbers[:, 2])
+        bands = age_bands(years(referred) - cases.numbers[:, 3])
+        sex = cases.sex.copy()
+        sex[sex == ""] = "unknown"
         keep = slice(None) if filters.age_band is None else bands == filters.age_band
         moment = {step: columns[f"moment:{step}"].at(case_id) for step in MILESTONE_EVENTS}
         plan = columns["moment:first_plan"].at(case_id)
@@ -605,16 +665,14 @@ def stream_cases(
         for j, key in enumerate(keys):
             for o, occasion in enumerate(OCCASIONS):
                 scores[:, j, o] = columns[f"score:{key}:{occasion}"].at(case_id)
-        positive = np.array([f is not None for f in flags], dtype=bool) | ~np.isnan(
-            columns["screen_positive"].at(case_id)
-        )
+        positive = (cases.numbers[:, 4] == 1.0) | ~np.isnan(columns["screen_positive"].at(case_id))
         batch = CaseBatch(
             case_id=case_id[keep],
-            unit_id=np.array(unit_ids_, dtype=np.int64)[keep],
-            channel=_objects(channels)[keep],
+            unit_id=cases.numbers[:, 1].astype(np.int64)[keep],
+            channel=cases.channel[keep],
             age_band=bands[keep],
             sex=sex[keep],
-            status=np.where(np.isin(state, terminal), state, OPEN).astype(object)[keep],
+            status=np.where(np.isin(cases.state, terminal), cases.state, OPEN).astype(object)[keep],
             days=days[keep],
             is_screen_positive=positive[keep],
             keys=keys,
