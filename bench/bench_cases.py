@@ -20,6 +20,10 @@ least 40 % of the bare page's requests per second and the case page (`/arenden/<
    `koordinator`, and for each of `--rounds` rounds measures: bare, worklist, bare, case page
    (rotating over `--case-ids` case ids of that unit, every state), bare, `/enhet` (coordinator,
    informational: no req/s target). The best round of each counts (bench/run.py's rule).
+   `--floor` also serves bench/floor_app.py (Slussen plus two bench-only pages) and measures a
+   logged-in page with the base layout and nothing else, and the same page with the one
+   access-log row every page of patient data must append and commit: the floor under the
+   worklist's and the case page's ratios.
 4. Prints PASS/FAIL per target, writes bench/results/cases-<timestamp>.{json,md}.
 
 Exit codes: 0 every target met and no request errored, 1 a target missed or a request errored,
@@ -40,7 +44,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
@@ -61,6 +65,7 @@ from bench.harness import (
     Measurement,
     Row,
     bare_server,
+    floor_server,
     http_get,
     login_cookie,
     measure,
@@ -75,6 +80,12 @@ WORKLIST_MIN_RPS_RATIO = 0.40
 CASE_PAGE_MIN_RPS_RATIO = 0.30
 MAX_P99_OVER_P50 = 10.0
 COORDINATOR = "koordinator"
+#: bench/floor_app.py's pages (`--floor`): measured and shown, no target of their own.
+FLOOR_PAGES = (
+    ("floor: logged in", "/golv/inloggad", "inloggad"),
+    ("floor: audited", "/golv/granskad", "granskad"),
+)
+FLOOR_NAMES = frozenset(name for name, _, _ in FLOOR_PAGES)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -90,6 +101,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--case-ids", type=int, default=200, help="case pages to rotate over")
     parser.add_argument("--profile", type=int, default=0, help="cProfile N in-process requests")
     parser.add_argument("--fresh", action="store_true", help="run the seeding even if marked")
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also measure bench/floor_app.py's logged-in and audited floor pages",
+    )
     args = parser.parse_args(argv)
     for name in ("cases", "requests", "concurrency", "rounds", "workers", "case_ids"):
         if getattr(args, name) < 1:
@@ -380,6 +396,8 @@ def evaluate(rows: dict[str, Row], checks: list[PageCheck]) -> list[Target]:
         ),
     ]
     for name, row in rows.items():
+        if name in FLOOR_NAMES:
+            continue
         m = row.measurement
         ratio = m.p99_ms / m.p50_ms if m.p50_ms else float("inf")
         targets.append(
@@ -428,7 +446,9 @@ def main(argv: list[str] | None = None) -> int:
 
         case_paths = [f"/arenden/{case_id}" for case_id in subject.case_ids]
         first_case = subject.case_ids[0]
-        with bare_server(url, args.workers) as bare, slussen_server(url, args.workers) as app_srv:
+        with ExitStack() as servers:
+            bare = servers.enter_context(bare_server(url, args.workers))
+            app_srv = servers.enter_context(slussen_server(url, args.workers))
             print(
                 f"bare on {bare.base_url}, slussen on {app_srv.base_url} ({args.workers} workers)"
             )
@@ -439,11 +459,17 @@ def main(argv: list[str] | None = None) -> int:
             _check(app_srv.base_url, case_paths[0], coach_cookie, subject.references[first_case])
             _check(app_srv.base_url, "/enhet", coordinator_cookie, 'href="/arenden/')
 
-            pages: list[tuple[str, list[str], str]] = [
-                ("worklist", ["/arbetslista"], coach_cookie),
-                ("case page", case_paths, coach_cookie),
-                ("unit (coordinator)", ["/enhet"], coordinator_cookie),
+            pages: list[tuple[str, str, list[str], str]] = [
+                ("worklist", app_srv.base_url, ["/arbetslista"], coach_cookie),
+                ("case page", app_srv.base_url, case_paths, coach_cookie),
+                ("unit (coordinator)", app_srv.base_url, ["/enhet"], coordinator_cookie),
             ]
+            if args.floor:
+                floor = servers.enter_context(floor_server(url, args.workers))
+                floor_cookie = login_cookie(floor.base_url, subject.coach, BENCH_PASSWORD)
+                for name, path, text in FLOOR_PAGES:
+                    _check(floor.base_url, path, floor_cookie, text)
+                    pages.append((name, floor.base_url, [path], floor_cookie))
 
             def run(label: str, base_url: str, paths: list[str], cookie: str | None) -> Measurement:
                 result = measure(
@@ -464,19 +490,19 @@ def main(argv: list[str] | None = None) -> int:
                 return result
 
             bare_runs: list[Measurement] = []
-            page_runs: dict[str, list[Measurement]] = {name: [] for name, _, _ in pages}
+            page_runs: dict[str, list[Measurement]] = {name: [] for name, *_ in pages}
             for number in range(1, args.rounds + 1):
                 print(f"Round {number}/{args.rounds}")
-                for name, paths, cookie in pages:
+                for name, base_url, paths, cookie in pages:
                     bare_runs.append(run("bare", bare.base_url, ["/"], None))
-                    page_runs[name].append(run(name, app_srv.base_url, paths, cookie))
+                    page_runs[name].append(run(name, base_url, paths, cookie))
             slussen_log, bare_log = app_srv.log_tail(), bare.log_tail()
     except BenchError as exc:
         print(f"bench/bench_cases.py: cannot run the benchmark: {exc}", file=sys.stderr)
         return 2
 
     baseline = _best(bare_runs)
-    rows = {name: Row(name, _best(page_runs[name]), baseline) for name, _, _ in pages}
+    rows = {name: Row(name, _best(page_runs[name]), baseline) for name, *_ in pages}
     # The table names the rotated case pages in one cell; the JSON keeps every path.
     case_row = rows["case page"]
     case_row.measurement = replace(

@@ -338,10 +338,10 @@ def slussen_server(url: str, workers: int) -> Server:
     )
 
 
-def bare_server(url: str, workers: int) -> Server:
-    """The baseline: bench/bare_app.py under gunicorn with Slussen's worker settings."""
+def _gunicorn_app(name: str, factory: str, url: str, workers: int) -> Server:
+    """A gunicorn factory (`module:create()`) with Slussen's worker settings."""
     return Server(
-        "bare",
+        name,
         lambda port: [
             str(GUNICORN_BIN),
             "--chdir",
@@ -359,10 +359,20 @@ def bare_server(url: str, workers: int) -> Server:
             "-",
             "--timeout",
             "60",
-            "bench.bare_app:create()",
+            factory,
         ],
         server_env(url),
     )
+
+
+def bare_server(url: str, workers: int) -> Server:
+    """The baseline: bench/bare_app.py under gunicorn with Slussen's worker settings."""
+    return _gunicorn_app("bare", "bench.bare_app:create()", url, workers)
+
+
+def floor_server(url: str, workers: int) -> Server:
+    """Slussen with bench/floor_app.py's floor pages, under gunicorn with Slussen's settings."""
+    return _gunicorn_app("floor", "bench.floor_app:create()", url, workers)
 
 
 # --------------------------------------------------------------------------------------------

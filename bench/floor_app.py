@@ -1,0 +1,62 @@
+"""The floor under every Slussen page that shows patient data, served like Slussen.
+
+Slussen itself (`create_app()`, as `slussen serve` builds it: session, login, CSRF, Babel,
+security headers, the base layout) plus two bench-only pages that do nothing else:
+
+* `/golv/inloggad`: a logged-in coach's page with the base layout and one line of text;
+* `/golv/granskad`: the same, plus what SPEC §7 requires of every page that reads patient data:
+  one access-log row appended to the keyed hash chain and committed ("no audit row, no data").
+
+`bench/bench_cases.py --floor` measures them against the bare page in the same run, so the
+worklist's and the case page's ratios can be read against what no page of patient data can go
+below. Not part of the product: the pages exist only in this module. Served by gunicorn with
+Slussen's worker settings:
+
+    gunicorn --chdir REPO --worker-class gthread --threads 4 'bench.floor_app:create()'
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Blueprint, Flask, render_template
+from flask.typing import ResponseReturnValue
+
+from slussen import audit
+from slussen.accesslog.markers import shows_patient_data
+from slussen.accounts.auth import require
+from slussen.accounts.roles import Permission
+from slussen.cases.access import current_actor
+from slussen.db import db_session
+from slussen.keystore import current_key_ring
+
+floor = Blueprint(
+    "bench_floor", __name__, template_folder=str(Path(__file__).parent / "floor_templates")
+)
+
+
+@floor.route("/golv/inloggad")
+@require(Permission.WORK_CASES)
+def logged_in() -> ResponseReturnValue:
+    return render_template("floor.html", message="inloggad")
+
+
+@floor.route("/golv/granskad")
+@require(Permission.WORK_CASES)
+@shows_patient_data
+def audited() -> ResponseReturnValue:
+    session = db_session()
+    audit.record(
+        session, current_key_ring(), current_actor(), "read", "case_list", "golv", purpose="golv"
+    )
+    session.commit()
+    return render_template("floor.html", message="granskad")
+
+
+def create() -> Flask:
+    """Slussen with the floor pages (a gunicorn factory: `bench.floor_app:create()`)."""
+    from slussen.app import create_app
+
+    app = create_app()
+    app.register_blueprint(floor)
+    return app
