@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from flask import Flask
 from scipy import stats as sps
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from slussen import vault
@@ -21,6 +21,7 @@ from slussen.audit import Actor, AuditEvent
 from slussen.evaluation.dataset import STEPS, Filters
 from slussen.evaluation.report import Count
 from slussen.evaluation.services import NotPermitted, build_report, write_dataset
+from slussen.patients.models import Patient
 from tests.conftest import settings_for_tests
 from tests.evaluation_support import case_with_scores, content_dir, context, read_csv
 
@@ -224,6 +225,20 @@ def test_filters_narrow_the_population(
     assert none == []
     report = _report(app, session, ring, evaluator, channel="self_referral")
     assert report.referred.value == 0
+
+
+@pytest.mark.usefixtures("backend", "seeded")
+def test_a_patient_without_birth_year_or_sex_counts_as_unknown(
+    app: Flask, session: Session, ring: vault.KeyRing, evaluator: Actor
+) -> None:
+    first = session.scalar(select(func.min(Patient.id)))
+    session.execute(update(Patient).where(Patient.id == first).values(birth_year=None, sex=None))
+    _c, rows = read_csv(_export(app, session, ring, evaluator))
+    unknown = [r for r in rows if r["sex"] == "unknown"]
+    assert unknown and all(r["age_band"] == "unknown" for r in unknown)
+    assert {r["age_band"] for r in rows if r["sex"] != "unknown"} == {"80+"}
+    _c, chosen = read_csv(_export(app, session, ring, evaluator, sex="unknown"))
+    assert sorted(r["pseudonym"] for r in chosen) == sorted(r["pseudonym"] for r in unknown)
 
 
 @pytest.mark.usefixtures("seeded")
