@@ -9,15 +9,8 @@ from flask_wtf import FlaskForm
 from wtforms import DateField, Field, SelectField, StringField
 from wtforms.validators import DataRequired, Optional, ValidationError
 
-from slussen.core.text import is_digits
+from slussen.core.text import optional_id
 from slussen.identifiers import IdentifierError, PersonIdentifier, parse_person_identifier
-
-
-def _optional_int(value: Any) -> int | None:
-    if value in (None, "", "None"):
-        return None
-    # Anything that is not an id becomes 0, which is never a choice: refused by validate_user.
-    return int(value) if is_digits(str(value)) and len(str(value)) < 12 else 0
 
 
 class IsoDateField(DateField):  # type: ignore[misc]
@@ -37,7 +30,7 @@ class LogFilterForm(FlaskForm):  # type: ignore[misc]
     class Meta:
         csrf = False  # a GET form that changes nothing
 
-    user = SelectField(_l("User"), coerce=_optional_int, validate_choice=False)
+    user = SelectField(_l("User"), coerce=optional_id, validate_choice=False)
     date_from = IsoDateField(
         _l("From date"),
         validators=[Optional()],

@@ -77,8 +77,6 @@ STATE_WEIGHTS = {
     "closed_other": 4,
 }
 
-#: The events leading from `referred` to each state ("book", "plan" and "follow_up" are the
-#: visit services that fire their events).
 #: The main path through the sluss; each open state is reached by a prefix of it.
 MAIN_PATH = (
     "invite",
@@ -91,6 +89,8 @@ MAIN_PATH = (
     "register_evaluation",
     "complete",
 )
+#: The events leading from `referred` to each state ("book", "plan" and "follow_up" are the
+#: visit services that fire their events).
 PATHS: dict[str, tuple[str, ...]] = {
     "referred": (),
     "invited": MAIN_PATH[:1],

@@ -336,12 +336,35 @@ _TEXT_SEPARATOR = "\x1f"
 class _Cases(NamedTuple):
     """A batch of `cases_query`'s rows as columns."""
 
-    #: (cases, CASE_NUMBERS); NaN for a missing birth year.
+    #: (cases, CASE_NUMBERS), in `cases_query`'s order; NaN for a missing birth year.
     numbers: Floats
     channel: Objects
     state: Objects
     #: "" for an unknown sex.
     sex: Objects
+
+    @property
+    def case_id(self) -> Ints:
+        return self.numbers[:, 0].astype(np.int64)
+
+    @property
+    def unit_id(self) -> Ints:
+        return self.numbers[:, 1].astype(np.int64)
+
+    @property
+    def opened(self) -> Floats:
+        """Seconds since 1970 (UTC) of the referral."""
+        return self.numbers[:, 2]
+
+    @property
+    def birth_year(self) -> Floats:
+        return self.numbers[:, 3]
+
+    @property
+    def is_flagged_positive(self) -> NDArray[np.bool_]:
+        """A staff member flagged a positive screening."""
+        flagged: NDArray[np.bool_] = self.numbers[:, 4] == 1.0
+        return flagged
 
 
 def _case_batches(connection: Connection, query: Select) -> Iterator[_Cases]:  # type: ignore[type-arg]
@@ -637,9 +660,9 @@ def stream_cases(
     keys = tuple(d.key for d in definitions)
     terminal = sorted(terminal_states)
     for cases in _case_batches(connection, cases_query(conditions)):
-        case_id = cases.numbers[:, 0].astype(np.int64)
-        referred = local(cases.numbers[:, 2])
-        bands = age_bands(years(referred) - cases.numbers[:, 3])
+        case_id = cases.case_id
+        referred = local(cases.opened)
+        bands = age_bands(years(referred) - cases.birth_year)
         sex = cases.sex.copy()
         sex[sex == ""] = "unknown"
         keep = slice(None) if filters.age_band is None else bands == filters.age_band
@@ -665,10 +688,10 @@ def stream_cases(
         for j, key in enumerate(keys):
             for o, occasion in enumerate(OCCASIONS):
                 scores[:, j, o] = columns[f"score:{key}:{occasion}"].at(case_id)
-        positive = (cases.numbers[:, 4] == 1.0) | ~np.isnan(columns["screen_positive"].at(case_id))
+        positive = cases.is_flagged_positive | ~np.isnan(columns["screen_positive"].at(case_id))
         batch = CaseBatch(
             case_id=case_id[keep],
-            unit_id=cases.numbers[:, 1].astype(np.int64)[keep],
+            unit_id=cases.unit_id[keep],
             channel=cases.channel[keep],
             age_band=bands[keep],
             sex=sex[keep],

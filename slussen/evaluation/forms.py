@@ -10,15 +10,8 @@ from wtforms import Field, SelectField
 from wtforms.validators import Optional, ValidationError
 
 from slussen.accesslog.forms import IsoDateField
-from slussen.core.text import is_digits
+from slussen.core.text import optional_id
 from slussen.evaluation.dataset import AGE_BANDS, SEXES, Filters
-
-
-def _optional_int(value: Any) -> int | None:
-    if value in (None, "", "None"):
-        return None
-    # Anything that is not an id becomes 0, never a choice: refused by validate_unit.
-    return int(value) if is_digits(str(value)) and len(str(value)) < 12 else 0
 
 
 def _optional_text(value: Any) -> str | None:
@@ -35,7 +28,7 @@ class FilterForm(FlaskForm):  # type: ignore[misc]
     date_to = IsoDateField(
         _l("Referred until"), validators=[Optional()], render_kw={"placeholder": "ÅÅÅÅ-MM-DD"}
     )
-    unit = SelectField(_l("Unit"), coerce=_optional_int, validate_choice=False)
+    unit = SelectField(_l("Unit"), coerce=optional_id, validate_choice=False)
     channel = SelectField(_l("Referral channel"), coerce=_optional_text, validate_choice=False)
     age_band = SelectField(_l("Age band"), coerce=_optional_text, validate_choice=False)
     sex = SelectField(_l("Sex"), coerce=_optional_text, validate_choice=False)
