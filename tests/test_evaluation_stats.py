@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from slussen import vault
 from slussen.audit import Actor, AuditEvent
+from slussen.evaluation import dataset
 from slussen.evaluation.dataset import STEPS, Filters
 from slussen.evaluation.report import Count
 from slussen.evaluation.services import NotPermitted, build_report, write_dataset
@@ -394,3 +395,15 @@ def test_the_pseudonymiser_gives_the_pseudonyms() -> None:
         assert pseudonym(value) == vault.pseudonym(ring, value)
     with pytest.raises(vault.VaultError):
         pseudonym("\ud800")
+
+
+@pytest.mark.parametrize("order", [[0, 1, 2, 3], [3, 1, 0, 2], [2, 3, 1, 0]])
+def test_earliest_moment_and_last_answer_per_case_whatever_the_row_order(order: list[int]) -> None:
+    # (case id, number, score row id), rows 0–3; the server may send them in any order.
+    ids = np.array([1.0, 1.0, 2.0, 2.0])[order]
+    values = np.array([9.0, 7.0, 3.0, 5.0])[order]
+    rows = np.array([11.0, 4.0, 10.0, 12.0])[order]
+    first = dataset._first(ids, values)
+    assert first.ids.tolist() == [1, 2] and first.values.tolist() == [7.0, 3.0]
+    last = dataset._last(ids, values, rows)
+    assert last.ids.tolist() == [1, 2] and last.values.tolist() == [9.0, 5.0]

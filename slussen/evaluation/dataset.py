@@ -544,8 +544,7 @@ def _unpacked(row: Sequence[bytes | None] | None) -> list[Floats]:
 
 def _first(ids: Floats, values: Floats) -> _Column:
     """The smallest number per case."""
-    order = np.lexsort((values, ids))
-    ids, values = ids[order], values[order]
+    ids, values = _by_case(ids, values, values)
     first = np.ones(len(ids), dtype=bool)
     first[1:] = ids[1:] != ids[:-1]
     return _Column(ids[first].astype(np.int64), values[first])
@@ -553,11 +552,20 @@ def _first(ids: Floats, values: Floats) -> _Column:
 
 def _last(ids: Floats, values: Floats, rows: Floats) -> _Column:
     """The number of the last row (by `rows`, the row ids) per case."""
-    order = np.lexsort((rows, ids))
-    ids, values = ids[order], values[order]
+    ids, values = _by_case(ids, rows, values)
     last = np.ones(len(ids), dtype=bool)
     last[:-1] = ids[1:] != ids[:-1]
     return _Column(ids[last].astype(np.int64), values[last])
+
+
+def _by_case(ids: Floats, then: Floats, values: Floats) -> tuple[Floats, Floats]:
+    """`ids` and `values` ordered by (case id, `then`). Rows that came in that order from the
+    index are kept as they are: checking costs far less than sorting."""
+    step = np.diff(ids)
+    if not ((step > 0) | ((step == 0) & (np.diff(then) >= 0))).all():
+        order = np.lexsort((then, ids))
+        ids, values = ids[order], values[order]
+    return ids, values
 
 
 class LocalDays:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TextIO
@@ -283,12 +282,15 @@ def _flags(values: NDArray[np.bool_]) -> list[str]:
 
 
 def _numbers(values: stats.Floats) -> list[str]:
-    """Each value with ten significant digits, "" for NaN; formatted once per distinct value."""
-    distinct, inverse = np.unique(values, return_inverse=True)
-    texts = np.array(
-        ["" if math.isnan(v) else f"{v:.10g}" for v in distinct.tolist()], dtype=object
-    )
-    return texts[inverse.reshape(-1)].tolist()  # type: ignore[no-any-return]
+    """Each value with ten significant digits, "" for NaN; formatted once per distinct value
+    (a score nobody answered is all NaN and needs no formatting at all)."""
+    texts = np.full(len(values), "", dtype=object)
+    known = ~np.isnan(values)
+    if known.any():
+        distinct, inverse = np.unique(values[known], return_inverse=True)
+        formatted = np.array([f"{v:.10g}" for v in distinct.tolist()], dtype=object)
+        texts[known] = formatted[inverse.reshape(-1)]
+    return texts.tolist()  # type: ignore[no-any-return]
 
 
 __all__ = ["STEPS", "Context", "EvaluationError", "NotPermitted", "build_report", "write_dataset"]
