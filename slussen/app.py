@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from slussen import db
 from slussen.config import Settings, load_settings
+from slussen.errors import DomainError
 
 csrf = CSRFProtect()
 babel = Babel()
@@ -182,6 +183,12 @@ def _register_error_pages(app: Flask) -> None:
     def _http_error(exc: HTTPException) -> ResponseReturnValue:
         code = exc.code or 500
         return render_template("error.html", code=code), code
+
+    @app.errorhandler(DomainError)
+    def _refused(exc: DomainError) -> ResponseReturnValue:
+        # The one place a service's refusal becomes a page: its status and its Swedish message.
+        # The response's status rolls the request's transaction back (slussen.db).
+        return render_template("error.html", code=exc.status, message=exc.message), exc.status
 
     @app.errorhandler(CSRFError)
     def _csrf_error(_exc: CSRFError) -> ResponseReturnValue:

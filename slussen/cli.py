@@ -13,6 +13,7 @@ import click
 from flask import Flask
 
 from slussen.config import ConfigError
+from slussen.errors import DomainError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,12 +37,11 @@ def fails_cleanly(func: F) -> F:
     @wraps(func)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         from slussen.accounts.passwords import PasswordRejected
-        from slussen.accounts.services import AccountError
         from slussen.vault import VaultError
 
         try:
             return func(*args, **kwargs)
-        except (AccountError, PasswordRejected, VaultError) as exc:
+        except (DomainError, PasswordRejected, VaultError) as exc:
             raise Failure(str(exc)) from None
 
     return wrapped  # type: ignore[return-value]
@@ -217,7 +217,7 @@ def erase_self_referral_command(reference: str, reason: str) -> None:
     from slussen.audit import SYSTEM
     from slussen.cases.models import Case
     from slussen.db import session_scope
-    from slussen.intake.services import IntakeError, erase_self_referral
+    from slussen.intake.services import erase_self_referral
     from slussen.keystore import Keystore, current_key_ring
 
     app = _app()
@@ -227,7 +227,7 @@ def erase_self_referral_command(reference: str, reason: str) -> None:
             raise Failure(f"No case {reference}.")
         try:
             erase_self_referral(Keystore(session, current_key_ring()), SYSTEM, case, reason=reason)
-        except IntakeError as exc:
+        except DomainError as exc:
             raise Failure(str(exc)) from None
     click.echo(f"The patient data of {reference} is erased (its data key is destroyed).")
 
@@ -592,9 +592,9 @@ def letters_print(
                             forwarding=forwarding,
                             progress=progress,
                         )
-            except (services.LetterError, Failure) as exc:
+            except (DomainError, Failure) as exc:
+                # session_scope rolls the transaction back.
                 part.unlink(missing_ok=True)
-                session.rollback()
                 raise Failure(str(exc)) from None
             except BaseException:
                 part.unlink(missing_ok=True)

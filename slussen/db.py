@@ -1,16 +1,20 @@
 """Engine, sessions and the declarative base.
 
-One engine per app. A request gets one session (`db_session()`), committed once by the view that
-changes something and closed at teardown. SQLite runs in WAL mode with foreign keys on; PostgreSQL
+One engine per app. A request gets one session (`db_session()`) and one transaction: committed in
+one place when the view answers with a success or a redirect, rolled back in one place when it
+answers with an error (a refusal, a 404, a server error), closed at teardown. Views do not commit
+or roll back; the two named steps they may use are `commit_request()` (an audited page ends its
+transaction before rendering) and `attempt()` (a refusal the view answers itself undoes what the
+refused step wrote). SQLite runs in WAL mode with foreign keys on; PostgreSQL
 connections are checked before use so a restarted database does not surface as an error page.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 from flask import Flask, current_app, g, has_request_context, request
 from sqlalchemy import DateTime, Engine, MetaData, String, create_engine, event
@@ -18,6 +22,11 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
+from werkzeug.wrappers import Response
+
+from slussen.errors import NotFound
+
+T = TypeVar("T")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -127,7 +136,8 @@ def make_engine(url: str) -> Engine:
 
 
 def init_app(app: Flask, url: str) -> None:
-    """Attach an engine and a session factory to `app`; close the request's session at teardown."""
+    """Attach an engine and a session factory to `app`; end the request's transaction after the
+    view, close its session at teardown."""
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
         from pathlib import Path
 
@@ -135,6 +145,20 @@ def init_app(app: Flask, url: str) -> None:
     engine = make_engine(url)
     app.extensions["slussen.engine"] = engine
     app.extensions["slussen.sessionmaker"] = sessionmaker(bind=engine, expire_on_commit=False)
+
+    # Registered first, so it runs after every other after_request function (Flask runs them in
+    # reverse), and before the session interface saves the login session.
+    @app.after_request
+    def _end_request_transaction(response: Response) -> Response:
+        session: Session | None = g.get("db_session")
+        if session is not None:
+            if response.status_code < 400:
+                session.commit()
+            else:
+                # A refusal, a missing page or a server error: nothing of the request stays
+                # (an audited page already committed its read with `commit_request`).
+                session.rollback()
+        return response
 
     @app.teardown_appcontext
     def _close_session(_exc: BaseException | None) -> None:
@@ -154,6 +178,44 @@ def db_session() -> Session:
         g.db_session = current_app.extensions["slussen.sessionmaker"]()
     session: Session = g.db_session
     return session
+
+
+def commit_request() -> None:
+    """Commit what the request has written so far, now rather than after the view.
+
+    For the page that writes its audit row last and then renders: the write lock (SQLite) and the
+    audit chain head's row lock (PostgreSQL) are held only from the audit write to here, not
+    while the template renders; and an audited page shown with an error status (a letter that
+    cannot be printed) keeps its read on record. Anything written after this is committed or
+    rolled back with the response as usual."""
+    db_session().commit()
+
+
+@contextmanager
+def attempt() -> Iterator[None]:
+    """Run a step whose refusal the view answers itself (a flash, the form again).
+
+    The step runs in a savepoint: if it raises, what it wrote is undone and the exception goes on
+    to the view (or to the error handler), so a page shown after a refusal commits nothing of
+    the refused step."""
+    with db_session().begin_nested():
+        yield
+
+
+def load_authorised(
+    session: Session,
+    model: type[T],
+    ident: int,
+    *,
+    allowed: Callable[[T], bool] | None = None,
+    message: str = "Sidan finns inte.",
+) -> T:
+    """The `model` row with primary key `ident` if `allowed(row)` holds; refuses with NotFound
+    (404) when it does not exist or the user may not see it: no hint that it exists."""
+    row = session.get(model, ident)
+    if row is None or (allowed is not None and not allowed(row)):
+        raise NotFound(message)
+    return row
 
 
 @contextmanager

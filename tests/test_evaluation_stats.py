@@ -18,10 +18,11 @@ from sqlalchemy.orm import Session
 
 from slussen import vault
 from slussen.audit import Actor, AuditEvent
+from slussen.errors import NotPermitted
 from slussen.evaluation import dataset
 from slussen.evaluation.dataset import STEPS, Filters
 from slussen.evaluation.report import Count
-from slussen.evaluation.services import NotPermitted, build_report, write_dataset
+from slussen.evaluation.services import build_report, write_dataset
 from slussen.patients.models import Patient
 from tests.conftest import settings_for_tests
 from tests.evaluation_support import case_with_scores, content_dir, context, read_csv

@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 from slussen import vault
 from slussen.audit import SYSTEM, Actor
 from slussen.cases.engine import fire
-from slussen.intake.services import IntakeError, erase_self_referral, refer_patient
+from slussen.errors import Invalid
+from slussen.intake.services import erase_self_referral, refer_patient
 from slussen.keystore import DataKey, Keystore
 from slussen.patients.models import Patient
 from tests.builders import identity
@@ -43,11 +44,11 @@ def test_a_worked_case_is_never_erased(app: Any, session: Session, unit: Any,
     ring = vault.KeyRing.generate()
     case, workflow, store = self_referral(session, ring, app, unit)
     coach = Actor.of(make_user("coach"))
-    with pytest.raises(IntakeError, match="Bara en egenanmälan"):
+    with pytest.raises(Invalid, match="Bara en egenanmälan"):
         erase_self_referral(store, SYSTEM, case, reason="x")  # still open
     fire(store, case, "invite", coach, workflow=workflow)
     fire(store, case, "decline", coach, workflow=workflow, reason="Nej tack")
-    with pytest.raises(IntakeError, match="Bara en egenanmälan"):
+    with pytest.raises(Invalid, match="Bara en egenanmälan"):
         erase_self_referral(store, SYSTEM, case, reason="x")  # it was worked on
 
 

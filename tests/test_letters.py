@@ -23,6 +23,7 @@ from slussen.cases.models import Case
 from slussen.cases.workflow import Workflow
 from slussen.config import ConfigError, load_settings
 from slussen.content import ContentError, check_content
+from slussen.errors import NotFound
 from slussen.keystore import Keystore
 from slussen.letters import services
 from slussen.letters.definitions import LIX_LIMIT, demo_body, lix
@@ -741,7 +742,7 @@ def test_only_a_coordinator_of_the_unit_prints(
     context: RenderContext,
     settings: Any,
 ) -> None:
-    with pytest.raises(services.NotPermitted):
+    with pytest.raises(NotFound):  # 404: another unit's letters are not shown
         services.print_batch(
             Keystore(session, ring),
             coach,

@@ -12,12 +12,12 @@ from sqlalchemy.orm import Session
 
 from slussen import vault
 from slussen.audit import Actor, AuditEvent, verify_chain
+from slussen.errors import NotPermitted
 from slussen.identifiers import parse_person_identifier
 from slussen.keystore import DataKey, KeyDestroyed, Keystore
 from slussen.patients.models import Patient, PatientLookup
 from slussen.patients.services import (
     DuplicatePatient,
-    NotPermitted,
     PatientErased,
     PatientIdentity,
     erase_patient,

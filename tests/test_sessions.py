@@ -17,10 +17,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from slussen.accounts.models import WebSession
-from slussen.accounts.services import NotPermitted, disable_user, purge_expired_sessions
+from slussen.accounts.services import disable_user, purge_expired_sessions
 from slussen.accounts.sessions import token_hash
 from slussen.audit import SYSTEM, Actor, AuditEvent
 from slussen.db import utcnow
+from slussen.errors import NotPermitted
 from tests.conftest import TEST_PASSWORD, settings_for_tests
 
 COOKIE = "slussen_session"

@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import Flask
+from flask import Flask, render_template
+
+from slussen.db import commit_request
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -25,6 +27,15 @@ def shows_patient_data(view: F) -> F:
     Works above or below `require(...)`: `functools.wraps` copies the marker to the wrapper."""
     setattr(view, MARKER, True)
     return view
+
+
+def render_audited(template: str, *, status: int = 200, **context: Any) -> tuple[str, int]:
+    """Render the page of an audited read whose audit row is written: the request's transaction
+    is committed first, so the write lock the audit row took is not held while the template
+    renders (docs/architecture.md), and the read stays on record even when the page answers
+    with an error status. Everything the page needs from the database is read before this."""
+    commit_request()
+    return render_template(template, **context), status
 
 
 def patient_data_endpoints(app: Flask) -> list[str]:

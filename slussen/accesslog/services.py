@@ -23,6 +23,7 @@ from slussen.accounts.roles import Permission, grants
 from slussen.audit import Actor, AuditEvent
 from slussen.core.text import is_digits
 from slussen.db import utcnow
+from slussen.errors import NotFound, NotPermitted
 from slussen.identifiers import PersonIdentifier
 from slussen.keystore import Keystore
 from slussen.patients.models import Patient
@@ -39,15 +40,9 @@ WATCHED_ACTIONS = frozenset({"read", "update", "print", "export"})
 REVIEW_OBJECTS = frozenset({"access_log"})
 
 
-class AccessLogError(Exception):
-    """A log review request is refused; the message says why in Swedish."""
+class PatientNotFound(NotFound):
+    """No patient has the personnummer the reviewer typed."""
 
-
-class NotPermitted(AccessLogError):
-    pass
-
-
-class PatientNotFound(AccessLogError):
     def __init__(self) -> None:
         super().__init__("Det finns ingen patient med det numret i Slussen.")
 

@@ -22,14 +22,14 @@ from flask_login import current_user
 
 from slussen.accesslog import services
 from slussen.accesslog.forms import LogFilterForm, PersonnummerForm
-from slussen.accesslog.markers import shows_patient_data
+from slussen.accesslog.markers import render_audited, shows_patient_data
 from slussen.accesslog.pdf import render_log_extract
 from slussen.accounts.auth import require
 from slussen.accounts.models import User
 from slussen.accounts.roles import Permission
 from slussen.db import db_session
 from slussen.keystore import keystore
-from slussen.patients.services import PatientError
+from slussen.patients.services import PatientErased
 
 bp = Blueprint("accesslog", __name__, template_folder="templates")
 
@@ -111,24 +111,19 @@ def _render_index(
             date_from=form.date_from.data,
             date_to=form.date_to.data,
         )
-        try:
-            page = services.review_log(
-                keystore(),
-                reviewer,
-                query,
-                timezone=_timezone(),
-                before=request.args.get("before", type=int),
-                after=request.args.get("after", type=int),
-            )
-        except services.PatientNotFound:
-            abort(404)
-        except services.NotPermitted:
-            abort(403)
-        db_session().commit()
+        page = services.review_log(
+            keystore(),
+            reviewer,
+            query,
+            timezone=_timezone(),
+            before=request.args.get("before", type=int),
+            after=request.args.get("after", type=int),
+        )
     elif status == 200:
         status = 400
-    return render_template(
+    return render_audited(
         "accesslog/index.html",
+        status=status,
         form=form,
         search_form=search_form,
         page=page,
@@ -136,7 +131,7 @@ def _render_index(
         page_url=_page_url,
         action_labels=ACTION_LABELS,
         object_labels=OBJECT_LABELS,
-    ), status
+    )
 
 
 @bp.route("/atkomstlogg")
@@ -161,7 +156,6 @@ def search_patient() -> ResponseReturnValue:
         except services.PatientNotFound as exc:
             form.pnr.errors = [str(exc)]
         else:
-            db_session().commit()
             _remember(patient_id)
             return redirect(url_for("accesslog.index", patient=patient_id))
     return _render_index(form, status=400)
@@ -176,11 +170,10 @@ def extract() -> ResponseReturnValue:
     if form.validate_on_submit() and form.identifier is not None:
         try:
             data = services.build_patient_extract(keystore(), _reviewer(), form.identifier)
-        except (services.PatientNotFound, PatientError) as exc:
+        except (services.PatientNotFound, PatientErased) as exc:
             form.pnr.errors = [str(exc)]
         else:
             pdf = render_log_extract(data, timezone=_timezone())
-            db_session().commit()
             response = make_response(pdf)
             response.headers["Content-Type"] = "application/pdf"
             response.headers["Content-Disposition"] = 'attachment; filename="loggutdrag.pdf"'

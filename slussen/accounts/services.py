@@ -27,6 +27,7 @@ from slussen.audit import Actor
 from slussen.config import Settings
 from slussen.core.text import is_digits
 from slussen.db import utcnow
+from slussen.errors import Invalid, NotPermitted
 
 #: TOTP per RFC 6238 as authenticator apps expect: 6 digits, 30-second steps (ASVS 6.5.5).
 TOTP_DIGITS = 6
@@ -40,15 +41,7 @@ RECOVERY_CODE_LENGTH = 10
 RECOVERY_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 
 
-class AccountError(ValueError):
-    """An account request is refused; the message says why in Swedish."""
-
-
-class NotPermitted(AccountError):
-    """The acting user's role may not do this."""
-
-
-class SecondFactorRefused(AccountError):
+class SecondFactorRefused(Invalid):
     """A TOTP or recovery code is wrong, already used, or the account has no second factor."""
 
 
@@ -67,13 +60,13 @@ def create_user(
     an unknown unit, and a password that breaks the NIST rules."""
     username = username.strip().lower()
     if not username or len(username) > 80:
-        raise AccountError("Användarnamnet måste ha 1–80 tecken.")
+        raise Invalid("Användarnamnet måste ha 1–80 tecken.")
     try:
         Role(role)
     except ValueError:
-        raise AccountError(f"Okänd roll: {role}.") from None
+        raise Invalid(f"Okänd roll: {role}.") from None
     if session.scalar(select(func.count()).where(User.username == username)):
-        raise AccountError(f"Användarnamnet {username} är redan taget.")
+        raise Invalid(f"Användarnamnet {username} är redan taget.")
     check_password_rules(password, has_second_factor=False, username=username)
     user = User(
         username=username,
@@ -84,7 +77,7 @@ def create_user(
     )
     for unit_id in unit_ids:
         if session.get(Unit, unit_id) is None:
-            raise AccountError(f"Enheten {unit_id} finns inte.")
+            raise Invalid(f"Enheten {unit_id} finns inte.")
         user.memberships.append(Membership(unit_id=unit_id))
     session.add(user)
     session.flush()
@@ -135,9 +128,9 @@ def complete_login(
 ) -> None:
     """Record a finished login: the time on the user, an audit row `login` naming `method`, and
     a purge of expired sessions (cheap, and keeps the table small between daily ticks). Refuses
-    (AccountError) a disabled account. The caller commits."""
+    (Invalid) a disabled account. The caller commits."""
     if not user.is_active:
-        raise AccountError("Kontot är avstängt.")
+        raise Invalid("Kontot är avstängt.")
     user.last_login_at = utcnow()
     audit.record(session, ring, Actor.of(user), "login", "user", user.id, purpose=method)
     purge_expired_sessions(session, settings)
@@ -331,11 +324,11 @@ def change_password(
     keep_session_id: str | None = None,
 ) -> None:
     """Set a new password after checking the current one, and end the user's other sessions
-    (every session but `keep_session_id`). Refuses (AccountError) a wrong current password and
+    (every session but `keep_session_id`). Refuses (Invalid) a wrong current password and
     (PasswordRejected) a new password breaking the NIST rules: 8 characters are enough with
     TOTP, 15 without. The caller commits."""
     if not verify_password(settings, user.password_hash, current_password):
-        raise AccountError("Det nuvarande lösenordet stämmer inte.")
+        raise Invalid("Det nuvarande lösenordet stämmer inte.")
     check_password_rules(
         new_password, has_second_factor=has_second_factor(user), username=user.username
     )

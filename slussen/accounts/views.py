@@ -39,7 +39,8 @@ from slussen.accounts.passwords import (
 )
 from slussen.accounts.throttle import throttle_code_step, throttle_password_step
 from slussen.config import Settings
-from slussen.db import db_session
+from slussen.db import attempt, commit_request, db_session
+from slussen.errors import Invalid
 from slussen.keystore import current_key_ring
 
 bp = Blueprint("accounts", __name__, template_folder="templates")
@@ -120,7 +121,8 @@ def login() -> ResponseReturnValue:
         user = services.check_password_login(db, settings, form.username.data, form.password.data)
         if user is None:
             services.record_failed_login(db, ring, form.username.data)
-            db.commit()
+            # The failed attempt stays on record though the answer is an error (401).
+            commit_request()
             flash(_("Wrong username or password."), "error")
             return render_template("accounts/login.html", form=form), 401
         next_url = _safe_next(request.args.get("next"))
@@ -131,7 +133,6 @@ def login() -> ResponseReturnValue:
             _start_pending(user, "enrol", next_url)
             return redirect(url_for("accounts.totp_enrol"))
         services.complete_login(db, settings, ring, user, method="password")
-        db.commit()
         _log_in(user)
         return redirect(next_url)
     return render_template("accounts/login.html", form=form)
@@ -151,18 +152,18 @@ def login_code() -> ResponseReturnValue:
         db = db_session()
         ring = current_key_ring()
         try:
-            used = services.use_second_factor(db, user, form.code.data)
+            with attempt():
+                used = services.use_second_factor(db, user, form.code.data)
         except services.SecondFactorRefused as exc:
-            db.rollback()
             services.record_failed_login(db, ring, user.username, user=user, reason="wrong code")
-            db.commit()
+            # The failed attempt stays on record though the answer is an error (401).
+            commit_request()
             form.code.errors.append(str(exc))
             return render_template("accounts/login_code.html", form=form), 401
         method = (
             "password and recovery code" if used.method == "recovery_code" else "password and TOTP"
         )
         services.complete_login(db, _settings(), ring, user, method=method)
-        db.commit()
         _log_in(user)
         if used.recovery_codes_left is not None:
             flash(
@@ -225,7 +226,6 @@ def totp_enrol() -> ResponseReturnValue:
             try:
                 codes = services.enrol_totp(db, ring, user, secret, form.code.data)
             except services.SecondFactorRefused as exc:
-                db.rollback()
                 form.code.errors.append(str(exc))
                 status = 400
             else:
@@ -233,7 +233,6 @@ def totp_enrol() -> ResponseReturnValue:
                     services.complete_login(
                         db, settings, ring, user, method="password and new TOTP"
                     )
-                db.commit()
                 session.pop(SETUP_KEY, None)
                 if forced:
                     _log_in(user)
@@ -272,15 +271,12 @@ def change_password() -> ResponseReturnValue:
                 keep_session_id=current.sid,
             )
         except PasswordRejected as exc:
-            db.rollback()
             form.new_password.errors.append(str(exc))
             status = 400
-        except services.AccountError as exc:
-            db.rollback()
+        except Invalid as exc:
             form.current_password.errors.append(str(exc))
             status = 400
         else:
-            db.commit()
             sessions.regenerate()
             flash(_("Your password is changed."), "info")
             return redirect(url_for("core.index"))
@@ -299,7 +295,6 @@ def logout() -> ResponseReturnValue:
     db = db_session()
     user: User = current_user.user
     services.record_logout(db, current_key_ring(), user)
-    db.commit()
     logout_user()
     sessions.end()
     flash(_("You are logged out."), "info")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from flask import abort, g
+from flask import g
 
 from slussen.audit import Actor
 from slussen.cases.engine import may_act_on
 from slussen.cases.models import Case
-from slussen.db import db_session
+from slussen.db import db_session, load_authorised
 
 
 def current_actor() -> Actor:
@@ -16,8 +16,13 @@ def current_actor() -> Actor:
 
 
 def load_case(case_id: int) -> Case:
-    """The case if the current user may act on it, else 404 (never 403: no hint it exists)."""
-    case = db_session().get(Case, case_id)
-    if case is None or not may_act_on(current_actor(), case):
-        abort(404)
-    return case
+    """The case if the current user may act on it; refuses with NotFound (404, never 403: no
+    hint that it exists) otherwise."""
+    actor = current_actor()
+    return load_authorised(
+        db_session(),
+        Case,
+        case_id,
+        allowed=lambda case: may_act_on(actor, case),
+        message="Ärendet finns inte.",
+    )

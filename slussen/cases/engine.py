@@ -31,6 +31,7 @@ from slussen.cases.guards import GUARDS
 from slussen.cases.models import Case, CaseEvent, DueDate, Referral
 from slussen.cases.workflow import Transition, Workflow, add_duration
 from slussen.db import utcnow
+from slussen.errors import Conflict, Invalid, NotFound, NotPermitted
 from slussen.keystore import Keystore
 from slussen.letters.models import QueuedLetter
 from slussen.patients.models import Patient
@@ -39,20 +40,12 @@ _WRITING_STATE: ContextVar[bool] = ContextVar("slussen_writing_state", default=F
 SWEDISH_TZ = "Europe/Stockholm"
 
 
-class CaseError(Exception):
-    """Base of the engine's refusals; the message is Swedish and says why."""
+class TransitionRefused(Invalid):
+    """The workflow refuses the event now (state, role, guard or missing data); says why."""
 
 
-class TransitionRefused(CaseError):
-    pass
-
-
-class NotPermitted(CaseError):
-    """The actor may not touch this case at all (views answer 404)."""
-
-
-class StaleCase(CaseError):
-    """Someone else changed the case since it was loaded (views answer 409)."""
+class StaleCase(Conflict):
+    """Someone else changed the case since it was loaded (409; the page keeps what was typed)."""
 
 
 def is_writing_state() -> bool:
@@ -149,7 +142,7 @@ def _check(
     rules hold, and every guard passes (each guard judges all the cases in one call)."""
     for case, actor, values in zip(cases, actors, data, strict=True):
         if not may_act_on(actor, case):
-            raise NotPermitted("Ärendet finns inte.")
+            raise NotFound("Ärendet finns inte.")
         _refuse_unless_allowed(workflow, case.state, t, actor.role, values)
     for name in t.guards:
         refusal = next((r for r in GUARDS[name](session, cases, data) if r), None)
@@ -272,12 +265,12 @@ def fire(
 
     Refuses (nothing changes): an unknown event or one not allowed from the current state, a role
     the transition does not list, missing required data, a failing guard (TransitionRefused); a
-    case outside the actor's units (NotPermitted); a case changed since the actor loaded it
+    case outside the actor's units (NotFound); a case changed since the actor loaded it
     (StaleCase, when `expected_version` is given). Writes state, history, letters, due dates and
     the audit row, and flushes; the caller commits."""
     session = store.session
     if not may_act_on(actor, case):
-        raise NotPermitted("Ärendet finns inte.")
+        raise NotFound("Ärendet finns inte.")
     if expected_version is not None and case.version != expected_version:
         raise StaleCase("Någon annan har ändrat ärendet medan du arbetade.")
     t = _transition(workflow, event)

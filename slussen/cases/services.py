@@ -11,9 +11,10 @@ from sqlalchemy.orm import Session
 
 from slussen import audit
 from slussen.audit import Actor
-from slussen.cases.engine import NotPermitted, may_act_on, unseal
+from slussen.cases.engine import may_act_on, unseal
 from slussen.cases.models import Case, CaseEvent, Referral
 from slussen.cases.workflow import Workflow
+from slussen.errors import NotFound
 from slussen.keystore import DataKey, Keystore
 from slussen.letters.models import QueuedLetter
 from slussen.patients.models import Patient
@@ -245,9 +246,9 @@ def case_view(store: Keystore, actor: Actor, case: Case) -> dict[str, Any]:
 def take_case(actor: Actor, case: Case) -> bool:
     """Make `actor` the coach responsible for an unassigned case; False when it has a coach.
 
-    Refuses (NotPermitted) a case outside the actor's units."""
+    Refuses (NotFound) a case outside the actor's units."""
     if not may_act_on(actor, case):
-        raise NotPermitted("Ärendet finns inte.")
+        raise NotFound("Ärendet finns inte.")
     if case.coach_id is not None:
         return False
     case.coach_id = actor.user_id

@@ -11,9 +11,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from slussen.audit import SYSTEM
-from slussen.cases.engine import CaseError, fire
+from slussen.cases.engine import fire
 from slussen.cases.models import Case, DueDate
 from slussen.cases.workflow import Workflow
+from slussen.errors import DomainError
 from slussen.keystore import Keystore
 from slussen.vault import KeyRing
 
@@ -71,7 +72,7 @@ def run_timers(
                         fire(store, case, timer.event, SYSTEM, workflow=workflow, today=today)
                         nested.commit()
                         report.fired[timer.event] += 1
-                    except CaseError as exc:
+                    except DomainError as exc:
                         nested.rollback()
                         report.refused.append(f"{case.reference} {timer.event}: {exc}")
                 last_id = cases[-1].id

@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from sqlalchemy import select
 
-from slussen.accesslog.markers import shows_patient_data
+from slussen.accesslog.markers import render_audited, shows_patient_data
 from slussen.accounts.auth import require
 from slussen.accounts.models import Membership, User
 from slussen.accounts.roles import Permission
@@ -18,8 +18,6 @@ from slussen.app import NO_STORE_FLAG
 from slussen.audit import Actor
 from slussen.cases.access import current_actor, load_case
 from slussen.cases.engine import (
-    CaseError,
-    NotPermitted,
     StaleCase,
     allowed_events,
     current_workflow,
@@ -40,7 +38,8 @@ from slussen.cases.services import (
 )
 from slussen.cases.workflow import localised
 from slussen.core.views import format_day
-from slussen.db import db_session
+from slussen.db import attempt, db_session
+from slussen.errors import Invalid
 from slussen.keystore import keystore
 
 bp = Blueprint("cases", __name__, template_folder="templates")
@@ -145,8 +144,7 @@ def worklist() -> ResponseReturnValue:
     page = coach_worklist(session, actor, workflow, today=today, page=_page())
     counts = state_counts(session, actor.unit_ids)
     names = names_for_list(keystore(), actor, page.cases, purpose="arbetslista")
-    session.commit()
-    # Nothing below touches the database: the transaction is already over.
+    # Nothing below touches the database: render_audited ends the transaction.
     g.setdefault(NO_STORE_FLAG, True)
     groups: dict[str, list[WorkItem]] = {"overdue": [], "today": [], "week": []}
     for row, item in zip(page.cases, _work_items(page.cases, names, actor), strict=True):
@@ -156,7 +154,7 @@ def worklist() -> ResponseReturnValue:
         )
     for items in groups.values():
         items.sort(key=lambda item: item.state)
-    return render_template(
+    return render_audited(
         "cases/worklist.html",
         page=page,
         groups=groups,
@@ -188,23 +186,25 @@ def unit() -> ResponseReturnValue:
         channel=channel if channel in CHANNELS else "",
     )
     page = unit_cases(session, actor, filters, today=today_local(), page=_page())
-    names = names_for_list(keystore(), actor, page.cases, purpose="enhetsöversikt")
-    session.commit()
     coaches = session.scalars(
         select(User)
         .join(Membership)
         .where(Membership.unit_id.in_(actor.unit_ids), User.role.in_(("coach", "coordinator")))
         .order_by(User.display_name)
     ).unique()
-    return render_template(
+    coach_list = list(coaches)
+    counts = state_counts(session, actor.unit_ids)
+    # The audited read comes last: from there to the commit is a write transaction.
+    names = names_for_list(keystore(), actor, page.cases, purpose="enhetsöversikt")
+    return render_audited(
         "cases/unit.html",
         page=page,
         names=names,
         workflow=workflow,
         filters=filters,
-        coaches=list(coaches),
+        coaches=coach_list,
         channels=CHANNELS,
-        counts=state_counts(session, actor.unit_ids),
+        counts=counts,
         today=today_local(),
     )
 
@@ -231,26 +231,26 @@ def render_case(case: Case, *, typed: str = "", status: int = 200) -> ResponseRe
     from slussen.questionnaires.views import questionnaire_panel
     from slussen.visits.views import visit_panel
 
-    session = db_session()
     actor = current_actor()
     workflow = current_workflow()
     panel = visit_panel(keystore(), case)
     questionnaires = questionnaire_panel(case)
+    events = allowed_events(workflow, case, actor)
     # The audited read comes last: from there to the commit is a write transaction.
     view = case_view(keystore(), actor, case)
     mark_referrals_seen(view["referrals"])
-    session.commit()
-    return render_template(
+    return render_audited(
         "cases/show.html",
+        status=status,
         case=case,
         workflow=workflow,
-        events=allowed_events(workflow, case, actor),
+        events=events,
         special=SPECIAL_EVENTS,
         typed=typed,
         **view,
         **panel,
         **questionnaires,
-    ), status
+    )
 
 
 @bp.route("/arenden/<int:case_id>/ta", methods=["POST"])
@@ -259,7 +259,6 @@ def take(case_id: int) -> ResponseReturnValue:
     """A coach takes responsibility for an unassigned case."""
     case = load_case(case_id)
     if take_case(current_actor(), case):
-        db_session().commit()
         flash(_("The case is yours now."), "success")
     return redirect(url_for("cases.show", case_id=case.id))
 
@@ -273,7 +272,6 @@ def fire_event(case_id: int, event: str) -> ResponseReturnValue:
     workflow = current_workflow()
     if event not in workflow.transitions or event in SPECIAL_EVENTS:
         abort(404)
-    session = db_session()
     text = (request.form.get("text") or "").strip()[:4000]
     try:
         version = int(request.form.get("version", ""))
@@ -281,28 +279,25 @@ def fire_event(case_id: int, event: str) -> ResponseReturnValue:
         version = -1
     transition = workflow.transitions[event]
     try:
-        fire(
-            keystore(),
-            case,
-            event,
-            current_actor(),
-            workflow=workflow,
-            expected_version=version,
-            reason=text if "reason" in transition.requires else None,
-            note=text if "reason" not in transition.requires and text else None,
-        )
+        # A refused event shows the case page again, whose audited read is committed: undo it.
+        with attempt():
+            fire(
+                keystore(),
+                case,
+                event,
+                current_actor(),
+                workflow=workflow,
+                expected_version=version,
+                reason=text if "reason" in transition.requires else None,
+                note=text if "reason" not in transition.requires and text else None,
+            )
     except StaleCase as exc:
-        session.rollback()
+        # The 409 rolls the request back; the page keeps what the user typed.
         return render_template(
             "cases/conflict.html", case=case, message=str(exc), typed=text, event=transition
         ), 409
-    except NotPermitted:
-        session.rollback()
-        abort(404)
-    except CaseError as exc:
-        session.rollback()
+    except Invalid as exc:
         flash(str(exc), "error")
         return render_case(load_case(case_id), typed=text, status=422)
-    session.commit()
     flash(_("Done: %(what)s.", what=localised(transition.label)), "success")
     return redirect(url_for("cases.show", case_id=case.id))

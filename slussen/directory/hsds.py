@@ -27,7 +27,6 @@ from slussen.directory.models import Activity, ActivityRevision, Organisation
 from slussen.directory.schedule import ScheduleError, describe, normalise_rrule
 from slussen.directory.services import (
     ActivityData,
-    DirectoryError,
     InvalidActivity,
     can_moderate,
     check_activity,
@@ -37,12 +36,13 @@ from slussen.directory.services import (
     submit_revision,
     update_organisation,
 )
+from slussen.errors import Invalid
 
 NAMESPACE = uuid.UUID("5d0c7a8e-3f0b-4b59-9a43-2b8c1f3e9d11")
 TAXONOMY = "slussen-intresseomraden"
 
 
-class HsdsError(DirectoryError):
+class HsdsError(Invalid):
     """The file cannot be imported; the message names the item and what is wrong."""
 
 

@@ -1,8 +1,8 @@
 """The directory's rules: who may see and change which organisation and activity, moderation,
 occasions, the calendar query, staleness and suggestions for the action plan.
 
-Functions take the session and the acting user explicitly, raise a `DirectoryError` with a Swedish
-message, and only flush; the caller commits once.
+Functions take the session and the acting user explicitly, raise a domain error (`slussen.errors`)
+with a Swedish message, and only flush; the caller commits once.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from slussen.directory.schedule import (
     parse_dates,
 )
 from slussen.directory.schedule import next_occasions as schedule_next_occasions
+from slussen.errors import Conflict, Invalid, NotFound, NotPermitted
 
 #: Activities not confirmed for this long are flagged to the organisation and the coordinator.
 STALE_AFTER = relativedelta(months=6)
@@ -54,22 +55,7 @@ MAX_RANGE_DAYS = 366
 VIEW_ROLES = frozenset({Role.COORDINATOR, Role.COACH, Role.STAFF, Role.ORG_REP})
 
 
-class DirectoryError(Exception):
-    """A directory request is refused; the message says why in Swedish."""
-
-
-class NotFound(DirectoryError):
-    """The object does not exist or lies outside what the user may see (shown as 404)."""
-
-    def __init__(self, message: str = "Sidan finns inte.") -> None:
-        super().__init__(message)
-
-
-class NotPermitted(DirectoryError):
-    """The user may see the object but not do this to it (shown as 403)."""
-
-
-class InvalidActivity(DirectoryError):
+class InvalidActivity(Invalid):
     """The submitted activity cannot be saved; `field` names the form field when known."""
 
     def __init__(self, message: str, field: str | None = None) -> None:
@@ -77,7 +63,7 @@ class InvalidActivity(DirectoryError):
         self.field = field
 
 
-class NotPending(DirectoryError):
+class NotPending(Conflict):
     """The revision was already decided (perhaps by another coordinator)."""
 
 

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session, selectinload
 from slussen.accounts.auth import public
 from slussen.accounts.models import User
 from slussen.accounts.roles import Role
-from slussen.db import db_session
+from slussen.db import attempt, db_session
 from slussen.directory import hsds, ics, printing
 from slussen.directory.categories import AGE_GROUPS, SECTORS, category_labels, interest_categories
 from slussen.directory.forms import (
@@ -53,11 +53,7 @@ from slussen.directory.schedule import TZ, ScheduleError, describe
 from slussen.directory.services import (
     MAX_RANGE_DAYS,
     ActivityData,
-    DirectoryError,
     InvalidActivity,
-    NotFound,
-    NotPending,
-    NotPermitted,
     OccasionRow,
     add_representative,
     approve_revision,
@@ -88,6 +84,7 @@ from slussen.directory.services import (
     update_organisation,
     verify_activity,
 )
+from slussen.errors import Conflict, Invalid
 
 bp = Blueprint("directory", __name__, template_folder="templates")
 
@@ -273,11 +270,7 @@ def calendar() -> ResponseReturnValue:
 @bp.route("/aktiviteter/<int:activity_id>")
 @public
 def activity_page(activity_id: int) -> ResponseReturnValue:
-    session = db_session()
-    try:
-        activity = load_public_activity(session, activity_id)
-    except NotFound:
-        abort(404)
+    activity = load_public_activity(db_session(), activity_id)
     now = dt.datetime.now(TZ)
     return render_template(
         "directory/activity.html",
@@ -364,13 +357,9 @@ def _user() -> User:
 
 
 def _authorised(load: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run a load-and-authorise helper; 404 outside the user's organisations, 403 read-only."""
-    try:
-        return load(db_session(), _user(), *args, **kwargs)
-    except NotFound:
-        abort(404)
-    except NotPermitted:
-        abort(403)
+    """Run a load-and-authorise helper for the current user; its NotFound (outside the user's
+    organisations) and NotPermitted (read-only) become 404 and 403 in the app's error handler."""
+    return load(db_session(), _user(), *args, **kwargs)
 
 
 def _organisations_for(session: Session, user: User) -> list[Organisation]:
@@ -406,15 +395,14 @@ def organisation_new() -> ResponseReturnValue:
         abort(403)
     form = OrganisationForm()
     if form.validate_on_submit():
-        session = db_session()
         try:
-            organisation = create_organisation(
-                session, user, **{k: (form[k].data or "").strip() for k in _org_fields()}
-            )
+            with attempt():
+                organisation = create_organisation(
+                    db_session(), user, **{k: (form[k].data or "").strip() for k in _org_fields()}
+                )
         except InvalidActivity as exc:
             _field_error(form, exc)
         else:
-            session.commit()
             flash(_("The organisation was added."), "success")
             return redirect(url_for(".organisation", organisation_id=organisation.id))
     return render_template("directory/organisation_form.html", form=form, organisation=None)
@@ -424,7 +412,7 @@ def _org_fields() -> tuple[str, ...]:
     return ("name", "sector", "description", "contact_name", "email", "phone", "website", "area")
 
 
-def _field_error(form: Any, exc: DirectoryError) -> None:
+def _field_error(form: Any, exc: InvalidActivity) -> None:
     name = getattr(exc, "field", None)
     if name and name in form:
         form[name].errors = [*form[name].errors, str(exc)]
@@ -467,15 +455,17 @@ def organisation_edit(organisation_id: int) -> ResponseReturnValue:
     org = _authorised(load_organisation, organisation_id, edit=True)
     form = OrganisationForm(obj=org)
     if form.validate_on_submit():
-        session = db_session()
         try:
-            update_organisation(
-                session, user, org, **{k: (form[k].data or "").strip() for k in _org_fields()}
-            )
+            with attempt():
+                update_organisation(
+                    db_session(),
+                    user,
+                    org,
+                    **{k: (form[k].data or "").strip() for k in _org_fields()},
+                )
         except InvalidActivity as exc:
             _field_error(form, exc)
         else:
-            session.commit()
             flash(_("The changes were saved."), "success")
             return redirect(url_for(".organisation", organisation_id=org.id))
     return render_template("directory/organisation_form.html", form=form, organisation=org)
@@ -495,11 +485,11 @@ def representative_add(organisation_id: int) -> ResponseReturnValue:
             flash(_("There is no user with that username."), "error")
         else:
             try:
-                add_representative(session, user, org, rep)
-            except DirectoryError as exc:
+                with attempt():
+                    add_representative(session, user, org, rep)
+            except Invalid as exc:
                 flash(str(exc), "error")
             else:
-                session.commit()
                 flash(_("The representative was added."), "success")
     return redirect(url_for(".organisation", organisation_id=org.id))
 
@@ -534,20 +524,19 @@ def _save_activity(
     organisation = activity.organisation if activity else target
     data = _submitted(form)
     if data is not None:
-        session = db_session()
         try:
-            revision = submit(
-                session,
-                user,
-                target,
-                data,
-                known_categories=[c.id for c in interest_categories()],
-                today=today(),
-            )
+            with attempt():
+                revision = submit(
+                    db_session(),
+                    user,
+                    target,
+                    data,
+                    known_categories=[c.id for c in interest_categories()],
+                    today=today(),
+                )
         except InvalidActivity as exc:
             _field_error(form, exc)
         else:
-            session.commit()
             flash(_message_after_submit(user), "success")
             return redirect(url_for(".activity", activity_id=revision.activity_id))
     return render_template(
@@ -604,13 +593,12 @@ def activity_verify(activity_id: int) -> ResponseReturnValue:
     user = _user()
     act = _authorised(load_activity, activity_id, edit=True)
     if ActionForm().validate_on_submit():
-        session = db_session()
         try:
-            verify_activity(session, user, act, today=today())
-        except DirectoryError as exc:
+            with attempt():
+                verify_activity(db_session(), user, act, today=today())
+        except Invalid as exc:
             flash(str(exc), "error")
         else:
-            session.commit()
             flash(_("Thank you! The activity is marked as checked today."), "success")
     return redirect(url_for(".activity", activity_id=act.id))
 
@@ -623,7 +611,6 @@ def activity_withdraw(activity_id: int) -> ResponseReturnValue:
         session = db_session()
         withdrawn = not act.is_withdrawn
         set_withdrawn(session, user, act, withdrawn, today=today())
-        session.commit()
         flash(
             _("The activity is hidden from the calendar.")
             if withdrawn
@@ -677,19 +664,17 @@ def _moderate(
     if not can_moderate(user):
         abort(403)
     rev = _authorised(load_revision, revision_id)
-    session = db_session()
     try:
-        decide(session, user, rev)
-    except NotPending as exc:
-        session.rollback()
+        with attempt():
+            decide(db_session(), user, rev)
+    except Conflict as exc:
+        # Decided by another coordinator meanwhile: say so on the revision's page.
         flash(str(exc), "error")
         conflict: ResponseReturnValue = (redirect(url_for(".revision", revision_id=rev.id)), 409)
         return conflict
-    except DirectoryError as exc:
-        session.rollback()
+    except Invalid as exc:
         flash(str(exc), "error")
         return redirect(url_for(".revision", revision_id=rev.id))
-    session.commit()
     return None
 
 

@@ -76,12 +76,12 @@ def export(
     from slussen.cases.engine import current_workflow
     from slussen.cli import Failure, _app
     from slussen.db import session_scope
+    from slussen.errors import DomainError
     from slussen.evaluation import labels
     from slussen.evaluation.dataset import Filters
     from slussen.evaluation.pdf import render_report
     from slussen.evaluation.services import (
         Context,
-        EvaluationError,
         build_report,
         unit_names,
         write_dataset,
@@ -131,7 +131,7 @@ def export(
                     report = build_report(session, ring, actor, context, filters, as_pdf=True)
                     data = render_report(report, current_workflow())
                     summary = f"report on {report.referred.text(report.k)} cases"
-            except (EvaluationError, VaultError) as exc:
+            except (DomainError, VaultError) as exc:
                 raise Failure(str(exc)) from None
         if out is None:
             sys.stdout.buffer.write(data)

@@ -27,6 +27,7 @@ from slussen.audit import Actor
 from slussen.cases.workflow import Workflow
 from slussen.config import Settings
 from slussen.content import Content
+from slussen.errors import NotFound, NotPermitted
 from slussen.evaluation import stats
 from slussen.evaluation.dataset import MOMENTS, STEPS, CaseBatch, Filters, months, stream_cases
 from slussen.evaluation.definitions import (
@@ -35,14 +36,6 @@ from slussen.evaluation.definitions import (
     screening_forms,
 )
 from slussen.evaluation.report import Accumulator, Report
-
-
-class EvaluationError(Exception):
-    """The evaluation cannot be made as asked; the message is Swedish and readable."""
-
-
-class NotPermitted(EvaluationError):
-    """Only evaluators see the evaluation."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +64,7 @@ def _scope(session: Session, actor: Actor, filters: Filters) -> frozenset[int] |
         if scope is not None and filters.unit_id not in scope:
             raise NotPermitted("Du kan bara utvärdera dina egna enheter.")
         if session.get(Unit, filters.unit_id) is None:
-            raise EvaluationError("Enheten finns inte.")
+            raise NotFound("Enheten finns inte.")
     return scope
 
 
@@ -293,4 +286,4 @@ def _numbers(values: stats.Floats) -> list[str]:
     return texts.tolist()  # type: ignore[no-any-return]
 
 
-__all__ = ["STEPS", "Context", "EvaluationError", "NotPermitted", "build_report", "write_dataset"]
+__all__ = ["STEPS", "Context", "build_report", "write_dataset"]

@@ -10,6 +10,7 @@ from flask import Blueprint, Response, abort, current_app, render_template, requ
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 
+from slussen.accesslog.markers import render_audited
 from slussen.accounts.auth import require
 from slussen.accounts.roles import Permission
 from slussen.cases.access import current_actor
@@ -23,8 +24,6 @@ from slussen.evaluation.pdf import render_report
 from slussen.evaluation.report import CLASSES
 from slussen.evaluation.services import (
     Context,
-    EvaluationError,
-    NotPermitted,
     build_report,
     unit_names,
     write_dataset,
@@ -65,18 +64,11 @@ def index() -> ResponseReturnValue:
     form = _form()
     if not form.validate():
         return render_template("evaluation/index.html", form=form, report=None), 422
-    session = db_session()
-    try:
-        report = build_report(
-            session, current_key_ring(), current_actor(), _context(), form.filters()
-        )
-    except NotPermitted:
-        abort(403)
-    except EvaluationError:
-        abort(404)
-    session.commit()
+    report = build_report(
+        db_session(), current_key_ring(), current_actor(), _context(), form.filters()
+    )
     query: dict[str, Any] = {k: v for k, v in request.args.items() if v}
-    return render_template(
+    return render_audited(
         "evaluation/index.html",
         form=form,
         report=report,
@@ -103,21 +95,15 @@ def export_csv() -> ResponseReturnValue:
     context = _context()
     filters = form.filters()
     out = io.StringIO()
-    try:
-        header = labels.header_lines(
-            filters,
-            context.settings.suppression_k,
-            unit_names(session),
-            dt.datetime.now(dt.UTC).isoformat(timespec="minutes"),
-        )
-        write_dataset(
-            session, current_key_ring(), current_actor(), context, filters, out, header=header
-        )
-    except NotPermitted:
-        abort(403)
-    except EvaluationError:
-        abort(404)
-    session.commit()
+    header = labels.header_lines(
+        filters,
+        context.settings.suppression_k,
+        unit_names(session),
+        dt.datetime.now(dt.UTC).isoformat(timespec="minutes"),
+    )
+    write_dataset(
+        session, current_key_ring(), current_actor(), context, filters, out, header=header
+    )
     return Response(
         out.getvalue(),
         mimetype="text/csv",
@@ -134,17 +120,10 @@ def export_pdf() -> ResponseReturnValue:
     form = _form()
     if not form.validate():
         abort(422)
-    session = db_session()
-    try:
-        report = build_report(
-            session, current_key_ring(), current_actor(), _context(), form.filters(), as_pdf=True
-        )
-    except NotPermitted:
-        abort(403)
-    except EvaluationError:
-        abort(404)
+    report = build_report(
+        db_session(), current_key_ring(), current_actor(), _context(), form.filters(), as_pdf=True
+    )
     pdf = render_report(report, current_workflow())
-    session.commit()
     return Response(
         pdf,
         mimetype="application/pdf",

@@ -8,18 +8,15 @@ from sqlalchemy import select
 
 from slussen import audit
 from slussen.audit import Actor
-from slussen.cases.engine import NotPermitted, open_case, seal
+from slussen.cases.engine import open_case, seal
 from slussen.cases.models import CHANNELS, CONTACT_CHANNELS, Case, Referral
 from slussen.cases.workflow import Workflow
+from slussen.errors import Invalid, NotPermitted
 from slussen.keystore import Keystore
 from slussen.patients.services import PatientIdentity, find_patient_id, register_patient
 
 #: Who may refer: staff flag, coaches and coordinators register calls, the public self-refers.
 REFERRING_ROLES = ("staff", "coach", "coordinator", "public", "system")
-
-
-class IntakeError(Exception):
-    """A referral is refused; the message says why in Swedish."""
 
 
 @dataclass(frozen=True)
@@ -46,9 +43,9 @@ def check_referral(
     if actor.role not in REFERRING_ROLES:
         raise NotPermitted("Din roll får inte remittera patienter.")
     if channel not in CHANNELS or contact_channel not in CONTACT_CHANNELS:
-        raise IntakeError("Okänd kontaktväg.")
+        raise Invalid("Okänd kontaktväg.")
     if channel == "self_referral" and not is_consent_to_contact:
-        raise IntakeError("Du behöver samtycka till att vi kontaktar dig.")
+        raise Invalid("Du behöver samtycka till att vi kontaktar dig.")
     if actor.role not in ("public", "system") and unit_id not in actor.unit_ids:
         raise NotPermitted("Du arbetar inte på den enheten.")
 
@@ -68,7 +65,7 @@ def refer_patient(
     """Refer a patient to the sluss: open a case, or attach to the patient's open case.
 
     Refuses a role that may not refer, an unknown channel, a missing consent from a self-referral
-    (IntakeError), and a user referring to a unit they do not work in (NotPermitted). A second
+    (Invalid), and a user referring to a unit they do not work in (NotPermitted). A second
     referral for a patient with an open case never opens a twin: it is attached to the open case
     and waits, unseen, for the coach."""
     check_referral(
@@ -125,13 +122,13 @@ def refer_patient(
 def erase_self_referral(store: Keystore, actor: Actor, case: Case, *, reason: str) -> None:
     """Crypto-shred the patient of a self-referral that never became a working case: opened by
     the patient, closed straight from `referred`, and the patient has no other case. Refuses
-    anything else (IntakeError): case records are kept (PDL). The erasure is audited."""
+    anything else (Invalid): case records are kept (PDL). The erasure is audited."""
     from slussen.cases.models import CaseEvent
     from slussen.patients.models import Patient
     from slussen.patients.services import erase_patient
 
     if not reason.strip():
-        raise IntakeError("Ange varför uppgifterna raderas.")
+        raise Invalid("Ange varför uppgifterna raderas.")
     events = list(
         store.session.scalars(
             select(CaseEvent.from_state).where(CaseEvent.case_id == case.id).order_by(CaseEvent.id)
@@ -139,12 +136,12 @@ def erase_self_referral(store: Keystore, actor: Actor, case: Case, *, reason: st
     )
     never_worked = len(events) == 2 and events[1] == "referred"
     if case.channel != "self_referral" or case.closed_at is None or not never_worked:
-        raise IntakeError("Bara en egenanmälan som avslutades utan att bli ett ärende kan raderas.")
+        raise Invalid("Bara en egenanmälan som avslutades utan att bli ett ärende kan raderas.")
     others = store.session.scalar(
         select(Case.id).where(Case.patient_id == case.patient_id, Case.id != case.id).limit(1)
     )
     if others is not None:
-        raise IntakeError("Patienten har andra ärenden; uppgifterna behålls.")
+        raise Invalid("Patienten har andra ärenden; uppgifterna behålls.")
     patient = store.session.get(Patient, case.patient_id)
     assert patient is not None
     erase_patient(store, actor, patient, reason=reason.strip()[:200])

@@ -13,13 +13,14 @@ from slussen.accounts.roles import Permission
 from slussen.accounts.throttle import limiter
 from slussen.audit import PUBLIC
 from slussen.cases.access import current_actor
-from slussen.cases.engine import CaseError, current_workflow
+from slussen.cases.engine import current_workflow
 from slussen.db import db_session
+from slussen.errors import Conflict, Invalid, NotPermitted
 from slussen.identifiers import IdentifierError
 from slussen.intake.forms import ReferralForm, SelfReferralForm, choices
-from slussen.intake.services import IntakeError, refer_patient
+from slussen.intake.services import refer_patient
 from slussen.keystore import keystore
-from slussen.patients.services import PatientError, PatientIdentity
+from slussen.patients.services import PatientIdentity
 
 bp = Blueprint("intake", __name__, template_folder="templates")
 
@@ -69,11 +70,9 @@ def refer() -> ResponseReturnValue:
                 is_consent_to_contact=bool(form.consent.data),
                 contact_channel=form.contact_channel.data,
             )
-        except (IntakeError, CaseError, PatientError, IdentifierError) as exc:
-            session.rollback()
+        except (Invalid, Conflict, NotPermitted, IdentifierError) as exc:
             flash(str(exc), "error")
             return render_template("intake/refer.html", form=form), 422
-        session.commit()
         if result.is_attached:
             flash(
                 _(
@@ -121,11 +120,9 @@ def self_referral() -> ResponseReturnValue:
                 is_consent_to_contact=bool(form.consent.data),
                 contact_channel=form.contact_channel.data,
             )
-        except (IntakeError, CaseError, PatientError, IdentifierError) as exc:
-            session.rollback()
+        except (Invalid, Conflict, NotPermitted, IdentifierError) as exc:
             flash(str(exc), "error")
             return render_template("intake/self_referral.html", form=form), 422
-        session.commit()
         return redirect(url_for("intake.self_referral_received"))
     return render_template("intake/self_referral.html", form=form), 422 if form.errors else 200
 

@@ -32,6 +32,7 @@ from slussen.cases.engine import may_act_on, today_local
 from slussen.cases.models import Case
 from slussen.config import Settings
 from slussen.db import utcnow
+from slussen.errors import Invalid, NotFound
 from slussen.identifiers import IdentifierError, format_postal_line
 from slussen.keystore import Keystore
 from slussen.letters.definitions import LetterTemplate
@@ -64,15 +65,7 @@ REPLY_DAYS = 14
 MAX_ID = 2**31
 
 
-class LetterError(Exception):
-    """A letter request is refused; the message says why in Swedish."""
-
-
-class NotPermitted(LetterError):
-    """The actor may not see this letter or print for this unit (views answer 404)."""
-
-
-class LetterIncomplete(LetterError):
+class LetterIncomplete(Invalid):
     """The letter cannot be printed correctly now; the message is the hold reason."""
 
 
@@ -383,15 +376,15 @@ def render_context(content: Any, settings: Settings, *, large_print: bool | None
 
 
 def load_letter(store: Keystore, actor: Actor, letter_id: int) -> QueuedLetter:
-    """The letter if the actor may act on its case, else NotPermitted (404, never a hint)."""
+    """The letter if the actor may act on its case, else NotFound (404, never a hint)."""
     if not 0 < letter_id < MAX_ID:
-        raise NotPermitted("Brevet finns inte.")
+        raise NotFound("Brevet finns inte.")
     letter = store.session.get(QueuedLetter, letter_id)
     case = store.session.get(Case, letter.case_id) if letter else None
     if letter is None or case is None or not may_act_on(actor, case):
-        raise NotPermitted("Brevet finns inte.")
+        raise NotFound("Brevet finns inte.")
     if actor.role not in ("coach", "coordinator", "system"):
-        raise NotPermitted("Brevet finns inte.")
+        raise NotFound("Brevet finns inte.")
     return letter
 
 
@@ -406,7 +399,7 @@ def preview_letter(
 ) -> bytes:
     """The letter as it will print (a printed letter as it was printed: its batch's date).
 
-    An audited read of the patient. Refuses a letter outside the actor's units (NotPermitted) and
+    An audited read of the patient. Refuses a letter outside the actor's units (NotFound) and
     one that cannot be printed correctly now (LetterIncomplete, with the reason)."""
     letter = load_letter(store, actor, letter_id)
     session = store.session
@@ -449,7 +442,7 @@ def _check_coordinator(actor: Actor, unit_id: int) -> None:
     if actor.role == "system":
         return
     if not grants(actor.role, Permission.COORDINATE_UNIT) or unit_id not in actor.unit_ids:
-        raise NotPermitted("Du samordnar inte den enheten.")
+        raise NotFound("Du samordnar inte den enheten.")
 
 
 def pending_letters(
@@ -493,13 +486,13 @@ def print_batch(
     time, no coach…) and are tried again in the next batch; an older duplicate of a newer queued
     letter of the same kind, and a letter queued before its case was closed, are cancelled.
     `forwarding` prints the letters to patients with protected identity (no address).
-    Refuses an actor who does not coordinate the unit (NotPermitted). With nothing to print,
+    Refuses an actor who does not coordinate the unit (NotFound). With nothing to print,
     returns a result without batch and writes nothing to `out`."""
     _check_coordinator(actor, unit_id)
     session = store.session
     unit = session.get(Unit, unit_id)
     if unit is None:
-        raise NotPermitted("Enheten finns inte.")
+        raise NotFound("Enheten finns inte.")
     now = utcnow()
     letter_date = today or today_local()
     # Plain rows, not ORM objects: a batch of thousands keeps only ids and window lines.
@@ -664,11 +657,11 @@ def reprint_batch(
     """Print a batch again: the same letters in the same order with the batch's date. Changes no
     letter and no batch; writes an audited read and a "print" audit row per letter (printing
     patient data again is an access). `is_identical` says whether the bytes equal the first
-    print. Refuses a batch of a unit the actor does not coordinate (NotPermitted)."""
+    print. Refuses a batch of a unit the actor does not coordinate (NotFound)."""
     session = store.session
     batch = session.get(LetterBatch, batch_id) if 0 < batch_id < MAX_ID else None
     if batch is None:
-        raise NotPermitted("Utskriftsomgången finns inte.")
+        raise NotFound("Utskriftsomgången finns inte.")
     _check_coordinator(actor, batch.unit_id)
     unit = session.get(Unit, batch.unit_id)
     assert unit is not None
@@ -702,7 +695,7 @@ def reprint_batch(
                     letter_date=batch.letter_date,
                 )
             except LetterIncomplete as exc:
-                raise LetterError(
+                raise Invalid(
                     f"Brev {letter.id} kan inte skrivas ut igen: {exc}".rstrip(".") + "."
                 ) from None
             audit.record(

@@ -22,12 +22,14 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 
+from slussen.accesslog.markers import render_audited
 from slussen.accounts.auth import require
 from slussen.accounts.models import Unit
 from slussen.accounts.roles import Permission
 from slussen.app import NO_STORE_FLAG
 from slussen.cases.access import current_actor
-from slussen.db import db_session
+from slussen.db import attempt, db_session
+from slussen.errors import Invalid
 from slussen.keystore import keystore
 from slussen.letters import services
 
@@ -103,28 +105,24 @@ def _title(templates: dict[str, Any], letter_id: str) -> str:
 def print_batch() -> ResponseReturnValue:
     """Print all queued letters of the unit, or the ticked ones, as one batch."""
     unit = _unit()
-    session = db_session()
     selected = [int(v) for v in request.form.getlist("letter") if re.fullmatch(r"[0-9]{1,9}", v)]
     forwarding = request.form.get("forwarding") == "1"
     with tempfile.TemporaryFile() as sink:
         try:
-            result = services.print_batch(
-                keystore(),
-                current_actor(),
-                unit.id,
-                sink,
-                context=_context(),
-                settings=current_app.extensions["slussen.settings"],
-                letter_ids=selected or None,
-                forwarding=forwarding,
-            )
-        except services.NotPermitted:
-            abort(404)
-        except services.LetterError as exc:
-            session.rollback()
+            with attempt():
+                result = services.print_batch(
+                    keystore(),
+                    current_actor(),
+                    unit.id,
+                    sink,
+                    context=_context(),
+                    settings=current_app.extensions["slussen.settings"],
+                    letter_ids=selected or None,
+                    forwarding=forwarding,
+                )
+        except Invalid as exc:
             flash(str(exc), "error")
             return redirect(url_for("letters.index", enhet=unit.id))
-    session.commit()
     for _letter_id, reason in result.held[:5]:
         flash(_("A letter was held back: %(reason)s", reason=reason), "error")
     if result.batch is None:
@@ -145,24 +143,20 @@ def print_batch() -> ResponseReturnValue:
 @require(Permission.COORDINATE_UNIT)
 def batch_pdf(batch_id: int) -> ResponseReturnValue:
     """The batch's PDF, rendered again from the same letters (the same bytes)."""
-    session = db_session()
     with tempfile.TemporaryFile() as out:
         try:
-            result = services.reprint_batch(
-                keystore(),
-                current_actor(),
-                batch_id,
-                out,
-                context=_context(),
-                settings=current_app.extensions["slussen.settings"],
-            )
-        except services.NotPermitted:
-            abort(404)
-        except services.LetterError as exc:
-            session.rollback()
+            with attempt():
+                result = services.reprint_batch(
+                    keystore(),
+                    current_actor(),
+                    batch_id,
+                    out,
+                    context=_context(),
+                    settings=current_app.extensions["slussen.settings"],
+                )
+        except Invalid as exc:
             flash(str(exc), "error")
             return redirect(url_for("letters.index"))
-        session.commit()
         out.seek(0)
         pdf = out.read()
     response = make_response(_pdf(pdf, f"brev-omgang-{batch_id}.pdf", inline=False))
@@ -177,7 +171,6 @@ def batch_pdf(batch_id: int) -> ResponseReturnValue:
 def preview(letter_id: int) -> ResponseReturnValue:
     """A coach's preview of a queued (or printed) letter, as it prints; an audited read.
     `?storstil=1` prints the enclosed forms in large print (to print one by hand)."""
-    session = db_session()
     large_print = True if request.args.get("storstil") == "1" else None
     try:
         pdf = services.preview_letter(
@@ -187,11 +180,8 @@ def preview(letter_id: int) -> ResponseReturnValue:
             context=_context(large_print),
             settings=current_app.extensions["slussen.settings"],
         )
-    except services.NotPermitted:
-        abort(404)
     except services.LetterIncomplete as exc:
-        session.commit()  # the audited read stays on record
         g.setdefault(NO_STORE_FLAG, True)
-        return render_template("letters/incomplete.html", reason=str(exc)), 422
-    session.commit()
+        # The audited read stays on record though the answer is an error.
+        return render_audited("letters/incomplete.html", status=422, reason=str(exc))
     return _pdf(pdf, f"brev-{letter_id}.pdf", inline=True)

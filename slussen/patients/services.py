@@ -18,6 +18,7 @@ from slussen.accounts.roles import PATIENT_DATA_ROLES, Role
 from slussen.audit import Actor
 from slussen.batchwrite import execute_many, reserve_ids
 from slussen.db import utcnow
+from slussen.errors import Conflict, Invalid, NotFound, NotPermitted
 from slussen.identifiers import PersonIdentifier, normalise_postcode
 from slussen.keystore import DataKey, Keystore
 from slussen.patients.models import Patient, PatientLookup
@@ -25,15 +26,7 @@ from slussen.patients.models import Patient, PatientLookup
 LANGUAGES = ("sv", "en")
 
 
-class PatientError(Exception):
-    """A patient request is refused; the message says why in Swedish."""
-
-
-class NotPermitted(PatientError):
-    pass
-
-
-class DuplicatePatient(PatientError):
+class DuplicatePatient(Conflict):
     """A patient with this identifier exists already; `patient_id` names it."""
 
     def __init__(self, patient_id: int) -> None:
@@ -41,8 +34,8 @@ class DuplicatePatient(PatientError):
         self.patient_id = patient_id
 
 
-class PatientErased(PatientError):
-    pass
+class PatientErased(NotFound):
+    """The patient's data was erased: nothing is left to read or change."""
 
 
 @dataclass(frozen=True)
@@ -60,9 +53,9 @@ class PatientIdentity:
 
     def __post_init__(self) -> None:
         if not self.name.strip():
-            raise PatientError("Namn saknas.")
+            raise Invalid("Namn saknas.")
         if self.preferred_language not in LANGUAGES:
-            raise PatientError("Okänt språk.")
+            raise Invalid("Okänt språk.")
         if self.postcode:
             object.__setattr__(self, "postcode", normalise_postcode(self.postcode))
 
@@ -373,9 +366,7 @@ def erase_patient(store: Keystore, actor: Actor, patient: Patient, *, reason: st
 
 __all__ = [
     "DuplicatePatient",
-    "NotPermitted",
     "PatientErased",
-    "PatientError",
     "PatientIdentity",
     "erase_patient",
     "find_patient_id",

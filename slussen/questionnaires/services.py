@@ -2,7 +2,7 @@
 beside them), single-use answer codes for /svar, paper entry with optional double keying, and the
 workflow events the answers fire (`register_baseline`, `register_evaluation`).
 
-Services take the Keystore and the acting person explicitly, raise `QuestionnaireError` (Swedish
+Services take the Keystore and the acting person explicitly, raise `Invalid` (Swedish
 message) and only flush; views and commands commit.
 """
 
@@ -26,6 +26,7 @@ from slussen.cases.engine import fire, may_act_on, seal, unseal
 from slussen.cases.models import Case
 from slussen.cases.workflow import Workflow
 from slussen.db import utcnow
+from slussen.errors import Invalid, NotFound
 from slussen.keystore import Keystore
 from slussen.questionnaires.definitions import FormDef
 from slussen.questionnaires.models import (
@@ -45,11 +46,7 @@ DEFAULT_CODE_DAYS = 60
 PATIENT = Actor(None, "(patient)", "patient")
 
 
-class QuestionnaireError(Exception):
-    """A refusal with a Swedish message a person can act on."""
-
-
-class AnswerCodeError(QuestionnaireError):
+class AnswerCodeError(Invalid):
     """The code does not work (unknown, used or expired); views count it as a failed try."""
 
 
@@ -112,7 +109,7 @@ def create_answer_code(
     (the setting `answer_code_days`, default 60). A letter passes its own derived `code` (the
     same on every render); that code is stored once. Refuses an unknown occasion."""
     if occasion not in OCCASIONS:
-        raise QuestionnaireError(f"Okänt tillfälle {occasion!r}.")
+        raise Invalid(f"Okänt tillfälle {occasion!r}.")
     now = now or utcnow()
     if code is not None:
         raw = normalise_code(code)
@@ -299,11 +296,11 @@ def record_response(
     and a form already answered on this occasion (key it a second time instead)."""
     session = store.session
     if occasion not in OCCASIONS:
-        raise QuestionnaireError(f"Okänt tillfälle {occasion!r}.")
+        raise Invalid(f"Okänt tillfälle {occasion!r}.")
     if not checked.is_valid:
-        raise QuestionnaireError("Några svar behöver rättas: " + "; ".join(checked.errors.values()))
+        raise Invalid("Några svar behöver rättas: " + "; ".join(checked.errors.values()))
     if find_response(session, case, form.id, occasion) is not None:
-        raise QuestionnaireError(
+        raise Invalid(
             f"”{form.title.sv}” är redan registrerat för det här tillfället. "
             "En andra person kan mata in det igen för att kontrollera."
         )
@@ -404,7 +401,7 @@ def submit_online(
             continue  # keyed in from paper already; the paper answers stand
         checked = check_answers(form, draft.get(form.id, {}), require=True)
         if not checked.is_valid:
-            raise QuestionnaireError(f"Svara på frågorna i ”{form.title.sv}” först.")
+            raise Invalid(f"Svara på frågorna i ”{form.title.sv}” först.")
         checked_forms.append((form, checked))
     stored = [
         record_response(store, PATIENT, case, form, row.occasion, checked, source="online")
@@ -449,7 +446,7 @@ def key_in_paper(
     missing items are allowed (the missing-item rule decides the score), the response records
     source = paper and who keyed it, and the case moves on when the occasion is complete."""
     if not may_act_on(actor, case):
-        raise QuestionnaireError("Ärendet finns inte.")
+        raise NotFound("Ärendet finns inte.")
     checked = check_answers(form, raw, require=False)
     stored = record_response(store, actor, case, form, occasion, checked, source="paper")
     advance_case(
@@ -495,14 +492,14 @@ def key_in_second(
     person who keyed it first, an online response, and a response keyed twice already."""
     session = store.session
     if response.source != "paper":
-        raise QuestionnaireError("Svar som kommit via webben matas inte in en gång till.")
+        raise Invalid("Svar som kommit via webben matas inte in en gång till.")
     if response.second_keyed_by_id is not None:
-        raise QuestionnaireError("Formuläret är redan inmatat två gånger.")
+        raise Invalid("Formuläret är redan inmatat två gånger.")
     if actor.user_id is None or actor.user_id == response.keyed_by_id:
-        raise QuestionnaireError("Den andra inmatningen ska göras av en annan person.")
+        raise Invalid("Den andra inmatningen ska göras av en annan person.")
     checked = check_answers(form, raw, require=False)
     if not checked.is_valid:
-        raise QuestionnaireError("Några svar behöver rättas: " + "; ".join(checked.errors.values()))
+        raise Invalid("Några svar behöver rättas: " + "; ".join(checked.errors.values()))
     first = read_answers(store, case, response)
     mismatches = compare_answers(form, first, checked.answers)
     response.second_keyed_by_id = actor.user_id
@@ -538,10 +535,10 @@ def resolve_mismatch(
     again, marks the response verified. Refuses a response without an open mismatch."""
     session = store.session
     if response.is_verified:
-        raise QuestionnaireError("Det finns inga skillnader att reda ut.")
+        raise Invalid("Det finns inga skillnader att reda ut.")
     checked = check_answers(form, raw, require=False)
     if not checked.is_valid:
-        raise QuestionnaireError("Några svar behöver rättas: " + "; ".join(checked.errors.values()))
+        raise Invalid("Några svar behöver rättas: " + "; ".join(checked.errors.values()))
     response.second_answers_enc = None
     response.is_verified = True
     results = _store_answers(store, case, form, response, checked.answers)

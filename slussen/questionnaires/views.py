@@ -28,14 +28,16 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 
 from slussen import audit
+from slussen.accesslog.markers import render_audited
 from slussen.accounts import sessions
 from slussen.accounts.auth import public, require
 from slussen.accounts.roles import Permission
 from slussen.accounts.throttle import limiter
 from slussen.cases.access import current_actor, load_case
-from slussen.cases.engine import CaseError, current_workflow
+from slussen.cases.engine import current_workflow
 from slussen.cases.models import Case
-from slussen.db import db_session
+from slussen.db import attempt, db_session, load_authorised
+from slussen.errors import Conflict, Invalid
 from slussen.keystore import keystore
 from slussen.questionnaires import services
 from slussen.questionnaires.definitions import FormDef, Group, forms
@@ -115,11 +117,9 @@ def _wrong_code_page(message: str, code: str = "") -> ResponseReturnValue:
 
 
 def _start(code_text: str) -> ResponseReturnValue:
-    session_db = db_session()
     try:
-        row = services.redeem_code(session_db, code_text)
+        row = services.redeem_code(db_session(), code_text)
     except services.AnswerCodeError as exc:
-        session_db.rollback()
         return _wrong_code_page(str(exc), code_text)
     sessions.regenerate()
     session[_SESSION_KEY] = row.id
@@ -186,13 +186,11 @@ def step(number: int) -> ResponseReturnValue:
                 if k in current.group.items and k not in checked.errors
             }
             services.save_draft(store, row, current.form, valid)
-            db_session().commit()
             return redirect(url_for("questionnaires.step", number=max(number - 1, 1)))
         errors = {k: v for k, v in checked.errors.items() if k in current.group.items}
         answers = {k: v for k, v in checked.answers.items() if k in current.group.items}
         if not errors:
             services.save_draft(store, row, current.form, answers)
-            db_session().commit()
             if number == len(steps):
                 return redirect(url_for("questionnaires.review"))
             return redirect(url_for("questionnaires.step", number=number + 1))
@@ -217,7 +215,6 @@ def review() -> ResponseReturnValue:
         return redirect(url_for("questionnaires.answer"))
     error = ""
     if request.method == "POST":
-        session_db = db_session()
         try:
             services.submit_online(
                 keystore(),
@@ -225,11 +222,9 @@ def review() -> ResponseReturnValue:
                 workflow=current_workflow(),
                 forms=_occasion_forms(row.occasion),
             )
-        except (services.QuestionnaireError, CaseError) as exc:
-            session_db.rollback()
+        except (Invalid, Conflict) as exc:
             error = str(exc)
         else:
-            session_db.commit()
             session.pop(_SESSION_KEY, None)
             return redirect(url_for("questionnaires.thanks"))
     return render_template("questionnaires/review.html", error=error, steps=len(_steps(row))), (
@@ -264,7 +259,6 @@ def key_in(case_id: int, occasion: str, form_id: str) -> ResponseReturnValue:
     -range answers named per item, missing items allowed and listed."""
     case = load_case(case_id)
     form = _form_or_404(form_id, occasion)
-    session_db = db_session()
     values: dict[str, Any] = {}
     errors: dict[str, str] = {}
     error = ""
@@ -284,11 +278,9 @@ def key_in(case_id: int, occasion: str, form_id: str) -> ResponseReturnValue:
                     workflow=current_workflow(),
                     forms=_occasion_forms(occasion),
                 )
-            except (services.QuestionnaireError, CaseError) as exc:
-                session_db.rollback()
+            except (Invalid, Conflict) as exc:
                 error = str(exc)
             else:
-                session_db.commit()
                 flash(_("The answers are saved."), "success")
                 return redirect(
                     url_for(
@@ -345,9 +337,9 @@ def _score_text(value: float | None, positive: bool | None, has_cutoff: bool) ->
 
 
 def _load_response(case: Case, response_id: int) -> tuple[QuestionnaireResponse, FormDef]:
-    response = db_session().get(QuestionnaireResponse, response_id)
-    if response is None or response.case_id != case.id:
-        abort(404)
+    response = load_authorised(
+        db_session(), QuestionnaireResponse, response_id, allowed=lambda r: r.case_id == case.id
+    )
     form = forms().get(response.form_id)
     if form is None:
         abort(404)
@@ -397,9 +389,9 @@ def _render_response(
     scores: list[Any] = next(
         (s.scores for s in summary[response.occasion] if s.response.id == response.id), []
     )
-    db_session().commit()
-    return render_template(
+    return render_audited(
         "questionnaires/response.html",
+        status=status,
         case=case,
         response=response,
         form=form,
@@ -413,7 +405,7 @@ def _render_response(
         ),
         error=error,
         lang=_language(),
-    ), status
+    )
 
 
 @bp.route("/arenden/<int:case_id>/svar/<int:response_id>/andra", methods=["POST"])
@@ -422,15 +414,14 @@ def key_in_again(case_id: int, response_id: int) -> ResponseReturnValue:
     """Double entry: a second person keys the same paper; differences are listed."""
     case = load_case(case_id)
     response, form = _load_response(case, response_id)
-    session_db = db_session()
     try:
-        mismatches = services.key_in_second(
-            keystore(), current_actor(), case, form, response, _posted_items(form)
-        )
-    except services.QuestionnaireError as exc:
-        session_db.rollback()
+        # A refusal shows the response again, whose audited read is committed: undo the step.
+        with attempt():
+            mismatches = services.key_in_second(
+                keystore(), current_actor(), case, form, response, _posted_items(form)
+            )
+    except Invalid as exc:
         return _render_response(case, response, form, error=str(exc), status=422)
-    session_db.commit()
     if mismatches:
         flash(_("The two keyings differ: check the paper and settle each item."), "error")
     else:
@@ -446,15 +437,13 @@ def resolve(case_id: int, response_id: int) -> ResponseReturnValue:
     """Settle a double-entry mismatch with the answers on the paper."""
     case = load_case(case_id)
     response, form = _load_response(case, response_id)
-    session_db = db_session()
     try:
-        services.resolve_mismatch(
-            keystore(), current_actor(), case, form, response, _posted_items(form)
-        )
-    except services.QuestionnaireError as exc:
-        session_db.rollback()
+        with attempt():
+            services.resolve_mismatch(
+                keystore(), current_actor(), case, form, response, _posted_items(form)
+            )
+    except Invalid as exc:
         return _render_response(case, response, form, error=str(exc), status=422)
-    session_db.commit()
     flash(_("The answers are verified."), "success")
     return redirect(
         url_for("questionnaires.show_response", case_id=case.id, response_id=response.id)
@@ -481,7 +470,6 @@ def new_code(case_id: int) -> ResponseReturnValue:
         patient_id=case.patient_id,
         unit_id=case.unit_id,
     )
-    db_session().commit()
     flash(
         _(
             "Answer code %(code)s: the patient answers at %(url)s. It is shown only now.",

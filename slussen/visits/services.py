@@ -21,7 +21,6 @@ from slussen.batchwrite import execute_many, reserve_ids
 from slussen.cases.engine import (
     CaseRow,
     Firing,
-    NotPermitted,
     fire,
     fire_many,
     may_act_on,
@@ -30,6 +29,7 @@ from slussen.cases.engine import (
 )
 from slussen.cases.models import Case
 from slussen.cases.workflow import Workflow
+from slussen.errors import Invalid, NotFound
 from slussen.keystore import Keystore
 from slussen.visits.models import (
     CONTACT_FREQUENCIES,
@@ -53,21 +53,17 @@ MAX_TEXT = 4000
 _SWEDEN = ZoneInfo("Europe/Stockholm")
 
 
-class VisitError(Exception):
-    """A visit request is refused; the message says why in Swedish."""
-
-
 def _require(actor: Actor, case: Case | CaseRow) -> None:
     if actor.role not in ("coach", "coordinator") or not may_act_on(actor, case):
-        raise NotPermitted("Ärendet finns inte.")
+        raise NotFound("Ärendet finns inte.")
 
 
 def _text(value: str, what: str, *, required: bool = False) -> str:
     value = (value or "").strip()
     if required and not value:
-        raise VisitError(f"Skriv {what}.")
+        raise Invalid(f"Skriv {what}.")
     if len(value) > MAX_TEXT:
-        raise VisitError(f"{what.capitalize()} får vara högst {MAX_TEXT} tecken.")
+        raise Invalid(f"{what.capitalize()} får vara högst {MAX_TEXT} tecken.")
     return value
 
 
@@ -89,16 +85,16 @@ def book_mapping_visit(
 ) -> Visit:
     """Book (or rebook) the 45-minute mapping visit and queue the appointment letter.
 
-    Refuses a time in the past, an empty place, an unreasonable length (VisitError), and whatever
+    Refuses a time in the past, an empty place, an unreasonable length (Invalid), and whatever
     the workflow refuses (the screening flag must be resolved first)."""
     _require(actor, case)
     if starts_at.tzinfo is None:
-        raise VisitError("Tiden saknar tidszon.")
+        raise Invalid("Tiden saknar tidszon.")
     if starts_at < (now or dt.datetime.now(dt.UTC)):
-        raise VisitError("Besökstiden har redan passerat.")
+        raise Invalid("Besökstiden har redan passerat.")
     place = _text(place, "var besöket är", required=True)[:200]
     if not 15 <= duration_minutes <= 120:
-        raise VisitError("Besöket ska vara 15–120 minuter.")
+        raise Invalid("Besöket ska vara 15–120 minuter.")
     session = store.session
     rebooking = case.state == "mapping_booked"
     if rebooking:
@@ -183,19 +179,19 @@ def save_mapping(
     and a case not yet at or past the mapping visit."""
     _require(actor, case)
     if case.state not in ("mapping_booked", "plan_active", "followed_up"):
-        raise VisitError("Kartläggningen görs vid kartläggningsbesöket.")
+        raise Invalid("Kartläggningen görs vid kartläggningsbesöket.")
     for entry in mapping.network:
         if entry.relation_type not in RELATION_TYPES:
-            raise VisitError("Okänd typ av relation.")
+            raise Invalid("Okänd typ av relation.")
         if entry.contact_frequency not in CONTACT_FREQUENCIES:
-            raise VisitError("Okänd kontaktfrekvens.")
+            raise Invalid("Okänd kontaktfrekvens.")
         if entry.closeness not in (1, 2, 3):
-            raise VisitError("Närheten ska vara 1, 2 eller 3.")
+            raise Invalid("Närheten ska vara 1, 2 eller 3.")
         _text(entry.label, "vem eller vad", required=True)
     if unknown := set(mapping.interests) - known_interests:
-        raise VisitError(f"Okänt intresseområde: {', '.join(sorted(unknown))}.")
+        raise Invalid(f"Okänt intresseområde: {', '.join(sorted(unknown))}.")
     if unknown := set(mapping.barriers) - known_barriers:
-        raise VisitError(f"Okänt hinder: {', '.join(sorted(unknown))}.")
+        raise Invalid(f"Okänt hinder: {', '.join(sorted(unknown))}.")
     session = store.session
     for model in (NetworkEntry, CaseInterest, CaseBarrier):
         session.execute(delete(model).where(model.case_id == case.id))
@@ -323,16 +319,16 @@ def save_action_plan(
     has not reached the mapping visit."""
     _require(actor, case)
     if case.state not in ("mapping_booked", "plan_active", "followed_up"):
-        raise VisitError("Handlingsplanen skrivs vid kartläggningsbesöket.")
+        raise Invalid("Handlingsplanen skrivs vid kartläggningsbesöket.")
     goals = _text(goals, "målen", required=True)
     if not steps:
-        raise VisitError("Planen behöver minst ett steg.")
+        raise Invalid("Planen behöver minst ett steg.")
     if len(steps) > 30:
-        raise VisitError("Planen får ha högst 30 steg.")
+        raise Invalid("Planen får ha högst 30 steg.")
     for step in steps:
         _text(step.text, "vad steget är", required=True)
         if step.actor not in STEP_ACTORS or step.outcome not in STEP_OUTCOMES:
-            raise VisitError("Okänt val i ett steg.")
+            raise Invalid("Okänt val i ett steg.")
     session = store.session
     revision = (
         session.scalar(select(func.max(ActionPlan.revision)).where(ActionPlan.case_id == case.id))
@@ -454,7 +450,7 @@ def request_handover(
             .where(PlanStep.id == step_id)
         )
         if owner != case.id:
-            raise VisitError("Steget finns inte i ärendets plan.")
+            raise Invalid("Steget finns inte i ärendets plan.")
     handover = Handover(
         case_id=case.id, step_id=step_id, organisation_name=name, organisation_id=organisation_id
     )
@@ -483,11 +479,11 @@ def update_handover(
     hand-over of another case."""
     _require(actor, case)
     if handover.case_id != case.id:
-        raise NotPermitted("Överlämningen finns inte.")
+        raise NotFound("Överlämningen finns inte.")
     if status not in HANDOVER_STATUSES or (outcome and outcome not in HANDOVER_OUTCOMES):
-        raise VisitError("Okänt val för överlämningen.")
+        raise Invalid("Okänt val för överlämningen.")
     if outcome and status != "done":
-        raise VisitError("Ett utfall hör till en genomförd överlämning.")
+        raise Invalid("Ett utfall hör till en genomförd överlämning.")
     if status == "accepted" and handover.status != "accepted":
         # The patient gets a confirmation letter with the agreed time and place.
         from slussen.letters.services import queue_letter
@@ -525,15 +521,15 @@ def book_follow_up(
     case that has no active plan to follow up."""
     _require(actor, case)
     if case.state not in ("plan_active", "followed_up"):
-        raise VisitError("Uppföljning bokas när handlingsplanen har börjat.")
+        raise Invalid("Uppföljning bokas när handlingsplanen har börjat.")
     if mode not in VISIT_MODES:
-        raise VisitError("Okänt sätt för uppföljningen.")
+        raise Invalid("Okänt sätt för uppföljningen.")
     if starts_at.tzinfo is None:
-        raise VisitError("Tiden saknar tidszon.")
+        raise Invalid("Tiden saknar tidszon.")
     if starts_at < (now or dt.datetime.now(dt.UTC)):
-        raise VisitError("Tiden har redan passerat.")
+        raise Invalid("Tiden har redan passerat.")
     if not 10 <= duration_minutes <= 90:
-        raise VisitError("Uppföljningen ska vara 10–90 minuter.")
+        raise Invalid("Uppföljningen ska vara 10–90 minuter.")
     place = _text(place, "var uppföljningen är", required=mode == "at_unit")[:200] or "Telefon"
     kind = "follow_up_1" if case.state == "plan_active" else "follow_up_2"
     session = store.session
@@ -577,7 +573,7 @@ def record_follow_up(
     a follow-up fits the case's state."""
     _require(actor, case)
     if mode not in VISIT_MODES:
-        raise VisitError("Okänt sätt för uppföljningen.")
+        raise Invalid("Okänt sätt för uppföljningen.")
     text = _text(how_it_went, "hur det har gått", required=True)
     extra = _text(problem_solving, "problemlösningen")
     kind = "follow_up_1" if case.state == "plan_active" else "follow_up_2"
@@ -629,7 +625,7 @@ def resolve_screening(
             expected_version=expected_version,
         )
     else:
-        raise VisitError("Välj att fortsätta eller att hänvisa vidare.")
+        raise Invalid("Välj att fortsätta eller att hänvisa vidare.")
 
 
 # --- many cases at once (the demo's batches) -----------------------------------------------------
@@ -663,14 +659,14 @@ def book_mapping_visits(
         firing, case = booking.firing, booking.firing.case
         _require(firing.actor, case)
         if case.state == "mapping_booked":
-            raise VisitError("Besöket är redan bokat; boka om det i ärendet.")
+            raise Invalid("Besöket är redan bokat; boka om det i ärendet.")
         if booking.starts_at.tzinfo is None:
-            raise VisitError("Tiden saknar tidszon.")
+            raise Invalid("Tiden saknar tidszon.")
         if booking.starts_at < (firing.at or dt.datetime.now(dt.UTC)):
-            raise VisitError("Besökstiden har redan passerat.")
+            raise Invalid("Besökstiden har redan passerat.")
         place = _text(booking.place, "var besöket är", required=True)[:200]
         if not 15 <= booking.duration_minutes <= 120:
-            raise VisitError("Besöket ska vara 15–120 minuter.")
+            raise Invalid("Besöket ska vara 15–120 minuter.")
         row = {
             "case_id": case.id,
             "kind": "mapping",
@@ -711,16 +707,16 @@ def save_action_plans(store: Keystore, plans: Sequence[PlanInput]) -> None:
     for plan in plans:
         _require(plan.actor, plan.case)
         if plan.case.state not in ("mapping_booked", "plan_active", "followed_up"):
-            raise VisitError("Handlingsplanen skrivs vid kartläggningsbesöket.")
+            raise Invalid("Handlingsplanen skrivs vid kartläggningsbesöket.")
         _text(plan.goals, "målen", required=True)
         if not plan.steps:
-            raise VisitError("Planen behöver minst ett steg.")
+            raise Invalid("Planen behöver minst ett steg.")
         if len(plan.steps) > 30:
-            raise VisitError("Planen får ha högst 30 steg.")
+            raise Invalid("Planen får ha högst 30 steg.")
         for step in plan.steps:
             _text(step.text, "vad steget är", required=True)
             if step.actor not in STEP_ACTORS or step.outcome not in STEP_OUTCOMES:
-                raise VisitError("Okänt val i ett steg.")
+                raise Invalid("Okänt val i ett steg.")
     if not plans:
         return
     connection = store.session.connection()

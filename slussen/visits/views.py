@@ -8,19 +8,20 @@ from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from markupsafe import Markup, escape
 from sqlalchemy import select
 
-from slussen.accesslog.markers import shows_patient_data
+from slussen.accesslog.markers import render_audited, shows_patient_data
 from slussen.accounts.auth import require
 from slussen.accounts.roles import Permission
 from slussen.cases.access import current_actor, load_case
-from slussen.cases.engine import CaseError, NotPermitted, StaleCase, current_workflow
+from slussen.cases.engine import StaleCase, current_workflow
 from slussen.cases.models import Case
-from slussen.db import db_session
+from slussen.db import attempt, db_session, load_authorised
+from slussen.errors import Invalid
 from slussen.keystore import Keystore, keystore
 from slussen.patients.models import Patient
 from slussen.patients.services import read_patient
@@ -144,27 +145,24 @@ def _version() -> int:
 
 
 def _conflict(case: Case, message: str, typed: str) -> ResponseReturnValue:
-    db_session().rollback()
+    # The 409 rolls the request back; the page keeps what the user typed.
     return render_template("cases/conflict.html", case=case, message=message, typed=typed), 409
 
 
 def _apply(
     case: Case, action: Callable[[], object], *, done: str, typed: str = ""
 ) -> ResponseReturnValue:
-    """Run a visit service for a small form on the case page: commit and say `done`, or roll
-    back and say why; 404 outside the user's units, 409 (keeping `typed`) on a stale case."""
-    session = db_session()
+    """Run a visit service for a small form on the case page: say `done`, or undo it and say
+    why; 409 (keeping `typed`) on a stale case (404 outside the user's units: the error
+    handler)."""
     try:
-        action()
+        with attempt():
+            action()
     except StaleCase as exc:
         return _conflict(case, str(exc), typed)
-    except NotPermitted:
-        abort(404)
-    except (services.VisitError, CaseError) as exc:
-        session.rollback()
+    except Invalid as exc:
         flash(str(exc), "error")
     else:
-        session.commit()
         flash(done, "success")
     return redirect(url_for("cases.show", case_id=case.id))
 
@@ -182,7 +180,6 @@ def _local_datetime(day: str, time: str) -> dt.datetime | None:
 def book(case_id: int) -> ResponseReturnValue:
     """Book or rebook the 45-minute mapping visit; queues the appointment letter."""
     case = load_case(case_id)
-    session = db_session()
     error = ""
     values = {"day": "", "time": "", "place": "", "duration": "45"}
     if request.method == "POST":
@@ -194,7 +191,7 @@ def book(case_id: int) -> ResponseReturnValue:
             duration = 0
         try:
             if starts_at is None:
-                raise services.VisitError(_("Give a date (YYYY-MM-DD) and a time (HH:MM)."))
+                raise Invalid(_("Give a date (YYYY-MM-DD) and a time (HH:MM)."))
             services.book_mapping_visit(
                 keystore(),
                 current_actor(),
@@ -207,13 +204,9 @@ def book(case_id: int) -> ResponseReturnValue:
             )
         except StaleCase as exc:
             return _conflict(case, str(exc), values["place"])
-        except NotPermitted:
-            abort(404)
-        except (services.VisitError, CaseError) as exc:
-            session.rollback()
+        except Invalid as exc:
             error = str(exc)
         else:
-            session.commit()
             flash(_("The visit is booked and the appointment letter is queued."), "success")
             return redirect(url_for("cases.show", case_id=case.id))
     return render_template("visits/book.html", case=case, values=values, error=error), (
@@ -254,7 +247,7 @@ def _steps_from_form() -> list[services.StepInput]:
         try:
             due_on = dt.date.fromisoformat(due) if due else None
         except ValueError as exc:
-            raise services.VisitError(_("A step's date must be YYYY-MM-DD.")) from exc
+            raise Invalid(_("A step's date must be YYYY-MM-DD.")) from exc
         steps.append(
             services.StepInput(
                 text=text[:1000],
@@ -289,32 +282,34 @@ def mapping(case_id: int) -> ResponseReturnValue:
         )
         goals = request.form.get("goals", "")
         try:
-            if case.version != _version():
-                raise StaleCase(_("Someone else changed the case while you worked."))
-            services.save_mapping(
-                store,
-                actor,
-                case,
-                form_mapping,
-                known_interests=set(interest_areas()),
-                known_barriers=set(barrier_labels()),
-            )
-            steps = _steps_from_form()
-            if goals.strip() or steps:
-                services.save_action_plan(store, actor, case, goals=goals, steps=steps)
-            if request.form.get("record") == "1":
-                services.record_mapping_visit(
-                    store, actor, case, workflow=current_workflow(), expected_version=_version()
+            # A refusal shows the form again with the audited read committed: undo the step.
+            with attempt():
+                if case.version != _version():
+                    raise StaleCase(_("Someone else changed the case while you worked."))
+                services.save_mapping(
+                    store,
+                    actor,
+                    case,
+                    form_mapping,
+                    known_interests=set(interest_areas()),
+                    known_barriers=set(barrier_labels()),
                 )
+                steps = _steps_from_form()
+                if goals.strip() or steps:
+                    services.save_action_plan(store, actor, case, goals=goals, steps=steps)
+                if request.form.get("record") == "1":
+                    services.record_mapping_visit(
+                        store,
+                        actor,
+                        case,
+                        workflow=current_workflow(),
+                        expected_version=_version(),
+                    )
         except StaleCase as exc:
             return _conflict(case, str(exc), goals)
-        except NotPermitted:
-            abort(404)
-        except (services.VisitError, CaseError) as exc:
-            session.rollback()
+        except Invalid as exc:
             error = str(exc)
         else:
-            session.commit()
             flash(
                 _("The mapping is saved.")
                 if request.form.get("record") != "1"
@@ -328,9 +323,9 @@ def mapping(case_id: int) -> ResponseReturnValue:
         store, actor, patient, purpose="kartläggningsbesök", unit_id=case.unit_id
     )
     panel = visit_panel(store, case)
-    session.commit()
-    return render_template(
+    return render_audited(
         "visits/mapping.html",
+        status=422 if error else 200,
         case=case,
         identity=identity,
         error=error,
@@ -342,7 +337,7 @@ def mapping(case_id: int) -> ResponseReturnValue:
         rows=MAX_NETWORK_ROWS,
         step_rows=MAX_STEPS,
         **panel,
-    ), (422 if error else 200)
+    )
 
 
 @bp.route("/arenden/<int:case_id>/uppfoljning", methods=["GET", "POST"])
@@ -350,7 +345,6 @@ def mapping(case_id: int) -> ResponseReturnValue:
 def follow_up(case_id: int) -> ResponseReturnValue:
     """Follow-up 1 (30 min at the unit or by phone) or the phone follow-up 2."""
     case = load_case(case_id)
-    session = db_session()
     error = ""
     how = request.form.get("how_it_went", "")
     if request.method == "POST":
@@ -367,13 +361,9 @@ def follow_up(case_id: int) -> ResponseReturnValue:
             )
         except StaleCase as exc:
             return _conflict(case, str(exc), how)
-        except NotPermitted:
-            abort(404)
-        except (services.VisitError, CaseError) as exc:
-            session.rollback()
+        except Invalid as exc:
             error = str(exc)
         else:
-            session.commit()
             flash(_("The follow-up is recorded."), "success")
             return redirect(url_for("cases.show", case_id=case.id))
     second = case.state == "followed_up"
@@ -414,10 +404,13 @@ def request_handover(case_id: int) -> ResponseReturnValue:
 def update_handover(case_id: int, handover_id: int) -> ResponseReturnValue:
     """Record who accepted, when they meet, and how the first occasion went."""
     case = load_case(case_id)
-    session = db_session()
-    handover = session.get(Handover, handover_id)
-    if handover is None or handover.case_id != case.id:
-        abort(404)
+    handover = load_authorised(
+        db_session(),
+        Handover,
+        handover_id,
+        allowed=lambda h: h.case_id == case.id,
+        message="Överlämningen finns inte.",
+    )
     meeting = _local_datetime(
         request.form.get("meeting_day", ""), request.form.get("meeting_time", "")
     )

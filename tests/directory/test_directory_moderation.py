@@ -17,9 +17,7 @@ from sqlalchemy.orm import Session
 
 from slussen.directory.models import ActivityOccasion, ActivityRevision
 from slussen.directory.services import (
-    NotFound,
     NotPending,
-    NotPermitted,
     approve_revision,
     is_hidden_from_suggestions,
     is_stale,
@@ -30,6 +28,7 @@ from slussen.directory.services import (
     submit_activity,
     submit_revision,
 )
+from slussen.errors import NotFound, NotPermitted
 from tests.conftest import TEST_PASSWORD
 from tests.directory.conftest import Directory, activity_data, today
 
