@@ -466,12 +466,17 @@ def sql_floor(app: Any) -> float:
         _all_numbers,
         _case_batches,
         cases_query,
+        milestone_events,
         side_queries,
     )
     from slussen.evaluation.definitions import outcome_definitions, screening_forms
 
     content = app.extensions["slussen.content"]
-    queries = side_queries(outcome_definitions(content), screening_forms(content))
+    queries = side_queries(
+        outcome_definitions(content),
+        screening_forms(content),
+        milestone_events(content.compiled["workflow"]),
+    )
     started = time.perf_counter()
     with app.extensions["slussen.engine"].connect() as conn:
         _all_numbers(conn, queries)

@@ -17,6 +17,10 @@ from slussen.intake.services import refer_patient
 from slussen.keystore import Keystore
 from slussen.patients.services import PatientIdentity
 from slussen.visits.services import (
+    BOOKS_MAPPING_VISIT,
+    RECORDS_FOLLOW_UP_1,
+    RECORDS_FOLLOW_UP_2,
+    RECORDS_MAPPING_VISIT,
     StepInput,
     book_mapping_visit,
     record_follow_up,
@@ -50,53 +54,22 @@ def identity(n: int | None = None, **changes: Any) -> PatientIdentity:
     return PatientIdentity(**values)
 
 
-#: The events (with data) that lead from `referred` to each state.
-PATHS: dict[str, list[str]] = {
-    "referred": [],
-    "invited": ["invite"],
-    "assessed": ["invite", "register_baseline"],
-    "mapping_booked": ["invite", "register_baseline", "book"],
-    "plan_active": ["invite", "register_baseline", "book", "plan", "record_mapping_visit"],
-    "followed_up": [
-        "invite",
-        "register_baseline",
-        "book",
-        "plan",
-        "record_mapping_visit",
-        "follow_up",
-    ],
-    "evaluation_sent": [
-        "invite",
-        "register_baseline",
-        "book",
-        "plan",
-        "record_mapping_visit",
-        "send_evaluation",
-    ],
-    "evaluated": [
-        "invite",
-        "register_baseline",
-        "book",
-        "plan",
-        "record_mapping_visit",
-        "send_evaluation",
-        "register_evaluation",
-    ],
-    "closed_completed": [
-        "invite",
-        "register_baseline",
-        "book",
-        "plan",
-        "record_mapping_visit",
-        "send_evaluation",
-        "register_evaluation",
-        "complete",
-    ],
-    "closed_declined": ["decline"],
-    "closed_no_response": ["invite", "close_no_response"],
-    "closed_referred_elsewhere": ["invite", "register_baseline", "refer_elsewhere"],
-    "closed_other": ["close_other"],
-}
+def path_to(workflow: Workflow, state: str) -> list[str]:
+    """The shortest list of events leading from the initial state to `state` (in file order
+    where paths are equally short), found in the workflow itself, so that it works on any
+    workflow, a renamed one too."""
+    paths: dict[str, list[str]] = {workflow.initial: []}
+    frontier = [workflow.initial]
+    while frontier and state not in paths:
+        following = []
+        for current in frontier:
+            for t in workflow.events_from(current):
+                target = t.target(current)
+                if target not in paths:
+                    paths[target] = [*paths[current], t.event]
+                    following.append(target)
+        frontier = following
+    return paths[state]
 
 
 def make_case(
@@ -105,10 +78,12 @@ def make_case(
     workflow: Workflow,
     coach: Actor,
     unit_id: int,
-    state: str = "referred",
+    state: str | None = None,
     **identity_changes: Any,
 ) -> Case:
-    """A case in `state`, reached by the real events; `coach` must work in `unit_id`."""
+    """A case in `state` (default: the initial state), reached by the real events and the
+    services that fire them (the visit's booking, the plan and its visit, the follow-ups; which
+    events those are the workflow's parts say); `coach` must work in `unit_id`."""
     store = Keystore(session, ring)
     case = refer_patient(
         store,
@@ -120,8 +95,12 @@ def make_case(
         reason="Ringde själv och vill träffa fler",
         is_consent_to_contact=True,
     ).case
-    for step in PATHS[state]:
-        if step == "book":
+    state = state or workflow.initial
+    books = workflow.event_for(BOOKS_MAPPING_VISIT)
+    records_visit = workflow.event_for(RECORDS_MAPPING_VISIT)
+    follow_ups = {workflow.event_for(RECORDS_FOLLOW_UP_1), workflow.event_for(RECORDS_FOLLOW_UP_2)}
+    for event in path_to(workflow, state):
+        if event == books:
             book_mapping_visit(
                 store,
                 coach,
@@ -130,20 +109,20 @@ def make_case(
                 starts_at=FUTURE,
                 place="Vårdcentralen, rum 3",
             )
-        elif step == "plan":
+        elif event == records_visit:
             save_action_plan(
                 store,
                 coach,
                 case,
+                workflow=workflow,
                 goals="Träffa andra en gång i veckan",
                 steps=[StepInput(text="Gå med i promenadgruppen")],
             )
-        elif step == "record_mapping_visit":
             record_mapping_visit(store, coach, case, workflow=workflow)
-        elif step == "follow_up":
+        elif event in follow_ups:
             record_follow_up(store, coach, case, workflow=workflow, how_it_went="Bra")
         else:
-            fire(store, case, step, coach, workflow=workflow, reason="Skäl", note="Anteckning")
+            fire(store, case, event, coach, workflow=workflow, reason="Skäl", note="Anteckning")
     session.flush()
     assert case.state == state
     return case

@@ -28,8 +28,12 @@ from tests.conftest import settings_for_tests
 from tests.evaluation_support import case_with_scores, content_dir, context, read_csv
 
 K = 5
-#: The steps' month columns in the CSV (complete_pair is a 0/1 column).
-MONTH_COLUMN = {step: f"{step}_month" for step in STEPS if step != "complete_pair"}
+#: The steps' month columns in the CSV (complete_pair is a 0/1 column). The first two columns
+#: keep their published names.
+MONTH_COLUMN = {step: f"{step}_month" for step in STEPS if step != "complete_pair"} | {
+    "referral": "referred_month",
+    "invitation": "invited_month",
+}
 
 
 @pytest.fixture

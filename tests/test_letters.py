@@ -143,7 +143,9 @@ def case_with_letter(
             meeting_place="Träffpunkten, Storgatan 2",
         )
     elif letter == "follow_up":
-        book_follow_up(store, coach, case, starts_at=FUTURE, place="Vårdcentralen, rum 3")
+        book_follow_up(
+            store, coach, case, workflow=workflow, starts_at=FUTURE, place="Vårdcentralen, rum 3"
+        )
     session.flush()
     return case, letters_of(session, case, letter)[-1]
 
@@ -771,6 +773,7 @@ def test_the_action_plan_prints_activity_details_from_the_directory_hook(
         store,
         coach,
         case,
+        workflow=workflow,
         goals="Sjunga med andra",
         steps=[StepInput(text="Prova kören", activity_id=7, due_on=dt.date(2030, 4, 1))],
     )

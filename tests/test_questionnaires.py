@@ -480,3 +480,94 @@ def test_any_posted_online_step_is_saved_or_explained(
     if response.status_code == 422:
         # Refused answers are explained next to the question (missing, or not an option).
         assert 'class="error"' in response.get_data(as_text=True)
+
+
+def test_positive_screening_and_its_resolution_are_case_events(
+    backend: str,
+    app: Flask,
+    session: Session,
+    case_in: Callable[[str], Case],
+    workflow: Workflow,
+    forms: dict[str, FormDef],
+    coach: Actor,
+) -> None:
+    """A screen-positive Mini-SPIN and the coach's decision to go on each go through the
+    engine: a history row, an access-log row and a new version; a resolved screening is not
+    flagged again by later answers."""
+    from slussen.audit import AuditEvent
+    from slussen.keystore import Keystore
+    from slussen.visits.services import resolve_screening
+
+    case = case_in("invited")
+    mini_spin = forms["mini_spin"]
+    wanted = baseline_forms(workflow, forms)
+
+    def last_event() -> CaseEvent:
+        row = session.scalars(
+            select(CaseEvent).where(CaseEvent.case_id == case.id).order_by(CaseEvent.id.desc())
+        ).first()
+        assert row is not None
+        return row
+
+    def last_audit() -> AuditEvent:
+        row = session.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc())).first()
+        assert row is not None
+        return row
+
+    with app.app_context():
+        store = Keystore(session, current_key_ring())
+        before = case.version
+        services.key_in_paper(
+            store,
+            coach,
+            case,
+            mini_spin,
+            "baseline",
+            answers_for(mini_spin, lambda item: item.max_code),
+            workflow=workflow,
+            forms=wanted,
+        )
+        session.flush()
+        assert case.state == "invited" and case.screening_flag == "positive"
+        assert case.version > before
+        flagged = last_event()
+        assert (flagged.event, flagged.from_state, flagged.to_state) == (
+            "flag_screening",
+            "invited",
+            "invited",
+        )
+        assert flagged.actor_role == "coordinator"
+        audit_row = last_audit()
+        assert (audit_row.object_type, audit_row.object_id, audit_row.action) == (
+            "case",
+            str(case.id),
+            "update",
+        )
+        assert audit_row.purpose == "händelse flag_screening"
+
+        before = case.version
+        resolve_screening(
+            store, coach, case, workflow=workflow, decision="continue", expected_version=before
+        )
+        session.flush()
+        assert case.screening_flag == "resolved" and case.version > before
+        assert last_event().event == "resolve_screening"
+        assert last_audit().purpose == "händelse resolve_screening"
+
+        # Answers coming in later (the paper keyed in again after a mix-up) do not flag again.
+        session.execute(
+            delete(QuestionnaireResponse).where(QuestionnaireResponse.form_id == mini_spin.id)
+        )
+        services.key_in_paper(
+            store,
+            coach,
+            case,
+            mini_spin,
+            "baseline",
+            answers_for(mini_spin, lambda item: item.max_code),
+            workflow=workflow,
+            forms=wanted,
+        )
+        session.flush()
+        assert case.screening_flag == "resolved"
+        assert last_event().event == "resolve_screening"

@@ -26,7 +26,7 @@ from slussen.errors import NotFound
 from slussen.keystore import Keystore
 from slussen.letters.models import QueuedLetter
 from slussen.visits.services import StepInput, save_action_plan
-from tests.builders import PATHS, make_case
+from tests.builders import make_case, path_to
 
 ROLES = ["staff", "coach", "coordinator", "evaluator", "org_rep", "admin", "system", "patient"]
 
@@ -72,9 +72,23 @@ def test_every_state_event_role_triple(
     for state in workflow.states:
         case = make_case(session, ring, workflow, actors["coach"], unit.id, state)
         if state == "mapping_booked":  # so the has_action_plan guard passes
-            save_action_plan(store, actors["coach"], case, goals="Mål", steps=[StepInput("Steg")])
+            save_action_plan(
+                store,
+                actors["coach"],
+                case,
+                workflow=workflow,
+                goals="Mål",
+                steps=[StepInput("Steg")],
+            )
         for event, transition in workflow.transitions.items():
             for role in ROLES:
+                outer = session.begin_nested()
+                if (
+                    "screening_positive" in transition.guards
+                    and not workflow.states[state].is_terminal
+                ):
+                    # Resolving needs a positive screening to resolve.
+                    fire(store, case, "flag_screening", actors["system"], workflow=workflow)
                 before = snapshot(session, case)
                 nested = session.begin_nested()
                 should_work = state in transition.from_states and role in transition.roles
@@ -97,14 +111,19 @@ def test_every_state_event_role_triple(
                     assert snapshot(session, case) == before
                 else:
                     assert should_work, f"{state} {event} {role} should be refused"
-                    assert case.state == transition.to
+                    assert case.state == transition.target(state)
                     after = snapshot(session, case)
+                    assert after[1] > before[1]  # a new version
                     assert after[2] == before[2] + 1  # one history row
                     assert after[3] == before[3] + len(transition.letters)
                     assert after[4] == before[4] + 1  # one audit row
+                    if transition.screening:
+                        assert case.screening_flag == transition.screening
                     allowed += 1
                     nested.rollback()
                     session.refresh(case)
+                outer.rollback()
+                session.refresh(case)
                 checked += 1
     assert checked == len(workflow.states) * len(workflow.transitions) * len(ROLES)
     assert allowed > 20
@@ -138,14 +157,23 @@ def test_guards_at_their_boundaries(
     fire(store, case, "invite", coach, workflow=workflow)
 
     booked = make_case(session, ring, workflow, coach, unit.id, "assessed")
-    booked.screening_flag = "positive"
+    with pytest.raises(TransitionRefused, match="ingen positiv screening"):
+        fire(store, booked, "resolve_screening", coach, workflow=workflow)
+    fire(store, booked, "flag_screening", actors["patient"], workflow=workflow)
+    with pytest.raises(TransitionRefused, match="redan flaggad"):
+        fire(store, booked, "flag_screening", actors["patient"], workflow=workflow)
     with pytest.raises(TransitionRefused, match="Screeningen"):
         fire(store, booked, "book_mapping_visit", coach, workflow=workflow, visit=object())
-    booked.screening_flag = "resolved"
+    fire(store, booked, "resolve_screening", coach, workflow=workflow)
+    # A resolved screening is not flagged again.
+    with pytest.raises(TransitionRefused, match="redan flaggad"):
+        fire(store, booked, "flag_screening", actors["system"], workflow=workflow)
     fire(store, booked, "book_mapping_visit", coach, workflow=workflow, visit=object())
     with pytest.raises(TransitionRefused, match="handlingsplanen"):
         fire(store, booked, "record_mapping_visit", coach, workflow=workflow)
-    save_action_plan(store, coach, booked, goals="Mål", steps=[StepInput(text="Steg")])
+    save_action_plan(
+        store, coach, booked, workflow=workflow, goals="Mål", steps=[StepInput(text="Steg")]
+    )
     fire(store, booked, "record_mapping_visit", coach, workflow=workflow)
     assert booked.state == "plan_active"
 
@@ -184,6 +212,8 @@ def test_state_cannot_be_assigned_outside_the_engine(
     case = make_case(session, ring, workflow, actors["coach"], unit.id, "referred")
     with pytest.raises(StateWriteRefused):
         case.state = "closed_completed"
+    with pytest.raises(StateWriteRefused):
+        case.screening_flag = "resolved"
 
 
 def test_stale_version_is_refused(
@@ -218,7 +248,9 @@ def test_due_dates_and_letters_follow_the_file(
 
 
 def test_the_paths_cover_every_state(workflow: Workflow) -> None:
-    assert set(PATHS) == set(workflow.states)
+    assert path_to(workflow, "closed_completed")[-1] == "complete"
+    for state in workflow.states:
+        assert path_to(workflow, state) or state == workflow.initial
 
 
 BROKEN = [

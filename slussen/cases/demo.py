@@ -282,7 +282,12 @@ def seed_case(
             )
         elif step == "plan":
             save_action_plan(
-                store, coach, case, goals=PLAN_GOALS, steps=[StepInput(text=PLAN_STEP)]
+                store,
+                coach,
+                case,
+                workflow=workflow,
+                goals=PLAN_GOALS,
+                steps=[StepInput(text=PLAN_STEP)],
             )
         elif step == "record_mapping_visit":
             record_mapping_visit(store, coach, case, workflow=workflow)
@@ -546,7 +551,7 @@ def _take_step(
             PlanInput(f.case, f.actor, PLAN_GOALS, [StepInput(text=PLAN_STEP)], at=f.at)
             for f in firings
         ]
-        save_action_plans(store, plans)
+        save_action_plans(store, plans, workflow=workflow)
     elif step == "record_mapping_visit":
         record_mapping_visits(store, firings, workflow=workflow)
     elif step == "follow_up":

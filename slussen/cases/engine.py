@@ -22,6 +22,7 @@ from typing import Any, NamedTuple, cast
 
 from flask import current_app
 from sqlalchemy import Table, bindparam, delete, insert, update
+from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.orm.exc import StaleDataError
 
 from slussen import audit
@@ -186,7 +187,8 @@ def outcome(
     every due date; otherwise the transition's `clear` goes ("*" all), then its `due` durations
     from today and the `exact` days are set. Pure: `fire`, `fire_many` and the demo's timelines
     all use it."""
-    closed = workflow.states[t.to].is_terminal
+    to_state = t.target(state)
+    closed = workflow.states[to_state].is_terminal
     if closed:
         dates: dict[str, dt.date] = {}
     elif "*" in t.clear:
@@ -197,7 +199,7 @@ def outcome(
         for name, duration in t.due.items():
             dates[name] = add_duration(today, duration)
         dates.update(exact or {})
-    return Outcome(t.to, state != t.to, closed, dates)
+    return Outcome(to_state, state != to_state, closed, dates)
 
 
 def opening_due(workflow: Workflow, today: dt.date) -> dict[str, dt.date]:
@@ -260,8 +262,8 @@ def fire(
     visit: Any = None,
     due_on: dict[str, dt.date] | None = None,
 ) -> CaseEvent:
-    """Fire `event` on `case` for `actor`: the only way a case changes state. `due_on` sets named
-    due dates to exact days (e.g. the booked visit's day).
+    """Fire `event` on `case` for `actor`: the only way a case changes state or screening flag.
+    `due_on` sets named due dates to exact days (e.g. the booked visit's day).
 
     Refuses (nothing changes): an unknown event or one not allowed from the current state, a role
     the transition does not list, missing required data, a failing guard (TransitionRefused); a
@@ -280,12 +282,17 @@ def fire(
     current = {d.name: d.due_on for d in case.due_dates}
     result = outcome(workflow, t, case.state, current, today or today_local(), due_on)
     now = utcnow()
-    history = CaseEvent(**_history(case.id, event, case.state, t.to, actor, now))
+    history = CaseEvent(**_history(case.id, event, case.state, result.to_state, actor, now))
     session.add(history)
     if result.is_entered:
         case.state_entered_at = now
     with _state_writer():
-        case.state = t.to
+        case.state = result.to_state
+        if t.screening is not None:
+            case.screening_flag = t.screening
+    # Every event gives the case a new version, a self-loop too (a reminder, a rebooking): the
+    # row is updated even when no column of it changes, so concurrent events collide.
+    flag_modified(case, "state")
     if result.is_closed:
         case.closed_at = now
     _sync_due_dates(case, result.due)
@@ -368,6 +375,7 @@ _UPDATE_CASE = (
         closed_at=bindparam("b_closed"),
         next_due_on=bindparam("b_next_due"),
         coach_id=bindparam("b_coach"),
+        screening_flag=bindparam("b_screening"),
     )
 )
 _due_dates = _table(DueDate)
@@ -432,6 +440,7 @@ def _write_case_rows(store: Keystore, rows: Sequence[CaseRow]) -> None:
                 "b_closed": case.closed_at,
                 "b_next_due": min(case.due.values(), default=None),
                 "b_coach": case.coach_id,
+                "b_screening": case.screening_flag,
             }
         )
         before = case.stored_due
@@ -487,7 +496,7 @@ def fire_many(
         result = outcome(
             workflow, t, case.state, case.due, firing.today or today_local(), firing.due_on
         )
-        row = _history(case.id, event, case.state, t.to, actor, at)
+        row = _history(case.id, event, case.state, result.to_state, actor, at)
         row["id"] = event_id
         text = firing.note or firing.reason
         row["note_enc"] = (
@@ -502,7 +511,9 @@ def fire_many(
             case.state_entered_at = at
         if result.is_closed:
             case.closed_at = at
-        case.state = t.to
+        case.state = result.to_state
+        if t.screening is not None:
+            case.screening_flag = t.screening
         case.due = result.due
         case.version += 1
         letters.extend(

@@ -39,6 +39,23 @@ def screening_resolved(
     return [refusal if case.screening_flag == "positive" else None for case in cases]
 
 
+def screening_positive(
+    session: Session, cases: Sequence[Case], data: Sequence[dict[str, Any]]
+) -> list[str | None]:
+    """For resolving a screening: there is a positive one waiting for the coach."""
+    refusal = "Det finns ingen positiv screening att ta ställning till."
+    return [None if case.screening_flag == "positive" else refusal for case in cases]
+
+
+def screening_not_flagged(
+    session: Session, cases: Sequence[Case], data: Sequence[dict[str, Any]]
+) -> list[str | None]:
+    """For flagging a positive screening: the case is not flagged yet. A screening the coach
+    has resolved is not flagged again by later answers."""
+    refusal = "Screeningen är redan flaggad för ärendet."
+    return [None if case.screening_flag is None else refusal for case in cases]
+
+
 def has_action_plan(
     session: Session, cases: Sequence[Case], data: Sequence[dict[str, Any]]
 ) -> list[str | None]:
@@ -62,5 +79,7 @@ def has_action_plan(
 GUARDS: dict[str, Guard] = {
     "consented_to_contact": consented_to_contact,
     "screening_resolved": screening_resolved,
+    "screening_positive": screening_positive,
+    "screening_not_flagged": screening_not_flagged,
     "has_action_plan": has_action_plan,
 }

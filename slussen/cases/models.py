@@ -24,12 +24,13 @@ CONTACT_CHANNELS = ("post", "phone", "1177")
 
 
 class StateWriteRefused(RuntimeError):
-    """Someone assigned Case.state outside the workflow engine."""
+    """Someone assigned Case.state or Case.screening_flag outside the workflow engine."""
 
 
 class Case(Base):
-    """One patient's sluss. `state` is written only by slussen.cases.engine (a validator refuses
-    any other assignment); `version` makes two concurrent changes collide instead of mixing."""
+    """One patient's sluss. `state` and `screening_flag` are written only by
+    slussen.cases.engine (a validator refuses any other assignment); `version` makes two
+    concurrent changes collide instead of mixing."""
 
     __tablename__ = "cases"
     __table_args__ = (
@@ -65,7 +66,8 @@ class Case(Base):
     #: How the patient prefers to be contacted (post, phone, 1177).
     contact_channel: Mapped[str] = mapped_column(String(10), default="post")
     is_consent_to_contact: Mapped[bool] = mapped_column(Boolean)
-    #: Screening result needing the coach: NULL, "positive" (flag open) or "resolved".
+    #: Screening result needing the coach: NULL, "positive" (flag open) or "resolved". Written
+    #: only by the engine, by a transition that declares `screening = "…"`.
     screening_flag: Mapped[str | None] = mapped_column(String(10))
     opened_at: Mapped[created_at]
     state_entered_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
@@ -80,12 +82,12 @@ class Case(Base):
         back_populates="case", cascade="all, delete-orphan", lazy="selectin"
     )
 
-    @validates("state")
-    def _only_the_engine(self, _key: str, value: str) -> str:
+    @validates("state", "screening_flag")
+    def _only_the_engine(self, key: str, value: str | None) -> str | None:
         from slussen.cases import engine
 
         if not engine.is_writing_state():
-            raise StateWriteRefused("a case's state changes only through the workflow engine")
+            raise StateWriteRefused(f"a case's {key} changes only through the workflow engine")
         return value
 
 

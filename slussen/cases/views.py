@@ -36,7 +36,7 @@ from slussen.cases.services import (
     take_case,
     unit_cases,
 )
-from slussen.cases.workflow import localised
+from slussen.cases.workflow import EventPart, Transition, Workflow, localised, needs_event
 from slussen.core.views import format_day
 from slussen.db import attempt, db_session
 from slussen.errors import Invalid
@@ -44,15 +44,35 @@ from slussen.keystore import keystore
 
 bp = Blueprint("cases", __name__, template_folder="templates")
 
-#: Events whose data is a reason or a note, fired from the case page's generic form. Events that
-#: need a visit time or a plan have their own pages (slussen.visits).
-SPECIAL_EVENTS = {
-    "book_mapping_visit": "visits.book",
-    "rebook_mapping_visit": "visits.book",
-    "record_mapping_visit": "visits.mapping",
-    "record_follow_up": "visits.follow_up",
-    "record_follow_up_2": "visits.follow_up",
+#: Events whose data is a reason or a note are fired from the case page's generic form. Events
+#: that need a visit time or a plan have their own pages (slussen.visits): part -> endpoint. The
+#: screening's events have no button: the answers flag it, and the coach resolves it with the
+#: choice the visit panel shows.
+SPECIAL_EVENTS: dict[EventPart, str | None] = {
+    needs_event("books_mapping_visit"): "visits.book",
+    needs_event("rebooks_mapping_visit"): "visits.book",
+    needs_event("records_mapping_visit"): "visits.mapping",
+    needs_event("records_follow_up_1"): "visits.follow_up",
+    needs_event("records_follow_up_2"): "visits.follow_up",
+    needs_event("flags_screening"): None,
+    needs_event("resolves_screening"): None,
 }
+
+
+def special_events(workflow: Workflow) -> dict[str, str | None]:
+    """The workflow's events that have their own page (event -> endpoint) or none (None)."""
+    return {workflow.event_for(part): endpoint for part, endpoint in SPECIAL_EVENTS.items()}
+
+
+def offered_events(workflow: Workflow, case: Any, actor: Actor) -> list[Transition]:
+    """The events the case page and the worklist offer this actor now: those allowed (state and
+    role), less those that no button fires."""
+    special = special_events(workflow)
+    return [
+        t
+        for t in allowed_events(workflow, case, actor)
+        if t.event not in special or special[t.event] is not None
+    ]
 
 
 def _page() -> int:
@@ -94,6 +114,7 @@ def _work_items(rows: list[Any], names: dict[int, str], actor: Actor) -> list[Wo
     """The worklist's rows; labels, dates, URLs and the next step are worked out once per
     distinct value, not per row (a page has 50 rows but few states and days)."""
     workflow = current_workflow()
+    special = special_events(workflow)
     show = case_urls("cases.show")
     labels = {name: localised(state.label) for name, state in workflow.states.items()}
     days: dict[Any, str] = {}
@@ -101,9 +122,10 @@ def _work_items(rows: list[Any], names: dict[int, str], actor: Actor) -> list[Wo
     actions: dict[str, tuple[str, Callable[[int], str], bool] | None] = {}
     for row in rows:
         if row.state not in actions:
-            t = next(iter(allowed_events(workflow, row, actor)), None)
-            if t is not None and t.event in SPECIAL_EVENTS:
-                actions[row.state] = (localised(t.label), case_urls(SPECIAL_EVENTS[t.event]), False)
+            t = next(iter(offered_events(workflow, row, actor)), None)
+            endpoint = special.get(t.event) if t is not None else None
+            if t is not None and endpoint is not None:
+                actions[row.state] = (localised(t.label), case_urls(endpoint), False)
             elif t is not None and not t.requires:
                 url = case_urls("cases.fire_event", event=t.event)
                 actions[row.state] = (localised(t.label), url, True)
@@ -233,9 +255,9 @@ def render_case(case: Case, *, typed: str = "", status: int = 200) -> ResponseRe
 
     actor = current_actor()
     workflow = current_workflow()
-    panel = visit_panel(keystore(), case)
+    panel = visit_panel(keystore(), case, workflow)
     questionnaires = questionnaire_panel(case)
-    events = allowed_events(workflow, case, actor)
+    events = offered_events(workflow, case, actor)
     # The audited read comes last: from there to the commit is a write transaction.
     view = case_view(keystore(), actor, case)
     mark_referrals_seen(view["referrals"])
@@ -245,7 +267,7 @@ def render_case(case: Case, *, typed: str = "", status: int = 200) -> ResponseRe
         case=case,
         workflow=workflow,
         events=events,
-        special=SPECIAL_EVENTS,
+        special=special_events(workflow),
         typed=typed,
         **view,
         **panel,
@@ -270,7 +292,7 @@ def fire_event(case_id: int, event: str) -> ResponseReturnValue:
     why; a case changed by someone else meanwhile answers 409 and keeps what was typed."""
     case = load_case(case_id)
     workflow = current_workflow()
-    if event not in workflow.transitions or event in SPECIAL_EVENTS:
+    if event not in workflow.transitions or event in special_events(workflow):
         abort(404)
     text = (request.form.get("text") or "").strip()[:4000]
     try:

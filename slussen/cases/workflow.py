@@ -4,11 +4,14 @@ interprets. Every problem is reported with the file and line it comes from."""
 from __future__ import annotations
 
 import functools
+import importlib
+import pkgutil
 import re
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from dateutil.relativedelta import relativedelta
 
@@ -21,6 +24,11 @@ EXTRA_ROLES = ("system", "patient")
 #: with the invitation; six_month with the evaluation.
 QUESTIONNAIRE_LISTS = ("baseline", "screening", "six_month")
 DATA_KINDS = ("reason", "note", "visit")
+#: `to = "*"`: the transition leaves the case in the state it fired in (a fact about the case
+#: that is not a step, e.g. a positive screening), in any of its `from` states.
+STAY = "*"
+#: The values a transition's `screening = "…"` may give the case's screening flag.
+SCREENING_VALUES = ("positive", "resolved")
 _DURATION = re.compile(r"^(\d{1,3})([dwm])$")
 
 
@@ -63,6 +71,12 @@ class Transition:
     due: dict[str, str]
     clear: tuple[str, ...]
     requires: tuple[str, ...]
+    #: What firing it writes into the case's screening flag (None: leaves it).
+    screening: str | None = None
+
+    def target(self, state: str) -> str:
+        """The state the case is in after firing from `state`."""
+        return state if self.to == STAY else self.to
 
 
 @dataclass(frozen=True)
@@ -70,6 +84,116 @@ class Timer:
     due: str
     states: frozenset[str]
     event: str
+
+
+@dataclass(frozen=True)
+class Parts:
+    """`[parts.events]` and `[parts.states]`: the workflow's words for the code's parts."""
+
+    events: dict[str, str]
+    states: dict[str, frozenset[str]]
+
+
+# --- the parts the code needs --------------------------------------------------------------------
+# Code outside the engine never names a state or an event: it declares, at module level, the part
+# it needs played (`BOOKS_VISIT = needs_event("books_mapping_visit")`) and asks the loaded workflow
+# which event or states play it. The content check refuses a workflow that leaves a needed part
+# unplayed, naming the file and line of each declaration.
+
+
+@dataclass(frozen=True)
+class EventPart:
+    """A part an event plays ("the event that books the mapping visit")."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class StatesPart:
+    """A part some states play ("the states where baseline answers are expected")."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Need:
+    """One declaration of a needed part, with where it is in the code."""
+
+    kind: Literal["event", "states"]
+    part: str
+    path: Path
+    line: int
+
+
+_NEEDS: list[Need] = []
+
+
+def _declare(kind: Literal["event", "states"], part: str) -> None:
+    caller = sys._getframe(2)
+    _NEEDS.append(Need(kind, part, Path(caller.f_code.co_filename), caller.f_lineno))
+
+
+def needs_event(part: str) -> EventPart:
+    """Declare (at module level) that the calling code needs an event playing `part`."""
+    _declare("event", part)
+    return EventPart(part)
+
+
+def needs_states(part: str) -> StatesPart:
+    """Declare (at module level) that the calling code needs the states playing `part`."""
+    _declare("states", part)
+    return StatesPart(part)
+
+
+def declared_needs() -> list[Need]:
+    """Every part the code declares it needs. Imports every module of `slussen` first, so each
+    module-level declaration has run whichever of them were imported before (discovery, not
+    dependency: no module imports another to get its declarations)."""
+    import slussen
+
+    for module in pkgutil.walk_packages(slussen.__path__, "slussen."):
+        importlib.import_module(module.name)
+    return list(_NEEDS)
+
+
+def unplayed_parts(workflow: Workflow, needs: Iterable[Need]) -> list[Problem]:
+    """A problem at the code's file:line for each needed part the workflow does not play (or
+    plays with the other kind), and a warning for a declared part no code needs."""
+    problems = []
+    needed: set[str] = set()
+    for need in needs:
+        needed.add(need.part)
+        declared = workflow.parts.events if need.kind == "event" else workflow.parts.states
+        other = workflow.parts.states if need.kind == "event" else workflow.parts.events
+        if need.part in declared:
+            continue
+        table = f"[parts.{'events' if need.kind == 'event' else 'states'}]"
+        hint = f" ({need.part!r} is declared in the other table)" if need.part in other else ""
+        problems.append(
+            Problem(
+                need.path,
+                need.line,
+                f"the code needs the part {need.part!r}, but {workflow.source} does not declare "
+                f"it in {table}{hint}",
+            )
+        )
+    where = _Locator(
+        workflow.source.read_text(encoding="utf-8") if workflow.source.exists() else ""
+    )
+    for kind, declared_parts in (
+        ("events", workflow.parts.events),
+        ("states", workflow.parts.states),
+    ):
+        for part in sorted(set(declared_parts) - needed):
+            problems.append(
+                Problem(
+                    workflow.source,
+                    where.key(f"parts.{kind}", 0, part),
+                    f"[parts.{kind}]: no code needs the part {part!r}",
+                    is_warning=True,
+                )
+            )
+    return problems
 
 
 @dataclass(frozen=True)
@@ -84,10 +208,29 @@ class Workflow:
     opening_due: dict[str, str] = field(default_factory=dict)
     #: Form ids per list ("baseline", "screening", "six_month") from `[questionnaires]`.
     questionnaires: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: `[parts]`: the event or the states playing each part the code needs.
+    parts: Parts = field(default_factory=lambda: Parts({}, {}))
     source: Path = field(default=Path("sluss.toml"), compare=False)
 
     def state(self, name: str) -> State:
         return self.states[name]
+
+    def event_for(self, part: EventPart) -> str:
+        """The name of the event playing `part` (the content check made sure there is one)."""
+        return self.parts.events[part.name]
+
+    def transition_for(self, part: EventPart) -> Transition:
+        """The transition of the event playing `part`."""
+        return self.transitions[self.event_for(part)]
+
+    def states_for(self, part: StatesPart) -> frozenset[str]:
+        """The states playing `part`."""
+        return self.parts.states[part.name]
+
+    def can_fire(self, part: EventPart, state: str) -> bool:
+        """Whether the event playing `part` may fire in `state` (by the table; the actor's
+        role and the guards are the engine's to judge)."""
+        return state in self.transition_for(part).from_states
 
     def events_from(self, state: str) -> list[Transition]:
         """Transitions that may fire in `state`, in file order."""
@@ -240,8 +383,15 @@ def compile_workflow(
             elif states[state].is_terminal:
                 error(at("from"), f"event {event!r}: {state!r} is terminal; nothing leaves it")
         to = raw.get("to")
-        if to not in states:
+        if to != STAY and to not in states:
             error(at("to"), f"event {event!r}: unknown state {to!r} in to")
+        screening = raw.get("screening")
+        if screening is not None and screening not in SCREENING_VALUES:
+            error(
+                at("screening"),
+                f"event {event!r}: screening = {' | '.join(map(repr, SCREENING_VALUES))}",
+            )
+            screening = None
         t_roles = _strings(raw.get("roles")) or []
         if not t_roles:
             error(at("roles"), f'event {event!r}: roles = ["coach", …] is missing')
@@ -287,6 +437,7 @@ def compile_workflow(
             "due",
             "clear",
             "requires",
+            "screening",
         }
         for key in sorted(unknown_keys):
             error(at(key), f"event {event!r}: unknown key {key!r}")
@@ -301,6 +452,7 @@ def compile_workflow(
             due=dict(due),
             clear=tuple(clear),
             requires=tuple(requires),
+            screening=screening,
         )
 
     timers: list[Timer] = []
@@ -336,6 +488,7 @@ def compile_workflow(
         error(where.top_key("opening_due"), 'opening_due = { name = "3d" | "4w" | "6m" }')
         opening_due = {}
     questionnaires = _questionnaires(doc.get("questionnaires", {}), forms, where, error)
+    parts = _parts(doc.get("parts", {}), states, transitions, where, error)
     for key in sorted(
         set(doc)
         - {
@@ -348,6 +501,7 @@ def compile_workflow(
             "transitions",
             "timers",
             "questionnaires",
+            "parts",
         }
     ):
         error(where.top_key(key), f"unknown key {key!r}")
@@ -365,9 +519,51 @@ def compile_workflow(
         timers=tuple(timers),
         opening_due=dict(opening_due),
         questionnaires=questionnaires,
+        parts=parts,
         source=path,
     )
     return workflow, problems
+
+
+def _parts(
+    raw: Any,
+    states: dict[str, State],
+    transitions: dict[str, Transition],
+    where: _Locator,
+    error: Any,
+) -> Parts:
+    """`[parts.events] part = "event"` and `[parts.states] part = ["state", …]`: each value must
+    be a declared event, or declared states."""
+    events: dict[str, str] = {}
+    state_parts: dict[str, frozenset[str]] = {}
+    if not isinstance(raw, dict):
+        error(where.top_key("parts"), "parts must be [parts.events] and [parts.states] tables")
+        return Parts(events, state_parts)
+    for key in sorted(set(raw) - {"events", "states"}):
+        error(where.table("parts"), f"[parts]: unknown table {key!r} (known: events, states)")
+    raw_events = raw.get("events", {})
+    raw_states = raw.get("states", {})
+    if not isinstance(raw_events, dict) or not isinstance(raw_states, dict):
+        error(where.table("parts"), "parts must be [parts.events] and [parts.states] tables")
+        return Parts(events, state_parts)
+    for part, value in raw_events.items():
+        line = where.key("parts.events", 0, part)
+        if not isinstance(value, str) or value not in transitions:
+            error(line, f"[parts.events]: {part} = {value!r} is not a declared event")
+            continue
+        events[part] = value
+    for part, value in raw_states.items():
+        line = where.key("parts.states", 0, part)
+        names = _strings(value)
+        if not names:
+            error(line, f'[parts.states]: {part} = ["state", …]')
+            continue
+        unknown = [name for name in names if name not in states]
+        if unknown:
+            error(line, f"[parts.states]: {part}: unknown state(s) {', '.join(map(repr, unknown))}")
+            continue
+        state_parts[part] = frozenset(names)
+    return Parts(events, state_parts)
 
 
 def _questionnaires(
@@ -418,7 +614,7 @@ def _check_graph(
     while changed:
         changed = False
         for t in transitions.values():
-            if t.from_states & reachable and t.to not in reachable:
+            if t.to != STAY and t.from_states & reachable and t.to not in reachable:
                 reachable.add(t.to)
                 changed = True
     for name, state in states.items():
@@ -427,7 +623,7 @@ def _check_graph(
             problems.append(
                 Problem(path, line, f"state {name!r} cannot be reached from {initial!r}")
             )
-        leaves = any(name in t.from_states and t.to != name for t in transitions.values())
+        leaves = any(name in t.from_states and t.target(name) != name for t in transitions.values())
         if not state.is_terminal and not leaves:
             problems.append(
                 Problem(path, line, f"state {name!r} is not terminal but has no way out")
@@ -458,5 +654,7 @@ def check_workflow(content: Content) -> list[Problem]:
         for p in problems
     ]
     if workflow is not None:
-        content.compiled["workflow"] = workflow
+        problems.extend(unplayed_parts(workflow, declared_needs()))
+        if not any(not p.is_warning for p in problems):
+            content.compiled["workflow"] = workflow
     return problems

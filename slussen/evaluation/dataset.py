@@ -24,7 +24,7 @@ evaluator may see about the cases of one batch.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any, NamedTuple
@@ -52,6 +52,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
 from slussen.cases.models import CHANNELS, Case, CaseEvent
+from slussen.cases.workflow import Workflow, needs_event
 from slussen.evaluation.definitions import ScoreDefinition
 from slussen.patients.models import Patient
 from slussen.questionnaires.models import QuestionnaireScore
@@ -61,8 +62,8 @@ from slussen.visits.models import ActionPlan, Handover
 #: milestone or any later one (follow-up 1 may be skipped when the six-month evaluation is sent
 #: straight from the active plan), so each step's count includes the next step's.
 STEPS = (
-    "referred",
-    "invited",
+    "referral",
+    "invitation",
     "baseline",
     "mapping_visit",
     "action_plan",
@@ -72,18 +73,18 @@ STEPS = (
 )
 #: "Of whom" rows: counted among the cases that passed the step named.
 SUB_STEPS = {"screen_positive": "baseline", "handover_done": "action_plan"}
-#: The case events that mark a milestone.
-MILESTONE_EVENTS = {
-    "invited": "invite",
-    "baseline": "register_baseline",
-    "mapping_visit": "record_mapping_visit",
-    "follow_up_1": "record_follow_up",
-    "six_month": "register_evaluation",
+#: The parts whose events mark a milestone (the workflow names the events).
+MILESTONE_PARTS = {
+    "invitation": needs_event("invites"),
+    "baseline": needs_event("registers_baseline"),
+    "mapping_visit": needs_event("records_mapping_visit"),
+    "follow_up_1": needs_event("records_follow_up_1"),
+    "six_month": needs_event("registers_evaluation"),
 }
 #: The columns of `CaseBatch.days`: every step's milestone and the first hand-over done.
 MOMENTS = (
-    "referred",
-    "invited",
+    "referral",
+    "invitation",
     "baseline",
     "mapping_visit",
     "action_plan",
@@ -413,16 +414,24 @@ def _split(joined: str | None) -> Objects:
     return _objects([] if joined is None else joined.split(_TEXT_SEPARATOR))
 
 
+def milestone_events(workflow: Workflow) -> dict[str, str]:
+    """Each milestone step's event in `workflow`."""
+    return {step: workflow.event_for(part) for step, part in MILESTONE_PARTS.items()}
+
+
 def side_queries(
-    definitions: Sequence[ScoreDefinition], screening_forms: Sequence[str]
+    definitions: Sequence[ScoreDefinition],
+    screening_forms: Sequence[str],
+    milestones: Mapping[str, str],
 ) -> dict[str, Select]:  # type: ignore[type-arg]
     """The per-case numbers beside the cases, each as (case id, number) rows: milestone moments
-    ("moment:<step>"; every event, the earliest per case counts), the first action plan and
+    ("moment:<step>" for each step -> event of `milestones`; every event, the earliest per case
+    counts), the first action plan and
     hand-over done, score values ("score:<key>:<occasion>"; non-null values with the score row's
     id as a third column, the last answered per case counts) and the screen-positive cases
     ("screen_positive")."""
     queries: dict[str, Select] = {}  # type: ignore[type-arg]
-    for step, event in MILESTONE_EVENTS.items():
+    for step, event in milestones.items():
         queries[f"moment:{step}"] = select(CaseEvent.case_id, epoch(CaseEvent.occurred_at)).where(
             CaseEvent.event == event
         )
@@ -645,19 +654,20 @@ def stream_cases(
     definitions: Sequence[ScoreDefinition],
     filters: Filters,
     *,
-    terminal_states: frozenset[str],
+    workflow: Workflow,
     screening_forms: Sequence[str],
     timezone: ZoneInfo,
     unit_ids: frozenset[int] | None = None,
 ) -> Iterator[CaseBatch]:
-    """Every case matching `filters` (and, when given, in `unit_ids`), a batch at a time."""
+    """Every case matching `filters` (and, when given, in `unit_ids`), a batch at a time; the
+    milestones and the closed states are `workflow`'s."""
     conditions = _case_filters(filters, unit_ids, timezone)
     # Core execution on the session's connection: no ORM row processing.
     connection = session.connection()
     local = LocalDays(timezone)
     columns: dict[str, _Column] = {}
     for name, (ids, values, *score_ids) in _all_numbers(
-        connection, side_queries(definitions, screening_forms)
+        connection, side_queries(definitions, screening_forms, milestone_events(workflow))
     ).items():
         if name.startswith("score:"):
             columns[name] = _last(ids, values, score_ids[0])
@@ -666,7 +676,7 @@ def stream_cases(
             if name.startswith("moment:"):
                 column.values = local(column.values)
     keys = tuple(d.key for d in definitions)
-    terminal = sorted(terminal_states)
+    terminal = sorted(workflow.terminal_states)
     for cases in _case_batches(connection, cases_query(conditions)):
         case_id = cases.case_id
         referred = local(cases.opened)
@@ -674,7 +684,7 @@ def stream_cases(
         sex = cases.sex.copy()
         sex[sex == ""] = "unknown"
         keep = slice(None) if filters.age_band is None else bands == filters.age_band
-        moment = {step: columns[f"moment:{step}"].at(case_id) for step in MILESTONE_EVENTS}
+        moment = {step: columns[f"moment:{step}"].at(case_id) for step in MILESTONE_PARTS}
         plan = columns["moment:first_plan"].at(case_id)
         mapping_visit = moment["mapping_visit"]
         # The action plan is made at the mapping visit at the latest.
@@ -682,7 +692,7 @@ def stream_cases(
         days = np.column_stack(
             [
                 referred,
-                moment["invited"],
+                moment["invitation"],
                 moment["baseline"],
                 mapping_visit,
                 plan,

@@ -16,8 +16,8 @@ from slussen.evaluation.report import Count, Report
 
 def step_label(key: str) -> str:
     labels = {
-        "referred": _("Referred"),
-        "invited": _("Invited"),
+        "referral": _("Referred"),
+        "invitation": _("Invited"),
         "baseline": _("Baseline answers returned"),
         "screen_positive": _("of whom screen-positive"),
         "mapping_visit": _("Mapping visit held"),

@@ -121,8 +121,9 @@ def refer_patient(
 
 def erase_self_referral(store: Keystore, actor: Actor, case: Case, *, reason: str) -> None:
     """Crypto-shred the patient of a self-referral that never became a working case: opened by
-    the patient, closed straight from `referred`, and the patient has no other case. Refuses
-    anything else (Invalid): case records are kept (PDL). The erasure is audited."""
+    the patient, closed straight from the state it was opened in, and the patient has no other
+    case. Refuses anything else (Invalid): case records are kept (PDL). The erasure is
+    audited."""
     from slussen.cases.models import CaseEvent
     from slussen.patients.models import Patient
     from slussen.patients.services import erase_patient
@@ -130,11 +131,14 @@ def erase_self_referral(store: Keystore, actor: Actor, case: Case, *, reason: st
     if not reason.strip():
         raise Invalid("Ange varför uppgifterna raderas.")
     events = list(
-        store.session.scalars(
-            select(CaseEvent.from_state).where(CaseEvent.case_id == case.id).order_by(CaseEvent.id)
+        store.session.execute(
+            select(CaseEvent.from_state, CaseEvent.to_state)
+            .where(CaseEvent.case_id == case.id)
+            .order_by(CaseEvent.id)
         )
     )
-    never_worked = len(events) == 2 and events[1] == "referred"
+    # Opened, then closed from the state it was opened in (the workflow's initial state).
+    never_worked = len(events) == 2 and events[1].from_state == events[0].to_state
     if case.channel != "self_referral" or case.closed_at is None or not never_worked:
         raise Invalid("Bara en egenanmälan som avslutades utan att bli ett ärende kan raderas.")
     others = store.session.scalar(

@@ -180,6 +180,7 @@ def seed_questionnaires(session: Session, ctx: DemoContext) -> None:
                 store,
                 coach,
                 case,
+                workflow=workflow,
                 goals="Träffa andra en gång i veckan",
                 steps=[StepInput(text="Gå med i promenadgruppen på torsdagar")],
             )

@@ -1,6 +1,7 @@
 """Answers and answer codes: store a response (answers sealed with the patient's data key, scores
 beside them), single-use answer codes for /svar, paper entry with optional double keying, and the
-workflow events the answers fire (`register_baseline`, `register_evaluation`).
+workflow events the answers fire (the events playing `registers_baseline`, `registers_evaluation`
+and `flags_screening` in the workflow's [parts]).
 
 Services take the Keystore and the acting person explicitly, raise `Invalid` (Swedish
 message) and only flush; views and commands commit.
@@ -24,7 +25,7 @@ from slussen import audit
 from slussen.audit import Actor
 from slussen.cases.engine import fire, may_act_on, seal, unseal
 from slussen.cases.models import Case
-from slussen.cases.workflow import Workflow
+from slussen.cases.workflow import Workflow, needs_event, needs_states
 from slussen.db import utcnow
 from slussen.errors import Invalid, NotFound
 from slussen.keystore import Keystore
@@ -44,6 +45,17 @@ CODE_LENGTH = 10
 DEFAULT_CODE_DAYS = 60
 #: The patient answering online, as the audit log and the case history name them.
 PATIENT = Actor(None, "(patient)", "patient")
+#: The event each occasion's answers fire when they are all in.
+REGISTERED_BY = {
+    "baseline": needs_event("registers_baseline"),
+    "six_month": needs_event("registers_evaluation"),
+}
+#: The states in which each occasion's answers are expected.
+EXPECTED_IN = {
+    "baseline": needs_states("baseline_expected"),
+    "six_month": needs_states("six_month_expected"),
+}
+FLAGS_SCREENING = needs_event("flags_screening")
 
 
 class AnswerCodeError(Invalid):
@@ -354,26 +366,32 @@ def advance_case(
     forms: list[FormDef],
     results: Mapping[str, list[ScoreResult]],
 ) -> str | None:
-    """After answers came in: flag a screen-positive screening for the coach (never an exclusion),
-    and when every form of the occasion is in, fire `register_baseline` (invited → assessed) or
-    `register_evaluation` (evaluation_sent → evaluated) through the engine. Returns the event
-    fired, if any. A case in another state keeps its state: the answers are stored all the same."""
+    """After answers came in: flag a screen-positive screening for the coach (never an exclusion;
+    a case flagged or resolved already is not flagged again), and when every form of the occasion
+    is in, fire the event registering the occasion's answers (baseline: invited → assessed; six
+    months: evaluation_sent → evaluated) through the engine. Returns the last event fired, if
+    any. A case in a state where an event may not fire keeps its state and flag: the answers
+    are stored all the same."""
+    fired = None
     screening = screening_ids(workflow)
-    if (
-        any(
-            form_id in screening and any(r.is_positive for r in found)
-            for form_id, found in results.items()
-        )
-        and case.screening_flag != "resolved"
+    if case.screening_flag is None and any(
+        form_id in screening and any(r.is_positive for r in found)
+        for form_id, found in results.items()
     ):
-        case.screening_flag = "positive"
+        fired = _fire_if_open(store, actor, case, workflow, workflow.event_for(FLAGS_SCREENING))
     if not _has_all(store.session, case, occasion, forms):
-        return None
-    event = "register_baseline" if occasion == "baseline" else "register_evaluation"
-    transition = workflow.transitions.get(event)
-    if transition is None or case.state not in transition.from_states:
-        return None
-    if actor.role not in transition.roles:
+        return fired
+    event = workflow.event_for(REGISTERED_BY[occasion])
+    return _fire_if_open(store, actor, case, workflow, event) or fired
+
+
+def _fire_if_open(
+    store: Keystore, actor: Actor, case: Case, workflow: Workflow, event: str
+) -> str | None:
+    """Fire `event` when the case's state and the actor's role allow it (the answers' events
+    follow the answers; they do not refuse them); returns the event if it fired."""
+    transition = workflow.transitions[event]
+    if case.state not in transition.from_states or actor.role not in transition.roles:
         return None
     fire(store, case, event, actor, workflow=workflow)
     return event

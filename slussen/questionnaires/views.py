@@ -490,8 +490,14 @@ def questionnaire_panel(case: Case) -> dict[str, Any]:
     for occasion in OCCASIONS:
         answered = {s.response.form_id for s in by_occasion[occasion]}
         missing[occasion] = [f for f in _occasion_forms(occasion) if f.id not in answered]
+    workflow = current_workflow()
     return {
         "questionnaires": by_occasion,
+        # Occasions whose answers the case's state asks for (the workflow's parts).
+        "questionnaires_expected": {
+            occasion: case.state in workflow.states_for(part)
+            for occasion, part in services.EXPECTED_IN.items()
+        },
         "questionnaires_missing": missing,
         "questionnaire_forms": forms(),
         "open_answer_codes": services.open_codes(session_db, case),

@@ -28,7 +28,7 @@ from slussen.cases.engine import (
     unseal,
 )
 from slussen.cases.models import Case
-from slussen.cases.workflow import Workflow
+from slussen.cases.workflow import Workflow, needs_event, needs_states
 from slussen.errors import Invalid, NotFound
 from slussen.keystore import Keystore
 from slussen.visits.models import (
@@ -51,6 +51,16 @@ from slussen.visits.models import (
 
 MAX_TEXT = 4000
 _SWEDEN = ZoneInfo("Europe/Stockholm")
+
+BOOKS_MAPPING_VISIT = needs_event("books_mapping_visit")
+REBOOKS_MAPPING_VISIT = needs_event("rebooks_mapping_visit")
+RECORDS_MAPPING_VISIT = needs_event("records_mapping_visit")
+RECORDS_FOLLOW_UP_1 = needs_event("records_follow_up_1")
+RECORDS_FOLLOW_UP_2 = needs_event("records_follow_up_2")
+REFERS_ELSEWHERE = needs_event("refers_elsewhere")
+RESOLVES_SCREENING = needs_event("resolves_screening")
+#: The states in which the mapping and the action plan may be written.
+MAPPING_OPEN = needs_states("mapping_open")
 
 
 def _require(actor: Actor, case: Case | CaseRow) -> None:
@@ -96,7 +106,7 @@ def book_mapping_visit(
     if not 15 <= duration_minutes <= 120:
         raise Invalid("Besöket ska vara 15–120 minuter.")
     session = store.session
-    rebooking = case.state == "mapping_booked"
+    rebooking = workflow.can_fire(REBOOKS_MAPPING_VISIT, case.state)
     if rebooking:
         for old in session.scalars(
             select(Visit).where(
@@ -116,7 +126,7 @@ def book_mapping_visit(
     session.flush()
     if case.coach_id is None:
         case.coach_id = coach_id or actor.user_id
-    event = "rebook_mapping_visit" if rebooking else "book_mapping_visit"
+    event = workflow.event_for(REBOOKS_MAPPING_VISIT if rebooking else BOOKS_MAPPING_VISIT)
     local_day = starts_at.astimezone(_SWEDEN).date()
     fire(
         store,
@@ -170,15 +180,16 @@ def save_mapping(
     case: Case,
     mapping: Mapping,
     *,
+    workflow: Workflow,
     known_interests: set[str],
     known_barriers: set[str],
 ) -> None:
     """Replace the case's mapping (network, interests, barriers, notes).
 
     Refuses unknown relation types, frequencies, interests or barriers, closeness outside 1–3,
-    and a case not yet at or past the mapping visit."""
+    and a case not in a state where the mapping is written (`mapping_open`)."""
     _require(actor, case)
-    if case.state not in ("mapping_booked", "plan_active", "followed_up"):
+    if case.state not in workflow.states_for(MAPPING_OPEN):
         raise Invalid("Kartläggningen görs vid kartläggningsbesöket.")
     for entry in mapping.network:
         if entry.relation_type not in RELATION_TYPES:
@@ -311,14 +322,20 @@ class Plan:
 
 
 def save_action_plan(
-    store: Keystore, actor: Actor, case: Case, *, goals: str, steps: list[StepInput]
+    store: Keystore,
+    actor: Actor,
+    case: Case,
+    *,
+    workflow: Workflow,
+    goals: str,
+    steps: list[StepInput],
 ) -> ActionPlan:
     """Write a new revision of the action plan; earlier revisions are kept.
 
-    Refuses an empty goal, a plan without steps, unknown step actors or outcomes, and a case that
-    has not reached the mapping visit."""
+    Refuses an empty goal, a plan without steps, unknown step actors or outcomes, and a case not
+    in a state where the plan is written (`mapping_open`)."""
     _require(actor, case)
-    if case.state not in ("mapping_booked", "plan_active", "followed_up"):
+    if case.state not in workflow.states_for(MAPPING_OPEN):
         raise Invalid("Handlingsplanen skrivs vid kartläggningsbesöket.")
     goals = _text(goals, "målen", required=True)
     if not steps:
@@ -415,7 +432,7 @@ def record_mapping_visit(
     fire(
         store,
         case,
-        "record_mapping_visit",
+        workflow.event_for(RECORDS_MAPPING_VISIT),
         actor,
         workflow=workflow,
         expected_version=expected_version,
@@ -504,11 +521,25 @@ def update_handover(
 # --- follow-ups ---------------------------------------------------------------------------------
 
 
+#: The visit kind of each follow-up and the event that records it.
+_FOLLOW_UP_EVENTS = {"follow_up_1": RECORDS_FOLLOW_UP_1, "follow_up_2": RECORDS_FOLLOW_UP_2}
+
+
+def follow_up_kind(workflow: Workflow, state: str) -> str | None:
+    """The follow-up a case in `state` is due ("follow_up_1", then "follow_up_2"): the first
+    whose recording event may fire in it; None when neither may."""
+    return next(
+        (kind for kind, part in _FOLLOW_UP_EVENTS.items() if workflow.can_fire(part, state)),
+        None,
+    )
+
+
 def book_follow_up(
     store: Keystore,
     actor: Actor,
     case: Case,
     *,
+    workflow: Workflow,
     starts_at: dt.datetime,
     mode: str = "at_unit",
     place: str = "",
@@ -518,9 +549,10 @@ def book_follow_up(
     """Book the next follow-up (at the unit, or a phone time) and queue the follow-up letter.
 
     Refuses a time in the past, an unknown mode, an empty place for a visit at the unit, and a
-    case that has no active plan to follow up."""
+    case in which no follow-up can be recorded."""
     _require(actor, case)
-    if case.state not in ("plan_active", "followed_up"):
+    kind = follow_up_kind(workflow, case.state)
+    if kind is None:
         raise Invalid("Uppföljning bokas när handlingsplanen har börjat.")
     if mode not in VISIT_MODES:
         raise Invalid("Okänt sätt för uppföljningen.")
@@ -531,7 +563,6 @@ def book_follow_up(
     if not 10 <= duration_minutes <= 90:
         raise Invalid("Uppföljningen ska vara 10–90 minuter.")
     place = _text(place, "var uppföljningen är", required=mode == "at_unit")[:200] or "Telefon"
-    kind = "follow_up_1" if case.state == "plan_active" else "follow_up_2"
     session = store.session
     for old in session.scalars(
         select(Visit).where(Visit.case_id == case.id, Visit.kind == kind, Visit.status == "booked")
@@ -576,8 +607,9 @@ def record_follow_up(
         raise Invalid("Okänt sätt för uppföljningen.")
     text = _text(how_it_went, "hur det har gått", required=True)
     extra = _text(problem_solving, "problemlösningen")
-    kind = "follow_up_1" if case.state == "plan_active" else "follow_up_2"
-    event = "record_follow_up" if kind == "follow_up_1" else "record_follow_up_2"
+    kind = follow_up_kind(workflow, case.state) or "follow_up_2"
+    # In a state where neither follow-up fits, the engine refuses follow-up 2 and says why.
+    event = workflow.event_for(_FOLLOW_UP_EVENTS[kind])
     note = text if not extra else f"{text}\n\nProblemlösning: {extra}"
     booked = booked_visit(store, case, kind)
     visit = booked or Visit(
@@ -608,17 +640,27 @@ def resolve_screening(
     reason: str = "",
     expected_version: int | None = None,
 ) -> None:
-    """The coach resolves a positive screening: continue in the sluss, or refer elsewhere (with a
-    reason and a letter). A positive screening never excludes by itself."""
+    """The coach resolves a positive screening: continue in the sluss (the event resolving the
+    screening), or refer elsewhere (with a reason and a letter); `decision` is "continue" or
+    "refer" (the case page's choices). A positive screening never excludes by itself.
+
+    Refuses an unknown decision (Invalid), and whatever the workflow refuses (no positive
+    screening to resolve, no reason for referring)."""
     _require(actor, case)
     if decision == "continue":
-        case.screening_flag = "resolved"
-        store.session.flush()
-    elif decision == "refer_elsewhere":
         fire(
             store,
             case,
-            "refer_elsewhere",
+            workflow.event_for(RESOLVES_SCREENING),
+            actor,
+            workflow=workflow,
+            expected_version=expected_version,
+        )
+    elif decision == "refer":
+        fire(
+            store,
+            case,
+            workflow.event_for(REFERS_ELSEWHERE),
             actor,
             workflow=workflow,
             reason=reason,
@@ -658,7 +700,7 @@ def book_mapping_visits(
     for booking in bookings:
         firing, case = booking.firing, booking.firing.case
         _require(firing.actor, case)
-        if case.state == "mapping_booked":
+        if workflow.can_fire(REBOOKS_MAPPING_VISIT, case.state):
             raise Invalid("Besöket är redan bokat; boka om det i ärendet.")
         if booking.starts_at.tzinfo is None:
             raise Invalid("Tiden saknar tidszon.")
@@ -684,7 +726,7 @@ def book_mapping_visits(
     for firing in firings:
         if firing.case.coach_id is None:
             firing.case.coach_id = firing.actor.user_id
-    fire_many(store, firings, "book_mapping_visit", workflow=workflow)
+    fire_many(store, firings, workflow.event_for(BOOKS_MAPPING_VISIT), workflow=workflow)
     if rows:
         execute_many(store.session.connection(), _INSERT_VISIT, rows)
 
@@ -700,13 +742,13 @@ class PlanInput:
     at: dt.datetime | None = None
 
 
-def save_action_plans(store: Keystore, plans: Sequence[PlanInput]) -> None:
+def save_action_plans(store: Keystore, plans: Sequence[PlanInput], *, workflow: Workflow) -> None:
     """Write a new action-plan revision for many cases at once, as `save_action_plan` writes
     one (goals and step texts encrypted, bound to their rows). Refuses what `save_action_plan`
     refuses, before anything is written."""
     for plan in plans:
         _require(plan.actor, plan.case)
-        if plan.case.state not in ("mapping_booked", "plan_active", "followed_up"):
+        if plan.case.state not in workflow.states_for(MAPPING_OPEN):
             raise Invalid("Handlingsplanen skrivs vid kartläggningsbesöket.")
         _text(plan.goals, "målen", required=True)
         if not plan.steps:
@@ -805,7 +847,7 @@ def record_mapping_visits(
     marked as held."""
     for firing in firings:
         _require(firing.actor, firing.case)
-    fire_many(store, firings, "record_mapping_visit", workflow=workflow)
+    fire_many(store, firings, workflow.event_for(RECORDS_MAPPING_VISIT), workflow=workflow)
     if firings:
         execute_many(
             store.session.connection(),
@@ -821,13 +863,13 @@ def record_follow_ups(store: Keystore, firings: Sequence[Firing], *, workflow: W
     groups: dict[str, list[Firing]] = {}
     for firing in firings:
         _require(firing.actor, firing.case)
-        kind = "follow_up_1" if firing.case.state == "plan_active" else "follow_up_2"
+        kind = follow_up_kind(workflow, firing.case.state) or "follow_up_2"
         firing = replace(firing, note=_text(firing.note or "", "hur det har gått", required=True))
         groups.setdefault(kind, []).append(firing)
     connection = store.session.connection()
     now = dt.datetime.now(dt.UTC)
     for kind, group in groups.items():
-        event = "record_follow_up" if kind == "follow_up_1" else "record_follow_up_2"
+        event = workflow.event_for(_FOLLOW_UP_EVENTS[kind])
         booked = dict(
             connection.execute(
                 select(Visit.case_id, func.max(Visit.id))

@@ -20,6 +20,7 @@ from slussen.accounts.roles import Permission
 from slussen.cases.access import current_actor, load_case
 from slussen.cases.engine import StaleCase, current_workflow
 from slussen.cases.models import Case
+from slussen.cases.workflow import Workflow
 from slussen.db import attempt, db_session, load_authorised
 from slussen.errors import Invalid
 from slussen.keystore import Keystore, keystore
@@ -113,7 +114,7 @@ def network_svg(entries: list[services.NetworkInput]) -> Markup:
     return Markup("".join(parts))  # noqa: S704
 
 
-def visit_panel(store: Keystore, case: Case) -> dict[str, Any]:
+def visit_panel(store: Keystore, case: Case, workflow: Workflow) -> dict[str, Any]:
     """What the case page shows of visits, mapping, plan and hand-overs (the caller audits)."""
     session = store.session
     mapping = services.load_mapping(store, case)
@@ -134,6 +135,9 @@ def visit_panel(store: Keystore, case: Case) -> dict[str, Any]:
         "handovers": handovers,
         "interest_names": interest_areas(),
         "barrier_names": barrier_labels(),
+        # What the workflow allows in the case's state, so the templates name no state.
+        "is_mapping_open": case.state in workflow.states_for(services.MAPPING_OPEN),
+        "can_record_mapping_visit": workflow.can_fire(services.RECORDS_MAPPING_VISIT, case.state),
     }
 
 
@@ -270,6 +274,7 @@ def mapping(case_id: int) -> ResponseReturnValue:
     session = db_session()
     store = keystore()
     actor = current_actor()
+    workflow = current_workflow()
     error = ""
     if request.method == "POST":
         form_mapping = services.Mapping(
@@ -291,19 +296,18 @@ def mapping(case_id: int) -> ResponseReturnValue:
                     actor,
                     case,
                     form_mapping,
+                    workflow=workflow,
                     known_interests=set(interest_areas()),
                     known_barriers=set(barrier_labels()),
                 )
                 steps = _steps_from_form()
                 if goals.strip() or steps:
-                    services.save_action_plan(store, actor, case, goals=goals, steps=steps)
+                    services.save_action_plan(
+                        store, actor, case, workflow=workflow, goals=goals, steps=steps
+                    )
                 if request.form.get("record") == "1":
                     services.record_mapping_visit(
-                        store,
-                        actor,
-                        case,
-                        workflow=current_workflow(),
-                        expected_version=_version(),
+                        store, actor, case, workflow=workflow, expected_version=_version()
                     )
         except StaleCase as exc:
             return _conflict(case, str(exc), goals)
@@ -322,7 +326,7 @@ def mapping(case_id: int) -> ResponseReturnValue:
     identity = read_patient(
         store, actor, patient, purpose="kartläggningsbesök", unit_id=case.unit_id
     )
-    panel = visit_panel(store, case)
+    panel = visit_panel(store, case, workflow)
     return render_audited(
         "visits/mapping.html",
         status=422 if error else 200,
@@ -366,7 +370,7 @@ def follow_up(case_id: int) -> ResponseReturnValue:
         else:
             flash(_("The follow-up is recorded."), "success")
             return redirect(url_for("cases.show", case_id=case.id))
-    second = case.state == "followed_up"
+    second = services.follow_up_kind(current_workflow(), case.state) == "follow_up_2"
     return render_template(
         "visits/follow_up.html",
         case=case,
