@@ -162,8 +162,8 @@ def content() -> None:
 @content.command("check", help="Validate content; prints file:line for every problem.")
 @click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
 def content_check(directory: Path | None) -> None:
+    from slussen.capabilities import check_content
     from slussen.config import load_settings
-    from slussen.content import check_content
 
     settings = load_settings()
     if directory is not None and not directory.is_dir():

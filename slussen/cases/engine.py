@@ -27,15 +27,13 @@ from sqlalchemy.orm.exc import StaleDataError
 from slussen import audit
 from slussen.audit import Actor
 from slussen.batchwrite import execute_many, reserve_ids
-from slussen.cases.guards import GUARDS
-from slussen.cases.models import Case, CaseEvent, DueDate, Referral
+from slussen.cases.models import Case, CaseEvent, DueDate, Referral, state_writer
 from slussen.cases.workflow import Transition, Workflow, add_duration
 from slussen.db import utcnow
 from slussen.keystore import Keystore
-from slussen.letters.models import QueuedLetter
+from slussen.letterqueue import QueuedLetter, queue_letter
 from slussen.patients.models import Patient
 
-_WRITING_STATE: ContextVar[bool] = ContextVar("slussen_writing_state", default=False)
 SWEDISH_TZ = "Europe/Stockholm"
 
 
@@ -53,19 +51,6 @@ class NotPermitted(CaseError):
 
 class StaleCase(CaseError):
     """Someone else changed the case since it was loaded (views answer 409)."""
-
-
-def is_writing_state() -> bool:
-    return _WRITING_STATE.get()
-
-
-@contextlib.contextmanager
-def _state_writer() -> Iterator[None]:
-    token = _WRITING_STATE.set(True)
-    try:
-        yield
-    finally:
-        _WRITING_STATE.reset(token)
 
 
 def current_workflow() -> Workflow:
@@ -152,7 +137,7 @@ def _check(
             raise NotPermitted("Ärendet finns inte.")
         _refuse_unless_allowed(workflow, case.state, t, actor.role, values)
     for name in t.guards:
-        refusal = next((r for r in GUARDS[name](session, cases, data) if r), None)
+        refusal = next((r for r in workflow.guard_functions[name](session, cases, data) if r), None)
         if refusal:
             raise TransitionRefused(refusal)
 
@@ -291,13 +276,13 @@ def fire(
     session.add(history)
     if result.is_entered:
         case.state_entered_at = now
-    with _state_writer():
+    with state_writer():
         case.state = t.to
     if result.is_closed:
         case.closed_at = now
     _sync_due_dates(case, result.due)
     for letter in t.letters:
-        session.add(QueuedLetter(case_id=case.id, unit_id=case.unit_id, letter=letter, event=event))
+        queue_letter(session, case, letter, event)
     try:
         session.flush()
     except StaleDataError:
@@ -564,7 +549,7 @@ def open_case(
     _refuse_foreign_unit(actor, unit_id)
     session = store.session
     now = utcnow()
-    with _state_writer():
+    with state_writer():
         case = Case(
             reference="",
             unit_id=unit_id,

@@ -34,8 +34,9 @@ from slussen.config import Settings
 from slussen.db import utcnow
 from slussen.identifiers import IdentifierError, format_postal_line
 from slussen.keystore import Keystore
+from slussen.letterqueue import QueuedLetter
 from slussen.letters.definitions import LetterTemplate
-from slussen.letters.models import LetterBatch, QueuedLetter
+from slussen.letters.models import LetterBatch
 from slussen.letters.render import (
     Cover,
     Layout,
@@ -745,10 +746,3 @@ def unit_batches(store: Keystore, unit_id: int, limit: int = 20) -> list[LetterB
             .limit(limit)
         )
     )
-
-
-def queue_letter(session: Any, case: Case, letter: str, event: str) -> QueuedLetter:
-    """Queue a letter outside a workflow transition (hand-over accepted, follow-up booked)."""
-    row = QueuedLetter(case_id=case.id, unit_id=case.unit_id, letter=letter, event=event)
-    session.add(row)
-    return row

@@ -31,6 +31,7 @@ from slussen.cases.engine import (
 from slussen.cases.models import Case
 from slussen.cases.workflow import Workflow
 from slussen.keystore import Keystore
+from slussen.letterqueue import queue_letter
 from slussen.visits.models import (
     CONTACT_FREQUENCIES,
     HANDOVER_OUTCOMES,
@@ -490,8 +491,6 @@ def update_handover(
         raise VisitError("Ett utfall hör till en genomförd överlämning.")
     if status == "accepted" and handover.status != "accepted":
         # The patient gets a confirmation letter with the agreed time and place.
-        from slussen.letters.services import queue_letter
-
         queue_letter(store.session, case, "handover", "handover_accepted")
     handover.status = status
     handover.companion_name = _text(companion_name, "följeslagarens förnamn")[:100] or None
@@ -553,8 +552,6 @@ def book_follow_up(
     session.add(visit)
     if case.coach_id is None:
         case.coach_id = actor.user_id
-    from slussen.letters.services import queue_letter
-
     queue_letter(session, case, "follow_up", "follow_up_booked")
     session.flush()
     return visit

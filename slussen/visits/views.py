@@ -112,6 +112,11 @@ def network_svg(entries: list[services.NetworkInput]) -> Markup:
     return Markup("".join(parts))  # noqa: S704
 
 
+def case_page_panel(case: Case) -> dict[str, Any]:
+    """The visits panel of the case page (registered by create_app; the case page audits)."""
+    return visit_panel(keystore(), case)
+
+
 def visit_panel(store: Keystore, case: Case) -> dict[str, Any]:
     """What the case page shows of visits, mapping, plan and hand-overs (the caller audits)."""
     session = store.session
