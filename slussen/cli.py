@@ -191,8 +191,9 @@ def content_check(directory: Path | None) -> None:
 )
 @fails_cleanly
 def tick(today: Any) -> None:
-    from slussen.cases.engine import current_workflow, today_local
+    from slussen.cases.engine import current_workflow
     from slussen.cases.timers import run_timers
+    from slussen.config import today_local
     from slussen.keystore import current_key_ring
 
     app = _app()

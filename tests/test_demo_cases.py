@@ -22,10 +22,10 @@ from slussen.cases.engine import (
     TransitionRefused,
     fire_many,
     open_cases,
-    today_local,
 )
 from slussen.cases.models import Case, CaseEvent, DueDate
 from slussen.cases.workflow import Workflow
+from slussen.config import today_local
 from slussen.demo import DemoContext
 from slussen.keystore import Keystore, open_key_ring
 from slussen.letterqueue import QueuedLetter

@@ -29,12 +29,11 @@ from slussen.audit import Actor
 from slussen.batchwrite import execute_many, reserve_ids
 from slussen.cases.models import Case, CaseEvent, DueDate, Referral, state_writer
 from slussen.cases.workflow import Transition, Workflow, add_duration
+from slussen.config import today_local
 from slussen.db import utcnow
 from slussen.keystore import Keystore
 from slussen.letterqueue import QueuedLetter, queue_letter
 from slussen.patients.models import Patient
-
-SWEDISH_TZ = "Europe/Stockholm"
 
 
 class CaseError(Exception):
@@ -57,12 +56,6 @@ def current_workflow() -> Workflow:
     """The workflow loaded and checked at app start."""
     workflow: Workflow = current_app.extensions["slussen.content"].compiled["workflow"]
     return workflow
-
-
-def today_local() -> dt.date:
-    from zoneinfo import ZoneInfo
-
-    return dt.datetime.now(ZoneInfo(SWEDISH_TZ)).date()
 
 
 def seal(

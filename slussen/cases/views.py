@@ -33,7 +33,6 @@ from slussen.cases.engine import (
     allowed_events,
     current_workflow,
     fire,
-    today_local,
 )
 from slussen.cases.models import CHANNELS, Case
 from slussen.cases.services import (
@@ -47,6 +46,7 @@ from slussen.cases.services import (
     take_case,
     unit_cases,
 )
+from slussen.config import today_local
 from slussen.db import db_session
 from slussen.i18n import format_day, localised
 from slussen.keystore import keystore

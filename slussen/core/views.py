@@ -10,6 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from slussen.accounts.auth import public
+from slussen.config import local_zone
 from slussen.db import db_session
 from slussen.i18n import format_day, format_moment, localised
 
@@ -188,10 +189,8 @@ def labels(language: str) -> dict[str, object]:
         "follow_up_2": _("Follow-up 2"),
     }
     visit_statuses = {"booked": _("booked"), "done": _("held"), "cancelled": _("cancelled")}
-    from zoneinfo import ZoneInfo
-
     return {
-        "sweden": ZoneInfo("Europe/Stockholm"),
+        "sweden": local_zone(),
         "relation_label": lambda code: relations.get(code, code),
         "frequency_label": lambda code: frequencies.get(code, code),
         "closeness_label": lambda code: closeness.get(code, code),

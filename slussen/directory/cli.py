@@ -11,7 +11,7 @@ import click
 from sqlalchemy import select
 
 from slussen.clitools import Failure, command_app
-from slussen.directory.schedule import TZ
+from slussen.config import today_local
 
 
 @click.group("directory", help="The activity directory: occasions and open data (HSDS).")
@@ -28,7 +28,7 @@ def refresh(today: dt.datetime | None) -> None:
     from slussen.directory.services import refresh_all_occasions
 
     app = command_app()
-    day = today.date() if today else dt.datetime.now(TZ).date()
+    day = today.date() if today else today_local()
     with app.app_context(), session_scope(app) as session:
         total = refresh_all_occasions(session, today=day)
     click.echo(f"Occasions rebuilt: {total}.")
@@ -74,7 +74,7 @@ def import_hsds(file: Path, username: str) -> None:
                 actor,
                 document,
                 known_categories=[c.id for c in interest_categories()],
-                today=dt.datetime.now(TZ).date(),
+                today=today_local(),
             )
         except HsdsError as exc:
             raise Failure(str(exc)) from None

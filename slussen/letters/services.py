@@ -19,7 +19,6 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -28,9 +27,9 @@ from slussen import audit
 from slussen.accounts.models import Unit, User
 from slussen.accounts.roles import Permission, grants
 from slussen.audit import Actor
-from slussen.cases.engine import may_act_on, today_local
+from slussen.cases.engine import may_act_on
 from slussen.cases.models import Case
-from slussen.config import Settings
+from slussen.config import Settings, local_zone, today_local
 from slussen.db import utcnow
 from slussen.identifiers import IdentifierError, format_postal_line
 from slussen.keystore import Keystore
@@ -98,7 +97,7 @@ def activity_details(
     if not occasions:
         return None
     version = activity.published
-    local = occasions[0].starts_at.astimezone(ZoneInfo("Europe/Stockholm"))
+    local = occasions[0].starts_at.astimezone(local_zone())
     when = f"{format_letter_date(local.date(), language)} kl. {local:%H.%M}"
     place = ", ".join(p for p in (version.place_name, version.street, version.town) if p)
     contact = " ".join(p for p in (version.contact_name, version.contact_phone) if p)

@@ -12,7 +12,6 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 
@@ -30,6 +29,7 @@ from slussen.cases.engine import (
 )
 from slussen.cases.models import Case
 from slussen.cases.workflow import Workflow
+from slussen.config import local_zone
 from slussen.keystore import Keystore
 from slussen.letterqueue import queue_letter
 from slussen.visits.models import (
@@ -51,7 +51,6 @@ from slussen.visits.models import (
 )
 
 MAX_TEXT = 4000
-_SWEDEN = ZoneInfo("Europe/Stockholm")
 
 
 class VisitError(Exception):
@@ -122,7 +121,7 @@ def book_mapping_visit(
     if case.coach_id is None:
         case.coach_id = coach_id or actor.user_id
     event = "rebook_mapping_visit" if rebooking else "book_mapping_visit"
-    local_day = starts_at.astimezone(_SWEDEN).date()
+    local_day = starts_at.astimezone(local_zone()).date()
     fire(
         store,
         case,
@@ -680,7 +679,7 @@ def book_mapping_visits(
             "created_at": firing.at or dt.datetime.now(dt.UTC),
         }
         rows.append(row)
-        local_day = booking.starts_at.astimezone(_SWEDEN).date()
+        local_day = booking.starts_at.astimezone(local_zone()).date()
         firings.append(replace(firing, visit=row, due_on={"mapping_visit": local_day}))
     for firing in firings:
         if firing.case.coach_id is None:

@@ -6,7 +6,6 @@ import datetime as dt
 import math
 from collections.abc import Callable
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
@@ -20,6 +19,7 @@ from slussen.accounts.roles import Permission
 from slussen.cases.access import current_actor, load_case
 from slussen.cases.engine import CaseError, NotPermitted, StaleCase, current_workflow
 from slussen.cases.models import Case
+from slussen.config import local_zone
 from slussen.db import db_session
 from slussen.keystore import Keystore, keystore
 from slussen.patients.models import Patient
@@ -35,7 +35,6 @@ from slussen.visits.models import (
 )
 
 bp = Blueprint("visits", __name__, template_folder="templates")
-SWEDEN = ZoneInfo("Europe/Stockholm")
 MAX_NETWORK_ROWS = 12
 MAX_STEPS = 8
 
@@ -179,7 +178,7 @@ def _local_datetime(day: str, time: str) -> dt.datetime | None:
         moment = dt.datetime.strptime(f"{day} {time}", "%Y-%m-%d %H:%M")
     except ValueError:
         return None
-    return moment.replace(tzinfo=SWEDEN).astimezone(dt.UTC)
+    return moment.replace(tzinfo=local_zone()).astimezone(dt.UTC)
 
 
 @bp.route("/arenden/<int:case_id>/boka", methods=["GET", "POST"])
