@@ -167,8 +167,8 @@ def choose_subject(app: Flask, wanted_ids: int) -> Subject:
     """The coach (coach<unit id>) whose worklist is longest, and case ids of their unit spread
     over every state (every k-th case in id order)."""
     from slussen.accounts.models import Membership, User
-    from slussen.cases.engine import today_local
     from slussen.cases.models import Case
+    from slussen.config import today_local
 
     workflow = app.extensions["slussen.content"].compiled["workflow"]
     horizon = today_local() + dt.timedelta(days=7)

@@ -89,10 +89,11 @@ def seed(url: str, organisations: int, activities: int) -> float:
     from slussen import migrate
     from slussen.accounts.models import User
     from slussen.accounts.services import create_user
+    from slussen.config import today_local
     from slussen.db import engine, session_scope
     from slussen.directory.categories import interest_categories
     from slussen.directory.models import Activity
-    from slussen.directory.schedule import TZ, WEEKDAY_CODES
+    from slussen.directory.schedule import WEEKDAY_CODES
     from slussen.directory.services import ActivityData, create_organisation, submit_activity
 
     marker = DATA_DIR / "seeded" / "directory.json"
@@ -107,7 +108,7 @@ def seed(url: str, organisations: int, activities: int) -> float:
         started = time.perf_counter()
         rng = random.Random(7)
         categories = [c.id for c in interest_categories()]
-        today = dt.datetime.now(TZ).date()
+        today = today_local()
         week = today - dt.timedelta(days=today.weekday())
         with session_scope(app) as session:
             coordinator = session.scalar(select(User).where(User.username == "bench-samordnare"))
@@ -183,14 +184,14 @@ def seed(url: str, organisations: int, activities: int) -> float:
 
 def time_ics(url: str) -> tuple[float, int, int]:
     """Best of 5: query all activities with an occasion in the coming year and build the feed."""
+    from slussen.config import today_local
     from slussen.db import session_scope
     from slussen.directory import ics
-    from slussen.directory.schedule import TZ
     from slussen.directory.services import MAX_RANGE_DAYS, CalendarFilters, find_activities
 
     app = _app(url)
     best, size, count = float("inf"), 0, 0
-    today = dt.datetime.now(TZ).date()
+    today = today_local()
     filters = CalendarFilters(start=today, end=today + dt.timedelta(days=MAX_RANGE_DAYS))
     with app.app_context():
         for _ in range(5):

@@ -13,15 +13,26 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
-from slussen import db
+from slussen import capabilities, db
+from slussen.accesslog.markers import NO_STORE_FLAG
+from slussen.accesslog.views import bp as accesslog_bp
+from slussen.accounts import auth, sessions, throttle
+from slussen.accounts.views import bp as accounts_bp
+from slussen.cases.views import bp as cases_bp
 from slussen.config import Settings, load_settings
+from slussen.core.views import bp as core_bp
+from slussen.directory.views import bp as directory_bp
 from slussen.errors import DomainError
+from slussen.evaluation.views import bp as evaluation_bp
+from slussen.intake.views import bp as intake_bp
+from slussen.letters.views import bp as letters_bp
+from slussen.questionnaires.views import bp as questionnaires_bp
+from slussen.questionnaires.views import questionnaire_panel
+from slussen.visits.views import bp as visits_bp
+from slussen.visits.views import case_page_panel as visits_panel
 
 csrf = CSRFProtect()
 babel = Babel()
-
-#: Pages that hold patient data set this so the response is never cached.
-NO_STORE_FLAG = "slussen_no_store"
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -115,35 +126,20 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
 
     db.init_app(app, settings.sqlalchemy_url)
-    from slussen.accounts import sessions, throttle
-
     sessions.init_app(app)  # first: its timeout message precedes the login redirect and CSRF
     throttle.init_app(app, settings)
     csrf.init_app(app)
     babel.init_app(app, locale_selector=_select_locale)
     _install_fast_gettext(app)
 
-    from slussen import content
-
-    app.extensions["slussen.content"] = content.load_content(settings)
-
-    from slussen.accesslog.views import bp as accesslog_bp
-    from slussen.accounts import auth
-    from slussen.accounts.views import bp as accounts_bp
-    from slussen.core.views import bp as core_bp
-    from slussen.directory.views import bp as directory_bp
+    app.extensions["slussen.content"] = capabilities.load_content(settings)
+    # The case page shows what the capabilities above cases add to it, in this order.
+    app.extensions["slussen.case_panels"] = (visits_panel, questionnaire_panel)
 
     auth.init_app(app)
     app.register_blueprint(accounts_bp)
     app.register_blueprint(core_bp)
     app.register_blueprint(accesslog_bp)
-    from slussen.cases.views import bp as cases_bp
-    from slussen.evaluation.views import bp as evaluation_bp
-    from slussen.intake.views import bp as intake_bp
-    from slussen.letters.views import bp as letters_bp
-    from slussen.questionnaires.views import bp as questionnaires_bp
-    from slussen.visits.views import bp as visits_bp
-
     app.register_blueprint(intake_bp)
     app.register_blueprint(cases_bp)
     app.register_blueprint(visits_bp)

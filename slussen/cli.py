@@ -1,5 +1,8 @@
 """The `slussen` command. Each subcommand builds the app, calls services, commits once, and exits
-non-zero with one clear line on failure."""
+non-zero with one clear line on failure.
+
+Commands import what they use when they run, not at the top: `slussen --help`, `keys init` or
+`content check` should not load the whole app (numpy, scipy, reportlab and every capability)."""
 
 from __future__ import annotations
 
@@ -12,17 +15,13 @@ from typing import Any, TypeVar
 import click
 from flask import Flask
 
+from slussen.clitools import Failure
 from slussen.config import ConfigError
+from slussen.directory.cli import directory_cli
 from slussen.errors import DomainError
+from slussen.evaluation.cli import evaluation_cli
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class Failure(click.ClickException):
-    """One line on stderr, exit code 1."""
-
-    def format_message(self) -> str:
-        return self.message
 
 
 def _app() -> Flask:
@@ -49,8 +48,11 @@ def fails_cleanly(func: F) -> F:
 
 @click.group(help="Slussen: social prescribing in primary care.")
 @click.version_option(package_name="slussen")
-def cli() -> None:
-    pass
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    # The capabilities' command groups build the app through clitools.command_app. `_app` is
+    # looked up when called, so a test may replace it for every command at once.
+    ctx.obj = lambda: _app()
 
 
 @cli.command("init-db", help="Create or upgrade the database to the newest schema.")
@@ -162,8 +164,8 @@ def content() -> None:
 @content.command("check", help="Validate content; prints file:line for every problem.")
 @click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
 def content_check(directory: Path | None) -> None:
+    from slussen.capabilities import check_content
     from slussen.config import load_settings
-    from slussen.content import check_content
 
     settings = load_settings()
     if directory is not None and not directory.is_dir():
@@ -189,8 +191,9 @@ def content_check(directory: Path | None) -> None:
 )
 @fails_cleanly
 def tick(today: Any) -> None:
-    from slussen.cases.engine import current_workflow, today_local
+    from slussen.cases.engine import current_workflow
     from slussen.cases.timers import run_timers
+    from slussen.config import today_local
     from slussen.keystore import current_key_ring
 
     app = _app()
@@ -423,16 +426,8 @@ def audit_verify() -> None:
     click.echo(f"The access log is intact: {result.checked} rows verified.")
 
 
-def _register_capability_commands() -> None:
-    from slussen.directory.cli import directory_cli
-
-    cli.add_command(directory_cli)
-    from slussen.evaluation.cli import evaluation_cli
-
-    cli.add_command(evaluation_cli)
-
-
-_register_capability_commands()
+cli.add_command(directory_cli)
+cli.add_command(evaluation_cli)
 
 
 @cli.command(help="Back up the database to one file (never the key ring: back that up apart).")

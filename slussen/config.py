@@ -9,19 +9,25 @@ named by `SLUSSEN_CONFIG`, `SLUSSEN_*` environment variables, and the mapping gi
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import functools
 import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from flask import current_app, has_app_context
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from slussen.paths import shipped_dir
 
 ENVIRONMENTS = ("development", "testing", "production")
+#: The zone of dates and clock times people see, unless `timezone` says otherwise.
+DEFAULT_TIMEZONE = "Europe/Stockholm"
 #: Environment variables with the SLUSSEN_ prefix that are not settings.
 _NOT_SETTINGS = ("SLUSSEN_CONFIG",)
 _NOT_SETTINGS_PREFIXES = ("SLUSSEN_TEST_", "SLUSSEN_REQUIRE_", "SLUSSEN_BENCH_")
@@ -44,7 +50,7 @@ class Settings:
     keyring_path: str = ""
     content_dir: str = ""
     default_locale: str = "sv"
-    timezone: str = "Europe/Stockholm"
+    timezone: str = DEFAULT_TIMEZONE
     session_idle_minutes: int = 20
     session_absolute_hours: int = 10
     ratelimit_storage_uri: str = "memory://"
@@ -261,3 +267,21 @@ def load_settings(
     for layer in (default_layer, env_layer, file_layer, environ_layer, override_layer):
         merged.update(layer)
     return _validated(Settings(**merged), "configuration")
+
+
+def local_zone(settings: Settings | None = None) -> ZoneInfo:
+    """The zone of the dates and clock times people see: `Settings.timezone` of `settings`, else
+    of the current app; outside any app (a pure calculation in a test or script) the default."""
+    if settings is None and has_app_context():
+        settings = current_app.extensions.get("slussen.settings")
+    return _zone(settings.timezone if settings is not None else DEFAULT_TIMEZONE)
+
+
+@functools.cache
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def today_local(settings: Settings | None = None) -> dt.date:
+    """Today's date in the local zone (see `local_zone`)."""
+    return dt.datetime.now(local_zone(settings)).date()

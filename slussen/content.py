@@ -1,15 +1,15 @@
 """The content directories (workflows/, forms/, letters/): found, parsed and checked at start.
 
-Each capability that owns content (the workflow engine, questionnaires, letters) registers a
-checker here; `slussen content check` and create_app run them all and refuse invalid content with
-file-and-line messages.
+Each capability that owns content (the workflow engine, questionnaires, letters) writes a checker;
+`slussen.capabilities` lists them in order, and `slussen content check` and create_app run them
+all and refuse invalid content with file-and-line messages. This module knows no capability.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,14 +53,8 @@ class Content:
     compiled: dict[str, Any] = field(default_factory=dict)
 
 
+#: A capability's content checker: returns problems and may fill `content.compiled`.
 Checker = Callable[[Content], list[Problem]]
-_CHECKERS: list[Checker] = []
-
-
-def register_checker(checker: Checker) -> Checker:
-    """Add a checker run on every load; it returns problems and may fill `content.compiled`."""
-    _CHECKERS.append(checker)
-    return checker
 
 
 def content_dirs(settings: Settings, override: str | Path | None = None) -> dict[str, Path]:
@@ -111,31 +105,22 @@ def _files(kind: str, directory: Path) -> list[Path]:
     return [paths[stem] for stem in sorted(paths)]
 
 
-def check_content(
-    settings: Settings, override: str | Path | None = None
+def run_checkers(
+    settings: Settings, checkers: Sequence[Checker], override: str | Path | None = None
 ) -> tuple[Content, list[Problem]]:
-    """Parse and check all content; return it with every problem found (errors and warnings)."""
-    _import_checkers()
+    """Parse all content and run `checkers` in order (unless a file is not even valid TOML);
+    return the content with every problem found (errors and warnings)."""
     content = Content(root=content_dirs(settings, override))
     problems = parse_documents(content)
     if not any(not p.is_warning for p in problems):
-        for checker in _CHECKERS:
+        for checker in checkers:
             problems.extend(checker(content))
     return content, problems
 
 
-def load_content(settings: Settings) -> Content:
-    """Content for create_app; raises ContentError on any error (warnings are allowed)."""
-    content, problems = check_content(settings)
+def refuse_errors(content: Content, problems: list[Problem]) -> Content:
+    """`content` when no problem is an error (warnings are allowed); else raise ContentError."""
     errors = [p for p in problems if not p.is_warning]
     if errors:
         raise ContentError(errors)
     return content
-
-
-def _import_checkers() -> None:
-    """Import the modules that register checkers (kept here so the list is explicit)."""
-    import slussen.cases.workflow
-    import slussen.directory.categories
-    import slussen.letters.definitions
-    import slussen.questionnaires.definitions  # noqa: F401  (each import registers its checker)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from slussen import audit, keystore
+from slussen import audit, keystore, letterqueue
 from slussen.accounts import models as accounts_models
 from slussen.cases import models as cases_models
 from slussen.db import Base
@@ -20,6 +20,7 @@ __all__ = [
     "cases_models",
     "directory_models",
     "keystore",
+    "letterqueue",
     "letters_models",
     "metadata",
     "patients_models",

@@ -22,13 +22,13 @@ from slussen.cases.engine import (
     TransitionRefused,
     fire_many,
     open_cases,
-    today_local,
 )
 from slussen.cases.models import Case, CaseEvent, DueDate
 from slussen.cases.workflow import Workflow
+from slussen.config import today_local
 from slussen.demo import DemoContext
 from slussen.keystore import Keystore, open_key_ring
-from slussen.letters.models import QueuedLetter
+from slussen.letterqueue import QueuedLetter
 from slussen.patients.models import Patient
 from slussen.patients.services import find_patient_id, read_patient, register_patients
 from slussen.visits.models import ActionPlan, Visit

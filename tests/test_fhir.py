@@ -14,9 +14,9 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 from slussen.audit import Actor
+from slussen.capabilities import check_content
 from slussen.cli import cli
 from slussen.config import load_settings
-from slussen.content import check_content
 from slussen.keystore import Keystore, current_key_ring
 from slussen.questionnaires import fhir, services
 from slussen.questionnaires.definitions import FormDef

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from slussen.capabilities import check_content
 from slussen.config import load_settings
-from slussen.content import ContentError, check_content
+from slussen.content import ContentError
 from slussen.paths import shipped_dir
 
 SHIPPED = shipped_dir("forms")

@@ -18,16 +18,18 @@ from sqlalchemy.orm import Session
 
 from slussen import vault
 from slussen.audit import Actor, AuditEvent
+from slussen.capabilities import check_content
 from slussen.cases.engine import fire
 from slussen.cases.models import Case
 from slussen.cases.workflow import Workflow
 from slussen.config import ConfigError, load_settings
-from slussen.content import ContentError, check_content
+from slussen.content import ContentError
 from slussen.errors import NotFound
 from slussen.keystore import Keystore
+from slussen.letterqueue import QueuedLetter
 from slussen.letters import services
 from slussen.letters.definitions import LIX_LIMIT, demo_body, lix
-from slussen.letters.models import LetterBatch, QueuedLetter
+from slussen.letters.models import LetterBatch
 from slussen.letters.render import RenderContext
 from slussen.patients.models import Patient
 from slussen.pdf import REGULAR, register_fonts

@@ -21,7 +21,8 @@ from slussen.accounts.models import Unit
 from slussen.audit import Actor, AuditEvent
 from slussen.cases.workflow import Workflow
 from slussen.keystore import current_key_ring
-from slussen.letters.models import LetterBatch, QueuedLetter
+from slussen.letterqueue import QueuedLetter
+from slussen.letters.models import LetterBatch
 from tests.builders import make_case
 
 

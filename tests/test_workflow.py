@@ -24,7 +24,7 @@ from slussen.cases.models import Case, CaseEvent, StateWriteRefused
 from slussen.cases.workflow import Workflow
 from slussen.errors import NotFound
 from slussen.keystore import Keystore
-from slussen.letters.models import QueuedLetter
+from slussen.letterqueue import QueuedLetter
 from slussen.visits.services import StepInput, save_action_plan
 from tests.builders import make_case, path_to
 
@@ -289,8 +289,8 @@ BROKEN = [
 def test_broken_workflow_gives_file_and_line(
     tmp_path: Path, old: str, new: str, message: str
 ) -> None:
+    from slussen.capabilities import check_content
     from slussen.config import load_settings
-    from slussen.content import check_content
     from slussen.paths import shipped_dir
 
     text = (shipped_dir("workflows") / "sluss.toml").read_text()

@@ -148,8 +148,8 @@ def _this_line() -> int:
 
 
 def test_the_content_check_refuses_a_part_naming_no_event(tmp_path: Path) -> None:
+    from slussen.capabilities import check_content
     from slussen.config import load_settings
-    from slussen.content import check_content
 
     text = SHIPPED.read_text(encoding="utf-8")
     broken = text.replace(

@@ -20,6 +20,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 MARKER = "shows_patient_data"
 
+#: A view that holds patient data in its response sets `g.<NO_STORE_FLAG>` so the response is never
+#: cached (the app's security headers read it).
+NO_STORE_FLAG = "slussen_no_store"
+
 
 def shows_patient_data(view: F) -> F:
     """Mark `view` as showing patient data (identity, record content, or who accessed it).

@@ -40,6 +40,7 @@ from slussen.cases.engine import (
 )
 from slussen.cases.models import Case
 from slussen.cases.workflow import Workflow
+from slussen.config import today_local
 from slussen.demo import DemoContext, demo_step
 from slussen.identifiers import PersonIdentifier, luhn_check_digit
 from slussen.intake.services import check_referral, refer_patient
@@ -636,7 +637,7 @@ def seed_cases(session: Session, ctx: DemoContext) -> None:
     todo = wanted - existing
     states = plan_states(todo, rng)
     factory: Callable[[], Session] = current_app.extensions["slussen.sessionmaker"]
-    today = engine.today_local()
+    today = today_local()
     now = dt.datetime.now(dt.UTC)
     with click.progressbar(length=todo, label="Seeding demo cases", show_pos=True) as bar:
         for batch in _batches(todo, BATCH_SIZE):

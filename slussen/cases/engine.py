@@ -28,17 +28,14 @@ from sqlalchemy.orm.exc import StaleDataError
 from slussen import audit
 from slussen.audit import Actor
 from slussen.batchwrite import execute_many, reserve_ids
-from slussen.cases.guards import GUARDS
-from slussen.cases.models import Case, CaseEvent, DueDate, Referral
+from slussen.cases.models import Case, CaseEvent, DueDate, Referral, state_writer
 from slussen.cases.workflow import Transition, Workflow, add_duration
+from slussen.config import today_local
 from slussen.db import utcnow
 from slussen.errors import Conflict, Invalid, NotFound, NotPermitted
 from slussen.keystore import Keystore
-from slussen.letters.models import QueuedLetter
+from slussen.letterqueue import QueuedLetter, queue_letter
 from slussen.patients.models import Patient
-
-_WRITING_STATE: ContextVar[bool] = ContextVar("slussen_writing_state", default=False)
-SWEDISH_TZ = "Europe/Stockholm"
 
 
 class TransitionRefused(Invalid):
@@ -49,29 +46,10 @@ class StaleCase(Conflict):
     """Someone else changed the case since it was loaded (409; the page keeps what was typed)."""
 
 
-def is_writing_state() -> bool:
-    return _WRITING_STATE.get()
-
-
-@contextlib.contextmanager
-def _state_writer() -> Iterator[None]:
-    token = _WRITING_STATE.set(True)
-    try:
-        yield
-    finally:
-        _WRITING_STATE.reset(token)
-
-
 def current_workflow() -> Workflow:
     """The workflow loaded and checked at app start."""
     workflow: Workflow = current_app.extensions["slussen.content"].compiled["workflow"]
     return workflow
-
-
-def today_local() -> dt.date:
-    from zoneinfo import ZoneInfo
-
-    return dt.datetime.now(ZoneInfo(SWEDISH_TZ)).date()
 
 
 def seal(
@@ -146,7 +124,7 @@ def _check(
             raise NotFound("Ärendet finns inte.")
         _refuse_unless_allowed(workflow, case.state, t, actor.role, values)
     for name in t.guards:
-        refusal = next((r for r in GUARDS[name](session, cases, data) if r), None)
+        refusal = next((r for r in workflow.guard_functions[name](session, cases, data) if r), None)
         if refusal:
             raise TransitionRefused(refusal)
 
@@ -286,7 +264,7 @@ def fire(
     session.add(history)
     if result.is_entered:
         case.state_entered_at = now
-    with _state_writer():
+    with state_writer():
         case.state = result.to_state
         if t.screening is not None:
             case.screening_flag = t.screening
@@ -297,7 +275,7 @@ def fire(
         case.closed_at = now
     _sync_due_dates(case, result.due)
     for letter in t.letters:
-        session.add(QueuedLetter(case_id=case.id, unit_id=case.unit_id, letter=letter, event=event))
+        queue_letter(session, case, letter, event)
     try:
         session.flush()
     except StaleDataError:
@@ -568,7 +546,7 @@ def open_case(
     _refuse_foreign_unit(actor, unit_id)
     session = store.session
     now = utcnow()
-    with _state_writer():
+    with state_writer():
         case = Case(
             reference="",
             unit_id=unit_id,

@@ -1,6 +1,8 @@
-"""Guards named in the workflow file. Each takes the cases an event is fired on (one for `fire`,
-many for `fire_many`) and returns, per case, None when the event may fire or a Swedish sentence
-saying why not. One function serves both paths, so a batch can never be judged by other rules.
+"""Guards named in the workflow file that judge the case itself (a capability above cases keeps
+its own, e.g. `slussen.visits.guards`; `slussen.capabilities` gathers them all). Each takes the
+cases an event is fired on (one for `fire`, many for `fire_many`) and returns, per case, None when
+the event may fire or a Swedish sentence saying why not. One function serves both paths, so a
+batch can never be judged by other rules.
 
 A case here is anything with the attributes the guard reads: the ORM `Case`, or the engine's
 `CaseRow` for batches (`id`, `is_consent_to_contact`, `screening_flag`).
@@ -11,15 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from slussen.cases.models import Case
 
 Guard = Callable[[Session, Sequence[Any], Sequence[dict[str, Any]]], list[str | None]]
-
-#: How many ids go into one `IN (...)` (well below SQLite's limit on bound parameters).
-_IN_CHUNK = 900
 
 
 def consented_to_contact(
@@ -56,30 +54,9 @@ def screening_not_flagged(
     return [None if case.screening_flag is None else refusal for case in cases]
 
 
-def has_action_plan(
-    session: Session, cases: Sequence[Case], data: Sequence[dict[str, Any]]
-) -> list[str | None]:
-    from slussen.visits.models import ActionPlan, PlanStep
-
-    query = (
-        select(ActionPlan.case_id)
-        .join(PlanStep, PlanStep.plan_id == ActionPlan.id)
-        .where(ActionPlan.case_id.in_(bindparam("ids", expanding=True)))
-        .group_by(ActionPlan.case_id)
-        .having(func.count(PlanStep.id) > 0)
-    )
-    ids = [case.id for case in cases]
-    with_steps: set[int] = set()
-    for start in range(0, len(ids), _IN_CHUNK):
-        with_steps.update(session.scalars(query, {"ids": ids[start : start + _IN_CHUNK]}))
-    refusal = "Skriv handlingsplanen med minst ett mål och ett steg först."
-    return [None if case.id in with_steps else refusal for case in cases]
-
-
 GUARDS: dict[str, Guard] = {
     "consented_to_contact": consented_to_contact,
     "screening_resolved": screening_resolved,
     "screening_positive": screening_positive,
     "screening_not_flagged": screening_not_flagged,
-    "has_action_plan": has_action_plan,
 }

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Iterator
+from contextvars import ContextVar
 
 from sqlalchemy import (
     Boolean,
@@ -23,8 +26,23 @@ CHANNELS = ("staff_flag", "self_referral", "phone", "message_1177")
 CONTACT_CHANNELS = ("post", "phone", "1177")
 
 
+#: Set only while the workflow engine writes a new state (see `state_writer`).
+_WRITING_STATE: ContextVar[bool] = ContextVar("slussen_writing_state", default=False)
+
+
 class StateWriteRefused(RuntimeError):
     """Someone assigned Case.state or Case.screening_flag outside the workflow engine."""
+
+
+@contextlib.contextmanager
+def state_writer() -> Iterator[None]:
+    """Allow assigning `Case.state` inside the block. Only the workflow engine uses it; the
+    validator below refuses every other assignment."""
+    token = _WRITING_STATE.set(True)
+    try:
+        yield
+    finally:
+        _WRITING_STATE.reset(token)
 
 
 class Case(Base):
@@ -84,9 +102,7 @@ class Case(Base):
 
     @validates("state", "screening_flag")
     def _only_the_engine(self, key: str, value: str | None) -> str | None:
-        from slussen.cases import engine
-
-        if not engine.is_writing_state():
+        if not _WRITING_STATE.get():
             raise StateWriteRefused(f"a case's {key} changes only through the workflow engine")
         return value
 

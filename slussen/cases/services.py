@@ -16,7 +16,7 @@ from slussen.cases.models import Case, CaseEvent, Referral
 from slussen.cases.workflow import Workflow
 from slussen.errors import NotFound
 from slussen.keystore import DataKey, Keystore
-from slussen.letters.models import QueuedLetter
+from slussen.letterqueue import QueuedLetter
 from slussen.patients.models import Patient
 from slussen.patients.services import PatientIdentity, read_patient
 

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from sqlalchemy import select
 
-from slussen.accesslog.markers import render_audited, shows_patient_data
+from slussen.accesslog.markers import NO_STORE_FLAG, render_audited, shows_patient_data
 from slussen.accounts.auth import require
 from slussen.accounts.models import Membership, User
 from slussen.accounts.roles import Permission
-from slussen.app import NO_STORE_FLAG
 from slussen.audit import Actor
 from slussen.cases.access import current_actor, load_case
 from slussen.cases.engine import (
@@ -22,7 +31,6 @@ from slussen.cases.engine import (
     allowed_events,
     current_workflow,
     fire,
-    today_local,
 )
 from slussen.cases.models import CHANNELS, Case
 from slussen.cases.services import (
@@ -36,10 +44,11 @@ from slussen.cases.services import (
     take_case,
     unit_cases,
 )
-from slussen.cases.workflow import EventPart, Transition, Workflow, localised, needs_event
-from slussen.core.views import format_day
+from slussen.cases.workflow import EventPart, Transition, Workflow, needs_event
+from slussen.config import today_local
 from slussen.db import attempt, db_session
 from slussen.errors import Invalid
+from slussen.i18n import format_day, localised
 from slussen.keystore import keystore
 
 bp = Blueprint("cases", __name__, template_folder="templates")
@@ -248,15 +257,25 @@ def show(case_id: int) -> ResponseReturnValue:
     return render_case(load_case(case_id))
 
 
+#: What another capability adds to the case page (visits, questionnaires): template variables for
+#: one case. The capabilities sit above cases, so create_app registers their panels in
+#: `app.extensions["slussen.case_panels"]` instead of this module importing them.
+CasePanel = Callable[[Case], dict[str, Any]]
+
+
+def case_panels() -> Sequence[CasePanel]:
+    """The case page's panels, in the order create_app registered them."""
+    panels: Sequence[CasePanel] = current_app.extensions["slussen.case_panels"]
+    return panels
+
+
 def render_case(case: Case, *, typed: str = "", status: int = 200) -> ResponseReturnValue:
     """Render the case page (audited read), optionally keeping text the user typed."""
-    from slussen.questionnaires.views import questionnaire_panel
-    from slussen.visits.views import visit_panel
-
     actor = current_actor()
     workflow = current_workflow()
-    panel = visit_panel(keystore(), case, workflow)
-    questionnaires = questionnaire_panel(case)
+    panels: dict[str, Any] = {}
+    for panel in case_panels():
+        panels.update(panel(case))
     events = offered_events(workflow, case, actor)
     # The audited read comes last: from there to the commit is a write transaction.
     view = case_view(keystore(), actor, case)
@@ -270,8 +289,7 @@ def render_case(case: Case, *, typed: str = "", status: int = 200) -> ResponseRe
         special=special_events(workflow),
         typed=typed,
         **view,
-        **panel,
-        **questionnaires,
+        **panels,
     )
 
 

@@ -3,12 +3,13 @@ interprets. Every problem is reported with the file and line it comes from."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import pkgutil
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -16,7 +17,9 @@ from typing import Any, Literal
 from dateutil.relativedelta import relativedelta
 
 from slussen.accounts.roles import Role
-from slussen.content import Content, Problem, register_checker
+from slussen.cases.guards import Guard
+from slussen.content import Content, Problem
+from slussen.i18n import Label
 
 WORKFLOW_FILE = "sluss"
 EXTRA_ROLES = ("system", "patient")
@@ -30,25 +33,6 @@ STAY = "*"
 #: The values a transition's `screening = "…"` may give the case's screening flag.
 SCREENING_VALUES = ("positive", "resolved")
 _DURATION = re.compile(r"^(\d{1,3})([dwm])$")
-
-
-@dataclass(frozen=True)
-class Label:
-    sv: str
-    en: str
-
-    def get(self, lang: str) -> str:
-        return self.en if lang == "en" else self.sv
-
-
-def localised(label: Label | None) -> str:
-    """The label in the current UI language (Swedish unless the user chose English)."""
-    if label is None:
-        return ""
-    from flask_babel import get_locale
-
-    locale = get_locale()
-    return label.get(locale.language if locale else "sv")
 
 
 @dataclass(frozen=True)
@@ -211,6 +195,9 @@ class Workflow:
     #: `[parts]`: the event or the states playing each part the code needs.
     parts: Parts = field(default_factory=lambda: Parts({}, {}))
     source: Path = field(default=Path("sluss.toml"), compare=False)
+    #: The guard functions by the names the file uses (cases' own and those of the
+    #: capabilities above, gathered by `slussen.capabilities`).
+    guard_functions: Mapping[str, Guard] = field(default_factory=dict, compare=False, repr=False)
 
     def state(self, name: str) -> State:
         return self.states[name]
@@ -631,11 +618,9 @@ def _check_graph(
     return problems
 
 
-@register_checker
-def check_workflow(content: Content) -> list[Problem]:
-    """The workflow checker run by create_app and `slussen content check`."""
-    from slussen.cases.guards import GUARDS
-
+def check_workflow(content: Content, guards: Mapping[str, Guard]) -> list[Problem]:
+    """The workflow checker run by create_app and `slussen content check`: refuses a workflow
+    that names a guard not in `guards`, a letter or form that does not exist, or a broken graph."""
     documents = content.documents.get("workflows", {})
     source = content.sources.get("workflows", {}).get(WORKFLOW_FILE)
     directory = content.root["workflows"]
@@ -644,7 +629,7 @@ def check_workflow(content: Content) -> list[Problem]:
     workflow, problems = compile_workflow(
         documents[WORKFLOW_FILE],
         source,
-        guards=GUARDS,
+        guards=guards,
         letters=content.documents.get("letters", {}).keys(),
         forms=content.documents.get("forms", {}).keys(),
     )
@@ -656,5 +641,5 @@ def check_workflow(content: Content) -> list[Problem]:
     if workflow is not None:
         problems.extend(unplayed_parts(workflow, declared_needs()))
         if not any(not p.is_warning for p in problems):
-            content.compiled["workflow"] = workflow
+            content.compiled["workflow"] = dataclasses.replace(workflow, guard_functions=guards)
     return problems

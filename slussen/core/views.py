@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 
 from flask import Blueprint, redirect, render_template, request, session, url_for
@@ -11,7 +10,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from slussen.accounts.auth import public
+from slussen.config import local_zone
 from slussen.db import db_session
+from slussen.i18n import format_day, format_moment, localised
 
 bp = Blueprint("core", __name__, template_folder="templates")
 
@@ -30,33 +31,6 @@ def index() -> ResponseReturnValue:
     if current_user.can(Permission.EVALUATE):
         return redirect(url_for("evaluation.index"))
     return render_template("core/index.html")
-
-
-def format_day(value: dt.date | None, style: str = "full") -> str:
-    """A date in Swedish form: "torsdag 5 mars 2026" (or "5 mars 2026" with style="long")."""
-    if value is None:
-        return ""
-    from flask_babel import get_locale
-
-    return _format_day(value, style, str(get_locale() or "sv"))
-
-
-@functools.lru_cache(maxsize=4096)
-def _format_day(value: dt.date, style: str, locale: str) -> str:
-    # Babel's formatting is slow and a page repeats the same few days: remember them.
-    from babel.dates import format_date
-
-    return format_date(value, style, locale=locale)
-
-
-def format_moment(value: dt.datetime | None) -> str:
-    """A time in Swedish form in Swedish time: "torsdag 5 mars 2026 kl. 10.00"."""
-    if value is None:
-        return ""
-    from flask_babel import to_user_timezone
-
-    local = to_user_timezone(value)
-    return f"{format_day(local.date(), 'full')} kl. {local:%H.%M}"
 
 
 @bp.route("/sprak/<lang>", methods=["POST"])
@@ -88,7 +62,6 @@ def _layout_helpers() -> dict[str, object]:
     from flask_login import current_user
 
     from slussen.accounts.roles import ROLE_LABELS, Permission, Role
-    from slussen.cases.workflow import localised
 
     def nav_items() -> list[dict[str, object]]:
         items: list[tuple[str, str, Permission | None]] = [
@@ -139,7 +112,6 @@ def labels(language: str) -> dict[str, object]:
     from flask_babel import gettext as _
 
     from slussen.cases.engine import current_workflow
-    from slussen.cases.workflow import localised
 
     channels = {
         "staff_flag": _("Flagged by staff"),
@@ -217,10 +189,8 @@ def labels(language: str) -> dict[str, object]:
         "follow_up_2": _("Follow-up 2"),
     }
     visit_statuses = {"booked": _("booked"), "done": _("held"), "cancelled": _("cancelled")}
-    from zoneinfo import ZoneInfo
-
     return {
-        "sweden": ZoneInfo("Europe/Stockholm"),
+        "sweden": local_zone(),
         "relation_label": lambda code: relations.get(code, code),
         "frequency_label": lambda code: frequencies.get(code, code),
         "closeness_label": lambda code: closeness.get(code, code),

@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import current_app
 
-from slussen.content import Content, Problem, register_checker
+from slussen.content import Content, Problem
 
 DOCUMENT = "interest_mapping"
 
@@ -50,7 +50,6 @@ def category_labels(language: str = "sv") -> dict[str, str]:
     return {c.id: c.label(language) for c in interest_categories()}
 
 
-@register_checker
 def check_interest_mapping(content: Content) -> list[Problem]:
     """The interest list must exist with unique snake_case ids and Swedish and English text."""
     path = content.sources.get("forms", {}).get(DOCUMENT)

@@ -8,26 +8,15 @@ import sys
 from pathlib import Path
 
 import click
-from flask import Flask
 from sqlalchemy import select
 
-from slussen.directory.schedule import TZ
-
-
-class DirectoryFailure(click.ClickException):
-    def format_message(self) -> str:
-        return self.message
+from slussen.clitools import Failure, command_app
+from slussen.config import today_local
 
 
 @click.group("directory", help="The activity directory: occasions and open data (HSDS).")
 def directory_cli() -> None:
     pass
-
-
-def _app() -> Flask:
-    from slussen.app import create_app
-
-    return create_app()
 
 
 @directory_cli.command(
@@ -38,8 +27,8 @@ def refresh(today: dt.datetime | None) -> None:
     from slussen.db import session_scope
     from slussen.directory.services import refresh_all_occasions
 
-    app = _app()
-    day = today.date() if today else dt.datetime.now(TZ).date()
+    app = command_app()
+    day = today.date() if today else today_local()
     with app.app_context(), session_scope(app) as session:
         total = refresh_all_occasions(session, today=day)
     click.echo(f"Occasions rebuilt: {total}.")
@@ -51,7 +40,7 @@ def export_hsds(out: Path | None) -> None:
     from slussen.db import session_scope
     from slussen.directory.hsds import export_directory
 
-    app = _app()
+    app = command_app()
     with app.app_context(), session_scope(app) as session:
         text = json.dumps(export_directory(session), ensure_ascii=False, indent=1)
     if out is None:
@@ -73,22 +62,22 @@ def import_hsds(file: Path, username: str) -> None:
     try:
         document = json.loads(file.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DirectoryFailure(f"{file} is not JSON: {exc}") from None
-    app = _app()
+        raise Failure(f"{file} is not JSON: {exc}") from None
+    app = command_app()
     with app.app_context(), session_scope(app) as session:
         actor = session.scalar(select(User).where(User.username == username))
         if actor is None:
-            raise DirectoryFailure(f"no user named {username!r}")
+            raise Failure(f"no user named {username!r}")
         try:
             counts = import_directory(
                 session,
                 actor,
                 document,
                 known_categories=[c.id for c in interest_categories()],
-                today=dt.datetime.now(TZ).date(),
+                today=today_local(),
             )
         except HsdsError as exc:
-            raise DirectoryFailure(str(exc)) from None
+            raise Failure(str(exc)) from None
     click.echo(
         f"Imported: {counts['organisations']} organisations and {counts['activities']} "
         f"activities changed, {counts['unchanged']} unchanged."

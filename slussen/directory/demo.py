@@ -15,10 +15,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from slussen.accounts.models import User
+from slussen.config import today_local
 from slussen.demo import DemoContext, demo_step
 from slussen.directory.categories import categories_from
 from slussen.directory.models import Organisation
-from slussen.directory.schedule import TZ, WEEKDAY_CODES
+from slussen.directory.schedule import WEEKDAY_CODES
 from slussen.directory.services import (
     ActivityData,
     add_representative,
@@ -189,7 +190,7 @@ def seed_directory(session: Session, ctx: DemoContext) -> None:
     if coordinator is None or rep is None:
         ctx.report.append("Demo directory skipped: the demo users are missing.")
         return
-    today = dt.datetime.now(TZ).date()
+    today = today_local()
     week = today - dt.timedelta(days=today.weekday())
     categories = [c.id for c in categories_from(ctx.app.extensions["slussen.content"])]
     organisations: dict[str, Organisation] = {}

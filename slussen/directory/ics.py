@@ -13,11 +13,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
+from slussen.config import local_zone
 from slussen.directory.models import Activity
-from slussen.directory.schedule import TZ
 from slussen.directory.services import schedule_of
 
 PRODID = "-//Slussen//Aktivitetskalender//SV"
+# The VTIMEZONE below describes this one zone, so the feed names it itself; it must equal
+# Settings.timezone (a region elsewhere would need its own VTIMEZONE block).
 TZID = "Europe/Stockholm"
 
 #: Sweden's zone with the EU rules (since 1996) as yearly rules: compact and valid after 2038.
@@ -79,7 +81,7 @@ def _until_utc(rule: str) -> str:
     if ";UNTIL=" not in rule:
         return rule
     head, _, until = rule.partition(";UNTIL=")
-    local = dt.datetime.strptime(until, "%Y%m%dT%H%M%S").replace(tzinfo=TZ)
+    local = dt.datetime.strptime(until, "%Y%m%dT%H%M%S").replace(tzinfo=local_zone())
     return f"{head};UNTIL={local.astimezone(dt.UTC).strftime('%Y%m%dT%H%M%SZ')}"
 
 

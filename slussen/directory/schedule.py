@@ -14,13 +14,11 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from zoneinfo import ZoneInfo
 
 from dateutil.rrule import rrule, rruleset, rrulestr
 
+from slussen.config import local_zone
 from slussen.core.text import is_digits
-
-TZ = ZoneInfo("Europe/Stockholm")
 
 #: The rule parts an activity may use; times of day come from the start time, not the rule.
 ALLOWED_PARTS = {
@@ -139,7 +137,7 @@ def normalise_rrule(text: str) -> str:
         until = _date_or_error(match.group(1))
         if match.group(2) and match.group(2).endswith("Z"):
             moment = dt.datetime.strptime(match.group(1) + match.group(3), "%Y%m%d%H%M%S")
-            until = moment.replace(tzinfo=dt.UTC).astimezone(TZ).date()
+            until = moment.replace(tzinfo=dt.UTC).astimezone(local_zone()).date()
         parts["UNTIL"] = until.strftime("%Y%m%d") + "T235959"
     canonical = ";".join(f"{key}={parts[key]}" for key in _ordered(parts))
     try:
@@ -188,7 +186,7 @@ def check_schedule(schedule: Schedule) -> Schedule:
 
 
 def _local(moment: dt.datetime) -> dt.datetime:
-    return moment.replace(tzinfo=TZ)
+    return moment.replace(tzinfo=local_zone())
 
 
 def occasions(schedule: Schedule, start: dt.datetime, end: dt.datetime) -> list[Occasion]:
@@ -199,8 +197,8 @@ def occasions(schedule: Schedule, start: dt.datetime, end: dt.datetime) -> list[
     """
     if end <= start:
         return []
-    local_from = start.astimezone(TZ).replace(tzinfo=None) - dt.timedelta(days=1)
-    local_to = end.astimezone(TZ).replace(tzinfo=None) + dt.timedelta(days=1)
+    local_from = start.astimezone(local_zone()).replace(tzinfo=None) - dt.timedelta(days=1)
+    local_to = end.astimezone(local_zone()).replace(tzinfo=None) + dt.timedelta(days=1)
     rules = rruleset()
     first = schedule.local_start
     rules.rdate(first)

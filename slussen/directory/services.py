@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from slussen.accounts.models import User
 from slussen.accounts.roles import Permission, Role, grants
+from slussen.config import local_zone
 from slussen.db import utcnow
 from slussen.directory.categories import AGE_GROUPS, BARRIERS, KINDS, SECTORS
 from slussen.directory.models import (
@@ -31,7 +32,6 @@ from slussen.directory.models import (
 )
 from slussen.directory.schedule import (
     TIME_OF_DAY_MINUTES,
-    TZ,
     Occasion,
     Schedule,
     ScheduleError,
@@ -489,7 +489,7 @@ def bump_directory_version(session: Session) -> None:
 
 
 def _day_start(day: dt.date) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(0, 0), tzinfo=TZ)
+    return dt.datetime.combine(day, dt.time(0, 0), tzinfo=local_zone())
 
 
 def refresh_occasions(session: Session, activity: Activity, *, today: dt.date) -> int:
@@ -646,7 +646,8 @@ def find_occasions(
         .limit(limit)
     ).all()
     return [
-        OccasionRow(r[0], r[1].astimezone(TZ), r[2].astimezone(TZ), r[3], r[4]) for r in rows
+        OccasionRow(r[0], r[1].astimezone(local_zone()), r[2].astimezone(local_zone()), r[3], r[4])
+        for r in rows
     ], total
 
 
@@ -832,7 +833,9 @@ def suggest_activities(
             reasons.append("Återkommer ofta, många tillfällen att välja på")
         starts = next_by_activity.get(activity.id)
         results.append(
-            Suggestion(activity, score, reasons, starts.astimezone(TZ) if starts else None)
+            Suggestion(
+                activity, score, reasons, starts.astimezone(local_zone()) if starts else None
+            )
         )
     far = dt.datetime.max.replace(tzinfo=dt.UTC)
     results.sort(key=lambda s: (-s.score, s.next_occasion or far, s.activity.id))

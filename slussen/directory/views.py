@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session, selectinload
 from slussen.accounts.auth import public
 from slussen.accounts.models import User
 from slussen.accounts.roles import Role
+from slussen.config import local_zone, today_local
 from slussen.db import attempt, db_session
 from slussen.directory import hsds, ics, printing
 from slussen.directory.categories import AGE_GROUPS, SECTORS, category_labels, interest_categories
@@ -49,7 +50,7 @@ from slussen.directory.forms import (
     parse_calendar_query,
 )
 from slussen.directory.models import CONTENT_FIELDS, Activity, ActivityRevision, Organisation
-from slussen.directory.schedule import TZ, ScheduleError, describe
+from slussen.directory.schedule import ScheduleError, describe
 from slussen.directory.services import (
     MAX_RANGE_DAYS,
     ActivityData,
@@ -95,7 +96,7 @@ PRINT_LIMIT = 300
 
 
 def today() -> dt.date:
-    return dt.datetime.now(TZ).date()
+    return today_local()
 
 
 def _language() -> str:
@@ -271,7 +272,7 @@ def calendar() -> ResponseReturnValue:
 @public
 def activity_page(activity_id: int) -> ResponseReturnValue:
     activity = load_public_activity(db_session(), activity_id)
-    now = dt.datetime.now(TZ)
+    now = dt.datetime.now(local_zone())
     return render_template(
         "directory/activity.html",
         activity=activity,

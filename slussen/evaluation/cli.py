@@ -12,7 +12,10 @@ from typing import Any
 
 import click
 
-# Only click at import time: slussen.cli imports this module while it is itself being imported.
+from slussen.clitools import Failure, command_app
+
+# The command imports the evaluation (numpy, scipy, reportlab) when it runs, not when `slussen`
+# starts: every other command and `slussen --help` stay quick.
 
 
 @click.group("evaluation", help="The evaluation: pseudonymised dataset and report.")
@@ -74,7 +77,6 @@ def export(
     from slussen.accounts.models import Unit
     from slussen.audit import Actor
     from slussen.cases.engine import current_workflow
-    from slussen.cli import Failure, _app
     from slussen.db import session_scope
     from slussen.errors import DomainError
     from slussen.evaluation import labels
@@ -93,7 +95,7 @@ def export(
         raise Failure("A PDF needs --out FILE.")
     if date_from and date_to and date_to < date_from:
         raise Failure("--to is before --from.")
-    app = _app()
+    app = command_app()
     actor = Actor(None, f"(cli) {getpass.getuser()}"[:80], "system")
     with app.app_context(), session_scope(app) as session:
         settings = app.extensions["slussen.settings"]

@@ -8,10 +8,11 @@ from collections.abc import Hashable
 from flask_babel import format_decimal
 from flask_babel import gettext as _
 
-from slussen.cases.workflow import Workflow, localised
+from slussen.cases.workflow import Workflow
 from slussen.evaluation.dataset import OPEN, Filters
 from slussen.evaluation.definitions import ScoreDefinition
 from slussen.evaluation.report import Count, Report
+from slussen.i18n import localised
 
 
 def step_label(key: str) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slussen.content import Content, Problem, register_checker
+from slussen.content import Content, Problem
 from slussen.pdf import missing_glyphs
 
 LANGUAGES = ("sv", "en")
@@ -353,7 +353,6 @@ def compile_letter(
     return template, problems
 
 
-@register_checker
 def check_letters(content: Content) -> list[Problem]:
     """The letters checker run by create_app and `slussen content check`."""
     documents = content.documents.get("letters", {})

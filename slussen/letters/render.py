@@ -30,6 +30,7 @@ from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import Flowable, Frame, Paragraph, Spacer, Table, TableStyle
 
+from slussen.config import local_zone
 from slussen.letters.definitions import LetterTemplate, blocks
 from slussen.letters.pdfjoin import PdfJoiner
 from slussen.pdf import register_fonts
@@ -128,9 +129,7 @@ def format_letter_date(day: dt.date, language: str = "sv") -> str:
 
 def format_letter_moment(moment: dt.datetime, language: str = "sv") -> str:
     """ "tisdag 5 mars 2030 kl. 10.00" in Swedish time (GLOSSARY: dates for patients)."""
-    from zoneinfo import ZoneInfo
-
-    local = moment.astimezone(ZoneInfo("Europe/Stockholm"))
+    local = moment.astimezone(local_zone())
     day = str(format_date(local.date(), "full", locale=_LOCALES.get(language, "sv_SE")))
     if language == "en":
         return f"{day} at {local:%H.%M}"

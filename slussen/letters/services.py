@@ -19,7 +19,6 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -28,15 +27,16 @@ from slussen import audit
 from slussen.accounts.models import Unit, User
 from slussen.accounts.roles import Permission, grants
 from slussen.audit import Actor
-from slussen.cases.engine import may_act_on, today_local
+from slussen.cases.engine import may_act_on
 from slussen.cases.models import Case
-from slussen.config import Settings
+from slussen.config import Settings, local_zone, today_local
 from slussen.db import utcnow
 from slussen.errors import Invalid, NotFound
 from slussen.identifiers import IdentifierError, format_postal_line
 from slussen.keystore import Keystore
+from slussen.letterqueue import QueuedLetter
 from slussen.letters.definitions import LetterTemplate
-from slussen.letters.models import LetterBatch, QueuedLetter
+from slussen.letters.models import LetterBatch
 from slussen.letters.render import (
     Cover,
     Layout,
@@ -90,7 +90,7 @@ def activity_details(
     if not occasions:
         return None
     version = activity.published
-    local = occasions[0].starts_at.astimezone(ZoneInfo("Europe/Stockholm"))
+    local = occasions[0].starts_at.astimezone(local_zone())
     when = f"{format_letter_date(local.date(), language)} kl. {local:%H.%M}"
     place = ", ".join(p for p in (version.place_name, version.street, version.town) if p)
     contact = " ".join(p for p in (version.contact_name, version.contact_phone) if p)
@@ -738,10 +738,3 @@ def unit_batches(store: Keystore, unit_id: int, limit: int = 20) -> list[LetterB
             .limit(limit)
         )
     )
-
-
-def queue_letter(session: Any, case: Case, letter: str, event: str) -> QueuedLetter:
-    """Queue a letter outside a workflow transition (hand-over accepted, follow-up booked)."""
-    row = QueuedLetter(case_id=case.id, unit_id=case.unit_id, letter=letter, event=event)
-    session.add(row)
-    return row

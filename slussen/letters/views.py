@@ -22,11 +22,10 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 
-from slussen.accesslog.markers import render_audited
+from slussen.accesslog.markers import NO_STORE_FLAG, render_audited
 from slussen.accounts.auth import require
 from slussen.accounts.models import Unit
 from slussen.accounts.roles import Permission
-from slussen.app import NO_STORE_FLAG
 from slussen.cases.access import current_actor
 from slussen.db import attempt, db_session
 from slussen.errors import Invalid

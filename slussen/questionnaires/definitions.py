@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slussen.cases.workflow import Label
-from slussen.content import Content, Problem, register_checker
+from slussen.content import Content, Problem
+from slussen.i18n import Label
 
 KINDS = ("instrument", "checklist", "mapping")
 LICENCES = ("free", "registration", "licensed")
@@ -789,7 +789,6 @@ def _reliability(raw: Any, ctx: str, at: Any, error: Any) -> Reliability | None:
     return Reliability(sd, rxx, source)
 
 
-@register_checker
 def check_forms(content: Content) -> list[Problem]:
     """The forms checker run by create_app and `slussen content check`."""
     problems: list[Problem] = []

@@ -12,7 +12,6 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 
@@ -29,8 +28,10 @@ from slussen.cases.engine import (
 )
 from slussen.cases.models import Case
 from slussen.cases.workflow import Workflow, needs_event, needs_states
+from slussen.config import local_zone
 from slussen.errors import Invalid, NotFound
 from slussen.keystore import Keystore
+from slussen.letterqueue import queue_letter
 from slussen.visits.models import (
     CONTACT_FREQUENCIES,
     HANDOVER_OUTCOMES,
@@ -50,7 +51,6 @@ from slussen.visits.models import (
 )
 
 MAX_TEXT = 4000
-_SWEDEN = ZoneInfo("Europe/Stockholm")
 
 BOOKS_MAPPING_VISIT = needs_event("books_mapping_visit")
 REBOOKS_MAPPING_VISIT = needs_event("rebooks_mapping_visit")
@@ -127,7 +127,7 @@ def book_mapping_visit(
     if case.coach_id is None:
         case.coach_id = coach_id or actor.user_id
     event = workflow.event_for(REBOOKS_MAPPING_VISIT if rebooking else BOOKS_MAPPING_VISIT)
-    local_day = starts_at.astimezone(_SWEDEN).date()
+    local_day = starts_at.astimezone(local_zone()).date()
     fire(
         store,
         case,
@@ -503,8 +503,6 @@ def update_handover(
         raise Invalid("Ett utfall hör till en genomförd överlämning.")
     if status == "accepted" and handover.status != "accepted":
         # The patient gets a confirmation letter with the agreed time and place.
-        from slussen.letters.services import queue_letter
-
         queue_letter(store.session, case, "handover", "handover_accepted")
     handover.status = status
     handover.companion_name = _text(companion_name, "följeslagarens förnamn")[:100] or None
@@ -580,8 +578,6 @@ def book_follow_up(
     session.add(visit)
     if case.coach_id is None:
         case.coach_id = actor.user_id
-    from slussen.letters.services import queue_letter
-
     queue_letter(session, case, "follow_up", "follow_up_booked")
     session.flush()
     return visit
@@ -721,7 +717,7 @@ def book_mapping_visits(
             "created_at": firing.at or dt.datetime.now(dt.UTC),
         }
         rows.append(row)
-        local_day = booking.starts_at.astimezone(_SWEDEN).date()
+        local_day = booking.starts_at.astimezone(local_zone()).date()
         firings.append(replace(firing, visit=row, due_on={"mapping_visit": local_day}))
     for firing in firings:
         if firing.case.coach_id is None:

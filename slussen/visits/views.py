@@ -6,7 +6,6 @@ import datetime as dt
 import math
 from collections.abc import Callable
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
@@ -21,6 +20,7 @@ from slussen.cases.access import current_actor, load_case
 from slussen.cases.engine import StaleCase, current_workflow
 from slussen.cases.models import Case
 from slussen.cases.workflow import Workflow
+from slussen.config import local_zone
 from slussen.db import attempt, db_session, load_authorised
 from slussen.errors import Invalid
 from slussen.keystore import Keystore, keystore
@@ -37,7 +37,6 @@ from slussen.visits.models import (
 )
 
 bp = Blueprint("visits", __name__, template_folder="templates")
-SWEDEN = ZoneInfo("Europe/Stockholm")
 MAX_NETWORK_ROWS = 12
 MAX_STEPS = 8
 
@@ -114,6 +113,11 @@ def network_svg(entries: list[services.NetworkInput]) -> Markup:
     return Markup("".join(parts))  # noqa: S704
 
 
+def case_page_panel(case: Case) -> dict[str, Any]:
+    """The visits panel of the case page (registered by create_app; the case page audits)."""
+    return visit_panel(keystore(), case, current_workflow())
+
+
 def visit_panel(store: Keystore, case: Case, workflow: Workflow) -> dict[str, Any]:
     """What the case page shows of visits, mapping, plan and hand-overs (the caller audits)."""
     session = store.session
@@ -176,7 +180,7 @@ def _local_datetime(day: str, time: str) -> dt.datetime | None:
         moment = dt.datetime.strptime(f"{day} {time}", "%Y-%m-%d %H:%M")
     except ValueError:
         return None
-    return moment.replace(tzinfo=SWEDEN).astimezone(dt.UTC)
+    return moment.replace(tzinfo=local_zone()).astimezone(dt.UTC)
 
 
 @bp.route("/arenden/<int:case_id>/boka", methods=["GET", "POST"])

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from slussen.directory.schedule import TZ
+from slussen.config import local_zone
 from tests.browser.conftest import LiveServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -39,7 +39,8 @@ def _serious(page: Any) -> list[str]:
 def test_org_rep_adds_coordinator_approves_public_sees(
     browser: Any, live_server: LiveServer
 ) -> None:
-    next_monday = dt.datetime.now(TZ).date() + dt.timedelta(days=7 - dt.datetime.now(TZ).weekday())
+    now = dt.datetime.now(local_zone())
+    next_monday = now.date() + dt.timedelta(days=7 - now.weekday())
     rep = browser.new_context(bypass_csp=True, locale="sv-SE")
     page = rep.new_page()
     _login(page, live_server, "forening")

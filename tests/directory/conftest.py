@@ -12,9 +12,10 @@ import pytest
 from flask import Flask
 from sqlalchemy.orm import Session
 
+from slussen.config import local_zone
 from slussen.directory.categories import interest_categories
 from slussen.directory.models import ActivityRevision, Organisation
-from slussen.directory.schedule import TZ, WEEKDAY_CODES
+from slussen.directory.schedule import WEEKDAY_CODES
 from slussen.directory.services import (
     ActivityData,
     add_representative,
@@ -25,7 +26,7 @@ from slussen.directory.services import (
 
 
 def today() -> dt.date:
-    return dt.datetime.now(TZ).date()
+    return dt.datetime.now(local_zone()).date()
 
 
 @dataclass

@@ -18,8 +18,9 @@ from pypdf import PdfReader
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from slussen.config import local_zone
 from slussen.directory.models import ActivityOccasion
-from slussen.directory.schedule import TZ, WEEKDAY_CODES
+from slussen.directory.schedule import WEEKDAY_CODES
 from tests.directory.conftest import Directory, today
 
 PARAMS = ["period", "fran", "till", "kategori", "veckodag", "tid", "gratis", "omrade", "alder",
@@ -153,14 +154,14 @@ def test_ics_feed_parses_and_round_trips_the_occasions(
     events = {str(e["UID"]): e for e in calendar.walk("VEVENT")}
     assert len(events) == 3
     window = (
-        dt.datetime.combine(today(), dt.time(0), tzinfo=TZ),
-        dt.datetime.combine(today() + dt.timedelta(days=300), dt.time(0), tzinfo=TZ),
+        dt.datetime.combine(today(), dt.time(0), tzinfo=local_zone()),
+        dt.datetime.combine(today() + dt.timedelta(days=300), dt.time(0), tzinfo=local_zone()),
     )
     for revision in (weekly, monthly):
         event = events[f"{revision.activity.public_id}@slussen"]
         from_feed = _expand_event(event, *window)
         stored = [
-            o.astimezone(TZ)
+            o.astimezone(local_zone())
             for o in session.scalars(
                 select(ActivityOccasion.starts_at)
                 .where(

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from slussen.config import local_zone
 from slussen.directory.schedule import (
-    TZ,
     Schedule,
     ScheduleError,
     build_rrule,
@@ -24,7 +24,7 @@ from slussen.directory.schedule import (
 
 
 def local(y: int, m: int, d: int, h: int = 0, mi: int = 0) -> dt.datetime:
-    return dt.datetime(y, m, d, h, mi, tzinfo=TZ)
+    return dt.datetime(y, m, d, h, mi, tzinfo=local_zone())
 
 
 def starts(schedule: Schedule, start: dt.datetime, end: dt.datetime) -> list[str]:
@@ -200,7 +200,7 @@ def test_any_rule_gives_a_message_or_valid_occasions(
         assert str(exc)
         return
     schedule = Schedule(first, at.replace(microsecond=0, tzinfo=None), 60, rule)
-    window_start = dt.datetime.combine(first, dt.time(0), tzinfo=TZ)
+    window_start = dt.datetime.combine(first, dt.time(0), tzinfo=local_zone())
     found = occasions(schedule, window_start, window_start + dt.timedelta(days=120))
     assert all(window_start <= o.starts_at for o in found)
     assert found == sorted(found, key=lambda o: o.starts_at)

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from slussen.directory.schedule import TZ
+from slussen.config import local_zone
 from slussen.directory.services import next_occasions, suggest_activities
 from tests.directory.conftest import Directory, today
 
@@ -73,7 +73,7 @@ def test_suggestions_match_interests_and_avoid_barriers(
 
 def test_next_occasions_for_the_plan_letter(session: Session, publish: Callable[..., Any]) -> None:
     revision = publish(title="Seniorgympa")
-    after = dt.datetime.combine(today(), dt.time(0), tzinfo=TZ)
+    after = dt.datetime.combine(today(), dt.time(0), tzinfo=local_zone())
     found = next_occasions(revision.activity, after, 3)
     assert [o.starts_at.date() for o in found] == [
         today() + dt.timedelta(days=7 * i) for i in range(3)

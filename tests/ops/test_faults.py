@@ -370,7 +370,7 @@ def test_letter_batch_killed_before_commit_marks_nothing_printed(tmp_path: Path)
 
     from slussen.accounts.models import Unit
     from slussen.cases.models import Case
-    from slussen.letters.models import QueuedLetter
+    from slussen.letterqueue import QueuedLetter
 
     with make_site(tmp_path, "sqlite", "letters") as site:
         site.seed(cases=40)
