@@ -3,7 +3,7 @@
 Run: python bench/seed_region.py [--database-url URL] [--cases 100000] [--units 50]
 
 The product does the seeding itself: `slussen demo --cases N --units U` brings N cases to their
-states by firing the workflow's events in batches (slussen/cases/demo.py; about a minute for
+states by firing the workflow's events in batches (slussen/demo/cases.py; about a minute for
 100,000 cases on SQLite, see bench/bench_demo.py), with encrypted patients, blind index, history,
 due dates spread around today, letters, visits, plans and one audit row per event. This script
 runs it and adds only what the benchmarks need:

@@ -14,7 +14,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from slussen.audit import Actor, AuditEvent, patient_pseudonym, verify_chain
-from slussen.cases import demo
 from slussen.cases.engine import (
     CaseRow,
     Firing,
@@ -27,6 +26,7 @@ from slussen.cases.engine import (
 from slussen.cases.models import Case, CaseEvent, DueDate
 from slussen.cases.workflow import Workflow
 from slussen.demo import DemoContext
+from slussen.demo import cases as demo
 from slussen.keystore import Keystore, open_key_ring
 from slussen.letters.models import QueuedLetter
 from slussen.patients.models import Patient

@@ -353,8 +353,8 @@ def replay(
 def plan_timeline(workflow: Workflow, state: str, today: dt.date, rng: random.Random) -> Timeline:
     """The path to `state`, dated so that an open case's next due date is overdue, today, later
     this week or later (drawn 12/4/14/70 %; as nothing may happen after today, about 9/3/33/55 %
-    come out), and a closed case closed within the last 400 days. Nothing happens after today, and no due date a timer acts on (`slussen tick`) falls
-    today or earlier."""
+    come out), and a closed case closed within the last 400 days. Nothing happens after today,
+    and no due date a timer acts on (`slussen tick`) falls today or earlier."""
     steps = PATHS[state]
     gaps = [rng.randint(*GAPS.get(STEP_EVENTS.get(s, s), (1, 10))) for s in steps]
     visit_lead = rng.randint(7, 21)

@@ -137,10 +137,10 @@ def _saved_password(path: Path) -> str | None:
 
 #: Modules whose import registers their demo steps, in order. Each capability adds one line.
 DEMO_MODULES = (
-    "slussen.patients.demo",
-    "slussen.directory.demo",
-    "slussen.questionnaires.demo",
-    "slussen.cases.demo",
+    "slussen.demo.patients",
+    "slussen.demo.directory",
+    "slussen.demo.questionnaires",
+    "slussen.demo.cases",
 )
 
 
