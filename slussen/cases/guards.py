@@ -1,62 +1,50 @@
-"""Guards named in the workflow file. Each takes the cases an event is fired on (one for `fire`,
-many for `fire_many`) and returns, per case, None when the event may fire or a Swedish sentence
-saying why not. One function serves both paths, so a batch can never be judged by other rules.
-
-A case here is anything with the attributes the guard reads: the ORM `Case`, or the engine's
-`CaseRow` for batches (`id`, `is_consent_to_contact`, `screening_flag`).
+"""Guards named in the workflow file. Each takes the session, the case an event is fired on and
+the event's data (note, reason, visit), and returns None when the event may fire or a Swedish
+sentence saying why not. `engine.fire` calls them; nothing else decides these rules.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from slussen.cases.models import Case
 
-Guard = Callable[[Session, Sequence[Any], Sequence[dict[str, Any]]], list[str | None]]
-
-#: How many ids go into one `IN (...)` (well below SQLite's limit on bound parameters).
-_IN_CHUNK = 900
+Guard = Callable[[Session, Case, dict[str, Any]], str | None]
 
 
-def consented_to_contact(
-    session: Session, cases: Sequence[Case], data: Sequence[dict[str, Any]]
-) -> list[str | None]:
-    refusal = "Patienten har inte samtyckt till att bli kontaktad."
-    return [None if case.is_consent_to_contact else refusal for case in cases]
+def consented_to_contact(session: Session, case: Case, data: dict[str, Any]) -> str | None:
+    """Refuses contacting a patient who has not consented to it."""
+    if case.is_consent_to_contact:
+        return None
+    return "Patienten har inte samtyckt till att bli kontaktad."
 
 
-def screening_resolved(
-    session: Session, cases: Sequence[Case], data: Sequence[dict[str, Any]]
-) -> list[str | None]:
-    refusal = (
+def screening_resolved(session: Session, case: Case, data: dict[str, Any]) -> str | None:
+    """Refuses going on while a positive screening waits for the coach's decision."""
+    if case.screening_flag != "positive":
+        return None
+    return (
         "Screeningen visar att patienten kan behöva annat stöd. Ta ställning först: "
         "fortsätt i slussen eller hänvisa vidare."
     )
-    return [refusal if case.screening_flag == "positive" else None for case in cases]
 
 
-def has_action_plan(
-    session: Session, cases: Sequence[Case], data: Sequence[dict[str, Any]]
-) -> list[str | None]:
+def has_action_plan(session: Session, case: Case, data: dict[str, Any]) -> str | None:
+    """Refuses a case whose action plan has no step yet."""
     from slussen.visits.models import ActionPlan, PlanStep
 
-    query = (
-        select(ActionPlan.case_id)
-        .join(PlanStep, PlanStep.plan_id == ActionPlan.id)
-        .where(ActionPlan.case_id.in_(bindparam("ids", expanding=True)))
-        .group_by(ActionPlan.case_id)
-        .having(func.count(PlanStep.id) > 0)
+    steps = session.scalar(
+        select(func.count(PlanStep.id))
+        .join(ActionPlan, PlanStep.plan_id == ActionPlan.id)
+        .where(ActionPlan.case_id == case.id)
     )
-    ids = [case.id for case in cases]
-    with_steps: set[int] = set()
-    for start in range(0, len(ids), _IN_CHUNK):
-        with_steps.update(session.scalars(query, {"ids": ids[start : start + _IN_CHUNK]}))
-    refusal = "Skriv handlingsplanen med minst ett mål och ett steg först."
-    return [None if case.id in with_steps else refusal for case in cases]
+    if steps:
+        return None
+    return "Skriv handlingsplanen med minst ett mål och ett steg först."
 
 
 GUARDS: dict[str, Guard] = {
