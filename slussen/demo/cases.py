@@ -4,9 +4,10 @@ mapping visit booked and held, is followed up, evaluated and closed, or stops so
 way. Patients get Skatteverket's test personnummer (birth numbers 980–999 only) and invented
 names.
 
-Case number i is the same case on every run (its personnummer, unit and path come from i alone),
-and it exists once its patient does: a rerun, after a crash or a smaller earlier run, seeds only
-the missing numbers. Cases are committed 200 at a time, with a progress bar; a case is seeded
+`--cases N` fills the database up to N cases (the hand-made ones count). Case number i is the
+same case on every run (its personnummer, unit and path come from i alone), and it exists once
+its patient does: a rerun, after a crash or a smaller earlier run, seeds only the missing
+numbers. Cases are committed 200 at a time, with a progress bar; a case is seeded
 whole or not at all.
 
 Dates: everything happens now, as the services stamp it. Due dates spread where the services
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 
 import click
 from flask import current_app
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from slussen.audit import Actor
@@ -276,19 +278,24 @@ def _slices(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
 
 
 def seed_cases(session: Session, ctx: DemoContext) -> None:
-    """Seed cases number 0 … N-1 of `--cases N` that do not exist yet."""
+    """Seed demo cases until the database holds `--cases N` cases (the hand-made ones count):
+    the lowest case numbers not seeded yet."""
     if not ctx.cases:
         return
     ring = open_key_ring(ctx.settings)
+    total = int(session.scalar(select(func.count()).select_from(Case)) or 0)
+    if total >= ctx.cases:
+        ctx.report.append(f"Demo cases: {total} exist already.")
+        return
     units = demo_units(session, ctx.units)
     coaches = unit_coaches(session, units, ctx)
     unit_ids = [unit.id for unit in units]
-    todo = missing_cases(Keystore(session, ring), ctx.cases)
+    missing = missing_cases(Keystore(session, ring), ctx.cases)
+    # Cases that are not numbered demo cases (the hand-made ones, a user's) count towards N.
+    others = total - (ctx.cases - len(missing))
+    todo = [index for index in missing if index < ctx.cases - others]
     # Commit (and so let go of SQLite's write lock) before the slices' own transactions.
     session.commit()
-    if not todo:
-        ctx.report.append(f"Demo cases: all {ctx.cases} exist already.")
-        return
     factory: Callable[[], Session] = current_app.extensions["slussen.sessionmaker"]
     today = today_local()
     with click.progressbar(length=len(todo), label="Seeding demo cases", show_pos=True) as bar:
@@ -300,6 +307,5 @@ def seed_cases(session: Session, ctx: DemoContext) -> None:
                     seed_case(sluss, coaches[unit_id], unit_id, index)
             bar.update(len(part))
     ctx.report.append(
-        f"Demo cases: {len(todo)} seeded now over {len(unit_ids)} units "
-        f"({ctx.cases - len(todo)} existed already)."
+        f"Demo cases: {len(todo)} seeded now over {len(unit_ids)} units ({total} existed already)."
     )
