@@ -7,8 +7,8 @@ names.
 `--cases N` fills the database up to N cases (the hand-made ones count). Case number i is the
 same case on every run (its personnummer, unit and path come from i alone), and it exists once
 its patient does: a rerun, after a crash or a smaller earlier run, seeds only the missing
-numbers. Cases are committed 200 at a time, with a progress bar; a case is seeded
-whole or not at all.
+numbers. Cases are committed 200 at a time, with a progress bar; a case is seeded whole or not
+at all.
 
 Dates: everything happens now, as the services stamp it. Due dates spread where the services
 let the caller say when: mapping visits are booked for days around today (some overdue), and the
@@ -40,8 +40,8 @@ from slussen.identifiers import PersonIdentifier, luhn_check_digit
 from slussen.keystore import Keystore, open_key_ring
 from slussen.patients.services import PatientIdentity, find_patient_id
 
-#: The steps of the sluss after the referral, in order; a case takes the first `depth` of them.
-#: (The mapping visit is booked by `seed_case` itself: it needs the case's dates.)
+#: How many steps of the sluss follow the referral (listed in `seed_case`); a case takes the
+#: first `depth` of them.
 DEPTHS = 7
 
 #: How a realistic caseload is spread: (steps taken, closing choice or None for open) → weight,
