@@ -389,7 +389,7 @@ def fresh_referrals(app: Any, count: int, run_tag: int) -> list[dict[str, str]]:
     (checked against the blind index) and its own X-Forwarded-For address."""
     from sqlalchemy import text
 
-    from slussen.cases.demo import test_series_personnummer
+    from slussen.demo.cases import test_series_personnummer
     from slussen.identifiers import PersonIdentifier
     from slussen.keystore import open_key_ring
     from slussen.patients.services import _lookup_digest

@@ -2,11 +2,11 @@
 
 Run: python bench/seed_region.py [--database-url URL] [--cases 100000] [--units 50]
 
-The product does the seeding itself: `slussen demo --cases N --units U` brings N cases to their
-states by firing the workflow's events in batches (slussen/cases/demo.py; about a minute for
-100,000 cases on SQLite, see bench/bench_demo.py), with encrypted patients, blind index, history,
-due dates spread around today, letters, visits, plans and one audit row per event. This script
-runs it and adds only what the benchmarks need:
+The product does the seeding itself: `slussen demo --cases N --units U` takes N cases to their
+states through the services the pages call (slussen/demo/), with encrypted patients, blind
+index, history, answers, letters, visits, plans and one audit row per event. That is slow (well
+over an hour for 100,000 cases), so seed once and reuse the database. This script runs it and
+adds only what the benchmarks need:
 
 * `slussen init-db`, then `slussen demo --password P --cases N --units U` (the demo makes units up
   to U and a coach `coach<unit id>` in every unit without one, all with one argon2 hash of P; the

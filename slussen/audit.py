@@ -12,13 +12,12 @@ queue up instead of forking the chain.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hmac
 import json
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, cast
+from typing import Any, cast
 
 from sqlalchemy import (
     CheckConstraint,
@@ -34,7 +33,6 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from slussen import vault
-from slussen.batchwrite import execute_many
 from slussen.db import Base, UtcDateTime, intpk, one_of, utcnow
 
 ACTIONS = (
@@ -101,12 +99,6 @@ _ADVANCE_HEAD = (
     .values(seq=_heads.c.seq + 1)
     .returning(_heads.c.seq, _heads.c.mac)
 )
-_ADVANCE_HEAD_BY = (
-    update(_heads)
-    .where(_heads.c.id == HEAD_ID)
-    .values(seq=_heads.c.seq + bindparam("count"))
-    .returning(_heads.c.seq, _heads.c.mac)
-)
 _INSERT_EVENT = insert(cast(Table, AuditEvent.__table__))
 _SET_HEAD_MAC = update(_heads).where(_heads.c.id == HEAD_ID).values(mac=bindparam("mac"))
 
@@ -151,18 +143,11 @@ def patient_pseudonym(ring: vault.KeyRing, patient_id: int) -> str:
     return vault.pseudonym(ring, f"patient:{patient_id}")
 
 
-@functools.lru_cache(maxsize=65536)
-def _pseudonym(ring: vault.KeyRing, patient_id: int) -> str:
-    """`patient_pseudonym`, remembered for the batches (a case's events all name its patient)."""
-    return patient_pseudonym(ring, patient_id)
-
-
 #: The row's content in chain order; `_COLUMNS` below reads them in the same order.
 _CHAINED = (
     "seq", "occurred_at", "actor_id", "actor_name", "actor_role", "unit_id", "action",
     "object_type", "object_id", "patient_pseudonym", "purpose", "request_id", "client_address",
 )  # fmt: skip
-_ROW_KEYS = (*_CHAINED, "mac")
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
@@ -267,69 +252,6 @@ def _fields(
         info.request_id[:32],
         info.client_address[:64],
     )
-
-
-class Entry(NamedTuple):
-    """One access to record with `record_many`: the arguments of `record`. (A named tuple: a
-    batch makes hundreds of thousands.)"""
-
-    actor: Actor
-    action: str
-    object_type: str
-    object_id: str | int
-    purpose: str
-    patient_id: int | None = None
-    unit_id: int | None = None
-
-
-def record_many(
-    session: Session,
-    ring: vault.KeyRing,
-    entries: Sequence[Entry],
-    *,
-    info: RequestInfo | None = None,
-) -> int:
-    """Append many audit rows, in order, in the caller's transaction (a batch of events fired
-    together); returns the sequence number of the first (0 for none). The rows and their chain
-    MACs are exactly what `record` would write one by one: the head is advanced once under its
-    lock, the MACs are computed here, and the rows go in with one executemany.
-
-    Refuses an unknown action (ValueError) before anything is written."""
-    if not entries:
-        return 0
-    for entry in entries:
-        if entry.action not in ACTIONS:
-            raise ValueError(f"unknown audit action {entry.action!r}")
-    info = info or request_info()
-    connection = session.connection()
-    head = connection.execute(_ADVANCE_HEAD_BY, {"count": len(entries)}).one_or_none()
-    if head is None:
-        ensure_head(session)
-        return record_many(session, ring, entries, info=info)
-    last, previous = head
-    first = int(last) - len(entries) + 1
-    key = ring.audit_key
-    now = utcnow()
-    rows = []
-    for seq, entry in enumerate(entries, start=first):
-        pseudonym = _pseudonym(ring, entry.patient_id) if entry.patient_id else None
-        fields = _fields(
-            seq,
-            now,
-            entry.actor,
-            entry.action,
-            entry.object_type,
-            entry.object_id,
-            pseudonym,
-            entry.purpose,
-            entry.unit_id,
-            info,
-        )
-        previous = _mac_of(key, previous, fields)
-        rows.append((*fields, previous))
-    execute_many(connection, _INSERT_EVENT, rows, keys=_ROW_KEYS)
-    connection.execute(_SET_HEAD_MAC, {"mac": previous})
-    return first
 
 
 @dataclass(frozen=True)

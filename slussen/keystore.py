@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from flask import current_app, g, has_app_context
 from sqlalchemy import LargeBinary, String, func, select, update
@@ -105,24 +104,6 @@ class Keystore:
         row.master_key_id = self.ring.active_master_id
         self._ciphers[row.id] = vault.FieldCipher(raw, row.id)
         return row
-
-    def new_key_rows(
-        self, data_key_ids: Sequence[int], at: dt.datetime | None = None
-    ) -> list[dict[str, Any]]:
-        """Fresh data keys for ids the caller reserved (a batch of new patients): the
-        `data_keys` rows to insert with one executemany, wrapped by the active master key like
-        `new_key`'s; their ciphers are cached here like `new_key`'s."""
-        master = self.ring.active_master_id
-        moment = at or utcnow()
-        rows = []
-        for key_id in data_key_ids:
-            raw = vault.new_data_key()
-            wrapped = vault.wrap_data_key(self.ring, raw, data_key_id=key_id)
-            rows.append(
-                {"id": key_id, "wrapped": wrapped, "master_key_id": master, "created_at": moment}
-            )
-            self._ciphers[key_id] = vault.FieldCipher(raw, key_id)
-        return rows
 
     def cipher(self, data_key_id: int) -> vault.FieldCipher:
         """The cipher for a data key; refuses (KeyDestroyed) a destroyed key."""

@@ -14,14 +14,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: The demo code is being rewritten into slussen/demo/ (issue 15); it is held to the same rules
-#: once it is there. Until then its modules are left out of the layer and circle checks.
-EXEMPT = ("slussen.demo",)
-
-
-def _is_exempt(module: str) -> bool:
-    return module in EXEMPT or module.startswith("slussen.demo.") or module.endswith(".demo")
-
 
 @pytest.fixture(scope="module")
 def graph() -> grimp.ImportGraph:
@@ -59,7 +51,6 @@ def test_every_module_has_a_layer(graph: grimp.ImportGraph) -> None:
         module
         for module in graph.modules
         if module != "slussen"
-        and not _is_exempt(module)
         and not any(module == layer or module.startswith(layer + ".") for layer in layers)
         # A package whose modules all have layers (slussen.core) needs none itself.
         and not any(layer.startswith(module + ".") for layer in layers)
@@ -111,7 +102,7 @@ def _circles(edges: dict[str, set[str]]) -> Iterator[list[str]]:
 
 
 def _edges(graph: grimp.ImportGraph, modules: Iterable[str]) -> dict[str, set[str]]:
-    kept = {m for m in modules if not _is_exempt(m)}
+    kept = set(modules)
     return {m: set(graph.find_modules_directly_imported_by(m)) & kept for m in kept}
 
 

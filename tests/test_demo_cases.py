@@ -1,10 +1,9 @@
-"""`slussen demo --cases N`: the batch path fires the same events, with the same effects, as the
-one-case services, on SQLite and PostgreSQL."""
+"""`slussen demo --cases N`: the demo drives the real services, spreads cases over every state,
+keeps the access log's chain, and a rerun (after a smaller run or a crash) adds only the missing
+cases, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import datetime as dt
-import random
 from typing import Any
 
 import pytest
@@ -13,25 +12,18 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from slussen.audit import Actor, AuditEvent, patient_pseudonym, verify_chain
-from slussen.cases import demo
-from slussen.cases.engine import (
-    CaseRow,
-    Firing,
-    Opening,
-    TransitionRefused,
-    fire_many,
-    open_cases,
-)
+from slussen.audit import SYSTEM, Actor, AuditEvent, patient_pseudonym, verify_chain
+from slussen.cases.engine import TransitionRefused, fire, open_case
 from slussen.cases.models import Case, CaseEvent, DueDate
 from slussen.cases.workflow import Workflow
 from slussen.config import today_local
-from slussen.demo import DemoContext
+from slussen.demo import cases as demo
+from slussen.demo import walk
+from slussen.demo.context import DemoContext
 from slussen.keystore import Keystore, open_key_ring
 from slussen.letterqueue import QueuedLetter
 from slussen.patients.models import Patient
-from slussen.patients.services import find_patient_id, read_patient, register_patients
-from slussen.visits.models import ActionPlan, Visit
+from slussen.patients.services import find_patient_id, read_patient, register_patient
 from tests.builders import identity
 from tests.conftest import TEST_PASSWORD
 
@@ -47,133 +39,7 @@ def store(app: Flask, session: Session) -> Keystore:
     return Keystore(session, open_key_ring(app.extensions["slussen.settings"]))
 
 
-def summary(store: Keystore, case_id: int) -> dict[str, Any]:
-    """What a user (or the access log) would notice about a case."""
-    session = store.session
-    case = session.get(Case, case_id)
-    assert case is not None
-    session.refresh(case)
-    pseudonym = patient_pseudonym(store.ring, case.patient_id)
-    return {
-        "state": case.state,
-        "history": session.execute(
-            select(CaseEvent.event, CaseEvent.from_state, CaseEvent.to_state, CaseEvent.actor_role)
-            .where(CaseEvent.case_id == case_id)
-            .order_by(CaseEvent.id)
-        ).all(),
-        "notes": [
-            blob is not None
-            for blob in session.scalars(
-                select(CaseEvent.note_enc)
-                .where(CaseEvent.case_id == case_id)
-                .order_by(CaseEvent.id)
-            )
-        ],
-        "due": sorted(session.scalars(select(DueDate.name).where(DueDate.case_id == case_id))),
-        "next_due": case.next_due_on is not None,
-        "closed": case.closed_at is not None,
-        "coach": case.coach_id is not None,
-        "letters": session.execute(
-            select(QueuedLetter.letter, QueuedLetter.event, QueuedLetter.status)
-            .where(QueuedLetter.case_id == case_id)
-            .order_by(QueuedLetter.id)
-        ).all(),
-        "audit": session.execute(
-            select(AuditEvent.action, AuditEvent.object_type, AuditEvent.purpose)
-            .where(AuditEvent.patient_pseudonym == pseudonym)
-            .order_by(AuditEvent.seq)
-        ).all(),
-        "visits": sorted(
-            session.execute(
-                select(Visit.kind, Visit.status, Visit.notes_enc.is_not(None)).where(
-                    Visit.case_id == case_id
-                )
-            ).all()
-        ),
-        "plans": session.scalar(
-            select(func.count()).select_from(ActionPlan).where(ActionPlan.case_id == case_id)
-        ),
-    }
-
-
-def test_batch_path_matches_the_one_case_services_in_every_state(
-    backend: str, app: Flask, store: Keystore, workflow: Workflow, make_user: Any, unit: Any
-) -> None:
-    coach = Actor.of(make_user("coach"))
-    rng = random.Random(4)
-    today, now = today_local(), dt.datetime.now(dt.UTC)
-    states = list(demo.PATHS)
-    assert set(states) == set(workflow.states)
-    one_by_one = [
-        demo.seed_case(store, workflow, coach, unit.id, state, 500 + i, rng).id
-        for i, state in enumerate(states)
-    ]
-    planned = [
-        demo.plan_case(
-            workflow, unit.id, coach, state, demo.demo_identity(700 + i, rng), today, now, rng
-        )
-        for i, state in enumerate(states)
-    ]
-    batched = [row.id for row in demo.seed_batch(store, workflow, planned)]
-    for state, single, batch in zip(states, one_by_one, batched, strict=True):
-        expected, got = summary(store, single), summary(store, batch)
-        assert got == expected, state
-        assert got["state"] == state
-
-
-def test_batch_dates_are_realistic(app: Flask, workflow: Workflow) -> None:
-    """Open cases' next due dates spread around today; no timer's due date falls today or
-    earlier (today's `slussen tick` would act on it); nothing happened after today."""
-    rng = random.Random(7)
-    today = dt.date(2026, 11, 23)
-    timer_dues = {timer.due for timer in workflow.timers}
-    offsets = []
-    for state in demo.plan_states(600, rng):
-        timeline = demo.plan_timeline(workflow, state, today, rng)
-        assert all(day <= today for day in [timeline.opened, *timeline.days])
-        assert all(d > today for name, d in timeline.due.items() if name in timer_dues), state
-        if timeline.due:
-            offsets.append((min(timeline.due.values()) - today).days)
-    assert any(o < 0 for o in offsets) and 0 in offsets and any(1 <= o <= 7 for o in offsets)
-    assert any(o > 7 for o in offsets)
-
-
-def test_fire_many_refuses_like_fire_and_writes_nothing(
-    backend: str, app: Flask, store: Keystore, workflow: Workflow, make_user: Any, unit: Any
-) -> None:
-    coach = Actor.of(make_user("coach"))
-    session = store.session
-    patients = register_patients(
-        store, coach, [identity(), identity()], purpose="remiss", unit_ids=[unit.id, unit.id]
-    )
-    rows: list[CaseRow] = open_cases(
-        store,
-        [
-            Opening(coach, p.patient_id, p.data_key_id, unit.id, "phone", is_consent_to_contact=c)
-            for p, c in zip(patients, (True, False), strict=True)
-        ],
-        workflow=workflow,
-    )
-    before = (
-        session.scalar(select(func.count()).select_from(CaseEvent)),
-        session.scalar(select(func.count()).select_from(AuditEvent)),
-    )
-    # The second case has no consent: the guard refuses, and the first is not invited either.
-    with pytest.raises(TransitionRefused, match="samtyckt"):
-        fire_many(store, [Firing(r, coach) for r in rows], "invite", workflow=workflow)
-    with pytest.raises(TransitionRefused, match=r"Kallad|Inkommen"):
-        fire_many(store, [Firing(rows[0], coach)], "register_baseline", workflow=workflow)
-    with pytest.raises(TransitionRefused, match="skäl"):
-        fire_many(store, [Firing(rows[0], coach)], "decline", workflow=workflow)
-    after = (
-        session.scalar(select(func.count()).select_from(CaseEvent)),
-        session.scalar(select(func.count()).select_from(AuditEvent)),
-    )
-    assert after == before
-    assert {session.get(Case, r.id).state for r in rows} == {"referred"}  # type: ignore[union-attr]
-
-
-def _seed(app: Flask, cases: int, units: int = 3) -> None:
+def _seed(app: Flask, cases: int, units: int = 3) -> DemoContext:
     ctx = DemoContext(
         app=app,
         settings=app.extensions["slussen.settings"],
@@ -185,6 +51,21 @@ def _seed(app: Flask, cases: int, units: int = 3) -> None:
     with app.app_context(), factory() as work:
         demo.seed_cases(work, ctx)
         work.commit()
+    return ctx
+
+
+def _counts(session: Session) -> tuple[int | None, ...]:
+    return tuple(
+        session.scalar(select(func.count()).select_from(model))
+        for model in (Patient, Case, CaseEvent, QueuedLetter, AuditEvent)
+    )
+
+
+def _one_case_per_patient(session: Session) -> None:
+    per_patient = session.execute(
+        select(Case.patient_id, func.count()).group_by(Case.patient_id)
+    ).all()
+    assert all(count == 1 for _patient, count in per_patient)
 
 
 def test_demo_reaches_every_state_keeps_the_chain_and_reruns_add_nothing(
@@ -195,21 +76,34 @@ def test_demo_reaches_every_state_keeps_the_chain_and_reruns_add_nothing(
     assert states == set(workflow.states)
     ring = open_key_ring(app.extensions["slussen.settings"])
     assert verify_chain(session, ring).ok
-    counts = (
-        session.scalar(select(func.count()).select_from(Case)),
-        session.scalar(select(func.count()).select_from(AuditEvent)),
-    )
-    assert counts[0] == 30
+    counts = _counts(session)
+    assert counts[1] == 30
+    _one_case_per_patient(session)
 
     _seed(app, 30, units=4)
-    assert counts == (
-        session.scalar(select(func.count()).select_from(Case)),
-        session.scalar(select(func.count()).select_from(AuditEvent)),
-    )
+    assert _counts(session) == counts
+
+    # Every case has its history through the engine, and the access log has the patient's
+    # registration, the case's opening and one row per event.
+    for case in session.scalars(select(Case)):
+        events = list(
+            session.scalars(select(CaseEvent.to_state).where(CaseEvent.case_id == case.id))
+        )
+        assert events and events[-1] == case.state
+        pseudonym = patient_pseudonym(ring, case.patient_id)
+        audited = session.execute(
+            select(AuditEvent.action, AuditEvent.object_type).where(
+                AuditEvent.patient_pseudonym == pseudonym, AuditEvent.action != "read"
+            )
+        ).all()
+        assert ("create", "patient") in audited and ("create", "case") in audited
+        assert audited.count(("update", "case")) >= len(events) - 1
+    # Letters were queued by the events, e.g. the invitation of every invited case.
+    assert session.scalar(select(func.count()).select_from(QueuedLetter))
 
     # A seeded patient is found by personnummer, and the case page shows the decrypted name.
     store = Keystore(session, ring)
-    patient_id = find_patient_id(store, demo._identifier(demo.test_series_personnummer(0)))
+    patient_id = find_patient_id(store, demo._identifier(demo.case_personnummer(0)))
     assert patient_id is not None
     case = session.scalar(select(Case).where(Case.patient_id == patient_id))
     assert case is not None
@@ -218,7 +112,8 @@ def test_demo_reaches_every_state_keeps_the_chain_and_reruns_add_nothing(
     name = read_patient(store, Actor(None, "test", "system"), patient, purpose="test").name
     coach = session.scalar(
         select(AuditEvent.actor_name).where(
-            AuditEvent.object_id == str(case.id), AuditEvent.purpose == "ny remiss"
+            AuditEvent.object_id == str(case.id),
+            AuditEvent.actor_role == "coach",
         )
     )
     response = client.post("/login", data={"username": coach, "password": TEST_PASSWORD})
@@ -226,3 +121,109 @@ def test_demo_reaches_every_state_keeps_the_chain_and_reruns_add_nothing(
     page = client.get(f"/arenden/{case.id}")
     assert page.status_code == 200
     assert name in page.get_data(as_text=True)
+
+
+def test_demo_resumes_after_a_smaller_run_and_after_a_crash(
+    backend: str, app: Flask, session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx = _seed(app, 12)
+    assert "12 seeded now" in ctx.report[-1]
+    assert session.scalar(select(func.count()).select_from(Case)) == 12
+
+    # A crash in the third slice: the slices before it stay, the broken one leaves nothing.
+    monkeypatch.setattr(demo, "SLICE", 4)
+    real = demo.seed_case
+
+    def crash_at_21(sluss: walk.Sluss, coach: Actor, unit_id: int, index: int) -> Case:
+        if index == 21:
+            raise RuntimeError("the power went")
+        return real(sluss, coach, unit_id, index)
+
+    monkeypatch.setattr(demo, "seed_case", crash_at_21)
+    with pytest.raises(RuntimeError):
+        _seed(app, 30)
+    session.expire_all()
+    assert session.scalar(select(func.count()).select_from(Case)) == 20
+
+    monkeypatch.setattr(demo, "seed_case", real)
+    ctx = _seed(app, 30)
+    assert "10 seeded now" in ctx.report[-1] and "20 existed already" in ctx.report[-1]
+    session.expire_all()
+    assert session.scalar(select(func.count()).select_from(Case)) == 30
+    _one_case_per_patient(session)
+    store = Keystore(session, open_key_ring(app.extensions["slussen.settings"]))
+    assert demo.missing_cases(store, 30) == []
+    assert verify_chain(session, store.ring).ok
+
+
+def test_demo_due_dates_spread_and_leave_todays_tick_nothing(
+    backend: str, app: Flask, session: Session, workflow: Workflow
+) -> None:
+    """Mapping visits fall before and after today; no due date a timer acts on (`slussen
+    tick`) falls today or earlier, so loading the demo does not make the tick fire at once."""
+    _seed(app, 120)
+    today = today_local()
+    timer_dues = {timer.due for timer in workflow.timers}
+    dues = session.execute(select(DueDate.name, DueDate.due_on)).all()
+    assert dues
+    assert all(day > today for name, day in dues if name in timer_dues)
+    offsets = {(day - today).days for name, day in dues if name not in timer_dues}
+    assert min(offsets) < 0 < max(offsets)
+
+
+def test_the_demo_plan_is_the_same_for_a_case_number_on_every_run() -> None:
+    import random
+
+    first = [demo.plan_case(i, random.Random(f"{demo.SEED}:{i}")) for i in range(200)]
+    again = [demo.plan_case(i, random.Random(f"{demo.SEED}:{i}")) for i in range(200)]
+    assert first == again
+    numbers = [demo.case_personnummer(i) for i in range(400)]
+    assert len(set(numbers)) == len(numbers)
+    from slussen.demo.patients import demo_personnummer_set
+
+    assert not set(numbers) & demo_personnummer_set()
+
+
+def test_walk_finds_the_plain_events_in_the_workflow(workflow: Workflow) -> None:
+    """The demo names no event: from the initial state one event moves a case on, and every
+    state the sluss passes through can be closed."""
+    invitation = walk.forward_event(workflow, workflow.initial)
+    assert not workflow.states[invitation.to].is_terminal
+    for name, state in workflow.states.items():
+        if not state.is_terminal:
+            assert walk.closing_events(workflow, name), name
+
+
+def test_fire_refuses_and_writes_nothing(
+    backend: str, app: Flask, store: Keystore, workflow: Workflow, make_user: Any, unit: Any
+) -> None:
+    """The rules the demo relies on, on the one path: a guard (no consent), a state the event
+    does not fire from, a missing reason; each refusal leaves no history or audit row."""
+    coach = Actor.of(make_user("coach"))
+    session = store.session
+    cases = []
+    for consent in (True, False):
+        patient = register_patient(store, coach, identity(), purpose="remiss", unit_id=unit.id)
+        cases.append(
+            open_case(
+                store,
+                SYSTEM,
+                workflow=workflow,
+                patient_id=patient.id,
+                unit_id=unit.id,
+                channel="phone",
+                is_consent_to_contact=consent,
+            )
+        )
+    invitation = walk.forward_event(workflow, workflow.initial)
+    answered = walk.forward_event(workflow, invitation.to)
+    reasoned = next(t for t in walk.closing_events(workflow, workflow.initial) if t.requires)
+    before = _counts(session)
+    with pytest.raises(TransitionRefused, match="samtyckt"):
+        fire(store, cases[1], invitation.event, coach, workflow=workflow)
+    with pytest.raises(TransitionRefused):
+        fire(store, cases[0], answered.event, coach, workflow=workflow)
+    with pytest.raises(TransitionRefused, match="skäl"):
+        fire(store, cases[0], reasoned.event, coach, workflow=workflow)
+    assert _counts(session) == before
+    assert {case.state for case in cases} == {workflow.initial}

@@ -19,9 +19,9 @@ from slussen.audit import SYSTEM, Actor
 from slussen.cases.engine import fire, open_case
 from slussen.cli import cli
 from slussen.db import session_scope
+from slussen.demo import patients as patient_demo
+from slussen.demo.patients import DEMO_PATIENTS
 from slussen.keystore import Keystore, current_key_ring
-from slussen.patients import demo as patient_demo
-from slussen.patients.demo import DEMO_PATIENTS
 from slussen.patients.models import Patient
 from tests.conftest import TEST_PASSWORD
 from tests.evaluation_support import add_score

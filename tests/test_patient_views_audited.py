@@ -29,9 +29,9 @@ import slussen.audit
 from slussen.accesslog.markers import patient_data_endpoints
 from slussen.audit import SYSTEM, AuditEvent
 from slussen.cases.engine import open_case
+from slussen.demo import patients as demo_patients
 from slussen.identifiers import parse_person_identifier
 from slussen.keystore import Keystore, current_key_ring
-from slussen.patients import demo as demo_patients
 from slussen.patients.services import PatientIdentity, register_patient
 
 

@@ -187,7 +187,7 @@ def test_raw_sqlite_file_after_demo_reveals_no_identity(cli_env: object) -> None
     from click.testing import CliRunner
 
     from slussen.cli import cli
-    from slussen.patients.demo import DEMO_PATIENTS, test_personnummer
+    from slussen.demo.patients import DEMO_PATIENTS, test_personnummer
     from tests.conftest import TEST_PASSWORD
 
     runner = CliRunner()

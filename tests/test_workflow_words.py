@@ -46,12 +46,6 @@ def workflow_words(path: Path = SHIPPED) -> set[str]:
     return set(doc["states"]) | {t["event"] for t in doc["transitions"]}
 
 
-def _is_demo(path: Path) -> bool:
-    # The demo (slussen/demo.py and */demo.py) is being rewritten to drive the services; it is
-    # left out here until then. TODO(lead): drop this exception when the demo branch is merged.
-    return path.name == "demo.py" or path.parts[-2:-1] == ("demo",)
-
-
 def python_literals(source: str) -> Iterator[tuple[int, str]]:
     """(line, text) of every string constant of a module, the constant parts of f-strings
     included. A docstring or message is one constant, so it only matches a word that is the
@@ -76,7 +70,7 @@ def named_words(words: set[str]) -> list[str]:
     """`file:line: word` for each workflow word written as a literal in slussen/."""
     found = []
     for path in sorted(SLUSSEN.rglob("*.py")):
-        if path in ENGINE or _is_demo(path):
+        if path in ENGINE:
             continue
         for line, text in python_literals(path.read_text(encoding="utf-8")):
             if text in words:

@@ -4,37 +4,27 @@
 guards, then writes the new state, a history row, the queued letters, the due dates and the audit
 row in the caller's transaction. A refused event raises a domain error with a Swedish message and
 changes nothing. `open_case` puts a new case in the initial state the same way.
-
-`fire_many` and `open_cases` do the same for many cases at once (the demo's batches): the checks
-(`_check`, with guards that judge a list of cases), the new state and due dates (`outcome`), the
-history row, letters and audit purpose are the same code as `fire`'s; only the writing differs
-(one executemany per table, `audit.record_many` for the chain).
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-from collections.abc import Iterator, Mapping, Sequence
-from contextvars import ContextVar
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple, cast
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 from flask import current_app
-from sqlalchemy import Table, bindparam, delete, insert, update
 from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.orm.exc import StaleDataError
 
 from slussen import audit
 from slussen.audit import Actor
-from slussen.batchwrite import execute_many, reserve_ids
 from slussen.cases.models import Case, CaseEvent, DueDate, Referral, state_writer
 from slussen.cases.workflow import Transition, Workflow, add_duration
 from slussen.config import today_local
 from slussen.db import utcnow
 from slussen.errors import Conflict, Invalid, NotFound, NotPermitted
 from slussen.keystore import Keystore
-from slussen.letterqueue import QueuedLetter, queue_letter
+from slussen.letterqueue import queue_letter
 from slussen.patients.models import Patient
 
 
@@ -76,7 +66,7 @@ def unseal(
     )
 
 
-def may_act_on(actor: Actor, case: Case | CaseRow) -> bool:
+def may_act_on(actor: Actor, case: Case) -> bool:
     """Inner confidentiality: users act only on cases of their own units."""
     if actor.role in ("system", "patient"):
         return True
@@ -110,21 +100,15 @@ def _transition(workflow: Workflow, event: str) -> Transition:
 
 
 def _check(
-    session: Any,
-    workflow: Workflow,
-    t: Transition,
-    cases: Sequence[Any],
-    actors: Sequence[Actor],
-    data: Sequence[dict[str, Any]],
+    session: Any, workflow: Workflow, t: Transition, case: Case, actor: Actor, data: dict[str, Any]
 ) -> None:
-    """Refuse (raise) unless `t` may fire on every case: the actor may act on it, the table's
-    rules hold, and every guard passes (each guard judges all the cases in one call)."""
-    for case, actor, values in zip(cases, actors, data, strict=True):
-        if not may_act_on(actor, case):
-            raise NotFound("Ärendet finns inte.")
-        _refuse_unless_allowed(workflow, case.state, t, actor.role, values)
+    """Refuse (raise) unless `t` may fire on `case`: the actor may act on it, the table's rules
+    hold, and every guard passes."""
+    if not may_act_on(actor, case):
+        raise NotFound("Ärendet finns inte.")
+    _refuse_unless_allowed(workflow, case.state, t, actor.role, data)
     for name in t.guards:
-        refusal = next((r for r in workflow.guard_functions[name](session, cases, data) if r), None)
+        refusal = workflow.guard_functions[name](session, case, data)
         if refusal:
             raise TransitionRefused(refusal)
 
@@ -137,8 +121,7 @@ def allowed_events(workflow: Workflow, case: Case, actor: Actor) -> list[Transit
 
 
 class Outcome(NamedTuple):
-    """What firing a transition does to a case (computed, not yet written). A named tuple: the
-    demo's timelines compute hundreds of thousands."""
+    """What firing a transition does to a case (computed, not yet written)."""
 
     to_state: str
     #: The case enters a new state (state_entered_at moves); False for a self-loop.
@@ -163,8 +146,7 @@ def outcome(
 ) -> Outcome:
     """The state and due dates after firing `t` from `state` on `today`: a terminal state clears
     every due date; otherwise the transition's `clear` goes ("*" all), then its `due` durations
-    from today and the `exact` days are set. Pure: `fire`, `fire_many` and the demo's timelines
-    all use it."""
+    from today and the `exact` days are set. Pure."""
     to_state = t.target(state)
     closed = workflow.states[to_state].is_terminal
     if closed:
@@ -255,7 +237,7 @@ def fire(
         raise StaleCase("Någon annan har ändrat ärendet medan du arbetade.")
     t = _transition(workflow, event)
     data = {"note": note, "reason": reason, "visit": visit}
-    _check(session, workflow, t, [case], [actor], [data])
+    _check(session, workflow, t, case, actor, data)
 
     current = {d.name: d.due_on for d in case.due_dates}
     result = outcome(workflow, t, case.state, current, today or today_local(), due_on)
@@ -298,233 +280,9 @@ def fire(
     return history
 
 
-# --- many cases at once -------------------------------------------------------------------------
-
-
-@dataclass
-class CaseRow:
-    """A case as `fire_many` holds it: the columns the engine reads and writes, and the data key
-    of its patient (for notes). `open_cases` returns them; `fire_many` keeps them current."""
-
-    id: int
-    unit_id: int
-    patient_id: int
-    data_key_id: int
-    state: str
-    version: int
-    is_consent_to_contact: bool
-    state_entered_at: dt.datetime
-    screening_flag: str | None = None
-    coach_id: int | None = None
-    closed_at: dt.datetime | None = None
-    due: dict[str, dt.date] = field(default_factory=dict)
-    #: What the database holds (version, due dates) until the row is written again.
-    stored_version: int = 0
-    stored_due: dict[str, dt.date] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Firing:
-    """One case's part in `fire_many`: who fires, when, and the data `fire` takes."""
-
-    case: CaseRow
-    actor: Actor
-    #: When it happens (default now) and the local day due dates count from (default today).
-    at: dt.datetime | None = None
-    today: dt.date | None = None
-    note: str | None = None
-    reason: str | None = None
-    visit: Any = None
-    due_on: dict[str, dt.date] | None = None
-
-
-def _table(model: Any) -> Table:
-    return cast(Table, model.__table__)
-
-
-_cases = _table(Case)
-_UPDATE_CASE = (
-    update(_cases)
-    .where(_cases.c.id == bindparam("b_id"), _cases.c.version == bindparam("b_version"))
-    .values(
-        state=bindparam("b_state"),
-        version=bindparam("b_new_version"),
-        state_entered_at=bindparam("b_entered"),
-        closed_at=bindparam("b_closed"),
-        next_due_on=bindparam("b_next_due"),
-        coach_id=bindparam("b_coach"),
-        screening_flag=bindparam("b_screening"),
-    )
-)
-_due_dates = _table(DueDate)
-_DELETE_DUE = delete(_due_dates).where(
-    _due_dates.c.case_id == bindparam("b_case"), _due_dates.c.name == bindparam("b_name")
-)
-_INSERT_DUE = insert(_due_dates)
-_INSERT_CASE = insert(_cases)
-_INSERT_HISTORY = insert(_table(CaseEvent))
-_INSERT_LETTER = insert(_table(QueuedLetter))
-_INSERT_REFERRAL = insert(_table(Referral))
-
-
-_DEFERRED: ContextVar[dict[int, CaseRow] | None] = ContextVar("slussen_deferred", default=None)
-
-
-@contextlib.contextmanager
-def case_rows_deferred(store: Keystore) -> Iterator[None]:
-    """Within this block `open_cases` and `fire_many` write history, letters and audit rows as
-    events fire, but each case's own row and due dates only once, when the block ends (the last
-    state of each): a batch that walks cases through several events writes one case update, not
-    one per event. Guards judge the `CaseRow`s, which are current; a query of the cases table
-    inside the block sees the rows as they were before it. The block must end before the
-    transaction commits; on an error nothing more is written (the caller rolls back)."""
-    if _DEFERRED.get() is not None:
-        yield
-        return
-    pending: dict[int, CaseRow] = {}
-    token = _DEFERRED.set(pending)
-    try:
-        yield
-    finally:
-        _DEFERRED.reset(token)
-    _write_case_rows(store, list(pending.values()))
-
-
-def _changed(store: Keystore, rows: Sequence[CaseRow]) -> None:
-    """Write the rows now, or at the end of the `case_rows_deferred` block."""
-    pending = _DEFERRED.get()
-    if pending is None:
-        _write_case_rows(store, rows)
-    else:
-        pending.update((row.id, row) for row in rows)
-
-
-def _write_case_rows(store: Keystore, rows: Sequence[CaseRow]) -> None:
-    """Bring the case rows and their due dates in the database to the `CaseRow`s: the state
-    columns (checked against the version read), due dates gone or changed deleted, new or
-    changed ones inserted (a due date that stays as it was is not touched, as in `fire`)."""
-    connection = store.session.connection()
-    updates: list[dict[str, Any]] = []
-    due_gone: list[dict[str, Any]] = []
-    due_rows: list[dict[str, Any]] = []
-    for case in rows:
-        updates.append(
-            {
-                "b_id": case.id,
-                "b_version": case.stored_version,
-                "b_new_version": case.version,
-                "b_state": case.state,
-                "b_entered": case.state_entered_at,
-                "b_closed": case.closed_at,
-                "b_next_due": min(case.due.values(), default=None),
-                "b_coach": case.coach_id,
-                "b_screening": case.screening_flag,
-            }
-        )
-        before = case.stored_due
-        for name, day in before.items():
-            if case.due.get(name) != day:
-                due_gone.append({"b_case": case.id, "b_name": name})
-        due_rows.extend(
-            {"case_id": case.id, "name": name, "due_on": day}
-            for name, day in case.due.items()
-            if before.get(name) != day
-        )
-        case.stored_version = case.version
-        case.stored_due = dict(case.due)
-    changed = execute_many(connection, _UPDATE_CASE, updates)
-    if connection.dialect.supports_sane_multi_rowcount and changed != len(updates):
-        raise StaleCase("Någon annan har ändrat ärendet medan du arbetade.")
-    execute_many(connection, _DELETE_DUE, due_gone)
-    execute_many(connection, _INSERT_DUE, due_rows)
-
-
-def fire_many(
-    store: Keystore, firings: Sequence[Firing], event: str, *, workflow: Workflow
-) -> None:
-    """Fire `event` on many cases at once, with the rules of `fire`: the same checks (guards judge
-    the whole batch in one call), the same new state, history rows, letters, due dates and one
-    audit row per case, written with one executemany per table. Updates each `CaseRow`.
-
-    Refuses (raises like `fire`, before anything is written) when the event may not fire on any
-    one of the cases; StaleCase when a case changed since its row was read."""
-    if not firings:
-        return
-    session = store.session
-    t = _transition(workflow, event)
-    cases = [f.case for f in firings]
-    _check(
-        session,
-        workflow,
-        t,
-        cases,
-        [f.actor for f in firings],
-        [{"note": f.note, "reason": f.reason, "visit": f.visit} for f in firings],
-    )
-    connection = session.connection()
-    now = utcnow()
-    event_ids = reserve_ids(connection, _table(CaseEvent), len(firings))
-    history: list[dict[str, Any]] = []
-    letters: list[dict[str, Any]] = []
-    entries: list[audit.Entry] = []
-    purpose = event_purpose(event)
-    for firing, event_id in zip(firings, event_ids, strict=True):
-        case, actor = firing.case, firing.actor
-        at = firing.at or now
-        result = outcome(
-            workflow, t, case.state, case.due, firing.today or today_local(), firing.due_on
-        )
-        row = _history(case.id, event, case.state, result.to_state, actor, at)
-        row["id"] = event_id
-        text = firing.note or firing.reason
-        row["note_enc"] = (
-            store.cipher(case.data_key_id).encrypt(
-                text, table="case_events", column="note", row_id=event_id
-            )
-            if text
-            else None
-        )
-        history.append(row)
-        if result.is_entered:
-            case.state_entered_at = at
-        if result.is_closed:
-            case.closed_at = at
-        case.state = result.to_state
-        if t.screening is not None:
-            case.screening_flag = t.screening
-        case.due = result.due
-        case.version += 1
-        letters.extend(
-            {"case_id": case.id, "unit_id": case.unit_id, "letter": letter, "event": event,
-             "status": "queued", "queued_at": at}
-            for letter in t.letters
-        )  # fmt: skip
-        entries.append(
-            audit.Entry(
-                actor,
-                "update",
-                "case",
-                case.id,
-                purpose,
-                patient_id=case.patient_id,
-                unit_id=case.unit_id,
-            )
-        )
-    _changed(store, cases)
-    execute_many(connection, _INSERT_HISTORY, history)
-    execute_many(connection, _INSERT_LETTER, letters)
-    audit.record_many(session, store.ring, entries)
-
-
 def _refuse_foreign_unit(actor: Actor, unit_id: int) -> None:
     if actor.role not in ("system", "public") and unit_id not in actor.unit_ids:
         raise NotPermitted("Du arbetar inte på den enheten.")
-
-
-def _open_history(
-    case_id: int, workflow: Workflow, actor: Actor, at: dt.datetime
-) -> dict[str, Any]:
-    return _history(case_id, "open", None, workflow.initial, actor, at)
 
 
 def open_case(
@@ -564,7 +322,7 @@ def open_case(
     case.reference = case_reference(case.id, now)
     _sync_due_dates(case, opening_due(workflow, today_local()))
     referral = Referral(case_id=case.id, channel=channel, created_by_id=actor.user_id, is_seen=True)
-    history = CaseEvent(**_open_history(case.id, workflow, actor, now))
+    history = CaseEvent(**_history(case.id, "open", None, workflow.initial, actor, now))
     session.add_all([referral, history])
     session.flush()
     if reason:
@@ -582,123 +340,3 @@ def open_case(
     )
     session.flush()
     return case
-
-
-@dataclass(frozen=True, slots=True)
-class Opening:
-    """One case for `open_cases`: the arguments of `open_case`, the patient's data key, and
-    when it happens (default now; `today` is the local day its due dates count from)."""
-
-    actor: Actor
-    patient_id: int
-    data_key_id: int
-    unit_id: int
-    channel: str
-    is_consent_to_contact: bool
-    contact_channel: str = "post"
-    reason: str = ""
-    flagged_by_id: int | None = None
-    at: dt.datetime | None = None
-    today: dt.date | None = None
-
-
-def open_cases(
-    store: Keystore, openings: Sequence[Opening], *, workflow: Workflow
-) -> list[CaseRow]:
-    """Open many cases at once, as `open_case` opens one: the case in the initial state, its
-    reference, opening due dates, first referral (reason encrypted), the "open" history row and
-    the audit row, each table written with one executemany. Returns the cases for `fire_many`.
-
-    Refuses (before anything is written) what `open_case` refuses."""
-    for opening in openings:
-        _refuse_foreign_unit(opening.actor, opening.unit_id)
-    if not openings:
-        return []
-    session = store.session
-    connection = session.connection()
-    now = utcnow()
-    count = len(openings)
-    case_ids = reserve_ids(connection, _cases, count)
-    rows: list[CaseRow] = []
-    case_rows: list[dict[str, Any]] = []
-    referrals: list[dict[str, Any]] = []
-    history: list[dict[str, Any]] = []
-    entries: list[audit.Entry] = []
-    for opening, case_id in zip(openings, case_ids, strict=True):
-        at = opening.at or now
-        due = opening_due(workflow, opening.today or today_local())
-        case_rows.append(
-            {
-                "id": case_id,
-                "reference": case_reference(case_id, at),
-                "unit_id": opening.unit_id,
-                "patient_id": opening.patient_id,
-                "state": workflow.initial,
-                "coach_id": None,
-                "flagged_by_id": opening.flagged_by_id,
-                "channel": opening.channel,
-                "contact_channel": opening.contact_channel,
-                "is_consent_to_contact": opening.is_consent_to_contact,
-                "screening_flag": None,
-                "opened_at": at,
-                "state_entered_at": at,
-                "closed_at": None,
-                "next_due_on": None,
-                "version": 1,
-            }
-        )
-        rows.append(
-            CaseRow(
-                id=case_id,
-                unit_id=opening.unit_id,
-                patient_id=opening.patient_id,
-                data_key_id=opening.data_key_id,
-                state=workflow.initial,
-                version=1,
-                is_consent_to_contact=opening.is_consent_to_contact,
-                state_entered_at=at,
-                due=due,
-                stored_version=1,
-            )
-        )
-        history.append(_open_history(case_id, workflow, opening.actor, at))
-        entries.append(
-            audit.Entry(
-                opening.actor,
-                "create",
-                "case",
-                case_id,
-                OPEN_PURPOSE,
-                patient_id=opening.patient_id,
-                unit_id=opening.unit_id,
-            )
-        )
-    execute_many(connection, _INSERT_CASE, case_rows)
-    referral_ids = reserve_ids(connection, _table(Referral), count)
-    for opening, case_id, referral_id in zip(openings, case_ids, referral_ids, strict=True):
-        reason_enc = (
-            store.cipher(opening.data_key_id).encrypt(
-                opening.reason, table="referrals", column="reason", row_id=referral_id
-            )
-            if opening.reason
-            else None
-        )
-        referrals.append(
-            {
-                "id": referral_id,
-                "case_id": case_id,
-                "channel": opening.channel,
-                "created_by_id": opening.actor.user_id,
-                "created_at": opening.at or now,
-                "reason_enc": reason_enc,
-                "is_seen": True,
-            }
-        )
-    execute_many(connection, _INSERT_REFERRAL, referrals)
-    execute_many(connection, _INSERT_HISTORY, history)
-    # The opening due dates (and next_due_on) go in like every later change of them.
-    for row in rows:
-        row.version += 1
-    _changed(store, rows)
-    audit.record_many(session, store.ring, entries)
-    return rows

@@ -6,21 +6,17 @@ caller's transaction, so the easy way to touch a patient field is the encrypted,
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, insert, select
+from sqlalchemy import delete, select
 
 from slussen import audit, vault
 from slussen.accounts.roles import PATIENT_DATA_ROLES, Role
 from slussen.audit import Actor
-from slussen.batchwrite import execute_many, reserve_ids
 from slussen.db import utcnow
 from slussen.errors import Conflict, Invalid, NotFound, NotPermitted
 from slussen.identifiers import PersonIdentifier, normalise_postcode
-from slussen.keystore import DataKey, Keystore
+from slussen.keystore import Keystore
 from slussen.patients.models import Patient, PatientLookup
 
 LANGUAGES = ("sv", "en")
@@ -89,30 +85,20 @@ def _clear_values(identity: PatientIdentity) -> dict[str, str]:
     }
 
 
-def _field_values(
-    cipher: vault.FieldCipher, patient_id: int, identity: PatientIdentity
-) -> dict[str, Any]:
-    """The patient columns an identity gives: identity fields encrypted with the patient's data
-    key, bound to patients/<column>/<patient id>, and the derived clear columns."""
-    values: dict[str, Any] = {
-        f"{column}_enc": cipher.encrypt(value, table="patients", column=column, row_id=patient_id)
-        for column, value in _clear_values(identity).items()
-    }
-    values.update(
-        identifier_kind=identity.identifier.kind,
-        identifier_issuer=identity.identifier.issuer or "",
-        preferred_language=identity.preferred_language,
-        is_protected_identity=identity.is_protected_identity,
-        birth_year=identity.identifier.birth_year(),
-        sex=identity.identifier.sex(),
-    )
-    return values
-
-
 def _write_fields(store: Keystore, patient: Patient, identity: PatientIdentity) -> None:
-    values = _field_values(store.cipher(patient.data_key_id), patient.id, identity)
-    for column, value in values.items():
-        setattr(patient, column, value)
+    """Set the patient columns an identity gives: identity fields sealed with the patient's data
+    key, bound to patients/<column>/<patient id>, and the derived clear columns. The one place
+    identity fields are encrypted."""
+    cipher = store.cipher(patient.data_key_id)
+    for column, value in _clear_values(identity).items():
+        encrypted = cipher.encrypt(value, table="patients", column=column, row_id=patient.id)
+        setattr(patient, f"{column}_enc", encrypted)
+    patient.identifier_kind = identity.identifier.kind
+    patient.identifier_issuer = identity.identifier.issuer or ""
+    patient.preferred_language = identity.preferred_language
+    patient.is_protected_identity = identity.is_protected_identity
+    patient.birth_year = identity.identifier.birth_year()
+    patient.sex = identity.identifier.sex()
 
 
 def find_patient_id(store: Keystore, identifier: PersonIdentifier) -> int | None:
@@ -172,87 +158,6 @@ def register_patient(
         unit_id=unit_id,
     )
     return patient
-
-
-_INSERT_KEY = insert(cast(Table, DataKey.__table__))
-_INSERT_PATIENT = insert(cast(Table, Patient.__table__))
-_INSERT_LOOKUP = insert(cast(Table, PatientLookup.__table__))
-
-
-@dataclass(frozen=True)
-class NewPatient:
-    """A patient registered by `register_patients`: its id and its data key's id."""
-
-    patient_id: int
-    data_key_id: int
-
-
-def register_patients(
-    store: Keystore,
-    actor: Actor,
-    identities: Sequence[PatientIdentity],
-    *,
-    purpose: str,
-    unit_ids: Sequence[int | None],
-    at: Sequence[dt.datetime] | None = None,
-) -> list[NewPatient]:
-    """Register many patients at once, as `register_patient` registers one (a fresh data key
-    each, the same encrypted fields, blind index and audit row), with one executemany per table.
-    `at` dates each registration (default now).
-
-    Refuses (before anything is written) what `register_patient` refuses, and an identifier given
-    twice (DuplicatePatient names the existing patient, or -1 for a twin within the batch)."""
-    _check_actor(actor, creating=True)
-    if not identities:
-        return []
-    session = store.session
-    digests = [_lookup_digest(store.ring, identity.identifier) for identity in identities]
-    if len(set(digests)) != len(digests):
-        raise DuplicatePatient(-1)
-    # kind first: the unique (kind, digest) index answers it.
-    lookup = select(PatientLookup.patient_id).where(
-        PatientLookup.kind == "id", PatientLookup.digest.in_(bindparam("digests", expanding=True))
-    )
-    for start in range(0, len(digests), 900):
-        existing = session.scalar(lookup, {"digests": digests[start : start + 900]})
-        if existing is not None:
-            raise DuplicatePatient(existing)
-    connection = session.connection()
-    now = utcnow()
-    moments = list(at) if at is not None else [now] * len(identities)
-    key_ids = reserve_ids(connection, cast(Table, DataKey.__table__), len(identities))
-    execute_many(connection, _INSERT_KEY, store.new_key_rows(key_ids, at=now))
-    patient_ids = reserve_ids(connection, cast(Table, Patient.__table__), len(identities))
-    patients = []
-    lookups = []
-    entries = []
-    rows = zip(identities, patient_ids, key_ids, unit_ids, moments, digests, strict=True)
-    for identity, patient_id, key_id, unit_id, moment, digest in rows:
-        values = _field_values(store.cipher(key_id), patient_id, identity)
-        values.update(
-            id=patient_id,
-            data_key_id=key_id,
-            registered_unit_id=unit_id,
-            created_at=moment,
-            erased_at=None,
-        )
-        patients.append(values)
-        lookups.append({"patient_id": patient_id, "kind": "id", "digest": digest})
-        entries.append(
-            audit.Entry(
-                actor,
-                "create",
-                "patient",
-                patient_id,
-                purpose,
-                patient_id=patient_id,
-                unit_id=unit_id,
-            )
-        )
-    execute_many(connection, _INSERT_PATIENT, patients)
-    execute_many(connection, _INSERT_LOOKUP, lookups)
-    audit.record_many(session, store.ring, entries)
-    return [NewPatient(p, k) for p, k in zip(patient_ids, key_ids, strict=True)]
 
 
 def read_patient(
@@ -372,6 +277,5 @@ __all__ = [
     "find_patient_id",
     "read_patient",
     "register_patient",
-    "register_patients",
     "update_patient",
 ]

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from slussen.accounts.models import User
 from slussen.config import today_local
-from slussen.demo import DemoContext, demo_step
+from slussen.demo.context import DemoContext
 from slussen.directory.categories import categories_from
 from slussen.directory.models import Organisation
 from slussen.directory.schedule import WEEKDAY_CODES
@@ -180,7 +180,6 @@ def _activities(week: dt.date) -> list[tuple[str, dict[str, Any]]]:
     ]  # fmt: skip
 
 
-@demo_step
 def seed_directory(session: Session, ctx: DemoContext) -> None:
     if session.scalar(select(Organisation.id).limit(1)) is not None:
         ctx.report.append("Demo directory exists already.")
