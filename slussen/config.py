@@ -251,7 +251,7 @@ def load_settings(
         path = Path(environ["SLUSSEN_CONFIG"])
         file_layer = _layer(_read_toml(path), str(path))
     env_vars = dict(environ)
-    # SLUSSEN_KEYRING is the documented name of the key ring path (SPEC §9).
+    # SLUSSEN_KEYRING is the documented name of the key ring path (README, docs/install.md).
     if "SLUSSEN_KEYRING" in env_vars:
         env_vars["SLUSSEN_KEYRING_PATH"] = env_vars.pop("SLUSSEN_KEYRING")
     environ_layer = _environ_layer(env_vars)

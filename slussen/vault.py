@@ -1,7 +1,6 @@
 """Field-level encryption, key ring and keyed hashes for Slussen.
 
-Pure cryptography: no database, no Flask. The design follows SPEC.md §7 and
-shared/reference/security.md §2.5-2.8:
+Pure cryptography: no database, no Flask. The design (docs/security.md):
 
 * A key ring file, held outside the database, carries the master keys (KEKs), the
   blind-index key, the audit-chain MAC key and the pseudonym key.

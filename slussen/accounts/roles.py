@@ -1,4 +1,4 @@
-"""The roles of SPEC §1 and what each may do: the one place permissions are decided."""
+"""The user roles and what each may do: the one place permissions are decided."""
 
 from __future__ import annotations
 

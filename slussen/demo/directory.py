@@ -1,4 +1,4 @@
-"""Demo directory: organisations and activities modelled on seed 004's examples.
+"""Demo directory: organisations and activities modelled on a real social-prescribing project's examples.
 
 The listings are invented: contact persons are made-up names and every phone number is from the
 range PTS keeps for fiction (070-174 06 05 – 070-174 06 99). Schedules start in the current week

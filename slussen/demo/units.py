@@ -1,4 +1,4 @@
-"""Demo units and users: the three hand-made units with the demo users of SPEC §9, and for a
+"""Demo units and users: the three hand-made units with the demo users the README lists, and for a
 region-sized demo (`--units U`) more units with one coach each."""
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ DEMO_UNITS = [
     ),
 ]
 
-#: The demo users of SPEC §9: (username, display name, role, units by index into DEMO_UNITS).
+#: The demo users the README lists: (username, display name, role, units by index into DEMO_UNITS).
 DEMO_USERS = [
     ("koordinator", "Karin Samordnare", "coordinator", (0,)),
     ("coach", "Cecilia Hälsocoach", "coach", (0,)),

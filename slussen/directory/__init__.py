@@ -1,2 +1,2 @@
 """The activity directory and public calendar: organisations keep their activities, the
-coordinator moderates, the public and the coaches find occasions (SPEC §5)."""
+coordinator moderates, the public and the coaches find occasions."""

@@ -80,7 +80,7 @@ def check_interest_mapping(content: Content) -> list[Problem]:
     return problems
 
 
-#: Kinds of activity (SPEC §5): support (stödinsats) or light leisure (fritid).
+#: Kinds of activity: support (stödinsats) or light leisure (fritid).
 KINDS = ("support", "leisure")
 
 #: Organisation sectors; the Swedish labels are what the public sees.

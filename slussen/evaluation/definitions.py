@@ -13,7 +13,7 @@ from typing import Any
 from slussen.content import Content
 
 DIRECTIONS = ("lower_better", "higher_better")
-#: Screening forms when the workflow names none (SPEC §2: the social-phobia screen).
+#: Screening forms when the workflow names none (the social-phobia screen).
 DEFAULT_SCREENING_FORMS = ("mini_spin",)
 
 

@@ -128,7 +128,7 @@ def format_letter_date(day: dt.date, language: str = "sv") -> str:
 
 
 def format_letter_moment(moment: dt.datetime, language: str = "sv") -> str:
-    """ "tisdag 5 mars 2030 kl. 10.00" in Swedish time (GLOSSARY: dates for patients)."""
+    """ "tisdag 5 mars 2030 kl. 10.00" in Swedish time (dates for patients are written out)."""
     local = moment.astimezone(local_zone())
     day = str(format_date(local.date(), "full", locale=_LOCALES.get(language, "sv_SE")))
     if language == "en":
