@@ -71,28 +71,26 @@ def _per_address() -> Any:
     )
 
 
-def throttle_password_step(view: F) -> F:
-    """Throttle failed password attempts per address and per submitted username."""
+def _throttle_login_step(view: F, account_key: Callable[[], str]) -> F:
+    """Throttle a login step's failed attempts per address and per account (`account_key`)."""
     per_account = limiter.limit(
         LOGIN_LIMIT_PER_ACCOUNT,
-        key_func=_submitted_username,
+        key_func=account_key,
         methods=["POST"],
         deduct_when=_failed,
     )
     result: F = _per_address()(per_account(view))
     return result
+
+
+def throttle_password_step(view: F) -> F:
+    """Throttle failed password attempts per address and per submitted username."""
+    return _throttle_login_step(view, _submitted_username)
 
 
 def throttle_code_step(view: F) -> F:
     """Throttle failed second-step codes per address and per account."""
-    per_account = limiter.limit(
-        LOGIN_LIMIT_PER_ACCOUNT,
-        key_func=_pending_account,
-        methods=["POST"],
-        deduct_when=_failed,
-    )
-    result: F = _per_address()(per_account(view))
-    return result
+    return _throttle_login_step(view, _pending_account)
 
 
 def init_app(app: Flask, settings: Settings) -> None:

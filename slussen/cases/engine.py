@@ -265,22 +265,30 @@ def fire(
     text = note or reason
     if text:
         history.note_enc = seal(store, case.patient_id, "case_events", "note", history.id, text)
+    audit_case_change(store, actor, case, event_purpose(event))
+    session.flush()
+    return history
+
+
+def audit_case_change(store: Keystore, actor: Actor, case: Case, purpose: str) -> None:
+    """The access-log row of a change to a case (an "update" of the case, with its patient and
+    unit)."""
     audit.record(
-        session,
+        store.session,
         store.ring,
         actor,
         "update",
         "case",
         case.id,
-        purpose=event_purpose(event),
+        purpose=purpose,
         patient_id=case.patient_id,
         unit_id=case.unit_id,
     )
-    session.flush()
-    return history
 
 
-def _refuse_foreign_unit(actor: Actor, unit_id: int) -> None:
+def refuse_foreign_unit(actor: Actor, unit_id: int) -> None:
+    """Refuses (NotPermitted) a user acting for a unit they do not belong to; the system and the
+    public (self-referral) act for any unit."""
     if actor.role not in ("system", "public") and unit_id not in actor.unit_ids:
         raise NotPermitted("Du arbetar inte på den enheten.")
 
@@ -301,7 +309,7 @@ def open_case(
     """Open a case in the workflow's initial state, with its first referral and history row.
 
     Refuses a user acting for a unit they do not belong to (NotPermitted)."""
-    _refuse_foreign_unit(actor, unit_id)
+    refuse_foreign_unit(actor, unit_id)
     session = store.session
     now = utcnow()
     with state_writer():

@@ -261,18 +261,11 @@ class ActivityData:
         return cls(**{name: getattr(revision, name) for name in CONTENT_FIELDS})
 
     def schedule(self) -> Schedule:
-        return Schedule(
-            first_date=self.first_date,
-            start_time=self.start_time,
-            duration_minutes=self.duration_minutes,
-            rrule=self.rrule,
-            extra_dates=parse_dates(self.extra_dates),
-            exception_dates=parse_dates(self.exception_dates),
-        )
+        return schedule_of(self)
 
 
-def schedule_of(revision: ActivityRevision) -> Schedule:
-    """The schedule of a stored revision."""
+def schedule_of(revision: ActivityRevision | ActivityData) -> Schedule:
+    """The schedule of a stored revision or of a form's content."""
     return Schedule(
         first_date=revision.first_date,
         start_time=revision.start_time,

@@ -6,9 +6,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from slussen import audit
 from slussen.audit import Actor
-from slussen.cases.engine import open_case, seal
+from slussen.cases.engine import audit_case_change, open_case, refuse_foreign_unit, seal
 from slussen.cases.models import CHANNELS, CONTACT_CHANNELS, Case, Referral
 from slussen.cases.workflow import Workflow
 from slussen.errors import Invalid, NotPermitted
@@ -46,8 +45,7 @@ def check_referral(
         raise Invalid("Okänd kontaktväg.")
     if channel == "self_referral" and not is_consent_to_contact:
         raise Invalid("Du behöver samtycka till att vi kontaktar dig.")
-    if actor.role not in ("public", "system") and unit_id not in actor.unit_ids:
-        raise NotPermitted("Du arbetar inte på den enheten.")
+    refuse_foreign_unit(actor, unit_id)
 
 
 def refer_patient(
@@ -89,17 +87,7 @@ def refer_patient(
                 referral.reason_enc = seal(
                     store, patient_id, "referrals", "reason", referral.id, reason
                 )
-            audit.record(
-                session,
-                store.ring,
-                actor,
-                "update",
-                "case",
-                existing.id,
-                purpose="ny remiss kopplad till öppet ärende",
-                patient_id=patient_id,
-                unit_id=existing.unit_id,
-            )
+            audit_case_change(store, actor, existing, "ny remiss kopplad till öppet ärende")
             return IntakeResult(existing, is_attached=True)
     else:
         patient = register_patient(store, actor, identity, purpose="remiss", unit_id=unit_id)

@@ -18,9 +18,9 @@ import hmac
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVarTuple
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from slussen import audit
@@ -63,6 +63,8 @@ CODE_LENGTH = 10
 REPLY_DAYS = 14
 #: Ids from a URL above this are refused before they reach the database (integer columns).
 MAX_ID = 2**31
+# The row type of a query narrowed by `_in_queue` (it keeps what the query selects).
+Row = TypeVarTuple("Row")
 
 
 class LetterIncomplete(Invalid):
@@ -411,11 +413,38 @@ def preview_letter(
         batch = session.get(LetterBatch, letter.batch_id)
         if batch is not None:
             letter_date = batch.letter_date
-    identity = read_patient(
-        store, actor, patient, purpose=f"förhandsvisning av brev {letter.id}", unit_id=case.unit_id
+    data = _addressed_letter_data(
+        store,
+        actor,
+        letter,
+        patient,
+        purpose=f"förhandsvisning av brev {letter.id}",
+        unit_id=case.unit_id,
+        context=context,
+        settings=settings,
+        letter_date=letter_date,
     )
+    return render_letter(data, context)
+
+
+def _addressed_letter_data(
+    store: Keystore,
+    actor: Actor,
+    letter: QueuedLetter,
+    patient: Patient,
+    *,
+    purpose: str,
+    unit_id: int,
+    context: RenderContext,
+    settings: Settings,
+    letter_date: dt.date,
+) -> LetterData:
+    """One letter's printable data: reads the patient (an audited read with `purpose`), addresses
+    the letter to them and fills it. Refuses (LetterIncomplete) a letter without a usable address
+    or with what `letter_data` refuses."""
+    identity = read_patient(store, actor, patient, purpose=purpose, unit_id=unit_id)
     recipient = recipient_of(identity, context.layout)
-    data = letter_data(
+    return letter_data(
         store,
         letter,
         recipient,
@@ -423,7 +452,6 @@ def preview_letter(
         settings=settings,
         letter_date=letter_date,
     )
-    return render_letter(data, context)
 
 
 # --- batches ------------------------------------------------------------------------------------
@@ -451,8 +479,16 @@ def pending_letters(
     """Queued and held letters of the unit: to patients with protected identity (the forwarding
     queue) or to everyone else. Reads no patient data."""
     rows = store.session.execute(
-        select(QueuedLetter, Case)
-        .join(Case, Case.id == QueuedLetter.case_id)
+        _in_queue(select(QueuedLetter, Case), unit_id, forwarding=forwarding)
+    )
+    return [(letter, case) for letter, case in rows]
+
+
+def _in_queue(query: Select[*Row], unit_id: int, *, forwarding: bool) -> Select[*Row]:
+    """`query` narrowed to the letters waiting in one of the unit's two print queues (queued or
+    held; to patients with protected identity or to everyone else), oldest first."""
+    return (
+        query.join(Case, Case.id == QueuedLetter.case_id)
         .join(Patient, Patient.id == Case.patient_id)
         .where(
             QueuedLetter.unit_id == unit_id,
@@ -461,7 +497,6 @@ def pending_letters(
         )
         .order_by(QueuedLetter.id)
     )
-    return [(letter, case) for letter, case in rows]
 
 
 def print_batch(
@@ -496,7 +531,7 @@ def print_batch(
     now = utcnow()
     letter_date = today or today_local()
     # Plain rows, not ORM objects: a batch of thousands keeps only ids and window lines.
-    query = (
+    query = _in_queue(
         select(
             QueuedLetter.id,
             QueuedLetter.case_id,
@@ -505,15 +540,9 @@ def print_batch(
             Case.closed_at,
             Case.coach_id,
             Case.patient_id,
-        )
-        .join(Case, Case.id == QueuedLetter.case_id)
-        .join(Patient, Patient.id == Case.patient_id)
-        .where(
-            QueuedLetter.unit_id == unit_id,
-            QueuedLetter.status.in_(("queued", "held")),
-            Patient.is_protected_identity.is_(forwarding),
-        )
-        .order_by(QueuedLetter.id)
+        ),
+        unit_id,
+        forwarding=forwarding,
     )
     if letter_ids is not None:
         query = query.where(QueuedLetter.id.in_(letter_ids))
@@ -606,34 +635,60 @@ def print_batch(
             letter.printed_at = now
             letter.batch_id = batch.id
             letter.batch_position = position
-            audit.record(
-                session,
-                store.ring,
-                actor,
-                "print",
-                "letter",
-                letter.id,
-                purpose=f"brev {letter.letter}, utskriftsomgång {batch.id}",
-                patient_id=case.patient_id,
-                unit_id=unit_id,
-            )
+            _audit_print(store, actor, letter, case, batch)
             if position % 50 == 0:
                 session.flush()
             yield data
 
     cover = Cover(batch.id, unit.name, letter_date, _count_rows(context, counts), forwarding)
     total = len(planned)
-    pages, fingerprint = write_batch(
-        out,
-        cover,
-        letters(),
-        context,
-        progress=(lambda done: progress(done, total)) if progress else None,
-    )
+    pages, fingerprint = _write_pdf(out, cover, letters(), context, total, progress)
     batch.page_count = pages
     batch.sha256 = fingerprint
     session.flush()
     return BatchResult(batch, total, held)
+
+
+def _audit_print(
+    store: Keystore,
+    actor: Actor,
+    letter: QueuedLetter,
+    case: Case,
+    batch: LetterBatch,
+    *,
+    again: bool = False,
+) -> None:
+    """The audit row of one printed letter: printing patient data, the first time or again."""
+    purpose = f"brev {letter.letter}, utskriftsomgång {batch.id}" + (" igen" if again else "")
+    audit.record(
+        store.session,
+        store.ring,
+        actor,
+        "print",
+        "letter",
+        letter.id,
+        purpose=purpose,
+        patient_id=case.patient_id,
+        unit_id=batch.unit_id,
+    )
+
+
+def _write_pdf(
+    out: BinaryIO,
+    cover: Cover,
+    letters: Iterator[LetterData],
+    context: RenderContext,
+    total: int,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[int, str]:
+    """Write a batch's PDF (pages, SHA-256), telling `progress` how many of `total` are done."""
+    return write_batch(
+        out,
+        cover,
+        letters,
+        context,
+        progress=(lambda done: progress(done, total)) if progress else None,
+    )
 
 
 def _count_rows(context: RenderContext, counts: dict[str, int]) -> list[tuple[str, int]]:
@@ -680,17 +735,15 @@ def reprint_batch(
             case = session.get(Case, letter.case_id) if letter else None
             patient = session.get(Patient, case.patient_id) if case else None
             assert letter is not None and case is not None and patient is not None
-            letter_store = Keystore(session, store.ring)  # no key cache growing with the batch
-            identity = read_patient(
-                letter_store, actor, patient, purpose="brevutskrift igen", unit_id=batch.unit_id
-            )
             try:
-                recipient = recipient_of(identity, context.layout)
-                data = letter_data(
-                    letter_store,
+                data = _addressed_letter_data(
+                    Keystore(session, store.ring),  # no key cache growing with the batch
+                    actor,
                     letter,
-                    recipient,
-                    templates=context.templates,
+                    patient,
+                    purpose="brevutskrift igen",
+                    unit_id=batch.unit_id,
+                    context=context,
                     settings=settings,
                     letter_date=batch.letter_date,
                 )
@@ -698,17 +751,7 @@ def reprint_batch(
                 raise Invalid(
                     f"Brev {letter.id} kan inte skrivas ut igen: {exc}".rstrip(".") + "."
                 ) from None
-            audit.record(
-                session,
-                store.ring,
-                actor,
-                "print",
-                "letter",
-                letter.id,
-                purpose=f"brev {letter.letter}, utskriftsomgång {batch.id} igen",
-                patient_id=case.patient_id,
-                unit_id=batch.unit_id,
-            )
+            _audit_print(store, actor, letter, case, batch, again=True)
             yield data
 
     for letter_id in ids:
@@ -718,13 +761,7 @@ def reprint_batch(
         batch.id, unit.name, batch.letter_date, _count_rows(context, counts), batch.is_forwarding
     )
     total = len(ids)
-    _pages, fingerprint = write_batch(
-        out,
-        cover,
-        letters(),
-        context,
-        progress=(lambda done: progress(done, total)) if progress else None,
-    )
+    _pages, fingerprint = _write_pdf(out, cover, letters(), context, total, progress)
     session.flush()
     return BatchResult(batch, total, [], is_identical=fingerprint == batch.sha256)
 

@@ -309,8 +309,7 @@ def record_response(
     session = store.session
     if occasion not in OCCASIONS:
         raise Invalid(f"Okänt tillfälle {occasion!r}.")
-    if not checked.is_valid:
-        raise Invalid("Några svar behöver rättas: " + "; ".join(checked.errors.values()))
+    _refuse_errors(checked)
     if find_response(session, case, form.id, occasion) is not None:
         raise Invalid(
             f"”{form.title.sv}” är redan registrerat för det här tillfället. "
@@ -516,8 +515,7 @@ def key_in_second(
     if actor.user_id is None or actor.user_id == response.keyed_by_id:
         raise Invalid("Den andra inmatningen ska göras av en annan person.")
     checked = check_answers(form, raw, require=False)
-    if not checked.is_valid:
-        raise Invalid("Några svar behöver rättas: " + "; ".join(checked.errors.values()))
+    _refuse_errors(checked)
     first = read_answers(store, case, response)
     mismatches = compare_answers(form, first, checked.answers)
     response.second_keyed_by_id = actor.user_id
@@ -526,16 +524,8 @@ def key_in_second(
         response.second_answers_enc = _seal_answers(
             store, case, response.id, "second_answers", checked.answers
         )
-    audit.record(
-        session,
-        store.ring,
-        actor,
-        "update",
-        "questionnaire_response",
-        response.id,
-        purpose=f"andra inmatning {form.id}: {len(mismatches)} skillnader",
-        patient_id=case.patient_id,
-        unit_id=case.unit_id,
+    _audit_response_change(
+        store, actor, case, response, f"andra inmatning {form.id}: {len(mismatches)} skillnader"
     )
     session.flush()
     return mismatches
@@ -555,24 +545,38 @@ def resolve_mismatch(
     if response.is_verified:
         raise Invalid("Det finns inga skillnader att reda ut.")
     checked = check_answers(form, raw, require=False)
-    if not checked.is_valid:
-        raise Invalid("Några svar behöver rättas: " + "; ".join(checked.errors.values()))
+    _refuse_errors(checked)
     response.second_answers_enc = None
     response.is_verified = True
     results = _store_answers(store, case, form, response, checked.answers)
+    _audit_response_change(
+        store, actor, case, response, f"skillnader i dubbelinmatning utredda ({form.id})"
+    )
+    session.flush()
+    return results
+
+
+def _refuse_errors(checked: Checked) -> None:
+    """Refuses (Invalid) answers with errors, naming each."""
+    if not checked.is_valid:
+        raise Invalid("Några svar behöver rättas: " + "; ".join(checked.errors.values()))
+
+
+def _audit_response_change(
+    store: Keystore, actor: Actor, case: Case, response: QuestionnaireResponse, purpose: str
+) -> None:
+    """The access-log row of a change to a stored response."""
     audit.record(
-        session,
+        store.session,
         store.ring,
         actor,
         "update",
         "questionnaire_response",
         response.id,
-        purpose=f"skillnader i dubbelinmatning utredda ({form.id})",
+        purpose=purpose,
         patient_id=case.patient_id,
         unit_id=case.unit_id,
     )
-    session.flush()
-    return results
 
 
 # --- what the case page shows --------------------------------------------------------------------
