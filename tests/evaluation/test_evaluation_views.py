@@ -152,7 +152,7 @@ def test_downloads_state_their_choices_and_are_audited(
 def test_the_codebook_documents_every_column() -> None:
     from slussen.evaluation.services import BASE_COLUMNS
 
-    text = (Path(__file__).resolve().parents[1] / "docs" / "evaluation.md").read_text()
+    text = (Path(__file__).resolve().parents[2] / "docs" / "evaluation.md").read_text()
     for name, _meaning in BASE_COLUMNS:
         assert f"| `{name}` |" in text, name
     assert "`<form>_<score>_baseline`" in text and "`<form>_<score>_six_month`" in text

@@ -418,7 +418,7 @@ def test_lix_is_words_per_sentence_plus_share_of_long_words() -> None:
 
 def content_dir_with(tmp_path: Path, **letters: str) -> Path:
     """A deployer content directory: the shipped letters, some replaced or added."""
-    shipped = Path(__file__).resolve().parent.parent / "letters"
+    shipped = Path(__file__).resolve().parents[2] / "letters"
     target = tmp_path / "content" / "letters"
     target.mkdir(parents=True)
     for path in shipped.glob("*.toml"):
