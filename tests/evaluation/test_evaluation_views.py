@@ -18,15 +18,9 @@ from sqlalchemy.orm import Session
 
 from slussen.audit import Actor, AuditEvent
 from slussen.keystore import current_key_ring
-from tests.conftest import settings_for_tests
-from tests.evaluation_support import case_with_scores, content_dir, context, read_csv
+from tests.evaluation_support import case_with_scores, context, read_csv
 
 ROLES = ["staff", "coach", "coordinator", "org_rep", "admin"]
-
-
-@pytest.fixture
-def app_settings(tmp_path: Path) -> dict[str, Any]:
-    return settings_for_tests(tmp_path, content_dir=str(content_dir(tmp_path)))
 
 
 @pytest.fixture

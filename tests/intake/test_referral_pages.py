@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +15,6 @@ from sqlalchemy.orm import Session
 from slussen.cases.models import Case, Referral
 from slussen.patients.models import Patient
 from tests.builders import sample_pnr
-from tests.conftest import settings_for_tests
 
 SELF = {
     "personnummer": "19811218-9876",
@@ -114,11 +112,8 @@ def test_thirty_first_self_referral_is_refused(
     assert count(session, Case) == 30
 
 
+@pytest.mark.settings(csrf_enabled=True)
 class TestSelfReferralCsrf:
-    @pytest.fixture
-    def app_settings(self, tmp_path: Path) -> dict[str, Any]:
-        return settings_for_tests(tmp_path, csrf_enabled=True)
-
     def test_missing_token_is_refused(
         self, client: FlaskClient, session: Session, unit: Any
     ) -> None:

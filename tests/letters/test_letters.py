@@ -43,32 +43,6 @@ APPOINTMENT_TEXT = "tisdag 5 mars 2030 kl. 10.00"
 
 
 @pytest.fixture
-def workflow(app: Flask) -> Workflow:
-    result: Workflow = app.extensions["slussen.content"].compiled["workflow"]
-    return result
-
-
-@pytest.fixture
-def ring() -> vault.KeyRing:
-    return vault.KeyRing.generate()
-
-
-@pytest.fixture
-def store(session: Session, ring: vault.KeyRing) -> Keystore:
-    return Keystore(session, ring)
-
-
-@pytest.fixture
-def coach(make_user: Any) -> Actor:
-    return Actor.of(make_user("coach"))
-
-
-@pytest.fixture
-def coordinator(make_user: Any) -> Actor:
-    return Actor.of(make_user("coordinator"))
-
-
-@pytest.fixture
 def context(app: Flask) -> RenderContext:
     result: RenderContext = services.render_context(
         app.extensions["slussen.content"], app.extensions["slussen.settings"]
