@@ -1,7 +1,19 @@
-"""Fixtures: app, client, runner, login(role), and a transaction per test on SQLite or PostgreSQL.
+"""Fixtures: app, client, runner, login(role), and a transaction per test on SQLite or PostgreSQL;
+the workflow, the key rings, the keystore and the actors every capability's tests share.
 
 PostgreSQL tests run when SLUSSEN_TEST_DATABASE_URL is set; with SLUSSEN_REQUIRE_POSTGRES=1 (CI)
 a PostgreSQL test that cannot run fails instead of being skipped.
+
+Layout: tests/ mirrors slussen/. A capability's tests live in its folder (tests/cases/,
+tests/visits/, tests/letters/, ...; a fixture only one folder uses goes in that folder's
+conftest.py); tests of a top-level module (vault.py, audit.py, config.py, db.py, ...) and of
+the whole app (test_web.py, test_bad_input.py, test_architecture.py, test_workflow_words.py)
+stay at the top. Browser tests are in tests/browser/, deployment tests in tests/ops/. The test
+folders have no __init__.py, so every test module's file name must be unique across tests/.
+
+Settings: a test, class or module that needs other settings for `app` says so with
+`@pytest.mark.settings(name=value, ...)` (or `pytestmark = pytest.mark.settings(...)`); only a
+setting that depends on the test's own tmp_path or parameters overrides `app_settings`.
 """
 
 from __future__ import annotations
@@ -18,15 +30,27 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from slussen import migrate
+from slussen import migrate, vault
 from slussen.app import create_app
+from slussen.audit import Actor
+from slussen.cases.workflow import Workflow
 from slussen.db import make_engine
+from slussen.keystore import Keystore, current_key_ring
 
 PG_URL = os.environ.get("SLUSSEN_TEST_DATABASE_URL", "")
 REQUIRE_PG = os.environ.get("SLUSSEN_REQUIRE_POSTGRES") == "1"
 TEST_PASSWORD = "ett långt testlösenord för demo"
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+# Every role an actor can have: the staff roles (a user each in `actors`), then the two without
+# an account.
+ROLES = ["staff", "coach", "coordinator", "evaluator", "org_rep", "admin", "system", "patient"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "settings(**changes): the app of this test runs with these settings changed"
+    )
 
 
 def need_postgres() -> str:
@@ -122,9 +146,11 @@ def settings_for_tests(tmp_path: Path, **extra: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def app_settings(tmp_path: Path) -> dict[str, Any]:
-    """Override in a test module to change settings for `app`."""
-    return settings_for_tests(tmp_path)
+def app_settings(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    """The settings for `app`, changed by the closest `settings` mark; override this fixture only
+    for settings built from the test's tmp_path or parameters."""
+    mark = request.node.get_closest_marker("settings")
+    return settings_for_tests(tmp_path, **(mark.kwargs if mark else {}))
 
 
 @pytest.fixture
@@ -211,3 +237,50 @@ def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         if name in ("SLUSSEN_DATABASE_URL", "SLUSSEN_CONFIG", "SLUSSEN_KEYRING"):
             monkeypatch.delenv(name)
     return instance
+
+
+@pytest.fixture
+def workflow(app: Flask) -> Workflow:
+    """The app's compiled workflow (the shipped sluss.toml unless the content is changed)."""
+    result: Workflow = app.extensions["slussen.content"].compiled["workflow"]
+    return result
+
+
+@pytest.fixture
+def ring(app: Flask) -> vault.KeyRing:
+    """The app's key ring, so that what a test seals the app's pages can read."""
+    with app.app_context():
+        return current_key_ring()
+
+
+@pytest.fixture
+def fresh_ring() -> vault.KeyRing:
+    """A new key ring in memory, for tests of the data layer that need no app."""
+    return vault.KeyRing.generate()
+
+
+@pytest.fixture
+def store(session: Session, ring: vault.KeyRing) -> Keystore:
+    """The test's session with the app's key ring."""
+    return Keystore(session, ring)
+
+
+@pytest.fixture
+def coach(make_user: Callable[..., Any]) -> Actor:
+    return Actor.of(make_user("coach"))
+
+
+@pytest.fixture
+def coordinator(make_user: Callable[..., Any]) -> Actor:
+    # Not named "coordinator", so that login("coordinator") in the same test makes its own user.
+    return Actor.of(make_user("coordinator", "samordnaren"))
+
+
+@pytest.fixture
+def actors(make_user: Callable[..., Any]) -> dict[str, Actor]:
+    """One actor per role in ROLES: a user in the test unit for each staff role, and the system
+    and the patient, who have no account."""
+    people = {role: Actor.of(make_user(role)) for role in ROLES[:6]}
+    people["system"] = Actor(None, "(system)", "system")
+    people["patient"] = Actor(None, "(patient)", "patient")
+    return people

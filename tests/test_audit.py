@@ -22,15 +22,18 @@ ACTOR = audit.Actor(None, "tester", "coach")
 INFO = audit.RequestInfo("req-1", "127.0.0.1")
 
 
-@pytest.fixture
-def ring() -> vault.KeyRing:
-    return vault.KeyRing.generate()
-
-
-def write_rows(session: Session, ring: vault.KeyRing, n: int = 10) -> None:
+def write_rows(session: Session, fresh_ring: vault.KeyRing, n: int = 10) -> None:
     for i in range(n):
         audit.record(
-            session, ring, ACTOR, "read", "patient", i, purpose="test", patient_id=i + 1, info=INFO
+            session,
+            fresh_ring,
+            ACTOR,
+            "read",
+            "patient",
+            i,
+            purpose="test",
+            patient_id=i + 1,
+            info=INFO,
         )
     session.flush()
 
@@ -41,73 +44,77 @@ def allow_tampering(session: Session) -> None:
         session.execute(text("ALTER TABLE audit_events DISABLE TRIGGER USER"))
 
 
-def test_untouched_chain_verifies(backend: str, session: Session, ring: vault.KeyRing) -> None:
-    write_rows(session, ring)
-    result = verify_chain(session, ring)
+def test_untouched_chain_verifies(
+    backend: str, session: Session, fresh_ring: vault.KeyRing
+) -> None:
+    write_rows(session, fresh_ring)
+    result = verify_chain(session, fresh_ring)
     assert result.ok and result.checked == 10
 
 
-def test_another_key_ring_does_not_verify(session: Session, ring: vault.KeyRing) -> None:
-    write_rows(session, ring)
+def test_another_key_ring_does_not_verify(session: Session, fresh_ring: vault.KeyRing) -> None:
+    write_rows(session, fresh_ring)
     assert not verify_chain(session, vault.KeyRing.generate()).ok
 
 
 @pytest.mark.parametrize("column", ["purpose", "object_id", "actor_name", "client_address"])
 def test_changed_row_is_named(
-    backend: str, session: Session, ring: vault.KeyRing, column: str
+    backend: str, session: Session, fresh_ring: vault.KeyRing, column: str
 ) -> None:
-    write_rows(session, ring)
+    write_rows(session, fresh_ring)
     allow_tampering(session)
     session.execute(update(AuditEvent).where(AuditEvent.seq == 4).values({column: "changed"}))
-    result = verify_chain(session, ring)
+    result = verify_chain(session, fresh_ring)
     assert not result.ok
     assert result.bad_seq == 4
     assert "seq 4" in result.reason
 
 
-def test_changed_time_is_named(backend: str, session: Session, ring: vault.KeyRing) -> None:
+def test_changed_time_is_named(backend: str, session: Session, fresh_ring: vault.KeyRing) -> None:
     import datetime as dt
 
-    write_rows(session, ring)
+    write_rows(session, fresh_ring)
     allow_tampering(session)
     session.execute(
         update(AuditEvent)
         .where(AuditEvent.seq == 7)
         .values(occurred_at=dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
     )
-    assert verify_chain(session, ring).bad_seq == 7
+    assert verify_chain(session, fresh_ring).bad_seq == 7
 
 
-def test_deleted_row_is_named(backend: str, session: Session, ring: vault.KeyRing) -> None:
-    write_rows(session, ring)
+def test_deleted_row_is_named(backend: str, session: Session, fresh_ring: vault.KeyRing) -> None:
+    write_rows(session, fresh_ring)
     allow_tampering(session)
     session.execute(delete(AuditEvent).where(AuditEvent.seq == 5))
-    result = verify_chain(session, ring)
+    result = verify_chain(session, fresh_ring)
     assert not result.ok and result.bad_seq == 5
     assert "missing" in result.reason
 
 
 def test_deleted_and_renumbered_rows_fail_at_the_first(
-    backend: str, session: Session, ring: vault.KeyRing
+    backend: str, session: Session, fresh_ring: vault.KeyRing
 ) -> None:
-    write_rows(session, ring)
+    write_rows(session, fresh_ring)
     allow_tampering(session)
     session.execute(delete(AuditEvent).where(AuditEvent.seq == 5))
     for seq in range(6, 11):
         session.execute(update(AuditEvent).where(AuditEvent.seq == seq).values(seq=seq - 1))
-    assert verify_chain(session, ring).bad_seq == 5
+    assert verify_chain(session, fresh_ring).bad_seq == 5
 
 
-def test_deleted_last_row_is_found(backend: str, session: Session, ring: vault.KeyRing) -> None:
-    write_rows(session, ring)
+def test_deleted_last_row_is_found(
+    backend: str, session: Session, fresh_ring: vault.KeyRing
+) -> None:
+    write_rows(session, fresh_ring)
     allow_tampering(session)
     session.execute(delete(AuditEvent).where(AuditEvent.seq == 10))
-    result = verify_chain(session, ring)
+    result = verify_chain(session, fresh_ring)
     assert not result.ok and result.bad_seq == 10
 
 
-def test_inserted_row_is_named(backend: str, session: Session, ring: vault.KeyRing) -> None:
-    write_rows(session, ring)
+def test_inserted_row_is_named(backend: str, session: Session, fresh_ring: vault.KeyRing) -> None:
+    write_rows(session, fresh_ring)
     allow_tampering(session)
     row = session.execute(select(AuditEvent.__table__).where(AuditEvent.seq == 3)).one()._asdict()
     for seq in range(10, 3, -1):  # make room after row 3
@@ -115,16 +122,16 @@ def test_inserted_row_is_named(backend: str, session: Session, ring: vault.KeyRi
     row.pop("id")
     row.update(seq=4, purpose="forged", mac="f" * 64)
     session.execute(insert(AuditEvent).values(**row))
-    result = verify_chain(session, ring)
+    result = verify_chain(session, fresh_ring)
     assert not result.ok and result.bad_seq == 4
 
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("backend", ["postgres"])
 def test_postgres_trigger_refuses_update_and_delete(
-    backend: str, session: Session, ring: vault.KeyRing
+    backend: str, session: Session, fresh_ring: vault.KeyRing
 ) -> None:
-    write_rows(session, ring, 2)
+    write_rows(session, fresh_ring, 2)
     for statement in (
         update(AuditEvent).where(AuditEvent.seq == 1).values(purpose="x"),
         delete(AuditEvent).where(AuditEvent.seq == 1),
@@ -133,10 +140,12 @@ def test_postgres_trigger_refuses_update_and_delete(
         with pytest.raises(DBAPIError, match="append-only"):
             session.execute(statement)
         nested.rollback()
-    assert verify_chain(session, ring).ok
+    assert verify_chain(session, fresh_ring).ok
 
 
-def _concurrent_appends(engine: Engine, ring: vault.KeyRing, threads: int, per_thread: int) -> None:
+def _concurrent_appends(
+    engine: Engine, fresh_ring: vault.KeyRing, threads: int, per_thread: int
+) -> None:
     factory = sessionmaker(bind=engine)
     errors: list[BaseException] = []
     start = threading.Barrier(threads)
@@ -148,7 +157,7 @@ def _concurrent_appends(engine: Engine, ring: vault.KeyRing, threads: int, per_t
                 with factory() as s, s.begin():
                     audit.record(
                         s,
-                        ring,
+                        fresh_ring,
                         ACTOR,
                         "read",
                         "patient",
@@ -169,25 +178,27 @@ def _concurrent_appends(engine: Engine, ring: vault.KeyRing, threads: int, per_t
 
 
 @pytest.mark.postgres
-def test_concurrent_requests_on_postgres_leave_one_chain(ring: vault.KeyRing) -> None:
+def test_concurrent_requests_on_postgres_leave_one_chain(fresh_ring: vault.KeyRing) -> None:
     with scratch_postgres(f"slussen_audit_{os.getpid()}") as url:
         engine = make_engine(url)
         migrate.upgrade(engine)
-        _concurrent_appends(engine, ring, threads=8, per_thread=25)
+        _concurrent_appends(engine, fresh_ring, threads=8, per_thread=25)
         with Session(engine) as session:
-            result = verify_chain(session, ring)
+            result = verify_chain(session, fresh_ring)
             seqs = list(session.scalars(select(AuditEvent.seq).order_by(AuditEvent.seq)))
         engine.dispose()
     assert result.ok, result.reason
     assert seqs == list(range(1, 201))
 
 
-def test_concurrent_requests_on_sqlite_leave_one_chain(tmp_path: Path, ring: vault.KeyRing) -> None:
+def test_concurrent_requests_on_sqlite_leave_one_chain(
+    tmp_path: Path, fresh_ring: vault.KeyRing
+) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'audit.sqlite3'}")
     migrate.upgrade(engine)
-    _concurrent_appends(engine, ring, threads=4, per_thread=25)
+    _concurrent_appends(engine, fresh_ring, threads=4, per_thread=25)
     with Session(engine) as session:
-        result = verify_chain(session, ring)
+        result = verify_chain(session, fresh_ring)
     engine.dispose()
     assert result.ok and result.checked == 100
 

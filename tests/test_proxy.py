@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 from slussen.app import create_app
 from slussen.audit import AuditEvent
 from slussen.config import ConfigError
+from tests.accounts.test_throttling import PER_ADDRESS
 from tests.conftest import settings_for_tests
-from tests.test_throttling import PER_ADDRESS
 
 PROXY = "127.0.0.1"  # nginx on the same server
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.conftest import TEST_PASSWORD, settings_for_tests
+from tests.conftest import TEST_PASSWORD
 
 
 def test_security_headers_on_every_response(client: FlaskClient) -> None:
@@ -66,11 +65,8 @@ def test_language_switch_to_english(client: FlaskClient) -> None:
     assert "Log in to Slussen" in page
 
 
+@pytest.mark.settings(csrf_enabled=True)
 class TestCsrfOn:
-    @pytest.fixture
-    def app_settings(self, tmp_path: Path) -> dict[str, Any]:
-        return settings_for_tests(tmp_path, csrf_enabled=True)
-
     def test_login_without_token_is_refused(
         self, client: FlaskClient, make_user: Callable[..., Any]
     ) -> None:

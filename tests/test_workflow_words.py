@@ -30,8 +30,8 @@ from slussen.cases.workflow import (
 from slussen.paths import shipped_dir
 from slussen.questionnaires import services as answers
 from tests.conftest import settings_for_tests
-from tests.test_case_views import self_refer
-from tests.test_questionnaires import answer_every_step
+from tests.intake.test_referral_pages import self_refer
+from tests.questionnaires.test_questionnaires import answer_every_step
 
 SLUSSEN = Path(__file__).resolve().parent.parent / "slussen"
 SHIPPED = shipped_dir("workflows") / "sluss.toml"

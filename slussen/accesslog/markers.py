@@ -2,9 +2,9 @@
 
 A marked view promises: it writes at least one audit row (in the same transaction) before any
 patient data leaves the server, and if that row cannot be written it shows an error page and none
-of the patient's data. `tests/test_patient_views_audited.py` walks `patient_data_endpoints(app)`
-and checks both promises for every marked endpoint; it fails for a marked endpoint it does not
-know how to call, so a new patient view cannot slip past it.
+of the patient's data. `tests/accesslog/test_patient_views_audited.py` walks
+`patient_data_endpoints(app)` and checks both promises for every marked endpoint; it fails for a
+marked endpoint it does not know how to call, so a new patient view cannot slip past it.
 """
 
 from __future__ import annotations

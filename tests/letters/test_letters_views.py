@@ -11,7 +11,6 @@ from typing import Any
 import pypdf
 import pytest
 from click.testing import CliRunner
-from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -24,18 +23,6 @@ from slussen.keystore import current_key_ring
 from slussen.letterqueue import QueuedLetter
 from slussen.letters.models import LetterBatch
 from tests.builders import make_case
-
-
-@pytest.fixture
-def ring(app: Flask) -> vault.KeyRing:
-    with app.app_context():
-        return current_key_ring()
-
-
-@pytest.fixture
-def workflow(app: Flask) -> Workflow:
-    result: Workflow = app.extensions["slussen.content"].compiled["workflow"]
-    return result
 
 
 def audit_count(session: Session, action: str) -> int:

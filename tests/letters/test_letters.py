@@ -43,32 +43,6 @@ APPOINTMENT_TEXT = "tisdag 5 mars 2030 kl. 10.00"
 
 
 @pytest.fixture
-def workflow(app: Flask) -> Workflow:
-    result: Workflow = app.extensions["slussen.content"].compiled["workflow"]
-    return result
-
-
-@pytest.fixture
-def ring() -> vault.KeyRing:
-    return vault.KeyRing.generate()
-
-
-@pytest.fixture
-def store(session: Session, ring: vault.KeyRing) -> Keystore:
-    return Keystore(session, ring)
-
-
-@pytest.fixture
-def coach(make_user: Any) -> Actor:
-    return Actor.of(make_user("coach"))
-
-
-@pytest.fixture
-def coordinator(make_user: Any) -> Actor:
-    return Actor.of(make_user("coordinator"))
-
-
-@pytest.fixture
 def context(app: Flask) -> RenderContext:
     result: RenderContext = services.render_context(
         app.extensions["slussen.content"], app.extensions["slussen.settings"]
@@ -418,7 +392,7 @@ def test_lix_is_words_per_sentence_plus_share_of_long_words() -> None:
 
 def content_dir_with(tmp_path: Path, **letters: str) -> Path:
     """A deployer content directory: the shipped letters, some replaced or added."""
-    shipped = Path(__file__).resolve().parent.parent / "letters"
+    shipped = Path(__file__).resolve().parents[2] / "letters"
     target = tmp_path / "content" / "letters"
     target.mkdir(parents=True)
     for path in shipped.glob("*.toml"):

@@ -8,7 +8,6 @@ import io
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,26 +23,14 @@ from slussen.accesslog.services import has_relation
 from slussen.accounts.models import Unit
 from slussen.audit import SYSTEM, Actor, AuditEvent
 from slussen.identifiers import parse_person_identifier
-from slussen.keystore import Keystore, current_key_ring
+from slussen.keystore import Keystore
 from slussen.patients.models import Patient
 from slussen.patients.services import PatientIdentity, read_patient, register_patient
-from tests.conftest import settings_for_tests
 
 PNR = "198112189876"
 PNR_OTHER = "189001019802"
 NAME = "Margit Ekholm"
 FLAG = '<strong class="error">Ovanlig åtkomst</strong>'
-
-
-@pytest.fixture
-def ring(app: Flask) -> vault.KeyRing:
-    with app.app_context():
-        return current_key_ring()
-
-
-@pytest.fixture
-def store(session: Session, ring: vault.KeyRing) -> Keystore:
-    return Keystore(session, ring)
 
 
 @pytest.fixture
@@ -398,11 +385,8 @@ def test_extract_renders_an_empty_and_a_long_log(app: Flask) -> None:
     assert fonts and long == again  # deterministic
 
 
+@pytest.mark.settings(csrf_enabled=True)
 class TestCsrfOn:
-    @pytest.fixture
-    def app_settings(self, tmp_path: Path) -> dict[str, Any]:
-        return settings_for_tests(tmp_path, csrf_enabled=True)
-
     def test_personnummer_forms_need_the_token(
         self, client: FlaskClient, make_user: Callable[..., Any], session: Session
     ) -> None:

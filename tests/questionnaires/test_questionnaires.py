@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,18 +24,8 @@ from slussen.questionnaires import services
 from slussen.questionnaires.definitions import FormDef
 from slussen.questionnaires.models import AnswerCode, QuestionnaireResponse, QuestionnaireScore
 from tests.builders import make_case
-from tests.conftest import settings_for_tests
 
-
-@pytest.fixture
-def app_settings(tmp_path: Path) -> dict[str, Any]:
-    return settings_for_tests(tmp_path, use_demo_forms=True)
-
-
-@pytest.fixture
-def workflow(app: Flask) -> Workflow:
-    result: Workflow = app.extensions["slussen.content"].compiled["workflow"]
-    return result
+pytestmark = pytest.mark.settings(use_demo_forms=True)
 
 
 @pytest.fixture
@@ -46,19 +35,16 @@ def forms(app: Flask) -> dict[str, FormDef]:
 
 
 @pytest.fixture
-def coach(make_user: Callable[..., Any]) -> Actor:
-    return Actor.of(make_user("coordinator", "samordnaren"))
-
-
-@pytest.fixture
 def case_in(
-    app: Flask, session: Session, workflow: Workflow, coach: Actor, unit: Any
+    app: Flask, session: Session, workflow: Workflow, coordinator: Actor, unit: Any
 ) -> Iterator[Callable[[str], Case]]:
     with app.app_context():
         ring = current_key_ring()
 
         def build(state: str) -> Case:
-            return make_case(session, ring, workflow, coach, unit.id, state, name="Vera Hemlig")
+            return make_case(
+                session, ring, workflow, coordinator, unit.id, state, name="Vera Hemlig"
+            )
 
         yield build
 
@@ -489,7 +475,7 @@ def test_positive_screening_and_its_resolution_are_case_events(
     case_in: Callable[[str], Case],
     workflow: Workflow,
     forms: dict[str, FormDef],
-    coach: Actor,
+    coordinator: Actor,
 ) -> None:
     """A screen-positive Mini-SPIN and the coach's decision to go on each go through the
     engine: a history row, an access-log row and a new version; a resolved screening is not
@@ -519,7 +505,7 @@ def test_positive_screening_and_its_resolution_are_case_events(
         before = case.version
         services.key_in_paper(
             store,
-            coach,
+            coordinator,
             case,
             mini_spin,
             "baseline",
@@ -547,7 +533,12 @@ def test_positive_screening_and_its_resolution_are_case_events(
 
         before = case.version
         resolve_screening(
-            store, coach, case, workflow=workflow, decision="continue", expected_version=before
+            store,
+            coordinator,
+            case,
+            workflow=workflow,
+            decision="continue",
+            expected_version=before,
         )
         session.flush()
         assert case.screening_flag == "resolved" and case.version > before
@@ -560,7 +551,7 @@ def test_positive_screening_and_its_resolution_are_case_events(
         )
         services.key_in_paper(
             store,
-            coach,
+            coordinator,
             case,
             mini_spin,
             "baseline",

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -28,24 +26,6 @@ from slussen.patients.services import (
 )
 
 PNR = "198112189876"
-
-
-@pytest.fixture
-def actors(make_user: Any) -> dict[str, Actor]:
-    return {
-        role: Actor.of(make_user(role))
-        for role in ("coach", "coordinator", "evaluator", "org_rep", "admin")
-    }
-
-
-@pytest.fixture
-def ring() -> vault.KeyRing:
-    return vault.KeyRing.generate()
-
-
-@pytest.fixture
-def store(session: Session, ring: vault.KeyRing) -> Iterator[Keystore]:
-    yield Keystore(session, ring)
 
 
 def identity(pnr: str = PNR, name: str = "Margit Ekholm") -> PatientIdentity:

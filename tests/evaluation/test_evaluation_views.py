@@ -18,15 +18,9 @@ from sqlalchemy.orm import Session
 
 from slussen.audit import Actor, AuditEvent
 from slussen.keystore import current_key_ring
-from tests.conftest import settings_for_tests
-from tests.evaluation_support import case_with_scores, content_dir, context, read_csv
+from tests.evaluation_support import case_with_scores, context, read_csv
 
 ROLES = ["staff", "coach", "coordinator", "org_rep", "admin"]
-
-
-@pytest.fixture
-def app_settings(tmp_path: Path) -> dict[str, Any]:
-    return settings_for_tests(tmp_path, content_dir=str(content_dir(tmp_path)))
 
 
 @pytest.fixture
@@ -152,7 +146,7 @@ def test_downloads_state_their_choices_and_are_audited(
 def test_the_codebook_documents_every_column() -> None:
     from slussen.evaluation.services import BASE_COLUMNS
 
-    text = (Path(__file__).resolve().parents[1] / "docs" / "evaluation.md").read_text()
+    text = (Path(__file__).resolve().parents[2] / "docs" / "evaluation.md").read_text()
     for name, _meaning in BASE_COLUMNS:
         assert f"| `{name}` |" in text, name
     assert "`<form>_<score>_baseline`" in text and "`<form>_<score>_six_month`" in text

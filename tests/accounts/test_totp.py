@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pyotp
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -21,18 +19,11 @@ from slussen.accounts.models import RecoveryCode, User
 from slussen.accounts.services import SecondFactorRefused
 from slussen.audit import AuditEvent
 from slussen.db import utcnow
-from slussen.keystore import current_key_ring
-from tests.conftest import TEST_PASSWORD, settings_for_tests
+from tests.conftest import TEST_PASSWORD
 
 STEP = dt.timedelta(seconds=30)
 #: A page that needs login and renders for every role.
 PRIVATE_PAGE = "/konto/losenord"
-
-
-@pytest.fixture
-def ring(app: Flask) -> Iterator[vault.KeyRing]:
-    with app.app_context():
-        yield current_key_ring()
 
 
 def enrol(session: Session, ring: vault.KeyRing, user: User) -> tuple[str, list[str]]:
@@ -228,11 +219,8 @@ def test_voluntary_enrolment_asks_for_the_password(
     assert actions(session, user) == ["login", "totp_enrol"]
 
 
+@pytest.mark.settings(require_totp=True)
 class TestTotpRequired:
-    @pytest.fixture
-    def app_settings(self, tmp_path: Path) -> dict[str, Any]:
-        return settings_for_tests(tmp_path, require_totp=True)
-
     def test_coach_enrols_before_being_logged_in(
         self, client: FlaskClient, session: Session, make_user: Callable[..., Any]
     ) -> None:

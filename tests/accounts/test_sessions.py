@@ -273,11 +273,8 @@ class TestProduction:
         assert re.search(r"; Secure(;|$)", header), header
 
 
+@pytest.mark.settings(csrf_enabled=True)
 class TestCsrfOn:
-    @pytest.fixture
-    def app_settings(self, tmp_path: Path) -> dict[str, Any]:
-        return settings_for_tests(tmp_path, csrf_enabled=True)
-
     def test_login_form_token_lives_in_an_anonymous_row_and_is_renewed_at_login(
         self, client: FlaskClient, session: Session, make_user: Callable[..., Any]
     ) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import random
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,8 +23,7 @@ from slussen.evaluation.dataset import STEPS, Filters
 from slussen.evaluation.report import Count
 from slussen.evaluation.services import build_report, write_dataset
 from slussen.patients.models import Patient
-from tests.conftest import settings_for_tests
-from tests.evaluation_support import case_with_scores, content_dir, context, read_csv
+from tests.evaluation_support import case_with_scores, context, read_csv
 
 K = 5
 #: The steps' month columns in the CSV (complete_pair is a 0/1 column). The first two columns
@@ -34,21 +32,6 @@ MONTH_COLUMN = {step: f"{step}_month" for step in STEPS if step != "complete_pai
     "referral": "referred_month",
     "invitation": "invited_month",
 }
-
-
-@pytest.fixture
-def app_settings(tmp_path: Path) -> dict[str, Any]:
-    return settings_for_tests(tmp_path, content_dir=str(content_dir(tmp_path)))
-
-
-@pytest.fixture
-def ring() -> vault.KeyRing:
-    return vault.KeyRing.generate()
-
-
-@pytest.fixture
-def coach(make_user: Any) -> Actor:
-    return Actor.of(make_user("coach"))
 
 
 @pytest.fixture

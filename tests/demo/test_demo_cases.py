@@ -28,17 +28,6 @@ from tests.builders import identity
 from tests.conftest import TEST_PASSWORD
 
 
-@pytest.fixture
-def workflow(app: Flask) -> Workflow:
-    result: Workflow = app.extensions["slussen.content"].compiled["workflow"]
-    return result
-
-
-@pytest.fixture
-def store(app: Flask, session: Session) -> Keystore:
-    return Keystore(session, open_key_ring(app.extensions["slussen.settings"]))
-
-
 def _seed(app: Flask, cases: int, units: int = 3) -> DemoContext:
     ctx = DemoContext(
         app=app,

@@ -27,27 +27,7 @@ from slussen.keystore import Keystore
 from slussen.letterqueue import QueuedLetter
 from slussen.visits.services import StepInput, save_action_plan
 from tests.builders import make_case, path_to
-
-ROLES = ["staff", "coach", "coordinator", "evaluator", "org_rep", "admin", "system", "patient"]
-
-
-@pytest.fixture
-def workflow(app: Flask) -> Workflow:
-    result: Workflow = app.extensions["slussen.content"].compiled["workflow"]
-    return result
-
-
-@pytest.fixture
-def ring() -> vault.KeyRing:
-    return vault.KeyRing.generate()
-
-
-@pytest.fixture
-def actors(make_user: Any) -> dict[str, Actor]:
-    people = {role: Actor.of(make_user(role)) for role in ROLES[:6]}
-    people["system"] = Actor(None, "(system)", "system")
-    people["patient"] = Actor(None, "(patient)", "patient")
-    return people
+from tests.conftest import ROLES
 
 
 def snapshot(session: Session, case: Case) -> tuple[Any, ...]:
