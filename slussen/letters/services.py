@@ -13,9 +13,6 @@ sha256` tells whether it did).
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -52,14 +49,10 @@ from slussen.letters.render import (
 )
 from slussen.patients.models import Patient
 from slussen.patients.services import PatientIdentity, read_patient
+from slussen.questionnaires import codes
 from slussen.visits.models import Handover, Visit
 from slussen.visits.services import current_plan
 
-#: How long an answer code printed on a letter works.
-ANSWER_CODE_DAYS = 60
-#: Crockford's base 32: no I, L, O or U, so a code read aloud or typed is not misread.
-CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-CODE_LENGTH = 10
 REPLY_DAYS = 14
 #: Ids from a URL above this are refused before they reach the database (integer columns).
 MAX_ID = 2**31
@@ -97,57 +90,33 @@ def activity_details(
     return {"title": version.title, "when": when, "place": place, "contact": contact}
 
 
-def normalise_code(code: str) -> str:
-    """The code as stored and compared: letters and digits only, upper case."""
-    return re.sub(r"[^0-9A-Za-z]", "", code).upper()
-
-
-def code_hash(code: str) -> str:
-    return hashlib.sha256(normalise_code(code).encode()).hexdigest()
-
-
-def letter_answer_code(store: Keystore, letter_id: int) -> str:
-    """The answer code printed on letter `letter_id`, e.g. "K7QM-4TZX-9C".
-
-    Why derived and not random: rendering must be deterministic (a reprint and a preview give the
-    same bytes), yet only the code's hash may be stored. A keyed HMAC of the letter id gives the
-    same code every time without storing it; without the key ring's pseudonym key nobody can
-    compute it, and the database holds only SHA-256 of it (answer_codes.code_hash). The input is
-    prefixed with "answer-code:" so it can never equal an audit pseudonym of the same key."""
-    digest = hmac.new(
-        store.ring.pseudonym_key, f"answer-code:{letter_id}".encode(), hashlib.sha256
-    ).digest()
-    value = int.from_bytes(digest[:8], "big")
-    chars = []
-    for _ in range(CODE_LENGTH):
-        value, index = divmod(value, 32)
-        chars.append(CODE_ALPHABET[index])
-    code = "".join(chars)
-    return f"{code[:4]}-{code[4:8]}-{code[8:]}"
-
-
 def create_answer_code(
-    store: Keystore, case: Case, occasion: str, letter: QueuedLetter, *, now: dt.datetime
+    store: Keystore,
+    case: Case,
+    occasion: str,
+    letter: QueuedLetter,
+    *,
+    settings: Settings,
+    now: dt.datetime,
 ) -> str:
-    """Make the letter's derived code (see letter_answer_code) valid for answering at /svar,
-    through the questionnaires' own code service (hash only, expiry, single use). Idempotent: a
-    letter printed again keeps its one code."""
-    from slussen.questionnaires.services import create_answer_code as store_code
-
-    return store_code(
+    """Make the letter's derived code (codes.letter_code) valid for answering at /svar, through
+    the one answer-code service (hash only, expiry, single use). Idempotent: a letter printed
+    again keeps its one code."""
+    return codes.create_answer_code(
         store.session,
         case,
         occasion,
         letter_id=letter.id,
+        days=settings.answer_code_days,
         now=now,
-        code=letter_answer_code(store, letter.id),
+        code=codes.letter_code(store.ring, letter.id),
     )
 
 
 def answer_url(settings: Settings, code: str) -> str:
-    """Where the QR code points: <public_base_url>/svar/<code>."""
+    """Where the QR code points: <public_base_url>/svar/<code>, the code ungrouped."""
     base = settings.public_base_url or f"http://{settings.serve_host}:{settings.serve_port}"
-    return f"{base.rstrip('/')}/svar/{normalise_code(code)}"
+    return codes.answer_url(code, base, grouped=False)
 
 
 # --- what a letter needs ------------------------------------------------------------------------
@@ -339,7 +308,7 @@ def letter_data(
         values["handover_place"] = handover.meeting_place or ""
     code = url = None
     if template.asks_for_answers:
-        code = letter_answer_code(store, letter.id)
+        code = codes.letter_code(store.ring, letter.id)
         url = answer_url(settings, code)
     return LetterData(
         letter_id=letter.id,
@@ -600,7 +569,9 @@ def print_batch(
             case = session.get(Case, letter.case_id)
             assert case is not None
             if template.asks_for_answers and template.occasion:
-                create_answer_code(store, case, template.occasion, letter, now=now)
+                create_answer_code(
+                    store, case, template.occasion, letter, settings=settings, now=now
+                )
             letter.status = "printed"
             letter.hold_reason = None
             letter.printed_at = now
