@@ -119,6 +119,18 @@ def answer_url(settings: Settings, code: str) -> str:
     return codes.answer_url(code, base, grouped=False)
 
 
+def printing_unit(session: Session, hsa_id: str | None) -> int:
+    """The id of the unit whose letters are to be printed: the one with `hsa_id`, or the only
+    unit when none is named. Refuses (Invalid) an unknown HSA-id, and no name among several
+    units, naming the known ones."""
+    units = list(session.scalars(select(Unit).order_by(Unit.id)))
+    chosen = [u for u in units if hsa_id is None or u.hsa_id == hsa_id]
+    if len(chosen) != 1:
+        known = ", ".join(u.hsa_id for u in units) or "inga"
+        raise Invalid(f"Ange enhetens HSA-id (kända: {known}).")
+    return chosen[0].id
+
+
 # --- what a letter needs ------------------------------------------------------------------------
 
 

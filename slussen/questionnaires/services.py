@@ -22,10 +22,12 @@ from slussen import audit
 from slussen.audit import Actor
 from slussen.cases.engine import fire, may_act_on, seal, unseal
 from slussen.cases.models import Case
+from slussen.cases.services import case_by_reference
 from slussen.cases.workflow import Workflow, needs_event, needs_states
 from slussen.db import utcnow
 from slussen.errors import Invalid, NotFound
 from slussen.keystore import Keystore
+from slussen.questionnaires import fhir
 from slussen.questionnaires.codes import check_code
 from slussen.questionnaires.definitions import FormDef
 from slussen.questionnaires.models import (
@@ -496,3 +498,46 @@ def case_responses(session: Session, case: Case, forms: Mapping[str, FormDef]) -
             ResponseSummary(response, forms.get(response.form_id), scores.get(response.id, []))
         )
     return by_occasion
+
+
+def export_case_answers(
+    store: Keystore,
+    actor: Actor,
+    reference: str,
+    forms: Mapping[str, FormDef],
+    *,
+    base: str = fhir.DEFAULT_BASE,
+) -> list[dict[str, Any]]:
+    """Every stored response of the case named by `reference` as a FHIR R4
+    QuestionnaireResponse (responses to forms no longer in `forms` are left out), with one audit
+    row "export" for the case. Refuses (NotFound) an unknown reference."""
+    session = store.session
+    case = case_by_reference(session, reference)
+    responses = session.scalars(
+        select(QuestionnaireResponse)
+        .where(QuestionnaireResponse.case_id == case.id)
+        .order_by(QuestionnaireResponse.id)
+    ).all()
+    resources = [
+        fhir.questionnaire_response(
+            forms[response.form_id],
+            response,
+            read_answers(store, case, response),
+            case_reference=case.reference,
+            base=base,
+        )
+        for response in responses
+        if response.form_id in forms
+    ]
+    audit.record(
+        session,
+        store.ring,
+        actor,
+        "export",
+        "questionnaire_response",
+        case.id,
+        purpose=f"FHIR-export av {len(responses)} svar",
+        patient_id=case.patient_id,
+        unit_id=case.unit_id,
+    )
+    return resources
