@@ -19,7 +19,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from slussen import audit, vault
 from slussen.config import Settings
-from slussen.db import Base, created_at, intpk, utcnow
+from slussen.db import Base, created_at, db_session, intpk, utcnow
 
 
 class DataKey(Base):
@@ -138,8 +138,6 @@ class Keystore:
 
 def keystore(session: Session | None = None) -> Keystore:
     """The request's Keystore (cached in `g`), bound to the request's session."""
-    from slussen.db import db_session
-
     if not has_app_context():
         raise RuntimeError("keystore() needs an app context; build Keystore(session, ring) instead")
     session = session or db_session()

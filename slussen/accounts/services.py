@@ -28,6 +28,7 @@ from slussen.config import Settings
 from slussen.core.text import is_digits
 from slussen.db import utcnow
 from slussen.errors import Invalid, NotFound, NotPermitted
+from slussen.keystore import current_key_ring
 
 #: TOTP per RFC 6238 as authenticator apps expect: 6 digits, 30-second steps (ASVS 6.5.5).
 TOTP_DIGITS = 6
@@ -364,8 +365,6 @@ def disable_user(
     if actor.user_id is not None and actor.user_id == user.id:
         raise NotPermitted("Du kan inte stänga av ditt eget konto.")
     if ring is None:
-        from slussen.keystore import current_key_ring
-
         ring = current_key_ring()
     user.is_active = False
     end_user_sessions(session, user)

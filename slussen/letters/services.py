@@ -28,6 +28,8 @@ from slussen.cases.engine import may_act_on
 from slussen.cases.models import Case
 from slussen.config import Settings, local_zone, today_local
 from slussen.db import utcnow
+from slussen.directory.models import Activity
+from slussen.directory.services import next_occasions
 from slussen.errors import Invalid, NotFound
 from slussen.identifiers import IdentifierError, format_postal_line
 from slussen.keystore import Keystore
@@ -50,7 +52,7 @@ from slussen.letters.render import (
 from slussen.patients.models import Patient
 from slussen.patients.services import PatientIdentity, read_patient
 from slussen.questionnaires import codes
-from slussen.visits.models import Handover, Visit
+from slussen.visits.models import ActionPlan, Handover, Visit
 from slussen.visits.services import current_plan
 
 REPLY_DAYS = 14
@@ -72,9 +74,6 @@ def activity_details(
     (the next occasion after the letter's date, so a reprint gives the same text), "place",
     "contact"}; None when the activity is gone, withdrawn or has no occasion ahead (the letter
     then prints the step's own text)."""
-    from slussen.directory.models import Activity
-    from slussen.directory.services import next_occasions
-
     activity = session.get(Activity, activity_id)
     if activity is None or activity.published is None:
         return None
@@ -235,8 +234,6 @@ def check_needs(
 
 
 def current_plan_exists(store: Keystore, case: Case | _CaseRef) -> bool:
-    from slussen.visits.models import ActionPlan
-
     return (
         store.session.scalar(select(ActionPlan.id).where(ActionPlan.case_id == case.id).limit(1))
         is not None
