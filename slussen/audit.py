@@ -283,6 +283,12 @@ _COLUMNS = [
 ]
 
 
+def chain_length(session: Session) -> int:
+    """How many rows the access log holds, as its head says (0 when empty)."""
+    head = session.get(AuditChainHead, HEAD_ID)
+    return head.seq if head else 0
+
+
 def verify_chain(
     session: Session,
     ring: vault.KeyRing,

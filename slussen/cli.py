@@ -1,12 +1,15 @@
-"""The `slussen` command. Each subcommand builds the app, calls services, commits once, and exits
-non-zero with one clear line on failure.
+"""The `slussen` command: each subcommand parses its options, builds the app, calls one service
+function, commits once, prints, and exits non-zero with one clear line on failure.
 
-Commands import what they use when they run, not at the top: `slussen --help`, `keys init` or
-`content check` should not load the whole app (numpy, scipy, reportlab and every capability)."""
+Modules that load heavy libraries (the app with numpy and scipy, alembic, reportlab, the demo)
+are imported when their command runs, each with a comment saying why: `slussen --help`, `keys
+init` or `content check` do not need them."""
 
 from __future__ import annotations
 
+import json
 import sys
+import tempfile
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -15,16 +18,29 @@ from typing import Any, TypeVar
 import click
 from flask import Flask
 
+from slussen import audit, serve, vault
+from slussen.accounts.passwords import PasswordRejected
+from slussen.accounts.services import create_user
+from slussen.capabilities import check_content
+from slussen.cases.engine import current_workflow
+from slussen.cases.timers import run_timers
 from slussen.clitools import Failure
-from slussen.config import ConfigError
+from slussen.config import ConfigError, load_settings, today_local
+from slussen.db import engine, make_engine, session_scope
 from slussen.directory.cli import directory_cli
 from slussen.errors import DomainError
 from slussen.evaluation.cli import evaluation_cli
+from slussen.intake.services import erase_self_referral_by_reference
+from slussen.keystore import Keystore, current_key_ring, key_usage, rotate_master_key
+from slussen.questionnaires import fhir
+from slussen.questionnaires.services import export_case_answers
+from slussen.vault import VaultError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _app() -> Flask:
+    # Imported when a command runs: the app loads every capability, numpy and scipy included.
     from slussen.app import create_app
 
     return create_app()
@@ -35,9 +51,6 @@ def fails_cleanly(func: F) -> F:
 
     @wraps(func)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        from slussen.accounts.passwords import PasswordRejected
-        from slussen.vault import VaultError
-
         try:
             return func(*args, **kwargs)
         except (DomainError, PasswordRejected, VaultError) as exc:
@@ -57,8 +70,7 @@ def cli(ctx: click.Context) -> None:
 
 @cli.command("init-db", help="Create or upgrade the database to the newest schema.")
 def init_db() -> None:
-    from slussen import migrate
-    from slussen.db import engine
+    from slussen import migrate  # alembic, only for this command
 
     app = _app()
     with app.app_context():
@@ -71,7 +83,7 @@ def init_db() -> None:
         click.echo(f"The database was upgraded from {before or 'empty'} to {after}.")
 
 
-@cli.command(help="Load demo data once (development only): units, demo users and more.")
+@cli.command("demo", help="Load demo data once (development only): units, demo users and more.")
 @click.option("--password", help="Password for every demo user (default: a random one, printed).")
 @click.option("--cases", type=click.IntRange(min=0), default=0, help="Also seed this many cases.")
 @click.option(
@@ -82,8 +94,8 @@ def init_db() -> None:
     help="Units in the demo region (a region-sized load test uses 50).",
 )
 @fails_cleanly
-def demo(password: str | None, cases: int, units: int) -> None:
-    from slussen import demo as demo_data
+def demo_command(password: str | None, cases: int, units: int) -> None:
+    from slussen import demo as demo_data  # every capability's services, only for the demo
 
     app = _app()
     settings = app.extensions["slussen.settings"]
@@ -95,28 +107,28 @@ def demo(password: str | None, cases: int, units: int) -> None:
         click.echo(line)
 
 
-@cli.command(help="Serve Slussen with gunicorn (bound to 127.0.0.1 unless told otherwise).")
+@cli.command(
+    "serve", help="Serve Slussen with gunicorn (bound to 127.0.0.1 unless told otherwise)."
+)
 @click.option("--host", default=None, help="Address to bind (default from settings: 127.0.0.1).")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (default 5000).")
 @click.option("--workers", type=click.IntRange(1, 64), default=None, help="Worker processes.")
-def serve(host: str | None, port: int | None, workers: int | None) -> None:
-    from slussen.serve import run
-
+def serve_command(host: str | None, port: int | None, workers: int | None) -> None:
     app = _app()  # validates settings and content before any worker starts
     settings = app.extensions["slussen.settings"]
-    run(
+    serve.run(
         host=host or settings.serve_host,
         port=port or settings.serve_port,
         workers=workers or settings.serve_workers,
     )
 
 
-@cli.group(help="Manage user accounts.")
-def user() -> None:
+@cli.group("user", help="Manage user accounts.")
+def user_group() -> None:
     pass
 
 
-@user.command("create", help="Create a user; asks for the password if not given.")
+@user_group.command("create", help="Create a user; asks for the password if not given.")
 @click.option("--username", required=True)
 @click.option("--name", "display_name", default="", help="Name shown in the app.")
 @click.option(
@@ -130,20 +142,8 @@ def user() -> None:
 def user_create(
     username: str, display_name: str, role: str, units: tuple[str, ...], password: str
 ) -> None:
-    from sqlalchemy import select
-
-    from slussen.accounts.models import Unit
-    from slussen.accounts.services import create_user
-    from slussen.db import session_scope
-
     app = _app()
     with app.app_context(), session_scope(app) as session:
-        unit_ids = []
-        for hsa_id in units:
-            unit = session.scalar(select(Unit).where(Unit.hsa_id == hsa_id))
-            if unit is None:
-                raise Failure(f"No unit with HSA-id {hsa_id}.")
-            unit_ids.append(unit.id)
         created = create_user(
             session,
             app.extensions["slussen.settings"],
@@ -151,22 +151,19 @@ def user_create(
             display_name=display_name,
             role=role,
             password=password,
-            unit_ids=unit_ids,
+            unit_hsa_ids=units,
         )
         click.echo(f"Created {created.username} ({created.role}).")
 
 
-@cli.group(help="Check the content directories (workflows, forms, letters).")
-def content() -> None:
+@cli.group("content", help="Check the content directories (workflows, forms, letters).")
+def content_group() -> None:
     pass
 
 
-@content.command("check", help="Validate content; prints file:line for every problem.")
+@content_group.command("check", help="Validate content; prints file:line for every problem.")
 @click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
 def content_check(directory: Path | None) -> None:
-    from slussen.capabilities import check_content
-    from slussen.config import load_settings
-
     settings = load_settings()
     if directory is not None and not directory.is_dir():
         raise Failure(f"{directory} is not a directory.")
@@ -182,7 +179,7 @@ def content_check(directory: Path | None) -> None:
     click.echo(f"Content is valid: {counted}.")
 
 
-@cli.command(help="Apply the workflow's due timers once for the day (idempotent).")
+@cli.command("tick", help="Apply the workflow's due timers once for the day (idempotent).")
 @click.option(
     "--today",
     type=click.DateTime(formats=["%Y-%m-%d"]),
@@ -190,12 +187,7 @@ def content_check(directory: Path | None) -> None:
     help="The day to act as (default: today in Sweden).",
 )
 @fails_cleanly
-def tick(today: Any) -> None:
-    from slussen.cases.engine import current_workflow
-    from slussen.cases.timers import run_timers
-    from slussen.config import today_local
-    from slussen.keystore import current_key_ring
-
+def tick_command(today: Any) -> None:
     app = _app()
     with app.app_context():
         day = today.date() if today else today_local()
@@ -215,38 +207,24 @@ def tick(today: Any) -> None:
 @click.option("--reason", required=True, help="Why (recorded in the access log).")
 @fails_cleanly
 def erase_self_referral_command(reference: str, reason: str) -> None:
-    from sqlalchemy import select
-
-    from slussen.audit import SYSTEM
-    from slussen.cases.models import Case
-    from slussen.db import session_scope
-    from slussen.intake.services import erase_self_referral
-    from slussen.keystore import Keystore, current_key_ring
-
     app = _app()
     with app.app_context(), session_scope(app) as session:
-        case = session.scalar(select(Case).where(Case.reference == reference))
-        if case is None:
-            raise Failure(f"No case {reference}.")
-        try:
-            erase_self_referral(Keystore(session, current_key_ring()), SYSTEM, case, reason=reason)
-        except DomainError as exc:
-            raise Failure(str(exc)) from None
+        erase_self_referral_by_reference(
+            Keystore(session, current_key_ring()), audit.SYSTEM, reference, reason=reason
+        )
     click.echo(f"The patient data of {reference} is erased (its data key is destroyed).")
 
 
-@cli.group(help="The key ring: master keys that wrap every patient's data key.")
-def keys() -> None:
+@cli.group("keys", help="The key ring: master keys that wrap every patient's data key.")
+def keys_group() -> None:
     pass
 
 
 def _settings_only() -> Any:
-    from slussen.config import load_settings
-
     return load_settings()
 
 
-@keys.command("init", help="Create the key ring file (mode 600); refuses to overwrite one.")
+@keys_group.command("init", help="Create the key ring file (mode 600); refuses to overwrite one.")
 @click.option(
     "--path",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -254,8 +232,6 @@ def _settings_only() -> Any:
     help="Where to write it (default: SLUSSEN_KEYRING or the instance folder).",
 )
 def keys_init(path: Path | None) -> None:
-    from slussen import vault
-
     target = path or _settings_only().resolved_keyring_path
     if target.exists():
         raise Failure(f"The key ring {target} exists already; it was not changed.")
@@ -267,12 +243,9 @@ def keys_init(path: Path | None) -> None:
     click.echo(f"Created the key ring {target} (mode 600). Back it up apart from the database.")
 
 
-@keys.command("status", help="Which master key wraps how many data keys.")
+@keys_group.command("status", help="Which master key wraps how many data keys.")
 @fails_cleanly
 def keys_status() -> None:
-    from slussen.db import session_scope
-    from slussen.keystore import current_key_ring, key_usage
-
     app = _app()
     with app.app_context(), session_scope(app) as session:
         ring = current_key_ring()
@@ -292,14 +265,10 @@ def keys_status() -> None:
         raise Failure(f"Data keys are wrapped by keys missing from the ring: {sorted(unknown)}")
 
 
-@keys.command("rotate", help="Add a new master key and rewrap every data key (resumable).")
+@keys_group.command("rotate", help="Add a new master key and rewrap every data key (resumable).")
 @click.option("--batch-size", type=click.IntRange(1, 100000), default=2000, show_default=True)
 @fails_cleanly
 def keys_rotate(batch_size: int) -> None:
-    from slussen import audit
-    from slussen.db import session_scope
-    from slussen.keystore import current_key_ring, rotate_master_key
-
     app = _app()
     with app.app_context():
         ring = current_key_ring()
@@ -311,16 +280,6 @@ def keys_rotate(batch_size: int) -> None:
                 bar.update(done - bar.pos)
 
             result = rotate_master_key(factory, ring, batch_size=batch_size, progress=progress)
-        with session_scope(app) as session:
-            audit.record(
-                session,
-                ring,
-                audit.SYSTEM,
-                "key_rotate",
-                "keyring",
-                result.active_key,
-                purpose=f"rewrapped {result.rewrapped} data keys",
-            )
     verb = "Resumed an interrupted rotation" if result.resumed else "Rotated"
     retired = ", ".join(result.retired) or "none"
     click.echo(
@@ -329,29 +288,19 @@ def keys_rotate(batch_size: int) -> None:
     )
 
 
-@cli.group(help="Forms and questionnaires (forms/).")
-def forms() -> None:
+@cli.group("forms", help="Forms and questionnaires (forms/).")
+def forms_group() -> None:
     pass
 
 
-@forms.command("export-fhir", help="Write every form as a FHIR R4 Questionnaire (JSON) in DIR.")
+@forms_group.command(
+    "export-fhir", help="Write every form as a FHIR R4 Questionnaire (JSON) in DIR."
+)
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--case", "case_reference", default=None, help="Also export this case's answers.")
 @click.option("--base-url", default=None, help="Canonical base of the Questionnaire URLs.")
 @fails_cleanly
 def forms_export_fhir(directory: Path, case_reference: str | None, base_url: str | None) -> None:
-    import json
-
-    from sqlalchemy import select
-
-    from slussen import audit
-    from slussen.cases.models import Case
-    from slussen.db import session_scope
-    from slussen.keystore import Keystore, current_key_ring
-    from slussen.questionnaires import fhir
-    from slussen.questionnaires.models import QuestionnaireResponse
-    from slussen.questionnaires.services import read_answers
-
     app = _app()
     base = base_url or fhir.DEFAULT_BASE
     directory.mkdir(parents=True, exist_ok=True)
@@ -366,61 +315,29 @@ def forms_export_fhir(directory: Path, case_reference: str | None, base_url: str
     written = len(all_forms)
     if case_reference:
         with app.app_context(), session_scope(app) as session:
-            case = session.scalar(select(Case).where(Case.reference == case_reference))
-            if case is None:
-                raise Failure(f"No case with reference {case_reference}.")
             store = Keystore(session, current_key_ring())
-            responses = session.scalars(
-                select(QuestionnaireResponse)
-                .where(QuestionnaireResponse.case_id == case.id)
-                .order_by(QuestionnaireResponse.id)
-            ).all()
-            for response in responses:
-                form = all_forms.get(response.form_id)
-                if form is None:
-                    continue
-                resource = fhir.questionnaire_response(
-                    form,
-                    response,
-                    read_answers(store, case, response),
-                    case_reference=case.reference,
-                    base=base,
-                )
+            for resource in export_case_answers(
+                store, audit.SYSTEM, case_reference, all_forms, base=base
+            ):
                 write(f"QuestionnaireResponse-{resource['id']}.json", resource)
                 written += 1
-            audit.record(
-                session,
-                store.ring,
-                audit.SYSTEM,
-                "export",
-                "questionnaire_response",
-                case.id,
-                purpose=f"FHIR-export av {len(responses)} svar",
-                patient_id=case.patient_id,
-                unit_id=case.unit_id,
-            )
     click.echo(f"Wrote {written} FHIR R4 resources to {directory}.")
 
 
-@cli.group(help="The access log.")
-def audit() -> None:
+@cli.group("audit", help="The access log.")
+def audit_group() -> None:
     pass
 
 
-@audit.command("verify", help="Check the whole hash chain; names the first bad row.")
+@audit_group.command("verify", help="Check the whole hash chain; names the first bad row.")
 @fails_cleanly
 def audit_verify() -> None:
-    from slussen.audit import AuditChainHead, verify_chain
-    from slussen.db import session_scope
-    from slussen.keystore import current_key_ring
-
     app = _app()
     with app.app_context(), session_scope(app) as session:
         ring = current_key_ring()
-        head = session.get(AuditChainHead, 1)
-        total = max(head.seq if head else 0, 1)
+        total = max(audit.chain_length(session), 1)
         with click.progressbar(length=total, label="Verifying the access log") as bar:
-            result = verify_chain(session, ring, progress=lambda n: bar.update(n - bar.pos))
+            result = audit.verify_chain(session, ring, progress=lambda n: bar.update(n - bar.pos))
     if not result.ok:
         raise Failure(f"The access log is broken after {result.checked} good rows: {result.reason}")
     click.echo(f"The access log is intact: {result.checked} rows verified.")
@@ -430,27 +347,29 @@ cli.add_command(directory_cli)
 cli.add_command(evaluation_cli)
 
 
-@cli.command(help="Back up the database to one file (never the key ring: back that up apart).")
+@cli.command(
+    "backup", help="Back up the database to one file (never the key ring: back that up apart)."
+)
 @click.argument("path", type=click.Path(path_type=Path))
 @fails_cleanly
-def backup(path: Path) -> None:
-    from slussen import backup as backups
+def backup_command(path: Path) -> None:
+    from slussen import backup  # reportlab and pg tools, only for backups
 
     settings = _settings_only()
     url = settings.sqlalchemy_url
     try:
-        if backups.kind_of_url(url) == "sqlite":
+        if backup.kind_of_url(url) == "sqlite":
             with click.progressbar(length=1, label="Copying the database") as bar:
 
                 def progress(done: int, total: int) -> None:
                     bar.length = max(total, 1)
                     bar.update(done - bar.pos)
 
-                result = backups.backup(url, path, progress=progress)
+                result = backup.backup(url, path, progress=progress)
         else:
             click.echo("Running pg_dump (this can take a while) …")
-            result = backups.backup(url, path)
-    except backups.BackupError as exc:
+            result = backup.backup(url, path)
+    except backup.BackupError as exc:
         raise Failure(f"No backup was made: {exc}.") from None
     click.echo(f"Wrote {result.kind} backup {result.path} ({result.size:,} bytes, mode 600).")
     click.echo(
@@ -464,9 +383,7 @@ def backup(path: Path) -> None:
 @click.option("--force", is_flag=True, help="Replace a database that already holds data.")
 @fails_cleanly
 def restore(path: Path, force: bool) -> None:
-    from slussen import backup as backups
-    from slussen import vault
-    from slussen.db import make_engine
+    from slussen import backup  # reportlab and pg tools, only for backups
 
     settings = _settings_only()
     url = settings.sqlalchemy_url
@@ -474,20 +391,20 @@ def restore(path: Path, force: bool) -> None:
     master_ids = set(vault.KeyRing.load(ring_path).master_keys) if ring_path.exists() else set()
     engine = make_engine(url)
     try:
-        if backups.kind_of_url(url) == "sqlite":
+        if backup.kind_of_url(url) == "sqlite":
             with click.progressbar(length=1, label="Restoring the database") as bar:
 
                 def progress(done: int, total: int) -> None:
                     bar.length = max(total, 1)
                     bar.update(done - bar.pos)
 
-                result = backups.restore(
+                result = backup.restore(
                     url, path, engine, force=force, master_key_ids=master_ids, progress=progress
                 )
         else:
             click.echo("Running pg_restore (this can take a while) …")
-            result = backups.restore(url, path, engine, force=force, master_key_ids=master_ids)
-    except backups.BackupError as exc:
+            result = backup.restore(url, path, engine, force=force, master_key_ids=master_ids)
+    except backup.BackupError as exc:
         raise Failure(f"Nothing was restored: {exc}.") from None
     finally:
         engine.dispose()
@@ -514,12 +431,12 @@ def restore(path: Path, force: bool) -> None:
     click.echo("Then check the access log with `slussen audit verify`.")
 
 
-@cli.group(help="Postal letters: print batches for the print room.")
-def letters() -> None:
+@cli.group("letters", help="Postal letters: print batches for the print room.")
+def letters_group() -> None:
     pass
 
 
-@letters.command("print", help="Print a unit's queued letters as one PDF (or a batch again).")
+@letters_group.command("print", help="Print a unit's queued letters as one PDF (or a batch again).")
 @click.option("--batch", "batch_id", type=int, default=None, help="Print this batch again.")
 @click.option(
     "--out",
@@ -533,19 +450,12 @@ def letters() -> None:
 def letters_print(
     batch_id: int | None, out: Path | None, hsa_id: str | None, forwarding: bool
 ) -> None:
-    import tempfile
-
-    from sqlalchemy import select
-
-    from slussen.accounts.models import Unit
-    from slussen.audit import SYSTEM
-    from slussen.db import session_scope
-    from slussen.keystore import Keystore, current_key_ring
-    from slussen.letters import services
+    # reportlab, only for printing letters
+    from slussen.letters import services as letter_services
 
     app = _app()
     settings = app.extensions["slussen.settings"]
-    context = services.render_context(app.extensions["slussen.content"], settings)
+    context = letter_services.render_context(app.extensions["slussen.content"], settings)
     with app.app_context(), session_scope(app) as session:
         store = Keystore(session, current_key_ring())
         with tempfile.NamedTemporaryFile(
@@ -560,9 +470,9 @@ def letters_print(
                         bar.update(done - bar.pos)
 
                     if batch_id is not None:
-                        result = services.reprint_batch(
+                        result = letter_services.reprint_batch(
                             store,
-                            SYSTEM,
+                            audit.SYSTEM,
                             batch_id,
                             sink,  # type: ignore[arg-type]
                             context=context,
@@ -570,17 +480,10 @@ def letters_print(
                             progress=progress,
                         )
                     else:
-                        units = list(session.scalars(select(Unit).order_by(Unit.id)))
-                        chosen = [u for u in units if hsa_id is None or u.hsa_id == hsa_id]
-                        if len(chosen) != 1:
-                            raise Failure(
-                                "Name the unit with --unit HSA-ID "
-                                f"(known: {', '.join(u.hsa_id for u in units) or 'none'})."
-                            )
-                        result = services.print_batch(
+                        result = letter_services.print_batch(
                             store,
-                            SYSTEM,
-                            chosen[0].id,
+                            audit.SYSTEM,
+                            letter_services.printing_unit(session, hsa_id),
                             sink,  # type: ignore[arg-type]
                             context=context,
                             settings=settings,
@@ -611,7 +514,9 @@ def letters_print(
     )
 
 
-@letters.command("test-print", help="A sample letter with the window outlined, to test envelopes.")
+@letters_group.command(
+    "test-print", help="A sample letter with the window outlined, to test envelopes."
+)
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -620,12 +525,13 @@ def letters_print(
 )
 @click.option("--letter", "template_id", default="appointment", show_default=True)
 def letters_test_print(out: Path, template_id: str) -> None:
-    from slussen.letters import services
+    # reportlab, only for printing letters
+    from slussen.letters import services as letter_services
     from slussen.letters.render import sample_letter
 
     app = _app()
     settings = app.extensions["slussen.settings"]
-    context = services.render_context(app.extensions["slussen.content"], settings)
+    context = letter_services.render_context(app.extensions["slussen.content"], settings)
     if template_id not in context.templates:
         raise Failure(
             f"No letter template {template_id!r} (known: {', '.join(context.templates)})."

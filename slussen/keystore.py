@@ -17,9 +17,9 @@ from flask import current_app, g, has_app_context
 from sqlalchemy import LargeBinary, String, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from slussen import vault
+from slussen import audit, vault
 from slussen.config import Settings
-from slussen.db import Base, created_at, intpk, utcnow
+from slussen.db import Base, created_at, db_session, intpk, utcnow
 
 
 class DataKey(Base):
@@ -138,8 +138,6 @@ class Keystore:
 
 def keystore(session: Session | None = None) -> Keystore:
     """The request's Keystore (cached in `g`), bound to the request's session."""
-    from slussen.db import db_session
-
     if not has_app_context():
         raise RuntimeError("keystore() needs an app context; build Keystore(session, ring) instead")
     session = session or db_session()
@@ -194,7 +192,8 @@ def rotate_master_key(
 
     Resumable: when data keys are still wrapped by an older key (an earlier run was interrupted),
     no new key is added and the run finishes the rewrap. Old master keys are retired only when no
-    data key uses them any more; they stay in the ring (retired) so old backups remain readable."""
+    data key uses them any more; they stay in the ring (retired) so old backups remain readable.
+    The rotation is written to the access log (action key_rotate) in its own transaction."""
     with session_factory() as session:
         usage = key_usage(session)
     stale = {key for key, count in usage.items() if key != ring.active_master_id and count}
@@ -233,6 +232,16 @@ def rotate_master_key(
         if key_id != active and not master.is_retired and not usage.get(key_id):
             ring.retire_master_key(key_id)
             retired.append(key_id)
+    with session_factory() as session, session.begin():
+        audit.record(
+            session,
+            ring,
+            audit.SYSTEM,
+            "key_rotate",
+            "keyring",
+            active,
+            purpose=f"rewrapped {done} data keys",
+        )
     return RotationResult(active_key=active, rewrapped=done, retired=retired, resumed=resumed)
 
 

@@ -93,7 +93,7 @@ def test_user_create_and_refusals(cli_env: Path) -> None:
             TEST_PASSWORD,
         ],
     )
-    assert unit.exit_code == 1 and "No unit" in unit.output
+    assert unit.exit_code == 1 and "Ingen enhet" in unit.output
 
 
 def test_content_check_passes_on_shipped_content(cli_env: Path) -> None:

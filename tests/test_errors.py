@@ -30,7 +30,7 @@ from slussen.directory.services import InvalidActivity, NotPending
 from slussen.errors import Conflict, DomainError, Invalid, NotFound, NotPermitted
 from slussen.letters.services import LetterIncomplete
 from slussen.patients.services import DuplicatePatient, PatientErased
-from slussen.questionnaires.services import AnswerCodeError
+from slussen.questionnaires.codes import AnswerCodeError
 
 #: (error raised by the service, status the handler answers, the Swedish message).
 KINDS = [

@@ -28,6 +28,7 @@ from slussen.cases.workflow import (
     unplayed_parts,
 )
 from slussen.paths import shipped_dir
+from slussen.questionnaires import codes
 from slussen.questionnaires import services as answers
 from tests.conftest import settings_for_tests
 from tests.intake.test_referral_pages import self_refer
@@ -233,7 +234,7 @@ def test_the_whole_chain_runs_on_a_renamed_workflow(
     post(f"/arenden/{case.id}/handelse/invite_x")
     assert state() == "invited_x" and "Kallad" in page()
     with app.app_context():
-        code = answers.create_answer_code(session, case, "baseline")
+        code = codes.create_answer_code(session, case, "baseline")
     session.commit()
     _fill(patient, baseline, lambda item: item.max_code, code)
     assert state() == "assessed_x" and case.screening_flag == "positive"
@@ -265,7 +266,7 @@ def test_the_whole_chain_runs_on_a_renamed_workflow(
     post(f"/arenden/{case.id}/handelse/send_evaluation_x")
     assert state() == "evaluation_sent_x" and "Utvärdering skickad" in page()
     with app.app_context():
-        code = answers.create_answer_code(session, case, "six_month")
+        code = codes.create_answer_code(session, case, "six_month")
     session.commit()
     _fill(patient, six_month, lambda item: item.min_code, code)
     assert state() == "evaluated_x" and "Utvärderad" in page()

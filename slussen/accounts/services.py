@@ -27,7 +27,8 @@ from slussen.audit import Actor
 from slussen.config import Settings
 from slussen.core.text import is_digits
 from slussen.db import utcnow
-from slussen.errors import Invalid, NotPermitted
+from slussen.errors import Invalid, NotFound, NotPermitted
+from slussen.keystore import current_key_ring
 
 #: TOTP per RFC 6238 as authenticator apps expect: 6 digits, 30-second steps (ASVS 6.5.5).
 TOTP_DIGITS = 6
@@ -45,6 +46,14 @@ class SecondFactorRefused(Invalid):
     """A TOTP or recovery code is wrong, already used, or the account has no second factor."""
 
 
+def unit_id_of(session: Session, hsa_id: str) -> int:
+    """The id of the unit with this HSA-id; refuses (NotFound) an unknown one."""
+    unit_id = session.scalar(select(Unit.id).where(Unit.hsa_id == hsa_id))
+    if unit_id is None:
+        raise NotFound(f"Ingen enhet har HSA-id {hsa_id}.")
+    return unit_id
+
+
 def create_user(
     session: Session,
     settings: Settings,
@@ -54,10 +63,13 @@ def create_user(
     role: str,
     password: str,
     unit_ids: list[int] | tuple[int, ...] = (),
+    unit_hsa_ids: list[str] | tuple[str, ...] = (),
     password_hash: str | None = None,
 ) -> User:
-    """Create a user with an argon2id password hash. Refuses an unknown role, a taken username,
-    an unknown unit, and a password that breaks the NIST rules."""
+    """Create a user with an argon2id password hash, member of the units named by id or by
+    HSA-id. Refuses an unknown role, a taken username, an unknown unit, and a password that
+    breaks the NIST rules."""
+    unit_ids = [*unit_ids, *(unit_id_of(session, hsa_id) for hsa_id in unit_hsa_ids)]
     username = username.strip().lower()
     if not username or len(username) > 80:
         raise Invalid("Användarnamnet måste ha 1–80 tecken.")
@@ -353,8 +365,6 @@ def disable_user(
     if actor.user_id is not None and actor.user_id == user.id:
         raise NotPermitted("Du kan inte stänga av ditt eget konto.")
     if ring is None:
-        from slussen.keystore import current_key_ring
-
         ring = current_key_ring()
     user.is_active = False
     end_user_sessions(session, user)

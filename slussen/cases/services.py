@@ -259,3 +259,11 @@ def mark_referrals_seen(referrals: list[tuple[Referral, str]]) -> None:
     """The coach has seen these referrals (as `case_view` returns them)."""
     for referral, _reason in referrals:
         referral.is_seen = True
+
+
+def case_by_reference(session: Session, reference: str) -> Case:
+    """The case with this reference (e.g. "S26-000123"); refuses (NotFound) an unknown one."""
+    case = session.scalar(select(Case).where(Case.reference == reference))
+    if case is None:
+        raise NotFound(f"Inget ärende har referensen {reference}.")
+    return case

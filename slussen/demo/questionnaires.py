@@ -23,7 +23,7 @@ from slussen.demo.units import unit_coaches
 from slussen.keystore import Keystore, open_key_ring
 from slussen.patients.models import Patient
 from slussen.patients.services import read_patient
-from slussen.questionnaires import services
+from slussen.questionnaires import codes
 from slussen.questionnaires.models import QuestionnaireResponse
 from slussen.visits.services import resolve_screening
 
@@ -82,8 +82,8 @@ def seed_questionnaires(session: Session, ctx: DemoContext) -> None:
         select(QuestionnaireResponse.id).where(QuestionnaireResponse.case_id == waiting.id)
     ):
         return
-    code = services.create_answer_code(session, waiting, "baseline")
+    code = codes.create_answer_code(session, waiting, "baseline")
     ctx.report.append(
         f"Answer code of a demo letter (case {waiting.reference}): {code} "
-        f"(try it at /svar or {services.answer_url(code, 'http://127.0.0.1:5000')})."
+        f"(try it at /svar or {codes.answer_url(code, 'http://127.0.0.1:5000')})."
     )

@@ -28,6 +28,7 @@ from slussen.cases.workflow import Transition, Workflow, add_duration
 from slussen.intake.services import refer_patient
 from slussen.keystore import Keystore
 from slussen.patients.services import PatientIdentity
+from slussen.questionnaires import codes
 from slussen.questionnaires import services as answers
 from slussen.questionnaires.definitions import FormDef, Item, barrier_ids, interest_areas
 from slussen.questionnaires.models import AnswerCode
@@ -264,7 +265,7 @@ def key_in(
 def answer_online(sluss: Sluss, case: Case, profile: str) -> None:
     """The patient answers the baseline forms online with the code from the invitation."""
     session = sluss.store.session
-    answers.create_answer_code(session, case, "baseline")
+    codes.create_answer_code(session, case, "baseline")
     row = session.scalars(
         select(AnswerCode).where(AnswerCode.case_id == case.id).order_by(AnswerCode.id.desc())
     ).first()

@@ -10,8 +10,13 @@ from pathlib import Path
 import click
 from sqlalchemy import select
 
+from slussen.accounts.models import User
 from slussen.clitools import Failure, command_app
 from slussen.config import today_local
+from slussen.db import session_scope
+from slussen.directory.categories import interest_categories
+from slussen.directory.hsds import HsdsError, export_directory, import_directory
+from slussen.directory.services import refresh_all_occasions
 
 
 @click.group("directory", help="The activity directory: occasions and open data (HSDS).")
@@ -24,9 +29,6 @@ def directory_cli() -> None:
 )
 @click.option("--today", type=click.DateTime(["%Y-%m-%d"]), default=None)
 def refresh(today: dt.datetime | None) -> None:
-    from slussen.db import session_scope
-    from slussen.directory.services import refresh_all_occasions
-
     app = command_app()
     day = today.date() if today else today_local()
     with app.app_context(), session_scope(app) as session:
@@ -37,9 +39,6 @@ def refresh(today: dt.datetime | None) -> None:
 @directory_cli.command("export-hsds", help="Write the published directory as HSDS 3 JSON.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def export_hsds(out: Path | None) -> None:
-    from slussen.db import session_scope
-    from slussen.directory.hsds import export_directory
-
     app = command_app()
     with app.app_context(), session_scope(app) as session:
         text = json.dumps(export_directory(session), ensure_ascii=False, indent=1)
@@ -54,11 +53,6 @@ def export_hsds(out: Path | None) -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--as", "username", required=True, help="The coordinator who approves the import.")
 def import_hsds(file: Path, username: str) -> None:
-    from slussen.accounts.models import User
-    from slussen.db import session_scope
-    from slussen.directory.categories import interest_categories
-    from slussen.directory.hsds import HsdsError, import_directory
-
     try:
         document = json.loads(file.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -29,7 +29,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 from slussen.core.text import is_digits
 from slussen.directory.categories import AGE_GROUPS, SECTORS
 from slussen.directory.models import CONTENT_FIELDS
-from slussen.directory.schedule import WEEKDAY_NAMES_SV, ScheduleError, build_rrule
+from slussen.directory.schedule import WEEKDAY_NAMES_SV, ScheduleError, build_rrule, split_rrule
 from slussen.directory.services import MAX_RANGE_DAYS, ActivityData, CalendarFilters
 
 SWEDISH = Locale("sv")
@@ -230,8 +230,6 @@ class ActivityForm(FlaskForm):  # type: ignore[misc]
 
     def fill_from(self, data: ActivityData) -> None:
         """Pre-fill the form from a stored revision's content."""
-        from slussen.directory.schedule import split_rrule
-
         # Fields whose form differs from the stored value are filled below.
         for name in CONTENT_FIELDS:
             if name not in ("rrule", "extra_dates", "exception_dates", "languages"):

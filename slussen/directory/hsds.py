@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from slussen.accounts.models import User
-from slussen.directory.categories import AGE_GROUPS, AGE_RANGES, SECTORS
+from slussen.directory.categories import AGE_GROUPS, AGE_RANGES, SECTORS, category_labels
 from slussen.directory.models import Activity, ActivityRevision, Organisation
 from slussen.directory.schedule import ScheduleError, describe, normalise_rrule
 from slussen.directory.services import (
@@ -224,8 +224,6 @@ def _organization(org: Organisation, services: list[dict[str, Any]]) -> dict[str
 def export_directory(session: Session, labels: dict[str, str] | None = None) -> dict[str, Any]:
     """The published directory as an HSDS 3 paginated organization list (one page)."""
     if labels is None:
-        from slussen.directory.categories import category_labels
-
         labels = category_labels("sv")
     organisations = session.scalars(
         select(Organisation)

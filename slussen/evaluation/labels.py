@@ -11,7 +11,7 @@ from flask_babel import gettext as _
 from slussen.cases.workflow import Workflow
 from slussen.evaluation.dataset import OPEN, Filters
 from slussen.evaluation.definitions import ScoreDefinition
-from slussen.evaluation.report import Count, Report
+from slussen.evaluation.report import Count, Report, share
 from slussen.i18n import localised
 
 
@@ -117,8 +117,6 @@ def p_value(value: float | None) -> str:
 
 
 def percent(part: Count, whole: Count) -> str:
-    from slussen.evaluation.report import share
-
     fraction = share(part, whole)
     if fraction is None:
         return "–"

@@ -8,11 +8,18 @@ from sqlalchemy import select
 
 from slussen.audit import Actor
 from slussen.cases.engine import audit_case_change, open_case, refuse_foreign_unit, seal
-from slussen.cases.models import CHANNELS, CONTACT_CHANNELS, Case, Referral
+from slussen.cases.models import CHANNELS, CONTACT_CHANNELS, Case, CaseEvent, Referral
+from slussen.cases.services import case_by_reference
 from slussen.cases.workflow import Workflow
 from slussen.errors import Invalid, NotPermitted
 from slussen.keystore import Keystore
-from slussen.patients.services import PatientIdentity, find_patient_id, register_patient
+from slussen.patients.models import Patient
+from slussen.patients.services import (
+    PatientIdentity,
+    erase_patient,
+    find_patient_id,
+    register_patient,
+)
 
 #: Who may refer: staff flag, coaches and coordinators register calls, the public self-refers.
 REFERRING_ROLES = ("staff", "coach", "coordinator", "public", "system")
@@ -107,15 +114,19 @@ def refer_patient(
     return IntakeResult(case, is_attached=False)
 
 
+def erase_self_referral_by_reference(
+    store: Keystore, actor: Actor, reference: str, *, reason: str
+) -> None:
+    """erase_self_referral for the case named by its reference (the command line's way);
+    refuses (NotFound) an unknown reference, and whatever erase_self_referral refuses."""
+    erase_self_referral(store, actor, case_by_reference(store.session, reference), reason=reason)
+
+
 def erase_self_referral(store: Keystore, actor: Actor, case: Case, *, reason: str) -> None:
     """Crypto-shred the patient of a self-referral that never became a working case: opened by
     the patient, closed straight from the state it was opened in, and the patient has no other
     case. Refuses anything else (Invalid): case records are kept (PDL). The erasure is
     audited."""
-    from slussen.cases.models import CaseEvent
-    from slussen.patients.models import Patient
-    from slussen.patients.services import erase_patient
-
     if not reason.strip():
         raise Invalid("Ange varför uppgifterna raderas.")
     events = list(

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 from xml.sax.saxutils import escape
 
+import segno
 from babel.dates import format_date
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
@@ -31,7 +32,7 @@ from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import Flowable, Frame, Paragraph, Spacer, Table, TableStyle
 
 from slussen.config import local_zone
-from slussen.letters.definitions import LetterTemplate, blocks
+from slussen.letters.definitions import DEMO_VALUES, LetterTemplate, blocks
 from slussen.letters.pdfjoin import PdfJoiner
 from slussen.pdf import register_fonts
 
@@ -393,7 +394,6 @@ class _QrCode(Flowable):  # type: ignore[misc]
 
     def __init__(self, data: str, size: float) -> None:
         super().__init__()
-        import segno
 
         self.matrix = segno.make(data, error="m", micro=False).matrix
         self.width = self.height = size
@@ -801,8 +801,6 @@ def render_cover(cover: Cover) -> bytes:
 def sample_letter(context: RenderContext, template_id: str = "appointment") -> bytes:
     """A letter with demo data and the envelope window and PostNord's free zone outlined with
     dashes: print it, fold it and hold it behind the envelope (`slussen letters test-print`)."""
-    from slussen.letters.definitions import DEMO_VALUES
-
     data = LetterData(
         letter_id=0,
         template_id=template_id,

@@ -13,9 +13,6 @@ sha256` tells whether it did).
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO, TypeVarTuple
@@ -31,6 +28,8 @@ from slussen.cases.engine import may_act_on
 from slussen.cases.models import Case
 from slussen.config import Settings, local_zone, today_local
 from slussen.db import utcnow
+from slussen.directory.models import Activity
+from slussen.directory.services import next_occasions
 from slussen.errors import Invalid, NotFound
 from slussen.identifiers import IdentifierError, format_postal_line
 from slussen.keystore import Keystore
@@ -52,14 +51,10 @@ from slussen.letters.render import (
 )
 from slussen.patients.models import Patient
 from slussen.patients.services import PatientIdentity, read_patient
-from slussen.visits.models import Handover, Visit
+from slussen.questionnaires import codes
+from slussen.visits.models import ActionPlan, Handover, Visit
 from slussen.visits.services import current_plan
 
-#: How long an answer code printed on a letter works.
-ANSWER_CODE_DAYS = 60
-#: Crockford's base 32: no I, L, O or U, so a code read aloud or typed is not misread.
-CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-CODE_LENGTH = 10
 REPLY_DAYS = 14
 #: Ids from a URL above this are refused before they reach the database (integer columns).
 MAX_ID = 2**31
@@ -81,9 +76,6 @@ def activity_details(
     (the next occasion after the letter's date, so a reprint gives the same text), "place",
     "contact"}; None when the activity is gone, withdrawn or has no occasion ahead (the letter
     then prints the step's own text)."""
-    from slussen.directory.models import Activity
-    from slussen.directory.services import next_occasions
-
     activity = session.get(Activity, activity_id)
     if activity is None or activity.published is None:
         return None
@@ -99,57 +91,45 @@ def activity_details(
     return {"title": version.title, "when": when, "place": place, "contact": contact}
 
 
-def normalise_code(code: str) -> str:
-    """The code as stored and compared: letters and digits only, upper case."""
-    return re.sub(r"[^0-9A-Za-z]", "", code).upper()
-
-
-def code_hash(code: str) -> str:
-    return hashlib.sha256(normalise_code(code).encode()).hexdigest()
-
-
-def letter_answer_code(store: Keystore, letter_id: int) -> str:
-    """The answer code printed on letter `letter_id`, e.g. "K7QM-4TZX-9C".
-
-    Why derived and not random: rendering must be deterministic (a reprint and a preview give the
-    same bytes), yet only the code's hash may be stored. A keyed HMAC of the letter id gives the
-    same code every time without storing it; without the key ring's pseudonym key nobody can
-    compute it, and the database holds only SHA-256 of it (answer_codes.code_hash). The input is
-    prefixed with "answer-code:" so it can never equal an audit pseudonym of the same key."""
-    digest = hmac.new(
-        store.ring.pseudonym_key, f"answer-code:{letter_id}".encode(), hashlib.sha256
-    ).digest()
-    value = int.from_bytes(digest[:8], "big")
-    chars = []
-    for _ in range(CODE_LENGTH):
-        value, index = divmod(value, 32)
-        chars.append(CODE_ALPHABET[index])
-    code = "".join(chars)
-    return f"{code[:4]}-{code[4:8]}-{code[8:]}"
-
-
 def create_answer_code(
-    store: Keystore, case: Case, occasion: str, letter: QueuedLetter, *, now: dt.datetime
+    store: Keystore,
+    case: Case,
+    occasion: str,
+    letter: QueuedLetter,
+    *,
+    settings: Settings,
+    now: dt.datetime,
 ) -> str:
-    """Make the letter's derived code (see letter_answer_code) valid for answering at /svar,
-    through the questionnaires' own code service (hash only, expiry, single use). Idempotent: a
-    letter printed again keeps its one code."""
-    from slussen.questionnaires.services import create_answer_code as store_code
-
-    return store_code(
+    """Make the letter's derived code (codes.letter_code) valid for answering at /svar, through
+    the one answer-code service (hash only, expiry, single use). Idempotent: a letter printed
+    again keeps its one code."""
+    return codes.create_answer_code(
         store.session,
         case,
         occasion,
         letter_id=letter.id,
+        days=settings.answer_code_days,
         now=now,
-        code=letter_answer_code(store, letter.id),
+        code=codes.letter_code(store.ring, letter.id),
     )
 
 
 def answer_url(settings: Settings, code: str) -> str:
-    """Where the QR code points: <public_base_url>/svar/<code>."""
+    """Where the QR code points: <public_base_url>/svar/<code>, the code ungrouped."""
     base = settings.public_base_url or f"http://{settings.serve_host}:{settings.serve_port}"
-    return f"{base.rstrip('/')}/svar/{normalise_code(code)}"
+    return codes.answer_url(code, base, grouped=False)
+
+
+def printing_unit(session: Session, hsa_id: str | None) -> int:
+    """The id of the unit whose letters are to be printed: the one with `hsa_id`, or the only
+    unit when none is named. Refuses (Invalid) an unknown HSA-id, and no name among several
+    units, naming the known ones."""
+    units = list(session.scalars(select(Unit).order_by(Unit.id)))
+    chosen = [u for u in units if hsa_id is None or u.hsa_id == hsa_id]
+    if len(chosen) != 1:
+        known = ", ".join(u.hsa_id for u in units) or "inga"
+        raise Invalid(f"Ange enhetens HSA-id (kända: {known}).")
+    return chosen[0].id
 
 
 # --- what a letter needs ------------------------------------------------------------------------
@@ -256,8 +236,6 @@ def check_needs(
 
 
 def current_plan_exists(store: Keystore, case: Case | _CaseRef) -> bool:
-    from slussen.visits.models import ActionPlan
-
     return (
         store.session.scalar(select(ActionPlan.id).where(ActionPlan.case_id == case.id).limit(1))
         is not None
@@ -341,7 +319,7 @@ def letter_data(
         values["handover_place"] = handover.meeting_place or ""
     code = url = None
     if template.asks_for_answers:
-        code = letter_answer_code(store, letter.id)
+        code = codes.letter_code(store.ring, letter.id)
         url = answer_url(settings, code)
     return LetterData(
         letter_id=letter.id,
@@ -629,7 +607,9 @@ def print_batch(
             case = session.get(Case, letter.case_id)
             assert case is not None
             if template.asks_for_answers and template.occasion:
-                create_answer_code(store, case, template.occasion, letter, now=now)
+                create_answer_code(
+                    store, case, template.occasion, letter, settings=settings, now=now
+                )
             letter.status = "printed"
             letter.hold_reason = None
             letter.printed_at = now

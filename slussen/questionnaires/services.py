@@ -1,7 +1,7 @@
-"""Answers and answer codes: store a response (answers sealed with the patient's data key, scores
-beside them), single-use answer codes for /svar, paper entry with optional double keying, and the
-workflow events the answers fire (the events playing `registers_baseline`, `registers_evaluation`
-and `flags_screening` in the workflow's [parts]).
+"""Answers: store a response (answers sealed with the patient's data key, scores beside them),
+the drafts kept with an answer code (the codes themselves live in `codes.py`), paper entry with
+optional double keying, and the workflow events the answers fire (the events playing
+`registers_baseline`, `registers_evaluation` and `flags_screening` in the workflow's [parts]).
 
 Services take the Keystore and the acting person explicitly, raise `Invalid` (Swedish
 message) and only flush; views and commands commit.
@@ -10,10 +10,7 @@ message) and only flush; views and commands commit.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
-import re
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,10 +22,13 @@ from slussen import audit
 from slussen.audit import Actor
 from slussen.cases.engine import fire, may_act_on, seal, unseal
 from slussen.cases.models import Case
+from slussen.cases.services import case_by_reference
 from slussen.cases.workflow import Workflow, needs_event, needs_states
 from slussen.db import utcnow
 from slussen.errors import Invalid, NotFound
 from slussen.keystore import Keystore
+from slussen.questionnaires import fhir
+from slussen.questionnaires.codes import check_code
 from slussen.questionnaires.definitions import FormDef
 from slussen.questionnaires.models import (
     OCCASIONS,
@@ -38,11 +38,6 @@ from slussen.questionnaires.models import (
 )
 from slussen.questionnaires.scoring import Answer, Checked, ScoreResult, check_answers, score_form
 
-#: Letters that cannot be mistaken for each other on paper or when read aloud (no 0/O, 1/I/L,
-#: 2/Z, 5/S, 8/B).
-CODE_ALPHABET = "ACDEFGHJKMNPQRTUVWXY34679"
-CODE_LENGTH = 10
-DEFAULT_CODE_DAYS = 60
 #: The patient answering online, as the audit log and the case history name them.
 PATIENT = Actor(None, "(patient)", "patient")
 #: The event each occasion's answers fire when they are all in.
@@ -56,10 +51,6 @@ EXPECTED_IN = {
     "six_month": needs_states("six_month_expected"),
 }
 FLAGS_SCREENING = needs_event("flags_screening")
-
-
-class AnswerCodeError(Invalid):
-    """The code does not work (unknown, used or expired); views count it as a failed try."""
 
 
 # --- which forms ---------------------------------------------------------------------------------
@@ -80,108 +71,7 @@ def screening_ids(workflow: Workflow) -> set[str]:
     return set(workflow.questionnaires.get("screening", ()))
 
 
-# --- answer codes --------------------------------------------------------------------------------
-
-
-def normalise_code(text: str) -> str:
-    """What a person typed, as stored: capitals, without spaces and dashes."""
-    return re.sub(r"[^A-Z0-9]", "", text.upper())[:40]
-
-
-def code_hash(text: str) -> str:
-    return hashlib.sha256(normalise_code(text).encode()).hexdigest()
-
-
-def format_code(raw: str) -> str:
-    """ "ACDEFGHJKM" → "ACDE-FGHJ-KM", as printed on the letter."""
-    return "-".join(raw[i : i + 4] for i in range(0, len(raw), 4))
-
-
-def _code_days() -> int:
-    from flask import current_app, has_app_context
-
-    if has_app_context():
-        days: int = current_app.extensions["slussen.settings"].answer_code_days
-        return days
-    return DEFAULT_CODE_DAYS
-
-
-def create_answer_code(
-    session: Session,
-    case: Case,
-    occasion: str,
-    letter_id: int | None = None,
-    *,
-    days: int | None = None,
-    now: dt.datetime | None = None,
-    code: str | None = None,
-) -> str:
-    """Create a single-use code for answering the `occasion`'s forms online and return its text
-    ("ACDE-FGHJ-KM"), to print on the letter. Only its hash is stored; it expires after `days`
-    (the setting `answer_code_days`, default 60). A letter passes its own derived `code` (the
-    same on every render); that code is stored once. Refuses an unknown occasion."""
-    if occasion not in OCCASIONS:
-        raise Invalid(f"Okänt tillfälle {occasion!r}.")
-    now = now or utcnow()
-    if code is not None:
-        raw = normalise_code(code)
-        digest = code_hash(raw)
-        if session.scalar(select(AnswerCode.id).where(AnswerCode.code_hash == digest)):
-            return format_code(raw)
-    while code is None:
-        raw = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
-        digest = code_hash(raw)
-        if session.scalar(select(AnswerCode.id).where(AnswerCode.code_hash == digest)) is None:
-            break
-    session.add(
-        AnswerCode(
-            code_hash=digest,
-            case_id=case.id,
-            occasion=occasion,
-            letter_id=letter_id,
-            created_at=now,
-            expires_at=now + dt.timedelta(days=days or _code_days()),
-        )
-    )
-    session.flush()
-    return format_code(raw)
-
-
-def answer_url(code: str, base_url: str | None = None) -> str:
-    """The address printed (and in the QR code) on a letter: BASE/svar/ACDE-FGHJ-KM. Without
-    `base_url`, the current request's address, else the path alone."""
-    path = f"/svar/{format_code(normalise_code(code))}"
-    if base_url:
-        return base_url.rstrip("/") + path
-    from flask import has_request_context, request
-
-    if has_request_context():
-        return request.url_root.rstrip("/") + path
-    return path
-
-
-def redeem_code(session: Session, text: str, *, now: dt.datetime | None = None) -> AnswerCode:
-    """The answer code a person typed, if it still works. Refuses (AnswerCodeError) an unknown,
-    used or expired code."""
-    normal = normalise_code(text)
-    if len(normal) != CODE_LENGTH:
-        raise AnswerCodeError("Koden ska ha 10 tecken. Titta i ditt brev och försök igen.")
-    row = session.scalar(select(AnswerCode).where(AnswerCode.code_hash == code_hash(normal)))
-    if row is None:
-        raise AnswerCodeError("Koden finns inte. Titta i ditt brev och försök igen.")
-    return check_code(row, now=now)
-
-
-def check_code(row: AnswerCode, *, now: dt.datetime | None = None) -> AnswerCode:
-    """Refuse a used or expired code (AnswerCodeError)."""
-    now = now or utcnow()
-    if row.used_at is not None:
-        raise AnswerCodeError("Koden är redan använd. Dina svar har kommit fram till oss.")
-    if row.expires_at <= now:
-        raise AnswerCodeError(
-            "Koden gäller inte längre. Ring din vårdcentral om du vill svara ändå."
-        )
-    return row
+# --- drafts kept with an answer code ----------------------------------------------------------
 
 
 def _code_cipher_args(row: AnswerCode) -> tuple[str, str, int]:
@@ -614,17 +504,44 @@ def case_responses(session: Session, case: Case, forms: Mapping[str, FormDef]) -
     return by_occasion
 
 
-def open_codes(session: Session, case: Case, *, now: dt.datetime | None = None) -> int:
-    """How many answer codes of the case still work."""
-    now = now or utcnow()
-    return len(
-        list(
-            session.scalars(
-                select(AnswerCode.id).where(
-                    AnswerCode.case_id == case.id,
-                    AnswerCode.used_at.is_(None),
-                    AnswerCode.expires_at > now,
-                )
-            )
+def export_case_answers(
+    store: Keystore,
+    actor: Actor,
+    reference: str,
+    forms: Mapping[str, FormDef],
+    *,
+    base: str = fhir.DEFAULT_BASE,
+) -> list[dict[str, Any]]:
+    """Every stored response of the case named by `reference` as a FHIR R4
+    QuestionnaireResponse (responses to forms no longer in `forms` are left out), with one audit
+    row "export" for the case. Refuses (NotFound) an unknown reference."""
+    session = store.session
+    case = case_by_reference(session, reference)
+    responses = session.scalars(
+        select(QuestionnaireResponse)
+        .where(QuestionnaireResponse.case_id == case.id)
+        .order_by(QuestionnaireResponse.id)
+    ).all()
+    resources = [
+        fhir.questionnaire_response(
+            forms[response.form_id],
+            response,
+            read_answers(store, case, response),
+            case_reference=case.reference,
+            base=base,
         )
+        for response in responses
+        if response.form_id in forms
+    ]
+    audit.record(
+        session,
+        store.ring,
+        actor,
+        "export",
+        "questionnaire_response",
+        case.id,
+        purpose=f"FHIR-export av {len(responses)} svar",
+        patient_id=case.patient_id,
+        unit_id=case.unit_id,
     )
+    return resources

@@ -39,7 +39,7 @@ from slussen.cases.models import Case
 from slussen.db import attempt, db_session, load_authorised
 from slussen.errors import Conflict, Invalid
 from slussen.keystore import keystore
-from slussen.questionnaires import services
+from slussen.questionnaires import codes, services
 from slussen.questionnaires.definitions import FormDef, Group, forms
 from slussen.questionnaires.models import OCCASIONS, AnswerCode, QuestionnaireResponse
 from slussen.questionnaires.scoring import check_answers, score_form
@@ -118,8 +118,8 @@ def _wrong_code_page(message: str, code: str = "") -> ResponseReturnValue:
 
 def _start(code_text: str) -> ResponseReturnValue:
     try:
-        row = services.redeem_code(db_session(), code_text)
-    except services.AnswerCodeError as exc:
+        row = codes.redeem_code(db_session(), code_text)
+    except codes.AnswerCodeError as exc:
         return _wrong_code_page(str(exc), code_text)
     sessions.regenerate()
     session[_SESSION_KEY] = row.id
@@ -152,8 +152,8 @@ def _current_code() -> AnswerCode | None:
     if row is None:
         return None
     try:
-        return services.check_code(row)
-    except services.AnswerCodeError as exc:
+        return codes.check_code(row)
+    except codes.AnswerCodeError as exc:
         session.pop(_SESSION_KEY, None)
         flash(str(exc), "error")
         return None
@@ -458,7 +458,12 @@ def new_code(case_id: int) -> ResponseReturnValue:
     occasion = request.form.get("occasion", "")
     if occasion not in OCCASIONS:
         abort(404)
-    code = services.create_answer_code(db_session(), case, occasion)
+    code = codes.create_answer_code(
+        db_session(),
+        case,
+        occasion,
+        days=current_app.extensions["slussen.settings"].answer_code_days,
+    )
     audit.record(
         db_session(),
         keystore().ring,
@@ -474,7 +479,7 @@ def new_code(case_id: int) -> ResponseReturnValue:
         _(
             "Answer code %(code)s: the patient answers at %(url)s. It is shown only now.",
             code=code,
-            url=services.answer_url(code),
+            url=codes.answer_url(code, request.url_root),
         ),
         "success",
     )
@@ -500,5 +505,5 @@ def questionnaire_panel(case: Case) -> dict[str, Any]:
         },
         "questionnaires_missing": missing,
         "questionnaire_forms": forms(),
-        "open_answer_codes": services.open_codes(session_db, case),
+        "open_answer_codes": codes.open_codes(session_db, case),
     }

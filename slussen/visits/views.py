@@ -26,6 +26,7 @@ from slussen.errors import Invalid
 from slussen.keystore import Keystore, keystore
 from slussen.patients.models import Patient
 from slussen.patients.services import read_patient
+from slussen.questionnaires import definitions as form_definitions
 from slussen.visits import services
 from slussen.visits.models import (
     CONTACT_FREQUENCIES,
@@ -50,16 +51,12 @@ def _language() -> str:
 
 def interest_areas() -> dict[str, str]:
     """Interest areas (id → text) from forms/interest_mapping.toml."""
-    from slussen.questionnaires.definitions import interest_areas as areas
-
-    return areas(_language())
+    return form_definitions.interest_areas(_language())
 
 
 def barrier_labels() -> dict[str, str]:
     """Barriers (id → text) from forms/barriers.toml, in file order."""
-    from slussen.questionnaires.definitions import barrier_labels as labels
-
-    return labels(_language())
+    return form_definitions.barrier_labels(_language())
 
 
 def network_svg(entries: list[services.NetworkInput]) -> Markup:

@@ -76,7 +76,7 @@ def test_an_expired_code_fails_in_the_browser(
 
     from slussen.cases.models import Case
     from slussen.db import session_scope
-    from slussen.questionnaires.services import create_answer_code
+    from slussen.questionnaires.codes import create_answer_code
 
     app = live_server.app
     with app.app_context(), session_scope(app) as session:

@@ -58,4 +58,4 @@ def test_cli_refuses_an_unknown_case(cli_env: Any) -> None:
     runner = CliRunner()
     runner.invoke(cli, ["init-db"])
     result = runner.invoke(cli, ["erase-self-referral", "S26-999999", "--reason", "test"])
-    assert result.exit_code == 1 and "No case S26-999999" in result.output
+    assert result.exit_code == 1 and "Inget ärende har referensen S26-999999" in result.output

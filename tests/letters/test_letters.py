@@ -33,6 +33,7 @@ from slussen.letters.models import LetterBatch
 from slussen.letters.render import RenderContext
 from slussen.patients.models import Patient
 from slussen.pdf import REGULAR, register_fonts
+from slussen.questionnaires import codes
 from slussen.questionnaires.models import AnswerCode
 from slussen.visits.services import book_follow_up, request_handover, update_handover
 from tests.builders import FUTURE, make_case, sample_pnr
@@ -352,9 +353,9 @@ def test_answer_code_is_printed_once_per_letter_and_only_its_hash_is_stored(
 ) -> None:
     case, queued = case_with_letter(session, ring, workflow, coach, unit, "kallelse")
     store = Keystore(session, ring)
-    code = services.letter_answer_code(store, queued.id)
+    code = codes.letter_code(store.ring, queued.id)
     assert re.fullmatch(r"[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{2}", code)
-    assert code != services.letter_answer_code(store, queued.id + 1)
+    assert code != codes.letter_code(store.ring, queued.id + 1)
     out = io.BytesIO()
     services.print_batch(
         store, coordinator, unit.id, out, context=context, settings=settings, today=TODAY
@@ -363,7 +364,7 @@ def test_answer_code_is_printed_once_per_letter_and_only_its_hash_is_stored(
     assert code in text
     assert f"/svar/{code.replace('-', '')}" not in text  # the URL is in the QR code, not text
     row = session.scalars(select(AnswerCode).where(AnswerCode.letter_id == queued.id)).one()
-    assert row.code_hash == services.code_hash(code) and row.case_id == case.id
+    assert row.code_hash == codes.code_hash(code) and row.case_id == case.id
     assert row.occasion == "baseline" and row.used_at is None
     assert code.replace("-", "") not in row.code_hash
     assert (row.expires_at - row.created_at).days == 59 or (

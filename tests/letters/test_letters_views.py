@@ -192,7 +192,7 @@ def test_letters_print_from_the_command_line(
     nothing = runner.invoke(cli, ["letters", "print", "--unit", "SE2321000016-CLI1"])
     assert "no letters to print" in nothing.output
     unknown = runner.invoke(cli, ["letters", "print", "--unit", "SE0000000000-NONE"])
-    assert unknown.exit_code == 1 and "--unit" in unknown.output
+    assert unknown.exit_code == 1 and "Ange enhetens HSA-id" in unknown.output
     sample = tmp_path / "test.pdf"
     test_print = runner.invoke(cli, ["letters", "test-print", "--out", str(sample)])
     assert test_print.exit_code == 0 and "100 %" in test_print.output
