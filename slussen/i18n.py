@@ -22,12 +22,17 @@ class Label:
         return self.en if lang == "en" else self.sv
 
 
+def ui_language() -> str:
+    """The current UI language: "sv" unless the user chose English."""
+    locale = get_locale()
+    return locale.language if locale else "sv"
+
+
 def localised(label: Label | None) -> str:
     """The label in the current UI language (Swedish unless the user chose English)."""
     if label is None:
         return ""
-    locale = get_locale()
-    return label.get(locale.language if locale else "sv")
+    return label.get(ui_language())
 
 
 def format_day(value: dt.date | None, style: str = "full") -> str:

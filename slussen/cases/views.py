@@ -32,6 +32,7 @@ from slussen.cases.engine import (
     current_workflow,
     fire,
 )
+from slussen.cases.labels import labels as case_labels
 from slussen.cases.models import CHANNELS, Case
 from slussen.cases.services import (
     UnitFilters,
@@ -48,10 +49,16 @@ from slussen.cases.workflow import EventPart, Transition, Workflow, needs_event
 from slussen.config import today_local
 from slussen.db import attempt, db_session
 from slussen.errors import Invalid
-from slussen.i18n import format_day, localised
+from slussen.i18n import format_day, localised, ui_language
 from slussen.keystore import keystore
 
 bp = Blueprint("cases", __name__, template_folder="templates")
+
+
+@bp.app_context_processor
+def _labels() -> dict[str, object]:
+    return dict(case_labels(ui_language()))
+
 
 #: Events whose data is a reason or a note are fired from the case page's generic form. Events
 #: that need a visit time or a plan have their own pages (slussen.visits): part -> endpoint. The

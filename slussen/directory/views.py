@@ -86,6 +86,7 @@ from slussen.directory.services import (
     verify_activity,
 )
 from slussen.errors import Conflict, Invalid
+from slussen.i18n import ui_language
 
 bp = Blueprint("directory", __name__, template_folder="templates")
 
@@ -97,11 +98,6 @@ PRINT_LIMIT = 300
 
 def today() -> dt.date:
     return today_local()
-
-
-def _language() -> str:
-    locale = get_locale()
-    return locale.language if locale else "sv"
 
 
 # --- Template helpers ----------------------------------------------------------------------
@@ -116,19 +112,19 @@ def long_date(day: dt.date) -> str:
 @bp.app_template_filter("clock")
 def clock(moment: dt.datetime | dt.time) -> str:
     """ "10.00" in Swedish, "10:00" in English."""
-    separator = ":" if _language() == "en" else "."
+    separator = ":" if ui_language() == "en" else "."
     return f"{moment.hour:02d}{separator}{moment.minute:02d}"
 
 
 def category_label(code: str) -> str:
-    return category_labels(_language()).get(code, code)
+    return category_labels(ui_language()).get(code, code)
 
 
 def age_label(code: str) -> str:
     labels = AGE_GROUPS.get(code)
     if labels is None:
         return code
-    return labels[1] if _language() == "en" else labels[0]
+    return labels[1] if ui_language() == "en" else labels[0]
 
 
 def language_name(code: str) -> str:
@@ -258,7 +254,7 @@ def calendar() -> ResponseReturnValue:
     key = (
         _current_version(),
         today(),
-        _language(),
+        ui_language(),
         tuple(sorted(request.args.items(multi=True))),
     )
     body = calendar_cache.get(key)
@@ -497,7 +493,9 @@ def representative_add(organisation_id: int) -> ResponseReturnValue:
 
 def _activity_form() -> ActivityForm:
     form = ActivityForm()
-    form.categories.choices = choices([(c.id, c.label(_language())) for c in interest_categories()])
+    form.categories.choices = choices(
+        [(c.id, c.label(ui_language())) for c in interest_categories()]
+    )
     return form
 
 

@@ -12,7 +12,7 @@ from slussen.cases.workflow import Workflow
 from slussen.evaluation.dataset import OPEN, Filters
 from slussen.evaluation.definitions import ScoreDefinition
 from slussen.evaluation.report import Count, Report, share
-from slussen.i18n import localised
+from slussen.i18n import localised, ui_language
 
 
 def step_label(key: str) -> str:
@@ -80,10 +80,7 @@ def status_label(workflow: Workflow, status: str) -> str:
 
 
 def score_label(definition: ScoreDefinition) -> str:
-    from flask_babel import get_locale
-
-    locale = get_locale()
-    language = locale.language if locale else "sv"
+    language = ui_language()
     return definition.label.get(language) or definition.label.get("sv") or definition.key
 
 

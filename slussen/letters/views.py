@@ -29,10 +29,17 @@ from slussen.accounts.roles import Permission
 from slussen.cases.access import current_actor
 from slussen.db import attempt, db_session
 from slussen.errors import Invalid
+from slussen.i18n import ui_language
 from slussen.keystore import keystore
 from slussen.letters import services
+from slussen.letters.labels import labels as letter_labels
 
 bp = Blueprint("letters", __name__, template_folder="templates")
+
+
+@bp.app_context_processor
+def _labels() -> dict[str, object]:
+    return dict(letter_labels(ui_language()))
 
 
 def _context(large_print: bool | None = None) -> Any:
@@ -90,13 +97,10 @@ def index() -> ResponseReturnValue:
 
 
 def _title(templates: dict[str, Any], letter_id: str) -> str:
-    from flask_babel import get_locale
-
     template = templates.get(letter_id)
     if template is None:
         return letter_id
-    locale = get_locale()
-    return str(template.title["en" if locale and locale.language == "en" else "sv"])
+    return str(template.title[ui_language()])
 
 
 @bp.route("/brev/skriv-ut", methods=["POST"])

@@ -24,7 +24,6 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from flask.wrappers import Response
-from flask_babel import get_locale
 from flask_babel import gettext as _
 
 from slussen import audit
@@ -38,6 +37,7 @@ from slussen.cases.engine import current_workflow
 from slussen.cases.models import Case
 from slussen.db import attempt, db_session, load_authorised
 from slussen.errors import Conflict, Invalid
+from slussen.i18n import ui_language
 from slussen.keystore import keystore
 from slussen.questionnaires import codes, services
 from slussen.questionnaires.definitions import FormDef, Group, forms
@@ -73,11 +73,6 @@ def occasion_label(occasion: str) -> str:
 def source_label(source: str) -> str:
     labels = {"online": _("answered online"), "paper": _("keyed in from paper")}
     return str(labels.get(source, source))
-
-
-def _language() -> str:
-    locale = get_locale()
-    return locale.language if locale else "sv"
 
 
 def _demo_forms() -> bool:
@@ -202,7 +197,7 @@ def step(number: int) -> ResponseReturnValue:
         total=len(steps),
         values=draft,
         errors=errors,
-        lang=_language(),
+        lang=ui_language(),
     ), (422 if errors else 200)
 
 
@@ -297,7 +292,7 @@ def key_in(case_id: int, occasion: str, form_id: str) -> ResponseReturnValue:
         values=values,
         errors=errors,
         error=error,
-        lang=_language(),
+        lang=ui_language(),
         action=url_for(
             "questionnaires.key_in", case_id=case.id, occasion=occasion, form_id=form.id
         ),
@@ -311,7 +306,7 @@ def preview_score(case_id: int, occasion: str, form_id: str) -> ResponseReturnVa
     load_case(case_id)
     form = _form_or_404(form_id, occasion)
     checked = check_answers(form, _posted_items(form), require=False)
-    lang = _language()
+    lang = ui_language()
     return jsonify(
         errors=checked.errors,
         missing=checked.missing,
@@ -404,7 +399,7 @@ def _render_response(
             and actor.user_id != response.keyed_by_id
         ),
         error=error,
-        lang=_language(),
+        lang=ui_language(),
     )
 
 

@@ -23,11 +23,13 @@ from slussen.cases.workflow import Workflow
 from slussen.config import local_zone
 from slussen.db import attempt, db_session, load_authorised
 from slussen.errors import Invalid
+from slussen.i18n import ui_language
 from slussen.keystore import Keystore, keystore
 from slussen.patients.models import Patient
 from slussen.patients.services import read_patient
 from slussen.questionnaires import definitions as form_definitions
 from slussen.visits import services
+from slussen.visits.labels import labels as visit_labels
 from slussen.visits.models import (
     CONTACT_FREQUENCIES,
     RELATION_TYPES,
@@ -42,21 +44,19 @@ MAX_NETWORK_ROWS = 12
 MAX_STEPS = 8
 
 
-def _language() -> str:
-    from flask_babel import get_locale
-
-    locale = get_locale()
-    return locale.language if locale else "sv"
+@bp.app_context_processor
+def _labels() -> dict[str, object]:
+    return dict(visit_labels(ui_language()))
 
 
 def interest_areas() -> dict[str, str]:
     """Interest areas (id → text) from forms/interest_mapping.toml."""
-    return form_definitions.interest_areas(_language())
+    return form_definitions.interest_areas(ui_language())
 
 
 def barrier_labels() -> dict[str, str]:
     """Barriers (id → text) from forms/barriers.toml, in file order."""
-    return form_definitions.barrier_labels(_language())
+    return form_definitions.barrier_labels(ui_language())
 
 
 def network_svg(entries: list[services.NetworkInput]) -> Markup:
