@@ -9,8 +9,8 @@ from flask_wtf import FlaskForm
 from wtforms import DateField, Field, SelectField, StringField
 from wtforms.validators import DataRequired, Optional, ValidationError
 
-from slussen.core.text import optional_id
 from slussen.identifiers import IdentifierError, PersonIdentifier, parse_person_identifier
+from slussen.text import optional_id
 
 
 class IsoDateField(DateField):  # type: ignore[misc]

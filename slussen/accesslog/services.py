@@ -21,13 +21,13 @@ from slussen import audit, vault
 from slussen.accounts.models import Membership, Unit, User
 from slussen.accounts.roles import Permission, grants
 from slussen.audit import Actor, AuditEvent
-from slussen.core.text import is_digits
 from slussen.db import utcnow
 from slussen.errors import NotFound, NotPermitted
 from slussen.identifiers import PersonIdentifier
 from slussen.keystore import Keystore
 from slussen.patients.models import Patient
 from slussen.patients.services import find_patient_id, read_patient
+from slussen.text import is_digits
 
 PAGE_SIZE = 50
 REVIEW_PURPOSE = "granskning av åtkomstlogg"

@@ -25,10 +25,10 @@ from slussen.accounts.passwords import (
 from slussen.accounts.roles import PATIENT_DATA_ROLES, Permission, Role, grants
 from slussen.audit import Actor
 from slussen.config import Settings
-from slussen.core.text import is_digits
 from slussen.db import utcnow
 from slussen.errors import Invalid, NotFound, NotPermitted
 from slussen.keystore import current_key_ring
+from slussen.text import is_digits
 
 #: TOTP per RFC 6238 as authenticator apps expect: 6 digits, 30-second steps (ASVS 6.5.5).
 TOTP_DIGITS = 6

@@ -26,11 +26,11 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, NumberRange, Optional, Regexp
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from slussen.core.text import is_digits
 from slussen.directory.categories import AGE_GROUPS, SECTORS
 from slussen.directory.models import CONTENT_FIELDS
 from slussen.directory.schedule import WEEKDAY_NAMES_SV, ScheduleError, build_rrule, split_rrule
 from slussen.directory.services import MAX_RANGE_DAYS, ActivityData, CalendarFilters
+from slussen.text import is_digits
 
 SWEDISH = Locale("sv")
 #: Enough to catch typing mistakes; whether the address works shows when someone writes to it.

@@ -18,7 +18,7 @@ from functools import lru_cache
 from dateutil.rrule import rrule, rruleset, rrulestr
 
 from slussen.config import local_zone
-from slussen.core.text import is_digits
+from slussen.text import is_digits
 
 #: The rule parts an activity may use; times of day come from the start time, not the rule.
 ALLOWED_PARTS = {

@@ -10,8 +10,8 @@ from wtforms import Field, SelectField
 from wtforms.validators import Optional, ValidationError
 
 from slussen.accesslog.forms import IsoDateField
-from slussen.core.text import optional_id
 from slussen.evaluation.dataset import AGE_BANDS, SEXES, Filters
+from slussen.text import optional_id
 
 
 def _optional_text(value: Any) -> str | None:

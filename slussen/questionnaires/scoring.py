@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
-from slussen.core.text import is_digits
 from slussen.questionnaires.definitions import MAX_TEXT, FormDef, Item, Score
+from slussen.text import is_digits
 
 #: An answer: a code (choice, tick) or a text.
 Answer = int | str
