@@ -262,6 +262,69 @@ BROKEN = [
         "state 'closed_other' is not terminal but has no way out",
     ),
     ('event = "remind"\nlabel', 'event = "invite"\nlabel', "event 'invite' is declared twice"),
+    ('event = "remind"\nlabel', 'event = "Remind me"\nlabel', "transition needs event"),
+    ('to = "invited"\nroles', 'when = "always"\nto = "invited"\nroles', "unknown key 'when'"),
+    ('screening = "positive"', 'screening = "maybe"', "screening = 'positive' | 'resolved'"),
+    (
+        'from = ["invited"]\nto = "invited"',
+        'from = ["invited", "lost"]\nto = "invited"',
+        "unknown state 'lost' in from",
+    ),
+    (
+        'from = ["invited"]\nto = "invited"',
+        'from = ["closed_other"]\nto = "invited"',
+        "'closed_other' is terminal",
+    ),
+    (
+        'roles = ["coach", "coordinator", "system"]\nletters = ["reminder"]',
+        'roles = []\nletters = ["reminder"]',
+        'roles = ["coach", …] is missing',
+    ),
+    (
+        'due = { reminder = "14d", no_response = "28d" }',
+        'due = { reminder = "two weeks" }',
+        'due = { name = "14d"',
+    ),
+    (
+        'initial = "referred"',
+        'initial = "nowhere"',
+        "initial state 'nowhere' is not a declared state",
+    ),
+    (
+        'opening_due = { first_contact = "3d" }',
+        'opening_due = { first_contact = "soon" }',
+        "opening_due = { name =",
+    ),
+    (
+        'due = "reminder"\nstates = ["invited"]\nevent = "remind"',
+        'event = "shout"\ndue = "reminder"\nstates = ["invited"]',
+        "timer: unknown event 'shout'",
+    ),
+    (
+        'due = "reminder"\nstates = ["invited"]\nevent = "remind"',
+        'due = "someday"\nstates = ["invited"]\nevent = "remind"',
+        "timer: no transition sets the due date 'someday'",
+    ),
+    (
+        'due = "reminder"\nstates = ["invited"]\nevent = "remind"',
+        'states = ["assessed"]\ndue = "reminder"\nevent = "remind"',
+        "timer: event 'remind' cannot fire in state 'assessed'",
+    ),
+    (
+        'books_mapping_visit = "book_mapping_visit"',
+        'books_mapping_visit = "book_visit"',
+        "books_mapping_visit = 'book_visit' is not a declared event",
+    ),
+    (
+        'mapping_open = ["mapping_booked", "plan_active", "followed_up"]',
+        'mapping_open = ["mapping_booked", "daydreaming"]',
+        "unknown state(s) 'daydreaming'",
+    ),
+    (
+        'screening = ["mini_spin"]',
+        'screening = ["mini_spin", "tarot"]',
+        "form 'tarot' does not exist",
+    ),
 ]
 
 
