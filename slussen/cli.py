@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import click
 from flask import Flask
+from sqlalchemy.exc import OperationalError
 
 from slussen import audit, serve, vault
 from slussen.accounts.passwords import PasswordRejected
@@ -27,6 +28,7 @@ from slussen.cases.timers import run_timers
 from slussen.clitools import Failure
 from slussen.config import ConfigError, load_settings, today_local
 from slussen.db import engine, make_engine, session_scope
+from slussen.dbroles import app_role_warnings
 from slussen.directory.cli import directory_cli
 from slussen.errors import DomainError
 from slussen.evaluation.cli import evaluation_cli
@@ -73,14 +75,29 @@ def init_db() -> None:
     from slussen import migrate  # alembic, only for this command
 
     app = _app()
+    settings = app.extensions["slussen.settings"]
     with app.app_context():
-        before = migrate.current_revision(engine())
-        migrate.upgrade(engine())
-        after = migrate.current_revision(engine())
+        # The schema's owner migrates; the check then looks at the role the app connects as.
+        separate = bool(settings.migration_database_url)
+        owner = make_engine(settings.migration_sqlalchemy_url) if separate else engine()
+        try:
+            before = migrate.current_revision(owner)
+            migrate.upgrade(owner)
+            after = migrate.current_revision(owner)
+            with engine().connect() as connection:
+                warnings = app_role_warnings(connection)
+        except OperationalError as exc:
+            first = str(exc.orig or exc).strip().splitlines()[0]
+            raise Failure(f"The database could not be reached: {first}") from None
+        finally:
+            if separate:
+                owner.dispose()
     if before == after:
         click.echo(f"The database is up to date (revision {after}).")
     else:
         click.echo(f"The database was upgraded from {before or 'empty'} to {after}.")
+    for warning in warnings:
+        click.echo(f"Warning: {warning} (docs/install.md §2).")
 
 
 @cli.command("demo", help="Load demo data once (development only): units, demo users and more.")

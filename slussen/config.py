@@ -46,6 +46,9 @@ class Settings:
     env: str = "development"
     secret_key: str = field(default="", repr=False)
     database_url: str = ""
+    #: The schema owner's URL, for `slussen init-db` only; empty means `database_url`. On
+    #: PostgreSQL the app's own role must not own the access log's tables.
+    migration_database_url: str = ""
     instance_dir: str = "instance"
     keyring_path: str = ""
     content_dir: str = ""
@@ -94,10 +97,14 @@ class Settings:
         """The database URL with the driver SQLAlchemy should use."""
         if not self.database_url:
             return f"sqlite:///{self.instance_path / 'slussen.sqlite3'}"
-        url = make_url(self.database_url)
-        if url.drivername in ("postgresql", "postgres"):
-            url = url.set(drivername="postgresql+psycopg")
-        return url.render_as_string(hide_password=False)
+        return _with_driver(self.database_url)
+
+    @property
+    def migration_sqlalchemy_url(self) -> str:
+        """The URL that changes the schema: the owner's, or the app's when none is set."""
+        if not self.migration_database_url:
+            return self.sqlalchemy_url
+        return _with_driver(self.migration_database_url)
 
     @property
     def totp_required(self) -> bool:
@@ -112,6 +119,13 @@ class Settings:
     def replace(self, **changes: Any) -> Settings:
         """A copy with `changes` applied and validated again."""
         return _validated(dataclasses.replace(self, **changes), "replace()")
+
+
+def _with_driver(database_url: str) -> str:
+    url = make_url(database_url)
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    return url.render_as_string(hide_password=False)
 
 
 _FIELDS = {f.name: f for f in fields(Settings)}
@@ -178,17 +192,22 @@ def _environ_layer(environ: Mapping[str, str]) -> dict[str, Any]:
 def _validated(settings: Settings, source: str) -> Settings:
     if settings.env not in ENVIRONMENTS:
         raise ConfigError(f"setting 'env' ({source}) must be one of {', '.join(ENVIRONMENTS)}")
-    try:
-        url = make_url(settings.sqlalchemy_url)
-    except ArgumentError:
-        raise ConfigError(
-            f"setting 'database_url' is not a database URL: {settings.database_url!r}"
-        ) from None
-    if url.get_backend_name() not in ("sqlite", "postgresql"):
-        raise ConfigError(
-            "setting 'database_url' must be sqlite:///PATH or postgresql://USER@HOST/DB, "
-            f"not {url.get_backend_name()!r}"
-        )
+    for name in ("database_url", "migration_database_url"):
+        try:
+            url = make_url(
+                settings.sqlalchemy_url
+                if name == "database_url"
+                else settings.migration_sqlalchemy_url
+            )
+        except ArgumentError:
+            raise ConfigError(
+                f"setting {name!r} is not a database URL: {getattr(settings, name)!r}"
+            ) from None
+        if url.get_backend_name() not in ("sqlite", "postgresql"):
+            raise ConfigError(
+                f"setting {name!r} must be sqlite:///PATH or postgresql://USER@HOST/DB, "
+                f"not {url.get_backend_name()!r}"
+            )
     for name in (
         "session_idle_minutes",
         "session_absolute_hours",

@@ -102,6 +102,7 @@ def production_config(folder: Path) -> str:
         '"postgresql://slussen@/slussen?host=/var/run/postgresql"': (
             f'"sqlite:///{folder / "slussen.sqlite3"}"'
         ),
+        '"postgresql://slussen_owner@127.0.0.1/slussen"': '""',
         '"/var/lib/slussen"': f'"{folder / "state"}"',
         '"/etc/slussen/keyring.json"': f'"{folder / "keyring.json"}"',
         '"redis://127.0.0.1:6379/0"': '"memory://"',
