@@ -190,7 +190,7 @@ def _audit_forwarded(
         store.ring,
         actor,
         action,
-        FORWARDED,
+        "forwarded_referral",
         forwarded.id,
         purpose=purpose,
         patient_id=case.patient_id,
