@@ -7,6 +7,7 @@ from slussen.accounts import models as accounts_models
 from slussen.cases import models as cases_models
 from slussen.db import Base
 from slussen.directory import models as directory_models
+from slussen.intake import models as intake_models
 from slussen.letters import models as letters_models
 from slussen.patients import models as patients_models
 from slussen.questionnaires import models as questionnaires_models
@@ -19,6 +20,7 @@ __all__ = [
     "audit",
     "cases_models",
     "directory_models",
+    "intake_models",
     "keystore",
     "letterqueue",
     "letters_models",

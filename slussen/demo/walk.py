@@ -217,7 +217,7 @@ def refer(
     """A referral as the intake pages make it: the patient themself (self-referral) or the
     coach on the patient's behalf."""
     channel = rng.choice(CHANNELS)
-    return refer_patient(
+    case = refer_patient(
         sluss.store,
         PUBLIC if channel == "self_referral" else coach,
         workflow=sluss.workflow,
@@ -227,6 +227,9 @@ def refer(
         reason=rng.choice(REASONS),
         is_consent_to_contact=True,
     ).case
+    # The demo's people are new, so every referral opens a case in its own unit.
+    assert case is not None
+    return case
 
 
 def invite(sluss: Sluss, coach: Actor, case: Case, rng: random.Random) -> None:

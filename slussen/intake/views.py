@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, g, redirect, render_template, url_for
+from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from sqlalchemy import select
 
+from slussen.accesslog.markers import render_audited, shows_patient_data
 from slussen.accounts.auth import public, require
 from slussen.accounts.models import Unit
 from slussen.accounts.roles import Permission
@@ -14,11 +15,19 @@ from slussen.accounts.throttle import limiter
 from slussen.audit import PUBLIC
 from slussen.cases.access import current_actor
 from slussen.cases.engine import current_workflow
-from slussen.db import db_session
+from slussen.db import db_session, load_authorised
 from slussen.errors import Conflict, Invalid, NotPermitted
 from slussen.identifiers import IdentifierError
 from slussen.intake.forms import ReferralForm, SelfReferralForm, choices
-from slussen.intake.services import refer_patient
+from slussen.intake.models import ForwardedReferral
+from slussen.intake.services import (
+    accept_forwarded_referral,
+    decline_forwarded_referral,
+    incoming_referrals,
+    incoming_view,
+    may_decide,
+    refer_patient,
+)
 from slussen.keystore import keystore
 from slussen.patients.services import PatientIdentity
 
@@ -73,7 +82,8 @@ def refer() -> ResponseReturnValue:
         except (Invalid, Conflict, NotPermitted, IdentifierError) as exc:
             flash(str(exc), "error")
             return render_template("intake/refer.html", form=form), 422
-        if result.is_attached:
+        if result.is_attached and result.case is not None:
+            # Same unit: the referrer may know the unit's own case.
             flash(
                 _(
                     "The patient already has an open case (%(ref)s). The referral was added to it "
@@ -83,13 +93,9 @@ def refer() -> ResponseReturnValue:
                 "info",
             )
         else:
-            flash(
-                _(
-                    "Thank you. Case %(ref)s is created and the coach takes it from here.",
-                    ref=result.case.reference,
-                ),
-                "success",
-            )
+            # A new case and a referral forwarded to another unit answer alike: the referrer
+            # must not learn that the person is a patient elsewhere (no oracle across units).
+            flash(_("The referral is received."), "success")
         return redirect(url_for("cases.flagged" if g.identity.role == "staff" else "intake.refer"))
     return render_template("intake/refer.html", form=form), 422 if form.errors else 200
 
@@ -132,3 +138,66 @@ def self_referral() -> ResponseReturnValue:
 def self_referral_received() -> ResponseReturnValue:
     """The receipt repeats nothing the person typed."""
     return render_template("intake/received.html")
+
+
+def load_forwarded(forwarded_id: int) -> ForwardedReferral:
+    """The forwarded referral if the current user is a coordinator of the receiving unit;
+    refuses with NotFound (404) otherwise."""
+    actor = current_actor()
+    return load_authorised(
+        db_session(),
+        ForwardedReferral,
+        forwarded_id,
+        allowed=lambda forwarded: may_decide(actor, forwarded),
+        message="Remissen finns inte.",
+    )
+
+
+@bp.route("/inkomna-remisser")
+@require(Permission.COORDINATE_UNIT)
+def incoming() -> ResponseReturnValue:
+    """Referrals from other units for patients with an open case here, waiting for a decision:
+    referring unit, date, channel and case reference (no patient data)."""
+    rows = incoming_referrals(db_session(), current_actor())
+    return render_template("intake/incoming.html", rows=rows)
+
+
+@bp.route("/inkomna-remisser/<int:forwarded_id>")
+@require(Permission.COORDINATE_UNIT)
+@shows_patient_data
+def incoming_show(forwarded_id: int) -> ResponseReturnValue:
+    """One forwarded referral: the patient (audited read), the text, accept or decline."""
+    view = incoming_view(keystore(), current_actor(), load_forwarded(forwarded_id))
+    return render_audited("intake/incoming_show.html", view=view)
+
+
+@bp.route("/inkomna-remisser/<int:forwarded_id>/godta", methods=["POST"])
+@require(Permission.COORDINATE_UNIT)
+def incoming_accept(forwarded_id: int) -> ResponseReturnValue:
+    """Attach the forwarded referral to the unit's open case."""
+    forwarded = load_forwarded(forwarded_id)
+    try:
+        case = accept_forwarded_referral(
+            keystore(), current_actor(), forwarded, workflow=current_workflow()
+        )
+    except Invalid as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("intake.incoming_show", forwarded_id=forwarded_id))
+    flash(_("The referral is added to case %(ref)s.", ref=case.reference), "success")
+    return redirect(url_for("intake.incoming"))
+
+
+@bp.route("/inkomna-remisser/<int:forwarded_id>/avboj", methods=["POST"])
+@require(Permission.COORDINATE_UNIT)
+def incoming_decline(forwarded_id: int) -> ResponseReturnValue:
+    """Decline the forwarded referral with a reason."""
+    forwarded = load_forwarded(forwarded_id)
+    try:
+        decline_forwarded_referral(
+            keystore(), current_actor(), forwarded, reason=request.form.get("reason", "")
+        )
+    except Invalid as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("intake.incoming_show", forwarded_id=forwarded_id))
+    flash(_("The referral is declined."), "success")
+    return redirect(url_for("intake.incoming"))

@@ -31,6 +31,7 @@ from slussen.audit import SYSTEM, AuditEvent
 from slussen.cases.engine import open_case
 from slussen.demo import patients as demo_patients
 from slussen.identifiers import parse_person_identifier
+from slussen.intake.services import forward_referral
 from slussen.keystore import Keystore, current_key_ring
 from slussen.patients.services import PatientIdentity, register_patient
 
@@ -44,6 +45,8 @@ class Demo:
     name: str
     #: An open case of the patient in the test unit (worklists and the case page show it).
     case_id: int
+    #: A referral for the patient forwarded to the test unit (the coordinator's incoming list).
+    forwarded_id: int
 
     @property
     def identifying_strings(self) -> list[str]:
@@ -82,6 +85,9 @@ CALLS: dict[str, Call] = {
     "cases.show": Call(
         role="coach", send=lambda client, demo: client.get(f"/arenden/{demo.case_id}")
     ),
+    "intake.incoming_show": Call(
+        send=lambda client, demo: client.get(f"/inkomna-remisser/{demo.forwarded_id}"),
+    ),
     "visits.mapping": Call(
         role="coach",
         send=lambda client, demo: client.get(f"/arenden/{demo.case_id}/kartlaggning"),
@@ -108,8 +114,11 @@ def demo(app: Flask, session: Session, unit: Any) -> Demo:
             channel="phone",
             is_consent_to_contact=True,
         )
+        forwarded = forward_referral(
+            store, SYSTEM, case, from_unit_id=unit.id, channel="phone", reason="Vill träffa fler"
+        )
     session.flush()
-    return Demo(patient.id, pnr, name, case.id)
+    return Demo(patient.id, pnr, name, case.id, forwarded.id)
 
 
 def audit_rows(session: Session) -> int:

@@ -77,7 +77,7 @@ def refer(page: Any, server: LiveServer, n: int, name: str) -> None:
     page.get_by_label("Varför? Vad önskar patienten?").fill("Känner sig ensam sedan flytten.")
     page.get_by_label("Patienten samtycker till att bli kontaktad om programmet").check()
     page.get_by_role("button", name="Skicka remissen").click()
-    assert "är skapat" in page.locator(".flash").inner_text()
+    assert "Remissen är mottagen" in page.locator(".flash").inner_text()
 
 
 def case_path(page: Any, server: LiveServer, listing: str, name: str) -> str:
@@ -178,7 +178,7 @@ def test_a_coach_works_with_the_keyboard_alone(browser: Any, live_server: LiveSe
     page.keyboard.press("Space")
     tab_to(page, text="Skicka remissen")
     press_and_wait(page, "Enter")
-    assert "är skapat" in page.locator(".flash").inner_text()
+    assert "Remissen är mottagen" in page.locator(".flash").inner_text()
 
     # The worklist, the case, and an event on it.
     tab_to(page, text="Arbetslista")
