@@ -89,7 +89,7 @@ def test_deleted_row_is_named(backend: str, session: Session, fresh_ring: vault.
     session.execute(delete(AuditEvent).where(AuditEvent.seq == 5))
     result = verify_chain(session, fresh_ring)
     assert not result.ok and result.bad_seq == 5
-    assert "missing" in result.reason
+    assert "saknas" in result.reason
 
 
 def test_deleted_and_renumbered_rows_fail_at_the_first(
@@ -216,12 +216,18 @@ def test_cli_verify_exit_codes(cli_env: Path) -> None:
     good = runner.invoke(cli, ["audit", "verify"])
     assert good.exit_code == 0, good.output
     # Every demo step adds rows (12 from patients alone); the count is not the point here.
-    assert re.search(r"intact: (\d+) rows", good.output)
-    assert int(re.search(r"intact: (\d+) rows", good.output).group(1)) >= 12  # type: ignore[union-attr]
+    assert re.search(r"är hel: (\d+) rader", good.output)
+    assert int(re.search(r"är hel: (\d+) rader", good.output).group(1)) >= 12  # type: ignore[union-attr]
+    assert "ingen kontrollpunkt: avkortning kan inte upptäckas" in good.output
     app = create_app()
     with app.app_context(), session_scope(app) as session:
         current_key_ring()
-        session.execute(update(AuditEvent).where(AuditEvent.seq == 3).values(purpose="edited"))
+        chain = session.scalars(select(AuditEvent.chain).order_by(AuditEvent.id)).first()
+        session.execute(
+            update(AuditEvent)
+            .where(AuditEvent.chain == chain, AuditEvent.seq == 3)
+            .values(purpose="edited")
+        )
     bad = runner.invoke(cli, ["audit", "verify"])
     assert bad.exit_code == 1
-    assert "seq 3" in bad.output
+    assert f"{audit.chain_label(chain)}: 2 rader, FEL: rad seq 3" in bad.output

@@ -120,11 +120,11 @@ def snapshot(app: Flask, case_id: int) -> dict[str, Any]:
     factory = app.extensions["slussen.sessionmaker"]
     with factory() as session:
         case = session.get(Case, case_id)
-        head = session.get(AuditChainHead, 1)
-        assert case is not None and head is not None
+        heads = session.scalars(select(AuditChainHead).order_by(AuditChainHead.chain))
+        assert case is not None
         found = {
             "case": (case.state, case.version, case.state_entered_at, case.next_due_on),
-            "head": (head.seq, head.mac),
+            "heads": [(head.chain, head.seq, head.mac) for head in heads],
         }
     return {**found, "tables": table_counts(app.extensions["slussen.engine"])}
 
