@@ -231,3 +231,83 @@ def test_cli_verify_exit_codes(cli_env: Path) -> None:
     bad = runner.invoke(cli, ["audit", "verify"])
     assert bad.exit_code == 1
     assert f"{audit.chain_label(chain)}: 2 rader, FEL: rad seq 3" in bad.output
+
+
+def write_unit_rows(session: Session, ring: vault.KeyRing, unit_id: int, n: int) -> None:
+    for i in range(n):
+        audit.record(
+            session, ring, ACTOR, "read", "patient", i, purpose="t", unit_id=unit_id, info=INFO
+        )
+    session.flush()
+
+
+def test_two_units_append_to_their_own_chains(
+    backend: str, session: Session, fresh_ring: vault.KeyRing, unit: object
+) -> None:
+    unit_id = unit.id  # type: ignore[attr-defined]
+    write_rows(session, fresh_ring, 3)
+    write_unit_rows(session, fresh_ring, unit_id, 4)
+    heads = {h.chain: h.seq for h in session.scalars(select(audit.AuditChainHead))}
+    assert heads["region"] == 3 and heads[f"unit:{unit_id}"] == 4
+    result = verify_chain(session, fresh_ring)
+    assert result.ok and result.checked == 7
+
+
+def test_verify_names_the_first_bad_row_in_each_chain(
+    backend: str, session: Session, fresh_ring: vault.KeyRing, unit: object
+) -> None:
+    unit_id = unit.id  # type: ignore[attr-defined]
+    write_rows(session, fresh_ring, 5)
+    write_unit_rows(session, fresh_ring, unit_id, 5)
+    allow_tampering(session)
+    for chain, seq in (("region", 2), (f"unit:{unit_id}", 4)):
+        session.execute(
+            update(AuditEvent)
+            .where(AuditEvent.chain == chain, AuditEvent.seq.in_([seq, seq + 1]))
+            .values(purpose="x")
+        )
+    result = verify_chain(session, fresh_ring)
+    assert [(c.chain, c.bad_seq) for c in result.bad] == [("region", 2), (f"unit:{unit_id}", 4)]
+
+
+def test_truncation_after_a_checkpoint_names_chain_and_checkpoint(
+    backend: str, session: Session, fresh_ring: vault.KeyRing, tmp_path: Path
+) -> None:
+    path = tmp_path / "checkpoints.jsonl"
+    write_rows(session, fresh_ring, 10)
+    audit.write_checkpoint(session, fresh_ring, path)
+    assert verify_chain(session, fresh_ring, checkpoint_path=path).ok
+    allow_tampering(session)
+    session.execute(delete(AuditEvent).where(AuditEvent.seq > 7))
+    last = session.execute(select(AuditEvent.mac).where(AuditEvent.seq == 7)).scalar_one()
+    session.execute(update(audit.AuditChainHead).values(seq=7, mac=last))
+    assert verify_chain(session, fresh_ring).ok  # without the checkpoint nothing shows
+    result = verify_chain(session, fresh_ring, checkpoint_path=path)
+    assert not result.ok
+    assert "regionkedjan" in result.reason and "kontrollpunkten på rad 1" in result.reason
+    with pytest.raises(audit.CheckpointRefused):  # nor will the rewound head be anchored
+        audit.write_checkpoint(session, fresh_ring, path)
+
+
+def test_a_changed_checkpoint_line_is_refused(
+    session: Session, fresh_ring: vault.KeyRing, tmp_path: Path
+) -> None:
+    path = tmp_path / "checkpoints.jsonl"
+    write_rows(session, fresh_ring, 3)
+    audit.write_checkpoint(session, fresh_ring, path)
+    path.write_text(path.read_text().replace('"seq":3', '"seq":2'))
+    result = verify_chain(session, fresh_ring, checkpoint_path=path)
+    assert not result.ok and "rad 1 stämmer inte med sin MAC" in result.reason
+
+
+def test_cli_checkpoint_then_verify(cli_env: Path) -> None:
+    from slussen.cli import cli
+
+    runner = CliRunner()
+    runner.invoke(cli, ["init-db"])
+    written = runner.invoke(cli, ["audit", "checkpoint"])
+    assert written.exit_code == 0, written.output
+    verified = runner.invoke(cli, ["audit", "verify"])
+    assert verified.exit_code == 0, verified.output
+    assert "ingen kontrollpunkt" not in verified.output
+    assert "stämmer med kontrollpunkten på rad 1" in verified.output
