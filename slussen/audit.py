@@ -38,8 +38,10 @@ from sqlalchemy import (
     Table,
     UniqueConstraint,
     bindparam,
+    func,
     insert,
     select,
+    type_coerce,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -192,12 +194,22 @@ _CHAINED = (
     "object_type", "object_id", "patient_pseudonym", "purpose", "request_id", "client_address",
 )  # fmt: skip
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+#: len("2026-01-02T07:00:00.000000+00:00")
+_ISO_LENGTH = 32
 
 
 def _mac_of(key: bytes, previous: str, fields: Sequence[Any]) -> str:
-    """The chain MAC over the previous MAC and the row's fields (in `_CHAINED` order)."""
+    """The chain MAC over the previous MAC and the row's fields (in `_CHAINED` order). The time
+    is a datetime, or (from verify on SQLite) the stored UTC text with "T" and "+00:00" put in."""
     content = list(fields)
-    content[1] = content[1].astimezone(dt.UTC).isoformat(timespec="microseconds")
+    when = content[1]
+    if not isinstance(when, str):
+        content[1] = when.astimezone(dt.UTC).isoformat(timespec="microseconds")
+    elif len(when) != _ISO_LENGTH:  # not SQLAlchemy's stored form: read the time and write it
+        parsed = dt.datetime.fromisoformat(when.removesuffix("+00:00"))
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=dt.UTC)
+        content[1] = parsed.astimezone(dt.UTC).isoformat(timespec="microseconds")
     message = previous.encode() + b"\n" + _ENCODER.encode(content).encode()
     return hmac.digest(key, message, "sha256").hex()
 
@@ -409,8 +421,17 @@ def verify_chain(
     key = ring.audit_key
     checkpoints, problems = read_checkpoints(checkpoint_path, ring) if checkpoint_path else ({}, [])
     heads = {h.chain: (h.seq, h.mac) for h in session.scalars(select(AuditChainHead))}
-    with session.execute(
-        select(*_COLUMNS)
+    columns: list[Any] = list(_COLUMNS)
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        # SQLite stores the time as "YYYY-MM-DD HH:MM:SS.ffffff" in UTC; turning it into the
+        # MACed ISO form in SQL saves parsing a million datetimes in Python (verify's target is
+        # a million rows in under 15 s). `_mac_of` re-reads any other form.
+        stored = type_coerce(AuditEvent.occurred_at, String)
+        columns[2] = func.replace(stored, " ", "T").concat("+00:00")
+    # Core rows, not ORM: nothing here needs the ORM's bookkeeping.
+    with connection.execute(
+        select(*columns)
         .order_by(AuditEvent.chain, AuditEvent.seq)
         .execution_options(yield_per=batch)
     ) as rows:
