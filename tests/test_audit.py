@@ -311,3 +311,48 @@ def test_cli_checkpoint_then_verify(cli_env: Path) -> None:
     assert verified.exit_code == 0, verified.output
     assert "ingen kontrollpunkt" not in verified.output
     assert "stämmer med kontrollpunkten på rad 1" in verified.output
+
+
+@pytest.mark.postgres
+def test_an_open_append_of_one_unit_does_not_hold_up_another(fresh_ring: vault.KeyRing) -> None:
+    """Unit 1's transaction holds its chain head (as a long print would); unit 2 appends and
+    commits at once, with a lock timeout that would fail it if it had to wait."""
+    with scratch_postgres(f"slussen_chains_{os.getpid()}") as url:
+        engine = make_engine(url)
+        migrate.upgrade(engine)
+        with engine.begin() as conn:
+            for unit_id in (1, 2):
+                conn.execute(
+                    text(
+                        "INSERT INTO units (id, name, hsa_id, street, postcode, town, phone,"
+                        " phone_hours, created_at) VALUES (:id, :name, :hsa, 'Gatan 1',"
+                        " '722 15', 'Västerås', '021', '', now())"
+                    ),
+                    {
+                        "id": unit_id,
+                        "name": f"Enhet {unit_id}",
+                        "hsa": f"SE2321000016-B00{unit_id}",
+                    },
+                )
+        factory = sessionmaker(bind=engine)
+        try:
+            for unit_id in (1, 2):  # both chains exist before the race
+                with factory() as s, s.begin():
+                    write_unit_rows(s, fresh_ring, unit_id, 1)
+            with factory() as long_job:
+                long_job.begin()
+                write_unit_rows(long_job, fresh_ring, 1, 3)
+                with factory() as other, other.begin():
+                    other.execute(text("SET LOCAL lock_timeout = '1s'"))
+                    write_unit_rows(other, fresh_ring, 2, 1)
+                long_job.commit()
+            with factory() as s:
+                result = verify_chain(s, fresh_ring)
+        finally:
+            engine.dispose()
+    assert result.ok, result.reason
+    assert [(c.chain, c.checked) for c in result.chains] == [
+        ("region", 0),
+        ("unit:1", 4),
+        ("unit:2", 2),
+    ]
