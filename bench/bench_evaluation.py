@@ -536,7 +536,7 @@ def main() -> int:
                 ("scores", QuestionnaireScore),
             )
         }
-        conn.scalar(select(AuditChainHead.seq))
+        conn.scalar(select(func.sum(AuditChainHead.seq)))
     print("Rows: " + ", ".join(f"{name} {n:,}" for name, n in counts.items()))
     client = app.test_client()
     login = client.post("/login", data={"username": "utvarderare", "password": PASSWORD})

@@ -443,7 +443,7 @@ def chain_head(app: Any) -> int:
     from sqlalchemy import text
 
     with app.extensions["slussen.sessionmaker"]() as session:
-        return int(session.scalar(text("SELECT seq FROM audit_chain_heads")) or 0)
+        return int(session.scalar(text("SELECT max(id) FROM audit_events")) or 0)
 
 
 def audit_breakdown(app: Any, after_seq: int) -> dict[str, int]:
@@ -452,7 +452,7 @@ def audit_breakdown(app: Any, after_seq: int) -> dict[str, int]:
     with app.extensions["slussen.sessionmaker"]() as session:
         rows = session.execute(
             text(
-                "SELECT action, object_type, count(*) FROM audit_events WHERE seq > :s "
+                "SELECT action, object_type, count(*) FROM audit_events WHERE id > :s "
                 "GROUP BY action, object_type ORDER BY 1, 2"
             ),
             {"s": after_seq},

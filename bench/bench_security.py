@@ -7,8 +7,9 @@ Run: .venv/bin/python bench/bench_security.py [--patients N] [--audit-rows N] [-
     1..N, so the associated data is known before the insert), then `rotate_master_key` is timed
     with batch_size=2000; afterwards every key must name the new master key and a random sample
     of 100 must unwrap.
-(b) `slussen audit verify` over 1,000,000 audit rows must finish in under 60 s: a valid chain is
-    generated with the audit module's own MAC function, bulk-inserted, the chain head set, and
+(b) `slussen audit verify` over 1,000,000 audit rows must finish in under 15 s: valid chains (the
+    region chain for logins, one chain per unit for the rest, as `audit.record` picks them) are
+    generated with the audit module's own MAC function, bulk-inserted, the chain heads set, and
     `verify_chain` timed (it must say ok and count every row).
 (c) `bench/bench_vault.py`: the vault's field round trip within 3x raw AES-GCM.
 
@@ -32,7 +33,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sqlalchemy import func, insert, select, update  # noqa: E402
+from sqlalchemy import delete, func, insert, select  # noqa: E402
 from sqlalchemy.orm import sessionmaker  # noqa: E402
 
 from slussen import audit, migrate, vault  # noqa: E402
@@ -42,7 +43,7 @@ from slussen.db import make_engine  # noqa: E402
 from slussen.keystore import DataKey, rotate_master_key  # noqa: E402
 
 ROTATE_LIMIT_S = 60.0
-VERIFY_LIMIT_S = 60.0
+VERIFY_LIMIT_S = 15.0
 INSERT_BATCH = 20_000
 
 
@@ -116,26 +117,33 @@ def bench_rotation(directory: Path, patients: int) -> Result:
 
 
 def _chain(
-    key: bytes, rows: int, units: list[int], users: list[tuple[int, str, str]]
+    key: bytes,
+    rows: int,
+    units: list[int],
+    users: list[tuple[int, str, str]],
+    heads: dict[str, tuple[int, str]],
 ) -> Iterator[list[dict[str, Any]]]:
-    """Batches of a valid chain: rows spread over ~3 years, mostly reads of patients."""
+    """Batches of valid chains: rows spread over ~3 years, mostly reads of patients; each row
+    goes to its unit's chain (logins to the region chain). The heads end in `heads`."""
     rng = random.Random(3)
     start = dt.datetime(2023, 1, 2, 7, 0, tzinfo=dt.UTC)
     step = dt.timedelta(seconds=95)
-    previous = audit.GENESIS
     actions = ["read"] * 12 + ["update"] * 3 + ["create", "print", "export", "search", "login"]
     batch: list[dict[str, Any]] = []
     for seq in range(1, rows + 1):
         user_id, name, role = users[rng.randrange(len(users))]
         action = actions[rng.randrange(len(actions))]
         patient = rng.randrange(1, 100_001)
+        unit = None if action == "login" else units[rng.randrange(len(units))]
+        chain = audit.chain_of(unit)
+        count, previous = heads.get(chain, (0, audit.genesis(key, chain)))
         values: dict[str, Any] = {
-            "seq": seq,
+            "seq": count + 1,
             "occurred_at": start + step * seq,
             "actor_id": user_id,
             "actor_name": name,
             "actor_role": role,
-            "unit_id": None if action == "login" else units[rng.randrange(len(units))],
+            "unit_id": unit,
             "action": action,
             "object_type": "session" if action == "login" else "patient",
             "object_id": str(user_id if action == "login" else patient),
@@ -144,8 +152,9 @@ def _chain(
             "request_id": f"{seq:016x}",
             "client_address": f"10.0.{seq % 200}.{seq % 250}",
         }
-        values["mac"] = audit._mac(key, previous, values)
-        previous = values["mac"]
+        values["mac"] = audit._mac_of(key, previous, [values[name] for name in audit._CHAINED])
+        values["chain"] = chain
+        heads[chain] = (count + 1, values["mac"])
         batch.append(values)
         if len(batch) == INSERT_BATCH:
             yield batch
@@ -189,19 +198,16 @@ def bench_verify(directory: Path, rows: int) -> Result:
                 for i, name, role in users
             ],
         )
-    last_mac = audit.GENESIS
-    for batch in _chain(ring.audit_key, rows, list(range(1, 51)), users):
+    heads: dict[str, tuple[int, str]] = {}
+    for batch in _chain(ring.audit_key, rows, list(range(1, 51)), users, heads):
         with engine.begin() as conn:
             conn.execute(insert(AuditEvent), batch)
-        last_mac = batch[-1]["mac"]
     with engine.begin() as conn:
-        moved = conn.execute(
-            update(AuditChainHead)
-            .where(AuditChainHead.id == audit.HEAD_ID)
-            .values(seq=rows, mac=last_mac)
+        conn.execute(delete(AuditChainHead))
+        conn.execute(
+            insert(AuditChainHead),
+            [{"chain": chain, "seq": seq, "mac": mac} for chain, (seq, mac) in heads.items()],
         )
-        if moved.rowcount == 0:  # the migration did not create the head row
-            conn.execute(insert(AuditChainHead).values(id=audit.HEAD_ID, seq=rows, mac=last_mac))
     setup = time.perf_counter() - started
 
     with sessionmaker(bind=engine)() as session:

@@ -4,9 +4,18 @@ Every read or change of patient data, every print, export and login writes an `A
 same transaction as the access itself; if the audit row cannot be written, the transaction fails
 and nothing is shown. Each row carries a keyed MAC over its own content and the previous row's MAC
 (the key lives in the key ring, not the database), so `slussen audit verify` finds a changed,
-removed or inserted row. Appends are serialised through the one-row `audit_chain_heads` table:
-updating it takes a row lock on PostgreSQL and the write lock on SQLite, so concurrent requests
-queue up instead of forking the chain.
+removed or inserted row.
+
+The log is one chain per unit plus the region chain (events without a unit: logins of users
+without a unit, operator commands; and every row written before revision 0011). Each chain has its
+own sequence numbers and its own row in `audit_chain_heads`; an append updates its chain's head,
+which takes that row's lock on PostgreSQL until the commit, so requests of one unit queue up
+instead of forking its chain while other units never wait for it. (SQLite has one write lock for
+the whole database anyway.)
+
+`slussen audit checkpoint` appends each chain's head (chain, seq, MAC, time) as one MACed line
+to a file outside the database; `verify` fails when a chain is shorter than, or differs from, its
+last checkpoint, which catches rows cut off the end together with a head set back.
 """
 
 from __future__ import annotations
@@ -14,9 +23,11 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import json
+import os
 import secrets
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -25,15 +36,20 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
+    UniqueConstraint,
     bindparam,
+    func,
     insert,
     select,
+    type_coerce,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from slussen import vault
 from slussen.db import Base, UtcDateTime, intpk, one_of, utcnow
+from slussen.errors import Conflict
 
 ACTIONS = (
     "read",
@@ -51,19 +67,26 @@ ACTIONS = (
     "totp_reset",
     "account_disable",
 )
+#: The MAC before a chain's first row in the region chain (the one chain before revision 0011).
 GENESIS = "0" * 64
-HEAD_ID = 1
+#: The chain of rows without a unit.
+REGION = "region"
 
 
 class AuditEvent(Base):
     """One access. Never updated or deleted (a PostgreSQL trigger refuses both)."""
 
     __tablename__ = "audit_events"
-    __table_args__ = (CheckConstraint(one_of("action", ACTIONS), "action_known"),)
+    __table_args__ = (
+        CheckConstraint(one_of("action", ACTIONS), "action_known"),
+        UniqueConstraint("chain", "seq"),
+    )
 
     id: Mapped[intpk]
-    #: Position in the chain: 1, 2, 3… with no gaps (a gap is a deleted row).
-    seq: Mapped[int] = mapped_column(Integer, unique=True)
+    #: The chain the row belongs to: `REGION` or "unit:<unit id>" (see `chain_of`).
+    chain: Mapped[str] = mapped_column(String(20))
+    #: Position in its chain: 1, 2, 3… with no gaps (a gap is a deleted row).
+    seq: Mapped[int] = mapped_column(Integer)
     occurred_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), index=True)
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
     #: Username and role as they were at the time (accounts may change later).
@@ -83,11 +106,12 @@ class AuditEvent(Base):
 
 
 class AuditChainHead(Base):
-    """The end of the chain: the last sequence number and MAC. One row."""
+    """The end of one chain: its last sequence number and MAC. One row per chain."""
 
     __tablename__ = "audit_chain_heads"
 
     id: Mapped[intpk]
+    chain: Mapped[str] = mapped_column(String(20), unique=True)
     seq: Mapped[int] = mapped_column(Integer)
     mac: Mapped[str] = mapped_column(String(64))
 
@@ -95,12 +119,33 @@ class AuditChainHead(Base):
 _heads = cast(Table, AuditChainHead.__table__)
 _ADVANCE_HEAD = (
     update(_heads)
-    .where(_heads.c.id == HEAD_ID)
+    .where(_heads.c.chain == bindparam("b_chain"))
     .values(seq=_heads.c.seq + 1)
     .returning(_heads.c.seq, _heads.c.mac)
 )
 _INSERT_EVENT = insert(cast(Table, AuditEvent.__table__))
-_SET_HEAD_MAC = update(_heads).where(_heads.c.id == HEAD_ID).values(mac=bindparam("mac"))
+_SET_HEAD_MAC = (
+    update(_heads).where(_heads.c.chain == bindparam("b_chain")).values(mac=bindparam("mac"))
+)
+
+
+def chain_of(unit_id: int | None) -> str:
+    """The chain an event of `unit_id` is appended to: the unit's own, or the region chain."""
+    return f"unit:{unit_id}" if unit_id else REGION
+
+
+def chain_label(chain: str) -> str:
+    """A chain's name for the operator (Swedish)."""
+    return "regionkedjan" if chain == REGION else f"enhet {chain.removeprefix('unit:')}"
+
+
+def genesis(key: bytes, chain: str) -> str:
+    """The MAC before a chain's first row. The region chain keeps the all-zero start of the one
+    chain it continues; a unit chain starts from a MAC of its own name, so the first rows of two
+    chains cannot be swapped unseen."""
+    if chain == REGION:
+        return GENESIS
+    return hmac.digest(key, b"chain-genesis\n" + chain.encode(), "sha256").hex()
 
 
 @dataclass(frozen=True)
@@ -149,21 +194,36 @@ _CHAINED = (
     "object_type", "object_id", "patient_pseudonym", "purpose", "request_id", "client_address",
 )  # fmt: skip
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+#: len("2026-01-02T07:00:00.000000+00:00")
+_ISO_LENGTH = 32
 
 
 def _mac_of(key: bytes, previous: str, fields: Sequence[Any]) -> str:
-    """The chain MAC over the previous MAC and the row's fields (in `_CHAINED` order)."""
+    """The chain MAC over the previous MAC and the row's fields (in `_CHAINED` order). The time
+    is a datetime, or (from verify on SQLite) the stored UTC text with "T" and "+00:00" put in."""
     content = list(fields)
-    content[1] = content[1].astimezone(dt.UTC).isoformat(timespec="microseconds")
+    when = content[1]
+    if not isinstance(when, str):
+        content[1] = when.astimezone(dt.UTC).isoformat(timespec="microseconds")
+    elif len(when) != _ISO_LENGTH:  # not SQLAlchemy's stored form: read the time and write it
+        parsed = dt.datetime.fromisoformat(when.removesuffix("+00:00"))
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=dt.UTC)
+        content[1] = parsed.astimezone(dt.UTC).isoformat(timespec="microseconds")
     message = previous.encode() + b"\n" + _ENCODER.encode(content).encode()
     return hmac.digest(key, message, "sha256").hex()
 
 
-def ensure_head(session: Session) -> None:
-    """Create the chain head if the table is empty (first use, or a fresh database)."""
-    if session.get(AuditChainHead, HEAD_ID) is None:
-        session.add(AuditChainHead(id=HEAD_ID, seq=0, mac=GENESIS))
-        session.flush()
+def ensure_head(session: Session, ring: vault.KeyRing, chain: str) -> None:
+    """Create `chain`'s head at its genesis unless it exists. Two requests starting the same new
+    chain at once both succeed: the second insert does nothing (ON CONFLICT DO NOTHING)."""
+    connection = session.connection()
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    connection.execute(
+        dialect.insert(_heads)
+        .values(chain=chain, seq=0, mac=genesis(ring.audit_key, chain))
+        .on_conflict_do_nothing(index_elements=["chain"])
+    )
 
 
 def record(
@@ -181,17 +241,20 @@ def record(
 ) -> int:
     """Append one audit row in the caller's transaction and return its sequence number.
 
+    The row goes to the chain of `unit_id` (`chain_of`); its head row stays locked until the
+    caller's commit, so a long job holds up only its own unit's appends.
     Refuses an unknown action (ValueError). The caller commits; if it rolls back, the row goes
     too, and so does the access it recorded."""
     if action not in ACTIONS:
         raise ValueError(f"unknown audit action {action!r}")
     info = info or request_info()
+    chain = chain_of(unit_id)
     # Core statements on the session's connection: the audit row needs no ORM bookkeeping, and
     # this runs on every audited access.
     connection = session.connection()
-    head = connection.execute(_ADVANCE_HEAD).one_or_none()
+    head = connection.execute(_ADVANCE_HEAD, {"b_chain": chain}).one_or_none()
     if head is None:
-        ensure_head(session)
+        ensure_head(session, ring, chain)
         return record(
             session,
             ring,
@@ -218,9 +281,10 @@ def record(
         info,
     )
     values = dict(zip(_CHAINED, fields, strict=True))
+    values["chain"] = chain
     values["mac"] = _mac_of(ring.audit_key, previous, fields)
     connection.execute(_INSERT_EVENT, values)
-    connection.execute(_SET_HEAD_MAC, {"mac": values["mac"]})
+    connection.execute(_SET_HEAD_MAC, {"b_chain": chain, "mac": values["mac"]})
     return int(seq)
 
 
@@ -255,13 +319,65 @@ def _fields(
 
 
 @dataclass(frozen=True)
-class VerifyResult:
+class Checkpoint:
+    """One chain's head as `slussen audit checkpoint` wrote it, and where in the file."""
+
+    chain: str
+    seq: int
+    mac: str
+    #: When it was written (ISO 8601, UTC).
+    at: str
+    #: Line number in the checkpoint file (1-based).
+    line: int
+
+    def describe(self) -> str:
+        return f"kontrollpunkten på rad {self.line} ({self.at}, seq {self.seq})"
+
+
+@dataclass(frozen=True)
+class ChainResult:
+    """What verify found in one chain."""
+
+    chain: str
     ok: bool
     checked: int
     #: The sequence number of the first bad row (or where a missing row should be).
     bad_seq: int | None = None
     bad_id: int | None = None
     reason: str = ""
+    #: The last checkpoint the chain was compared with; None when the file has none for it.
+    checkpoint: Checkpoint | None = None
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """Every chain's result and the checkpoint file's own problems (a changed line)."""
+
+    chains: tuple[ChainResult, ...] = ()
+    checkpoint_problems: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.checkpoint_problems and all(c.ok for c in self.chains)
+
+    @property
+    def checked(self) -> int:
+        return sum(c.checked for c in self.chains)
+
+    @property
+    def bad(self) -> list[ChainResult]:
+        return [c for c in self.chains if not c.ok]
+
+    @property
+    def bad_seq(self) -> int | None:
+        """The first bad row's sequence number in the first bad chain."""
+        return self.bad[0].bad_seq if self.bad else None
+
+    @property
+    def reason(self) -> str:
+        """Every problem in one text: each bad chain's first bad row, and the file's problems."""
+        parts = [f"{chain_label(c.chain)}: {c.reason}" for c in self.bad]
+        return "; ".join([*parts, *self.checkpoint_problems])
 
 
 _COLUMNS = [
@@ -280,70 +396,273 @@ _COLUMNS = [
     AuditEvent.request_id,
     AuditEvent.client_address,
     AuditEvent.mac,
+    AuditEvent.chain,
 ]
 
 
 def chain_length(session: Session) -> int:
-    """How many rows the access log holds, as its head says (0 when empty)."""
-    head = session.get(AuditChainHead, HEAD_ID)
-    return head.seq if head else 0
+    """How many rows the access log holds over all chains, as their heads say (0 when empty)."""
+    return sum(session.scalars(select(AuditChainHead.seq)))
 
 
 def verify_chain(
     session: Session,
     ring: vault.KeyRing,
     *,
+    checkpoint_path: Path | None = None,
     progress: Callable[[int], None] | None = None,
     batch: int = 20000,
 ) -> VerifyResult:
-    """Walk the whole chain in one streaming pass and name the first row that does not hold:
+    """Walk every chain in one streaming pass and name the first row that does not hold in each:
     a changed row (its MAC fails), a deleted row (a gap in the sequence, or the next MAC fails),
-    an inserted row (its MAC fails or its sequence repeats), or rows cut off at the end."""
+    an inserted row (its MAC fails or its sequence repeats), rows cut off at the end (the head
+    says more), and, with `checkpoint_path`, a chain shorter than or different from its last
+    checkpoint (the end cut off and the head set back). A changed checkpoint line fails too."""
     key = ring.audit_key
-    with session.execute(
-        select(*_COLUMNS).order_by(AuditEvent.seq).execution_options(yield_per=batch)
-    ) as result:
-        failure = _walk(result, key, progress, batch)
-    if isinstance(failure, VerifyResult):
-        return failure
-    checked, previous = failure
-    head = session.get(AuditChainHead, HEAD_ID)
-    if head is not None and (head.seq != checked or head.mac != previous):
-        return VerifyResult(
+    checkpoints, problems = read_checkpoints(checkpoint_path, ring) if checkpoint_path else ({}, [])
+    heads = {h.chain: (h.seq, h.mac) for h in session.scalars(select(AuditChainHead))}
+    columns: list[Any] = list(_COLUMNS)
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        # SQLite stores the time as "YYYY-MM-DD HH:MM:SS.ffffff" in UTC; turning it into the
+        # MACed ISO form in SQL saves parsing a million datetimes in Python (verify's target is
+        # a million rows in under 15 s). `_mac_of` re-reads any other form.
+        stored = type_coerce(AuditEvent.occurred_at, String)
+        columns[2] = func.replace(stored, " ", "T").concat("+00:00")
+    # Core rows, not ORM: nothing here needs the ORM's bookkeeping.
+    with connection.execute(
+        select(*columns)
+        .order_by(AuditEvent.chain, AuditEvent.seq)
+        .execution_options(yield_per=batch)
+    ) as rows:
+        walked = _walk(rows, key, checkpoints, progress, batch)
+    results = {r.chain: r for r in walked}
+    for chain in sorted(set(heads) | set(checkpoints) - set(results)):
+        if chain not in results:  # a chain without rows
+            results[chain] = ChainResult(chain, True, 0, checkpoint=checkpoints.get(chain))
+    final = [
+        _against_head_and_checkpoint(r, heads.get(r.chain), checkpoints.get(r.chain))
+        for r in sorted(results.values(), key=lambda r: (r.chain != REGION, _chain_order(r.chain)))
+    ]
+    return VerifyResult(tuple(final), tuple(problems))
+
+
+def _chain_order(chain: str) -> tuple[int, str]:
+    number = chain.removeprefix("unit:")
+    return (int(number), "") if number.isdigit() else (0, chain)
+
+
+@dataclass
+class _Walking:
+    """One chain's state during the walk."""
+
+    chain: str
+    previous: str
+    checkpoint: Checkpoint | None
+    expected: int = 1
+    failure: ChainResult | None = None
+    #: The MAC of the row at the checkpoint's seq, once walked past it.
+    mac_at_checkpoint: str | None = field(default=None)
+
+
+def _walk(
+    rows: Iterable[Any],
+    key: bytes,
+    checkpoints: dict[str, Checkpoint],
+    progress: Callable[[int], None] | None,
+    batch: int,
+) -> list[ChainResult]:
+    """Check rows in (chain, seq) order; per chain, its first bad row or (count, last MAC).
+    After a chain's first bad row its remaining rows are counted but not checked."""
+    done: list[ChainResult] = []
+    state: _Walking | None = None
+    total = 0
+    for row in rows:
+        row_id, seq, mac, chain = row[0], row[1], row[14], row[15]
+        if state is None or chain != state.chain:
+            if state is not None:
+                done.append(_finish(state))
+            state = _Walking(chain, genesis(key, chain), checkpoints.get(chain))
+        total += 1
+        if progress and total % batch == 0:
+            progress(total)
+        if state.failure is not None:
+            continue
+        expected = state.expected
+        if seq != expected:
+            kind = "saknas (borttagen)" if seq > expected else "finns två gånger (infogad)"
+            state.failure = ChainResult(
+                chain, False, expected - 1, expected, row_id, f"rad seq {expected} {kind}"
+            )
+            continue
+        if not hmac.compare_digest(mac, _mac_of(key, state.previous, row[1:14])):
+            state.failure = ChainResult(
+                chain,
+                False,
+                expected - 1,
+                seq,
+                row_id,
+                f"rad seq {seq} (id {row_id}) stämmer inte med sin MAC: den är ändrad eller "
+                "infogad, eller raden före den är borttagen",
+            )
+            continue
+        state.previous = mac
+        state.expected = expected + 1
+        if state.checkpoint is not None and seq == state.checkpoint.seq:
+            state.mac_at_checkpoint = mac
+    if state is not None:
+        done.append(_finish(state))
+    return done
+
+
+def _finish(state: _Walking) -> ChainResult:
+    if state.failure is not None:
+        return state.failure
+    # A good chain's result carries its last MAC in `reason` until the head check replaces it.
+    checkpoint = state.checkpoint
+    if checkpoint is not None and state.mac_at_checkpoint not in (None, checkpoint.mac):
+        return ChainResult(
+            state.chain,
+            False,
+            state.expected - 1,
+            checkpoint.seq,
+            None,
+            f"rad seq {checkpoint.seq} skiljer sig från {checkpoint.describe()}: kedjan är "
+            "omskriven",
+            checkpoint,
+        )
+    return ChainResult(state.chain, True, state.expected - 1, reason=state.previous)
+
+
+def _against_head_and_checkpoint(
+    result: ChainResult, head: tuple[int, str] | None, checkpoint: Checkpoint | None
+) -> ChainResult:
+    """A chain whose rows hold must also end where its head and its last checkpoint say."""
+    if not result.ok:
+        return result
+    checked, last_mac = result.checked, result.reason
+    if head is None and checked:
+        return ChainResult(result.chain, False, checked, None, None, "kedjan saknar huvud")
+    if head is not None and (head[0] != checked or (checked and head[1] != last_mac)):
+        return ChainResult(
+            result.chain,
             False,
             checked,
             checked + 1,
             None,
-            f"the chain ends at seq {checked} but its head says {head.seq}: rows were removed "
-            "from the end",
+            f"kedjan slutar vid seq {checked} men dess huvud säger {head[0]}: rader har tagits "
+            "bort från slutet",
+            checkpoint,
         )
-    return VerifyResult(True, checked)
+    if checkpoint is not None and checked < checkpoint.seq:
+        return ChainResult(
+            result.chain,
+            False,
+            checked,
+            checked + 1,
+            None,
+            f"kedjan slutar vid seq {checked} men {checkpoint.describe()} säger {checkpoint.seq}: "
+            "rader har tagits bort från slutet och huvudet flyttats tillbaka",
+            checkpoint,
+        )
+    return ChainResult(result.chain, True, checked, checkpoint=checkpoint)
 
 
-def _walk(
-    result: Any, key: bytes, progress: Callable[[int], None] | None, batch: int
-) -> VerifyResult | tuple[int, str]:
-    """Check rows in order; a VerifyResult at the first bad row, else (count, last MAC)."""
-    previous = GENESIS
-    expected = 1
-    checked = 0
-    for row in result:
-        row_id, seq, mac = row[0], row[1], row[14]
-        if seq != expected:
-            kind = "is missing (deleted)" if seq > expected else "is repeated (inserted)"
-            return VerifyResult(False, checked, expected, row_id, f"row seq {expected} {kind}")
-        if not hmac.compare_digest(mac, _mac_of(key, previous, row[1:14])):
-            return VerifyResult(
-                False,
-                checked,
-                seq,
-                row_id,
-                f"row seq {seq} (id {row_id}) does not match its MAC: it was "
-                "changed or inserted, or the row before it was removed",
+class CheckpointRefused(Conflict):
+    """`slussen audit checkpoint` will not anchor a chain that is behind its last checkpoint, and
+    cannot write to an unusable path."""
+
+
+def _checkpoint_key(ring: vault.KeyRing) -> bytes:
+    # A key of its own, derived from the audit key: a checkpoint MAC can never pass as a row MAC.
+    return hmac.digest(ring.audit_key, b"audit-checkpoint", "sha256")
+
+
+def _checkpoint_mac(key: bytes, chain: str, seq: int, mac: str, at: str) -> str:
+    return hmac.digest(key, _ENCODER.encode([chain, seq, mac, at]).encode(), "sha256").hex()
+
+
+def read_checkpoints(path: Path, ring: vault.KeyRing) -> tuple[dict[str, Checkpoint], list[str]]:
+    """Each chain's furthest checkpoint in the file at `path`, and the file's problems: a line
+    whose MAC fails (changed, or written with another key ring) or that cannot be read, and a
+    chain that a later line shows shorter than an earlier one. No file: nothing, no problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}, []
+    except OSError as exc:
+        return {}, [f"kontrollpunktsfilen {path} kan inte läsas: {exc.strerror}"]
+    key = _checkpoint_key(ring)
+    found: dict[str, Checkpoint] = {}
+    problems: list[str] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            point = Checkpoint(
+                str(data["chain"]), int(data["seq"]), str(data["mac"]), str(data["at"]), number
             )
-        previous = mac
-        expected += 1
-        checked += 1
-        if progress and checked % batch == 0:
-            progress(checked)
-    return checked, previous
+            check = str(data["check"])
+        except (ValueError, KeyError, TypeError):
+            problems.append(f"kontrollpunktsfilen {path} rad {number} kan inte läsas")
+            continue
+        expected = _checkpoint_mac(key, point.chain, point.seq, point.mac, point.at)
+        if not hmac.compare_digest(check, expected):
+            problems.append(
+                f"kontrollpunktsfilen {path} rad {number} stämmer inte med sin MAC: den är "
+                "ändrad eller skriven med en annan nyckelring"
+            )
+            continue
+        before = found.get(point.chain)
+        if before is not None and point.seq < before.seq:
+            problems.append(
+                f"{chain_label(point.chain)}: {point.describe()} är kortare än "
+                f"{before.describe()}: kedjan har flyttats tillbaka"
+            )
+            continue
+        found[point.chain] = point
+    return found, problems
+
+
+def write_checkpoint(session: Session, ring: vault.KeyRing, path: Path) -> list[Checkpoint]:
+    """Append one MACed line per chain (chain, seq, head MAC, time) to the file at `path`,
+    creating it with mode 600. Reads only the heads (cheap enough for every 5 minutes).
+
+    Refuses (CheckpointRefused), writing nothing, when a chain's head is behind or differs from
+    its last checkpoint in the file, when the file has a line whose MAC fails, or when the file
+    cannot be written."""
+    before, problems = read_checkpoints(path, ring)
+    if problems:
+        raise CheckpointRefused("; ".join(problems))
+    heads = list(
+        session.execute(select(AuditChainHead.chain, AuditChainHead.seq, AuditChainHead.mac))
+    )
+    for chain, seq, mac in heads:
+        last = before.get(chain)
+        if last is not None and (seq < last.seq or (seq == last.seq and mac != last.mac)):
+            raise CheckpointRefused(
+                f"{chain_label(chain)} står på seq {seq} men {last.describe()} säger "
+                f"{last.seq}: kedjan har flyttats tillbaka eller skrivits om. Kör `slussen audit "
+                "verify`."
+            )
+    key = _checkpoint_key(ring)
+    at = utcnow().isoformat(timespec="seconds")
+    written: list[Checkpoint] = []
+    lines = []
+    for chain, seq, mac in sorted(heads):
+        data = {"chain": chain, "seq": seq, "mac": mac, "at": at}
+        data["check"] = _checkpoint_mac(key, chain, seq, mac, at)
+        lines.append(_ENCODER.encode(data) + "\n")
+        written.append(Checkpoint(chain, seq, mac, at, 0))
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(descriptor, "a", encoding="utf-8") as out:
+            out.write("".join(lines))
+            out.flush()
+            os.fsync(out.fileno())
+    except OSError as exc:
+        raise CheckpointRefused(
+            f"kontrollpunktsfilen {path} kan inte skrivas: {exc.strerror}"
+        ) from None
+    return written

@@ -346,18 +346,56 @@ def audit_group() -> None:
     pass
 
 
-@audit_group.command("verify", help="Check the whole hash chain; names the first bad row.")
+@audit_group.command(
+    "verify",
+    help="Check every chain of the access log against its head and the last checkpoints; "
+    "names the first bad row in each chain.",
+)
 @fails_cleanly
 def audit_verify() -> None:
     app = _app()
+    path = app.extensions["slussen.settings"].resolved_audit_checkpoint_path
     with app.app_context(), session_scope(app) as session:
         ring = current_key_ring()
         total = max(audit.chain_length(session), 1)
-        with click.progressbar(length=total, label="Verifying the access log") as bar:
-            result = audit.verify_chain(session, ring, progress=lambda n: bar.update(n - bar.pos))
+        with click.progressbar(length=total, label="Kontrollerar åtkomstloggen") as bar:
+            result = audit.verify_chain(
+                session, ring, checkpoint_path=path, progress=lambda n: bar.update(n - bar.pos)
+            )
+    for chain in result.chains:
+        if not chain.ok:
+            state = f"FEL: {chain.reason}"
+        elif chain.checkpoint is not None:
+            state = f"hel, stämmer med {chain.checkpoint.describe()}"
+        else:
+            state = "hel; ingen kontrollpunkt: avkortning kan inte upptäckas"
+        click.echo(f"{audit.chain_label(chain.chain)}: {chain.checked} rader, {state}")
+    for problem in result.checkpoint_problems:
+        click.echo(f"FEL: {problem}")
+    if not path.exists():
+        click.echo(f"ingen kontrollpunkt: avkortning kan inte upptäckas ({path} finns inte)")
     if not result.ok:
-        raise Failure(f"The access log is broken after {result.checked} good rows: {result.reason}")
-    click.echo(f"The access log is intact: {result.checked} rows verified.")
+        raise Failure(
+            f"Åtkomstloggen är inte hel: {len(result.bad)} av {len(result.chains)} kedjor "
+            f"har fel, {len(result.checkpoint_problems)} fel i kontrollpunktsfilen."
+        )
+    click.echo(
+        f"Åtkomstloggen är hel: {result.checked} rader i {len(result.chains)} kedjor kontrollerade."
+    )
+
+
+@audit_group.command(
+    "checkpoint",
+    help="Append each chain's head as a MACed line to the checkpoint file (audit_checkpoint_path);"
+    " run every 5 minutes and ship the file to separate storage.",
+)
+@fails_cleanly
+def audit_checkpoint() -> None:
+    app = _app()
+    path = app.extensions["slussen.settings"].resolved_audit_checkpoint_path
+    with app.app_context(), session_scope(app) as session:
+        written = audit.write_checkpoint(session, current_key_ring(), path)
+    click.echo(f"Kontrollpunkt för {len(written)} kedjor skriven till {path}.")
 
 
 cli.add_command(directory_cli)

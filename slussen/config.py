@@ -51,6 +51,8 @@ class Settings:
     migration_database_url: str = ""
     instance_dir: str = "instance"
     keyring_path: str = ""
+    #: The file `slussen audit checkpoint` appends the access-log chains' heads to.
+    audit_checkpoint_path: str = ""
     content_dir: str = ""
     default_locale: str = "sv"
     timezone: str = DEFAULT_TIMEZONE
@@ -115,6 +117,12 @@ class Settings:
         if self.keyring_path:
             return Path(self.keyring_path)
         return self.instance_path / "keyring.json"
+
+    @property
+    def resolved_audit_checkpoint_path(self) -> Path:
+        if self.audit_checkpoint_path:
+            return Path(self.audit_checkpoint_path)
+        return self.instance_path / "audit-checkpoints.jsonl"
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with `changes` applied and validated again."""

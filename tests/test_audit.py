@@ -89,7 +89,7 @@ def test_deleted_row_is_named(backend: str, session: Session, fresh_ring: vault.
     session.execute(delete(AuditEvent).where(AuditEvent.seq == 5))
     result = verify_chain(session, fresh_ring)
     assert not result.ok and result.bad_seq == 5
-    assert "missing" in result.reason
+    assert "saknas" in result.reason
 
 
 def test_deleted_and_renumbered_rows_fail_at_the_first(
@@ -216,12 +216,143 @@ def test_cli_verify_exit_codes(cli_env: Path) -> None:
     good = runner.invoke(cli, ["audit", "verify"])
     assert good.exit_code == 0, good.output
     # Every demo step adds rows (12 from patients alone); the count is not the point here.
-    assert re.search(r"intact: (\d+) rows", good.output)
-    assert int(re.search(r"intact: (\d+) rows", good.output).group(1)) >= 12  # type: ignore[union-attr]
+    assert re.search(r"är hel: (\d+) rader", good.output)
+    assert int(re.search(r"är hel: (\d+) rader", good.output).group(1)) >= 12  # type: ignore[union-attr]
+    assert "ingen kontrollpunkt: avkortning kan inte upptäckas" in good.output
     app = create_app()
     with app.app_context(), session_scope(app) as session:
         current_key_ring()
-        session.execute(update(AuditEvent).where(AuditEvent.seq == 3).values(purpose="edited"))
+        chain = session.scalars(select(AuditEvent.chain).order_by(AuditEvent.id)).first()
+        session.execute(
+            update(AuditEvent)
+            .where(AuditEvent.chain == chain, AuditEvent.seq == 3)
+            .values(purpose="edited")
+        )
     bad = runner.invoke(cli, ["audit", "verify"])
     assert bad.exit_code == 1
-    assert "seq 3" in bad.output
+    assert f"{audit.chain_label(chain)}: 2 rader, FEL: rad seq 3" in bad.output
+
+
+def write_unit_rows(session: Session, ring: vault.KeyRing, unit_id: int, n: int) -> None:
+    for i in range(n):
+        audit.record(
+            session, ring, ACTOR, "read", "patient", i, purpose="t", unit_id=unit_id, info=INFO
+        )
+    session.flush()
+
+
+def test_two_units_append_to_their_own_chains(
+    backend: str, session: Session, fresh_ring: vault.KeyRing, unit: object
+) -> None:
+    unit_id = unit.id  # type: ignore[attr-defined]
+    write_rows(session, fresh_ring, 3)
+    write_unit_rows(session, fresh_ring, unit_id, 4)
+    heads = {h.chain: h.seq for h in session.scalars(select(audit.AuditChainHead))}
+    assert heads["region"] == 3 and heads[f"unit:{unit_id}"] == 4
+    result = verify_chain(session, fresh_ring)
+    assert result.ok and result.checked == 7
+
+
+def test_verify_names_the_first_bad_row_in_each_chain(
+    backend: str, session: Session, fresh_ring: vault.KeyRing, unit: object
+) -> None:
+    unit_id = unit.id  # type: ignore[attr-defined]
+    write_rows(session, fresh_ring, 5)
+    write_unit_rows(session, fresh_ring, unit_id, 5)
+    allow_tampering(session)
+    for chain, seq in (("region", 2), (f"unit:{unit_id}", 4)):
+        session.execute(
+            update(AuditEvent)
+            .where(AuditEvent.chain == chain, AuditEvent.seq.in_([seq, seq + 1]))
+            .values(purpose="x")
+        )
+    result = verify_chain(session, fresh_ring)
+    assert [(c.chain, c.bad_seq) for c in result.bad] == [("region", 2), (f"unit:{unit_id}", 4)]
+
+
+def test_truncation_after_a_checkpoint_names_chain_and_checkpoint(
+    backend: str, session: Session, fresh_ring: vault.KeyRing, tmp_path: Path
+) -> None:
+    path = tmp_path / "checkpoints.jsonl"
+    write_rows(session, fresh_ring, 10)
+    audit.write_checkpoint(session, fresh_ring, path)
+    assert verify_chain(session, fresh_ring, checkpoint_path=path).ok
+    allow_tampering(session)
+    session.execute(delete(AuditEvent).where(AuditEvent.seq > 7))
+    last = session.execute(select(AuditEvent.mac).where(AuditEvent.seq == 7)).scalar_one()
+    session.execute(update(audit.AuditChainHead).values(seq=7, mac=last))
+    assert verify_chain(session, fresh_ring).ok  # without the checkpoint nothing shows
+    result = verify_chain(session, fresh_ring, checkpoint_path=path)
+    assert not result.ok
+    assert "regionkedjan" in result.reason and "kontrollpunkten på rad 1" in result.reason
+    with pytest.raises(audit.CheckpointRefused):  # nor will the rewound head be anchored
+        audit.write_checkpoint(session, fresh_ring, path)
+
+
+def test_a_changed_checkpoint_line_is_refused(
+    session: Session, fresh_ring: vault.KeyRing, tmp_path: Path
+) -> None:
+    path = tmp_path / "checkpoints.jsonl"
+    write_rows(session, fresh_ring, 3)
+    audit.write_checkpoint(session, fresh_ring, path)
+    path.write_text(path.read_text().replace('"seq":3', '"seq":2'))
+    result = verify_chain(session, fresh_ring, checkpoint_path=path)
+    assert not result.ok and "rad 1 stämmer inte med sin MAC" in result.reason
+
+
+def test_cli_checkpoint_then_verify(cli_env: Path) -> None:
+    from slussen.cli import cli
+
+    runner = CliRunner()
+    runner.invoke(cli, ["init-db"])
+    written = runner.invoke(cli, ["audit", "checkpoint"])
+    assert written.exit_code == 0, written.output
+    verified = runner.invoke(cli, ["audit", "verify"])
+    assert verified.exit_code == 0, verified.output
+    assert "ingen kontrollpunkt" not in verified.output
+    assert "stämmer med kontrollpunkten på rad 1" in verified.output
+
+
+@pytest.mark.postgres
+def test_an_open_append_of_one_unit_does_not_hold_up_another(fresh_ring: vault.KeyRing) -> None:
+    """Unit 1's transaction holds its chain head (as a long print would); unit 2 appends and
+    commits at once, with a lock timeout that would fail it if it had to wait."""
+    with scratch_postgres(f"slussen_chains_{os.getpid()}") as url:
+        engine = make_engine(url)
+        migrate.upgrade(engine)
+        with engine.begin() as conn:
+            for unit_id in (1, 2):
+                conn.execute(
+                    text(
+                        "INSERT INTO units (id, name, hsa_id, street, postcode, town, phone,"
+                        " phone_hours, created_at) VALUES (:id, :name, :hsa, 'Gatan 1',"
+                        " '722 15', 'Västerås', '021', '', now())"
+                    ),
+                    {
+                        "id": unit_id,
+                        "name": f"Enhet {unit_id}",
+                        "hsa": f"SE2321000016-B00{unit_id}",
+                    },
+                )
+        factory = sessionmaker(bind=engine)
+        try:
+            for unit_id in (1, 2):  # both chains exist before the race
+                with factory() as s, s.begin():
+                    write_unit_rows(s, fresh_ring, unit_id, 1)
+            with factory() as long_job:
+                long_job.begin()
+                write_unit_rows(long_job, fresh_ring, 1, 3)
+                with factory() as other, other.begin():
+                    other.execute(text("SET LOCAL lock_timeout = '1s'"))
+                    write_unit_rows(other, fresh_ring, 2, 1)
+                long_job.commit()
+            with factory() as s:
+                result = verify_chain(s, fresh_ring)
+        finally:
+            engine.dispose()
+    assert result.ok, result.reason
+    assert [(c.chain, c.checked) for c in result.chains] == [
+        ("region", 0),
+        ("unit:1", 4),
+        ("unit:2", 2),
+    ]

@@ -60,3 +60,58 @@ def test_every_revision_goes_down_and_up(empty_engine: Engine) -> None:
     migrate.downgrade(empty_engine, "base")
     tables = set(inspect(empty_engine).get_table_names()) - {"alembic_version"}
     assert tables == set()
+
+
+def test_the_log_becomes_the_region_chain_and_goes_back_while_it_is_one_chain(
+    empty_engine: Engine,
+) -> None:
+    import datetime as dt
+
+    from sqlalchemy import text
+    from sqlalchemy.orm import Session
+
+    from slussen import audit, vault
+
+    ring = vault.KeyRing.generate()
+    migrate.upgrade(empty_engine, "0010")
+    previous = audit.GENESIS
+    with empty_engine.begin() as conn:  # three rows of the one chain before 0011
+        for seq in (1, 2, 3):
+            fields = (seq, dt.datetime(2026, 1, seq, tzinfo=dt.UTC), None, "op", "system",
+                      None, "read", "patient", str(seq), None, "test", "r", "cli")  # fmt: skip
+            values = dict(zip(audit._CHAINED, fields, strict=True))
+            values["mac"] = previous = audit._mac_of(ring.audit_key, previous, fields)
+            conn.execute(
+                text(
+                    "INSERT INTO audit_events (seq, occurred_at, actor_id, actor_name, actor_role,"
+                    " unit_id, action, object_type, object_id, patient_pseudonym, purpose,"
+                    " request_id, client_address, mac) VALUES (:seq, :occurred_at, :actor_id,"
+                    " :actor_name, :actor_role, :unit_id, :action, :object_type, :object_id,"
+                    " :patient_pseudonym, :purpose, :request_id, :client_address, :mac)"
+                ),
+                values,
+            )
+        conn.execute(text("UPDATE audit_chain_heads SET seq = 3, mac = :m"), {"m": previous})
+    migrate.upgrade(empty_engine)
+    with Session(empty_engine) as session:
+        result = audit.verify_chain(session, ring)
+        assert result.ok and [(c.chain, c.checked) for c in result.chains] == [("region", 3)]
+    migrate.downgrade(empty_engine, "0010")  # still one chain: the downgrade works
+    migrate.upgrade(empty_engine)
+    actor = audit.Actor(None, "op", "system")
+    with Session(empty_engine) as session, session.begin():
+        session.execute(
+            text(
+                "INSERT INTO units (id, name, hsa_id, street, postcode, town, phone, phone_hours,"
+                " created_at) VALUES (7, 'Enhet 7', 'SE2321000016-B007', 'Gatan 1', '722 15',"
+                " 'Västerås', '021', '', :at)"
+            ),
+            {"at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)},
+        )
+        audit.record(session, ring, actor, "read", "unit", 7, purpose="test", unit_id=7)
+    with Session(empty_engine) as session:
+        result = audit.verify_chain(session, ring)
+        assert result.ok and [c.chain for c in result.chains] == ["region", "unit:7"]
+    with pytest.raises(RuntimeError, match="Refusing to downgrade below 0011"):
+        migrate.downgrade(empty_engine, "0010")
+    assert migrate.current_revision(empty_engine) == migrate.head_revision()

@@ -59,6 +59,7 @@ class LogQuery:
 
 @dataclass(frozen=True)
 class LogRow:
+    #: The row's id, the page cursor (ids grow in append order over every chain).
     seq: int
     occurred_at: dt.datetime
     actor_id: int | None
@@ -199,7 +200,7 @@ def review_log(
     after: int | None = None,
     page_size: int = PAGE_SIZE,
 ) -> LogPage:
-    """One page of the access log, newest first, paged by sequence number (keyset: no offset,
+    """One page of the access log, newest first, paged by row id (keyset: no offset,
     never all rows). Without a patient the reviewer sees rows of their own units and rows with no
     unit (logins, system jobs); with a patient, every unit's accesses to that patient, and the
     review itself is recorded (action read, object access_log).
@@ -226,8 +227,10 @@ def review_log(
             patient_id=query.patient_id,
             unit_id=acting_unit_id(reviewer),
         )
+    # The keyset is the row id: sequence numbers count within one chain (a unit's or the
+    # region's), ids grow in append order over all chains.
     statement = select(
-        AuditEvent.seq,
+        AuditEvent.id.label("seq"),
         AuditEvent.occurred_at,
         AuditEvent.actor_id,
         AuditEvent.actor_name,
@@ -242,11 +245,11 @@ def review_log(
     ).outerjoin(Unit, Unit.id == AuditEvent.unit_id)
     statement = statement.where(*_conditions(store.ring, reviewer, query, ZoneInfo(timezone)))
     if after is not None:
-        statement = statement.where(AuditEvent.seq > after).order_by(AuditEvent.seq.asc())
+        statement = statement.where(AuditEvent.id > after).order_by(AuditEvent.id.asc())
     else:
         if before is not None:
-            statement = statement.where(AuditEvent.seq < before)
-        statement = statement.order_by(AuditEvent.seq.desc())
+            statement = statement.where(AuditEvent.id < before)
+        statement = statement.order_by(AuditEvent.id.desc())
     fetched = list(session.execute(statement.limit(page_size + 1)))
     more = len(fetched) > page_size
     fetched = fetched[:page_size]
@@ -364,7 +367,7 @@ def build_patient_extract(
         )
         .outerjoin(Unit, Unit.id == AuditEvent.unit_id)
         .where(AuditEvent.patient_pseudonym == pseudonym)
-        .order_by(AuditEvent.seq)
+        .order_by(AuditEvent.id)
     )
     return PatientExtract(
         name=identity.name,

@@ -46,7 +46,7 @@ def password_step(client: FlaskClient, username: str) -> Any:
 def actions(session: Session, user: User) -> list[str]:
     return list(
         session.scalars(
-            select(AuditEvent.action).where(AuditEvent.actor_id == user.id).order_by(AuditEvent.seq)
+            select(AuditEvent.action).where(AuditEvent.actor_id == user.id).order_by(AuditEvent.id)
         )
     )
 

@@ -234,10 +234,10 @@ def test_a_patient_without_birth_year_or_sex_counts_as_unknown(
 def test_every_query_and_export_is_audited_without_a_patient(
     app: Flask, session: Session, ring: vault.KeyRing, evaluator: Actor
 ) -> None:
-    before = session.scalar(select(func.max(AuditEvent.seq))) or 0
+    before = session.scalar(select(func.max(AuditEvent.id))) or 0
     _report(app, session, ring, evaluator, sex="male")
     _export(app, session, ring, evaluator)
-    rows = session.scalars(select(AuditEvent).where(AuditEvent.seq > before)).all()
+    rows = session.scalars(select(AuditEvent).where(AuditEvent.id > before)).all()
     assert [(r.action, r.object_type) for r in rows] == [
         ("read", "evaluation"),
         ("export", "evaluation"),

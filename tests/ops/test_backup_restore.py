@@ -91,7 +91,7 @@ def test_restore_drill(backend: str, tmp_path: Path) -> None:
         assert counts(new) == before
         assert read_sample(new, patient_ids) == expected
         verified = new.cli("audit", "verify")
-        assert f"{before['audit_events']} rows verified" in verified.output
+        assert f"är hel: {before['audit_events']} rader" in verified.output
 
         again = new.cli("restore", str(backup_file), ok=False)
         assert again.exit_code == 1

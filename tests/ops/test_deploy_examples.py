@@ -439,7 +439,7 @@ def slussen_commands(path: Path) -> list[str]:
 
 def test_every_unit_command_is_a_slussen_subcommand(install: Install) -> None:
     commands = [command for path in UNIT_FILES for command in slussen_commands(path)]
-    assert sorted(commands) == ["backup", "directory refresh", "serve", "tick"]
+    assert sorted(commands) == ["audit checkpoint", "backup", "directory refresh", "serve", "tick"]
     for command in commands:
         help_text = install.slussen(*command.split(), "--help").stdout
         assert help_text.startswith("Usage:"), help_text

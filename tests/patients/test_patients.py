@@ -40,7 +40,7 @@ def identity(pnr: str = PNR, name: str = "Margit Ekholm") -> PatientIdentity:
 
 
 def audit_actions(session: Session) -> list[str]:
-    return list(session.scalars(select(AuditEvent.action).order_by(AuditEvent.seq)))
+    return list(session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)))
 
 
 def test_register_and_read_round_trip(

@@ -496,7 +496,7 @@ def test_positive_screening_and_its_resolution_are_case_events(
         return row
 
     def last_audit() -> AuditEvent:
-        row = session.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc())).first()
+        row = session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc())).first()
         assert row is not None
         return row
 
