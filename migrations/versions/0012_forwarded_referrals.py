@@ -2,7 +2,7 @@
 that unit's coordinator (no oracle across units)
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 Create Date: 2026-12-02 03:00:51.673810
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 import slussen.db
 
 revision = "0012"
-down_revision = "0010"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
