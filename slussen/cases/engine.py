@@ -25,7 +25,7 @@ from slussen.db import utcnow
 from slussen.errors import Conflict, Invalid, NotFound, NotPermitted
 from slussen.keystore import Keystore
 from slussen.letterqueue import queue_letter
-from slussen.patients.models import Patient
+from slussen.patients.services import seal
 
 
 class TransitionRefused(Invalid):
@@ -40,30 +40,6 @@ def current_workflow() -> Workflow:
     """The workflow loaded and checked at app start."""
     workflow: Workflow = current_app.extensions["slussen.content"].compiled["workflow"]
     return workflow
-
-
-def seal(
-    store: Keystore, patient_id: int, table: str, column: str, row_id: int, text: str
-) -> bytes:
-    """Encrypt free text about a patient with the patient's data key, bound to its row."""
-    patient = store.session.get(Patient, patient_id)
-    assert patient is not None
-    return store.cipher(patient.data_key_id).encrypt(
-        text, table=table, column=column, row_id=row_id
-    )
-
-
-def unseal(
-    store: Keystore, patient_id: int, table: str, column: str, row_id: int, blob: bytes | None
-) -> str:
-    """Decrypt what `seal` wrote; "" for no value. The caller writes the audit row."""
-    if blob is None:
-        return ""
-    patient = store.session.get(Patient, patient_id)
-    assert patient is not None
-    return store.cipher(patient.data_key_id).decrypt_str(
-        blob, table=table, column=column, row_id=row_id
-    )
 
 
 def may_act_on(actor: Actor, case: Case) -> bool:

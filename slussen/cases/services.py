@@ -11,14 +11,14 @@ from sqlalchemy.orm import Session
 
 from slussen import audit
 from slussen.audit import Actor
-from slussen.cases.engine import may_act_on, unseal
+from slussen.cases.engine import may_act_on
 from slussen.cases.models import Case, CaseEvent, Referral
 from slussen.cases.workflow import Workflow
 from slussen.errors import NotFound
 from slussen.keystore import DataKey, Keystore
 from slussen.letterqueue import QueuedLetter
 from slussen.patients.models import Patient
-from slussen.patients.services import PatientIdentity, read_patient
+from slussen.patients.services import PatientIdentity, read_patient, unseal
 
 PAGE_SIZE = 50
 

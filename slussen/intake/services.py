@@ -14,7 +14,7 @@ from slussen import audit
 from slussen.accounts.models import Unit
 from slussen.accounts.roles import Permission, grants
 from slussen.audit import Actor
-from slussen.cases.engine import audit_case_change, open_case, refuse_foreign_unit, seal, unseal
+from slussen.cases.engine import audit_case_change, open_case, refuse_foreign_unit
 from slussen.cases.models import CHANNELS, CONTACT_CHANNELS, Case, CaseEvent, Referral
 from slussen.cases.services import case_by_reference
 from slussen.cases.workflow import Workflow
@@ -29,6 +29,8 @@ from slussen.patients.services import (
     find_patient_id,
     read_patient,
     register_patient,
+    seal,
+    unseal,
 )
 
 #: Who may refer: staff flag, coaches and coordinators register calls, the public self-refers.

@@ -85,13 +85,46 @@ def _clear_values(identity: PatientIdentity) -> dict[str, str]:
     }
 
 
+def _data_key_id(store: Keystore, patient: Patient | int) -> int:
+    if isinstance(patient, Patient):
+        return patient.data_key_id
+    loaded = store.session.get(Patient, patient)
+    assert loaded is not None
+    return loaded.data_key_id
+
+
+def seal(
+    store: Keystore, patient: Patient | int, table: str, column: str, row_id: int, text: str
+) -> bytes:
+    """Encrypt one field about a patient (identity or free text) with the patient's data key,
+    bound to table/column/row. The one place a patient field is encrypted; the caller writes the
+    audit row."""
+    return store.cipher(_data_key_id(store, patient)).encrypt(
+        text, table=table, column=column, row_id=row_id
+    )
+
+
+def unseal(
+    store: Keystore,
+    patient: Patient | int,
+    table: str,
+    column: str,
+    row_id: int,
+    blob: bytes | None,
+) -> str:
+    """Decrypt what `seal` wrote; "" for no value. The caller writes the audit row."""
+    if blob is None:
+        return ""
+    return store.cipher(_data_key_id(store, patient)).decrypt_str(
+        blob, table=table, column=column, row_id=row_id
+    )
+
+
 def _write_fields(store: Keystore, patient: Patient, identity: PatientIdentity) -> None:
     """Set the patient columns an identity gives: identity fields sealed with the patient's data
-    key, bound to patients/<column>/<patient id>, and the derived clear columns. The one place
-    identity fields are encrypted."""
-    cipher = store.cipher(patient.data_key_id)
+    key, bound to patients/<column>/<patient id>, and the derived clear columns."""
     for column, value in _clear_values(identity).items():
-        encrypted = cipher.encrypt(value, table="patients", column=column, row_id=patient.id)
+        encrypted = seal(store, patient, "patients", column, patient.id, value)
         setattr(patient, f"{column}_enc", encrypted)
     patient.identifier_kind = identity.identifier.kind
     patient.identifier_issuer = identity.identifier.issuer or ""
@@ -168,15 +201,12 @@ def read_patient(
     _check_actor(actor)
     if patient.erased_at is not None:
         raise PatientErased("Uppgifterna är raderade.")
-    cipher = store.cipher(patient.data_key_id)
-    values = {}
-    for column in ("identifier", "name", "street", "postcode", "town", "phone"):
-        blob = getattr(patient, f"{column}_enc")
-        values[column] = (
-            cipher.decrypt_str(blob, table="patients", column=column, row_id=patient.id)
-            if blob is not None
-            else ""
+    values = {
+        column: unseal(
+            store, patient, "patients", column, patient.id, getattr(patient, f"{column}_enc")
         )
+        for column in ("identifier", "name", "street", "postcode", "town", "phone")
+    }
     audit.record(
         store.session,
         store.ring,

@@ -20,13 +20,14 @@ from sqlalchemy.orm import Session
 
 from slussen import audit
 from slussen.audit import Actor
-from slussen.cases.engine import fire, may_act_on, seal, unseal
+from slussen.cases.engine import fire, may_act_on
 from slussen.cases.models import Case
 from slussen.cases.services import case_by_reference
 from slussen.cases.workflow import Workflow, needs_event, needs_states
 from slussen.db import utcnow
 from slussen.errors import Invalid, NotFound
 from slussen.keystore import Keystore
+from slussen.patients.services import seal, unseal
 from slussen.questionnaires import fhir
 from slussen.questionnaires.codes import check_code
 from slussen.questionnaires.definitions import FormDef

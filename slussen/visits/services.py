@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from sqlalchemy import delete, func, select
 
 from slussen.audit import Actor
-from slussen.cases.engine import fire, may_act_on, seal, unseal
+from slussen.cases.engine import fire, may_act_on
 from slussen.cases.models import Case
 from slussen.cases.workflow import Workflow, needs_event, needs_states
 from slussen.config import local_zone
 from slussen.errors import Invalid, NotFound
 from slussen.keystore import Keystore
 from slussen.letterqueue import queue_letter
+from slussen.patients.services import seal, unseal
 from slussen.visits.models import (
     CONTACT_FREQUENCIES,
     HANDOVER_OUTCOMES,

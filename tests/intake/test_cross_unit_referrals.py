@@ -17,12 +17,12 @@ from sqlalchemy.orm import Session
 from slussen import vault
 from slussen.accounts.models import Unit
 from slussen.audit import Actor, AuditEvent
-from slussen.cases.engine import unseal
 from slussen.cases.models import Case, Referral
 from slussen.cases.workflow import Workflow
 from slussen.identifiers import parse_person_identifier
 from slussen.intake.models import ForwardedReferral
 from slussen.keystore import Keystore
+from slussen.patients.services import unseal
 from tests.builders import make_case, sample_pnr
 from tests.conftest import TEST_PASSWORD
 
