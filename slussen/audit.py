@@ -184,8 +184,13 @@ def request_info() -> RequestInfo:
     return RequestInfo(g.request_id, request.remote_addr or "unknown")
 
 
-def patient_pseudonym(ring: vault.KeyRing, patient_id: int) -> str:
-    return vault.pseudonym(ring, f"patient:{patient_id}")
+def patient_pseudonym(
+    ring: vault.KeyRing, patient_id: int, pseudonym_of: Callable[[str], str] | None = None
+) -> str:
+    """The patient's pseudonym in the access log; `pseudonym_of` is `vault.pseudonymiser(ring)`
+    when many are made at once (the same result, faster)."""
+    value = f"patient:{patient_id}"
+    return pseudonym_of(value) if pseudonym_of is not None else vault.pseudonym(ring, value)
 
 
 #: The row's content in chain order; `_COLUMNS` below reads them in the same order.
@@ -288,6 +293,8 @@ def record_entries(
     # this runs on every audited access.
     connection = session.connection()
     when = utcnow()
+    # A page of 50 patients: the pseudonym key's HMAC pads are hashed once, not per row.
+    pseudonym_of = vault.pseudonymiser(ring) if len(entries) > 1 else None
     seqs = [0] * len(entries)
     rows: list[dict[str, Any]] = [{} for _ in entries]
     heads: list[dict[str, Any]] = []
@@ -308,7 +315,9 @@ def record_entries(
                 entry.action,
                 entry.object_type,
                 entry.object_id,
-                patient_pseudonym(ring, entry.patient_id) if entry.patient_id else None,
+                patient_pseudonym(ring, entry.patient_id, pseudonym_of)
+                if entry.patient_id
+                else None,
                 entry.purpose,
                 entry.unit_id,
                 info,

@@ -382,9 +382,11 @@ def test_one_call_appends_many_rows_over_chains_in_order(
         (f"unit:{unit_id}", 2), ("region", 5), (f"unit:{unit_id}", 3),
     ]  # fmt: skip
     pseudonyms = session.scalars(
-        select(AuditEvent.patient_pseudonym).where(AuditEvent.object_type == "case")
+        select(AuditEvent.patient_pseudonym)
+        .where(AuditEvent.object_type == "case")
+        .order_by(AuditEvent.id)
     ).all()
-    assert len(set(pseudonyms)) == 6
+    assert pseudonyms == [audit.patient_pseudonym(fresh_ring, n + 1) for n in range(6)]
     result = verify_chain(session, fresh_ring)
     assert result.ok and result.checked == 9
 
