@@ -18,10 +18,12 @@ from sqlalchemy.orm import Session
 from slussen import audit, vault
 from slussen.audit import SYSTEM, AuditEvent
 from slussen.cases.engine import open_case
+from slussen.cases.models import Case
 from slussen.demo.patients import test_personnummer as skatteverket_test_number
 from slussen.identifiers import parse_person_identifier
 from slussen.keystore import Keystore
 from slussen.patients.services import LISTED, SHOWN_IN, PatientIdentity, register_patient
+from tests.intake.test_referral_pages import staff_referral
 
 #: Birth dates whose test series (serials 980–999) give the 50 patients.
 BIRTHS = ("19420315", "19550928", "19811218")
@@ -141,3 +143,20 @@ def test_the_review_and_the_extract_show_the_worklist_appearance(
     )
     assert "Visad i arbetslista" in text
     assert "listed_case" not in text
+
+
+def test_the_flagged_list_records_each_case_it_shows(
+    client: FlaskClient,
+    login: Callable[..., Any],
+    session: Session,
+    ring: vault.KeyRing,
+    unit: Any,
+) -> None:
+    login("staff")
+    assert staff_referral(client, unit).status_code == 302
+    case = session.scalars(select(Case)).one()
+    assert client.get("/mina-flaggningar").status_code == 200
+    rows = listed_rows(session, SHOWN_IN["flagged"])
+    assert [(r.object_id, r.patient_pseudonym, r.unit_id) for r in rows] == [
+        (str(case.id), audit.patient_pseudonym(ring, case.patient_id), unit.id)
+    ]
