@@ -43,7 +43,7 @@ STEPS = [
     ("slussen.cases.views", "render_template"),
     ("slussen.visits.views", "visit_panel"),
     ("slussen.keystore", "Keystore.cipher"),
-    ("slussen.audit", "record"),
+    ("slussen.audit", "record_entries"),
 ]
 
 

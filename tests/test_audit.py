@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import Engine, delete, insert, select, text, update
+from sqlalchemy import Engine, delete, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -356,3 +356,46 @@ def test_an_open_append_of_one_unit_does_not_hold_up_another(fresh_ring: vault.K
         ("unit:1", 4),
         ("unit:2", 2),
     ]
+
+
+def test_one_call_appends_many_rows_over_chains_in_order(
+    backend: str, session: Session, fresh_ring: vault.KeyRing, unit: object
+) -> None:
+    """The one append path both ways: single rows and a batch spanning two chains interleave
+    into chains that verify, each row's MAC following the entries' order in its chain."""
+    unit_id = unit.id  # type: ignore[attr-defined]
+    write_rows(session, fresh_ring, 2)
+    entries = [
+        audit.Entry("read", "case", n, "visad i arbetslista", patient_id=n + 1, unit_id=unit_id)
+        if n % 2
+        else audit.Entry("read", "case", n, "visad i arbetslista", patient_id=n + 1)
+        for n in range(6)
+    ]
+    seqs = audit.record_entries(session, fresh_ring, ACTOR, entries, info=INFO)
+    assert seqs == [3, 1, 4, 2, 5, 3]
+    write_unit_rows(session, fresh_ring, unit_id, 1)
+    rows = session.execute(
+        select(AuditEvent.chain, AuditEvent.seq, AuditEvent.object_id).order_by(AuditEvent.id)
+    ).all()
+    assert [(r.chain, r.seq) for r in rows[2:8]] == [
+        ("region", 3), (f"unit:{unit_id}", 1), ("region", 4),
+        (f"unit:{unit_id}", 2), ("region", 5), (f"unit:{unit_id}", 3),
+    ]  # fmt: skip
+    pseudonyms = session.scalars(
+        select(AuditEvent.patient_pseudonym)
+        .where(AuditEvent.object_type == "case")
+        .order_by(AuditEvent.id)
+    ).all()
+    assert pseudonyms == [audit.patient_pseudonym(fresh_ring, n + 1) for n in range(6)]
+    result = verify_chain(session, fresh_ring)
+    assert result.ok and result.checked == 9
+
+
+def test_a_batch_with_an_unknown_action_writes_nothing(
+    session: Session, fresh_ring: vault.KeyRing
+) -> None:
+    entries = [audit.Entry("read", "case", 1, "t"), audit.Entry("peek", "case", 2, "t")]
+    with pytest.raises(ValueError):
+        audit.record_entries(session, fresh_ring, ACTOR, entries, info=INFO)
+    assert session.scalar(select(func.count()).select_from(AuditEvent)) == 0
+    assert audit.record_entries(session, fresh_ring, ACTOR, [], info=INFO) == []

@@ -24,6 +24,7 @@ from reportlab.platypus.flowables import Flowable
 
 from slussen.accesslog.services import ExtractEntry, PatientExtract
 from slussen.accounts.roles import ROLE_LABELS, Role
+from slussen.patients.services import LISTED, SHOWN_IN
 from slussen.pdf import a4_document, register_fonts
 
 
@@ -36,6 +37,15 @@ def _action_text(entry: ExtractEntry) -> str:
         return _("Looked at who has accessed your details")
     if entry.object_type == "patient_log_extract":
         return _("Made a log extract for you")
+    if entry.object_type == LISTED:
+        lists = {
+            SHOWN_IN["worklist"]: _("Shown in a coach's worklist"),
+            SHOWN_IN["unit"]: _("Shown in the care unit's list"),
+            SHOWN_IN["flagged"]: _("Shown in a staff member's list of flagged patients"),
+            SHOWN_IN["letters"]: _("Shown in the letter queue"),
+            SHOWN_IN["incoming"]: _("Shown in the list of referrals from other units"),
+        }
+        return lists.get(entry.purpose, _("Shown in a list"))
     texts = {
         "create": _("Registered your details"),
         "read": _("Read your details"),

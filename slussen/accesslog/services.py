@@ -91,6 +91,8 @@ class ExtractEntry:
     action: str
     object_type: str
     actor_role: str
+    #: Why: the list a patient was shown in reads from it (`patients.services.SHOWN_IN`).
+    purpose: str = ""
 
 
 @dataclass(frozen=True)
@@ -364,6 +366,7 @@ def build_patient_extract(
             AuditEvent.action,
             AuditEvent.object_type,
             AuditEvent.actor_role,
+            AuditEvent.purpose,
         )
         .outerjoin(Unit, Unit.id == AuditEvent.unit_id)
         .where(AuditEvent.patient_pseudonym == pseudonym)

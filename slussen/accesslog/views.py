@@ -29,7 +29,7 @@ from slussen.accounts.models import User
 from slussen.accounts.roles import Permission
 from slussen.db import db_session
 from slussen.keystore import keystore
-from slussen.patients.services import PatientErased
+from slussen.patients.services import LISTED, PatientErased
 
 bp = Blueprint("accesslog", __name__, template_folder="templates")
 
@@ -59,6 +59,7 @@ OBJECT_LABELS = {
     "patient_log_extract": _l("Log extract"),
     "keyring": _l("Key ring"),
     "user": _l("User"),
+    LISTED: _l("Case in a list"),
 }
 
 

@@ -9,7 +9,6 @@ from typing import Any
 from sqlalchemy import ColumnElement, Date, Integer, Select, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
-from slussen import audit
 from slussen.audit import Actor
 from slussen.cases.engine import may_act_on
 from slussen.cases.models import Case, CaseEvent, Referral
@@ -165,36 +164,6 @@ _STATE_COUNTS = (
 def state_counts(session: Session, unit_ids: frozenset[int]) -> dict[str, int]:
     rows = session.execute(_STATE_COUNTS, {"unit_ids": sorted(unit_ids)})
     return {state: int(count) for state, count in rows}
-
-
-def names_for_list(
-    store: Keystore, actor: Actor, rows: list[Any], *, purpose: str
-) -> dict[int, str]:
-    """Decrypt the names on one page of `LISTED` rows (case id → name); one audit row for the page.
-
-    A list shows names so a coach can recognise people; it writes one `read` row naming the list
-    rather than one row per patient (the case page, opened per patient, writes its own)."""
-    if not rows:
-        return {}
-    store.adopt((row.data_key_id, row.wrapped_key) for row in rows)
-    names = {}
-    for row in rows:
-        if row.name_enc is None:
-            names[row.id] = "–"
-            continue
-        names[row.id] = store.cipher(row.data_key_id).decrypt_str(
-            row.name_enc, table="patients", column="name", row_id=row.patient_id
-        )
-    audit.record(
-        store.session,
-        store.ring,
-        actor,
-        "read",
-        "case_list",
-        ",".join(str(row.id) for row in rows)[:80],
-        purpose=purpose,
-    )
-    return names
 
 
 @dataclass(frozen=True)

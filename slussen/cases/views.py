@@ -40,7 +40,6 @@ from slussen.cases.services import (
     coach_worklist,
     flagged_cases,
     mark_referrals_seen,
-    names_for_list,
     state_counts,
     take_case,
     unit_cases,
@@ -51,6 +50,7 @@ from slussen.db import attempt, db_session
 from slussen.errors import Invalid
 from slussen.i18n import format_day, localised, ui_language
 from slussen.keystore import keystore
+from slussen.patients.services import names_for_list, record_shown
 
 bp = Blueprint("cases", __name__, template_folder="templates")
 
@@ -181,7 +181,7 @@ def worklist() -> ResponseReturnValue:
     today = today_local()
     page = coach_worklist(session, actor, workflow, today=today, page=_page())
     counts = state_counts(session, actor.unit_ids)
-    names = names_for_list(keystore(), actor, page.cases, purpose="arbetslista")
+    names = names_for_list(keystore(), actor, page.cases, shown_in="worklist")
     # Nothing below touches the database: render_audited ends the transaction.
     g.setdefault(NO_STORE_FLAG, True)
     groups: dict[str, list[WorkItem]] = {"overdue": [], "today": [], "week": []}
@@ -233,7 +233,7 @@ def unit() -> ResponseReturnValue:
     coach_list = list(coaches)
     counts = state_counts(session, actor.unit_ids)
     # The audited read comes last: from there to the commit is a write transaction.
-    names = names_for_list(keystore(), actor, page.cases, purpose="enhetsöversikt")
+    names = names_for_list(keystore(), actor, page.cases, shown_in="unit")
     return render_audited(
         "cases/unit.html",
         page=page,
@@ -250,8 +250,13 @@ def unit() -> ResponseReturnValue:
 @bp.route("/mina-flaggningar")
 @require(Permission.FLAG_PATIENT)
 def flagged() -> ResponseReturnValue:
-    """Cases this user flagged: state and next date only (no clinical notes, no names)."""
-    page = flagged_cases(db_session(), current_actor(), page=_page())
+    """Cases this user flagged: state and next date only (no clinical notes, no names). Each
+    case shown is recorded in its patient's access log all the same (it tells that the person is
+    a patient here)."""
+    actor = current_actor()
+    page = flagged_cases(db_session(), actor, page=_page())
+    shown = [(case.id, case.unit_id, case.patient_id) for case in page.cases]
+    record_shown(keystore(), actor, shown, shown_in="flagged")
     return render_template("cases/flagged.html", page=page, workflow=current_workflow())
 
 

@@ -207,7 +207,8 @@ def may_decide(actor: Actor, forwarded: ForwardedReferral) -> bool:
 
 def incoming_referrals(session: Session, actor: Actor) -> list[Any]:
     """The pending forwarded referrals of the actor's units, oldest first: id, when, channel,
-    the referring unit's name and the case's reference (no patient data, so nothing to audit)."""
+    the referring unit's name, and the case's reference, id, unit and patient (no patient data;
+    the list records each case it shows, `patients.services.record_shown`)."""
     return list(
         session.execute(
             select(
@@ -216,6 +217,9 @@ def incoming_referrals(session: Session, actor: Actor) -> list[Any]:
                 ForwardedReferral.channel,
                 Unit.name.label("from_unit"),
                 Case.reference,
+                Case.id.label("case_id"),
+                Case.unit_id.label("case_unit_id"),
+                Case.patient_id,
             )
             .join(Unit, Unit.id == ForwardedReferral.from_unit_id)
             .join(Case, Case.id == ForwardedReferral.case_id)

@@ -29,7 +29,7 @@ from slussen.intake.services import (
     refer_patient,
 )
 from slussen.keystore import keystore
-from slussen.patients.services import PatientIdentity
+from slussen.patients.services import PatientIdentity, record_shown
 
 bp = Blueprint("intake", __name__, template_folder="templates")
 
@@ -157,8 +157,12 @@ def load_forwarded(forwarded_id: int) -> ForwardedReferral:
 @require(Permission.COORDINATE_UNIT)
 def incoming() -> ResponseReturnValue:
     """Referrals from other units for patients with an open case here, waiting for a decision:
-    referring unit, date, channel and case reference (no patient data)."""
-    rows = incoming_referrals(db_session(), current_actor())
+    referring unit, date, channel and case reference (no patient data; each case shown is
+    recorded in its patient's access log)."""
+    actor = current_actor()
+    rows = incoming_referrals(db_session(), actor)
+    shown = {row.case_id: (row.case_id, row.case_unit_id, row.patient_id) for row in rows}
+    record_shown(keystore(), actor, shown.values(), shown_in="incoming")
     return render_template("intake/incoming.html", rows=rows)
 
 

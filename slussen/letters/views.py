@@ -33,6 +33,7 @@ from slussen.i18n import ui_language
 from slussen.keystore import keystore
 from slussen.letters import services
 from slussen.letters.labels import labels as letter_labels
+from slussen.patients.services import record_shown
 
 bp = Blueprint("letters", __name__, template_folder="templates")
 
@@ -79,18 +80,23 @@ def _pdf(data: bytes, filename: str, *, inline: bool) -> ResponseReturnValue:
 @require(Permission.COORDINATE_UNIT)
 def index() -> ResponseReturnValue:
     """Queued and held letters, the forwarding queue and recent batches. No patient names: the
-    case reference links to the case."""
+    case reference links to the case; each case shown is recorded in its patient's access log."""
     unit = _unit()
     store = keystore()
     actor = current_actor()
     units = [db_session().get(Unit, uid) for uid in sorted(actor.unit_ids)]
     templates = current_app.extensions["slussen.content"].compiled["letters"]
+    pending = services.pending_letters(store, unit.id, forwarding=False)
+    forwarding = services.pending_letters(store, unit.id, forwarding=True)
+    # Each case the queue shows is recorded once in its patient's access log.
+    shown = {c.id: (c.id, c.unit_id, c.patient_id) for _letter, c in [*pending, *forwarding]}
+    record_shown(store, actor, shown.values(), shown_in="letters")
     return render_template(
         "letters/index.html",
         unit=unit,
         units=[u for u in units if u is not None],
-        pending=services.pending_letters(store, unit.id, forwarding=False),
-        forwarding=services.pending_letters(store, unit.id, forwarding=True),
+        pending=pending,
+        forwarding=forwarding,
         batches=services.unit_batches(store, unit.id),
         title_of=lambda letter_id: _title(templates, letter_id),
     )

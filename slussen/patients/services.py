@@ -6,7 +6,9 @@ caller's transaction, so the easy way to touch a patient field is the encrypted,
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy import delete, select
 
@@ -20,6 +22,18 @@ from slussen.keystore import Keystore
 from slussen.patients.models import Patient, PatientLookup
 
 LANGUAGES = ("sv", "en")
+
+#: The access log's object type of a patient shown in a list (one row per patient shown).
+LISTED = "listed_case"
+#: Why a patient is shown in each list, as the access log records it: Swedish words, which the
+#: coordinator's review and the patient's own log extract show as they are.
+SHOWN_IN = {
+    "worklist": "visad i arbetslista",
+    "unit": "visad i enhetens lista",
+    "flagged": "visad i mina flaggningar",
+    "letters": "visad i brevkön",
+    "incoming": "visad i inkomna remisser",
+}
 
 
 class DuplicatePatient(Conflict):
@@ -115,9 +129,14 @@ def unseal(
     """Decrypt what `seal` wrote; "" for no value. The caller writes the audit row."""
     if blob is None:
         return ""
-    return store.cipher(_data_key_id(store, patient)).decrypt_str(
-        blob, table=table, column=column, row_id=row_id
-    )
+    return _unseal_with(store, _data_key_id(store, patient), table, column, row_id, blob)
+
+
+def _unseal_with(
+    store: Keystore, data_key_id: int, table: str, column: str, row_id: int, blob: bytes
+) -> str:
+    # Lists know their rows' data keys already; loading each patient again would cost a query.
+    return store.cipher(data_key_id).decrypt_str(blob, table=table, column=column, row_id=row_id)
 
 
 def _write_fields(store: Keystore, patient: Patient, identity: PatientIdentity) -> None:
@@ -309,3 +328,70 @@ __all__ = [
     "register_patient",
     "update_patient",
 ]
+
+
+class ListedCase(Protocol):
+    """One row of a list of cases, as the list's query reads it: the case, its unit, and the
+    patient's sealed name with its data key (the wrapped key may be None when the keystore has
+    it already)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def unit_id(self) -> int: ...
+    @property
+    def patient_id(self) -> int: ...
+    @property
+    def data_key_id(self) -> int: ...
+    @property
+    def wrapped_key(self) -> bytes | None: ...
+    @property
+    def name_enc(self) -> bytes | None: ...
+
+
+def names_for_list(
+    store: Keystore, actor: Actor, rows: Sequence[ListedCase], *, shown_in: str
+) -> dict[int, str]:
+    """Decrypt the names on one page of a list (case id → name; "–" for an erased patient) and
+    record every patient shown: one access-log row each (`record_shown`). The one place list
+    names are decrypted; the data keys of the page are unwrapped together.
+
+    Refuses a role without patient access (NotPermitted) and an unknown list (KeyError)."""
+    _check_actor(actor)
+    purpose = SHOWN_IN[shown_in]
+    if not rows:
+        return {}
+    store.adopt((row.data_key_id, row.wrapped_key) for row in rows)
+    names = {}
+    for row in rows:
+        if row.name_enc is None:
+            names[row.id] = "–"
+            continue
+        names[row.id] = _unseal_with(
+            store, row.data_key_id, "patients", "name", row.patient_id, row.name_enc
+        )
+    _record(store, actor, ((row.id, row.unit_id, row.patient_id) for row in rows), purpose)
+    return names
+
+
+def record_shown(
+    store: Keystore,
+    actor: Actor,
+    shown: Iterable[tuple[int, int | None, int]],
+    *,
+    shown_in: str,
+) -> None:
+    """Record that a list showed these cases' patients without their names (case id, unit id,
+    patient id each): one access-log row per patient shown, with its pseudonym, all in one
+    INSERT in the caller's transaction. Refuses an unknown list (KeyError)."""
+    _record(store, actor, shown, SHOWN_IN[shown_in])
+
+
+def _record(
+    store: Keystore, actor: Actor, shown: Iterable[tuple[int, int | None, int]], purpose: str
+) -> None:
+    entries = [
+        audit.Entry("read", LISTED, case_id, purpose, patient_id=patient_id, unit_id=unit_id)
+        for case_id, unit_id, patient_id in shown
+    ]
+    audit.record_entries(store.session, store.ring, actor, entries)

@@ -171,7 +171,7 @@ def test_marked_view_shows_nothing_when_the_audit_row_cannot_be_written(
     def broken(*_args: Any, **_kwargs: Any) -> int:
         raise RuntimeError("the audit log is unavailable")
 
-    monkeypatch.setattr(slussen.audit, "record", broken)
+    monkeypatch.setattr(slussen.audit, "record_entries", broken)
     response = call.send(client, demo)
     body = response.get_data(as_text=True)
     assert response.status_code >= 500

@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from slussen import vault
+from slussen import audit, vault
 from slussen.accounts.models import Unit
 from slussen.audit import Actor, AuditEvent
 from slussen.cases.models import Case, Referral
@@ -22,7 +22,7 @@ from slussen.cases.workflow import Workflow
 from slussen.identifiers import parse_person_identifier
 from slussen.intake.models import ForwardedReferral
 from slussen.keystore import Keystore
-from slussen.patients.services import unseal
+from slussen.patients.services import SHOWN_IN, unseal
 from tests.builders import make_case, sample_pnr
 from tests.conftest import TEST_PASSWORD
 
@@ -279,3 +279,19 @@ def test_same_unit_referral_is_attached_as_before(session: Session, world: World
         select(Referral).where(Referral.case_id == world.case_b.id, Referral.is_seen.is_(False))
     ).all()
     assert len(unseen) == 1
+
+
+def test_the_incoming_list_records_each_case_it_shows(
+    session: Session, ring: vault.KeyRing, world: World
+) -> None:
+    staff = world.new_client("staff", world.unit_a)
+    staff_referral(staff, world.unit_a, KNOWN_PNR)
+    coordinator = world.new_client("coordinator", world.unit_b)
+    assert coordinator.get("/inkomna-remisser").status_code == 200
+    rows = session.execute(
+        select(AuditEvent.object_id, AuditEvent.patient_pseudonym, AuditEvent.unit_id).where(
+            AuditEvent.purpose == SHOWN_IN["incoming"]
+        )
+    ).all()
+    pseudonym = audit.patient_pseudonym(ring, world.case_b.patient_id)
+    assert rows == [(str(world.case_b.id), pseudonym, world.unit_b.id)]

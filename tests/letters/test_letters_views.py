@@ -15,13 +15,14 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from slussen import vault
+from slussen import audit, vault
 from slussen.accounts.models import Unit
 from slussen.audit import Actor, AuditEvent
 from slussen.cases.workflow import Workflow
 from slussen.keystore import current_key_ring
 from slussen.letterqueue import QueuedLetter
 from slussen.letters.models import LetterBatch
+from slussen.patients.services import SHOWN_IN
 from tests.builders import make_case
 
 
@@ -197,3 +198,29 @@ def test_letters_print_from_the_command_line(
     test_print = runner.invoke(cli, ["letters", "test-print", "--out", str(sample)])
     assert test_print.exit_code == 0 and "100 %" in test_print.output
     assert "722 15 Västerås" in text(sample.read_bytes())
+
+
+def test_the_letter_queue_records_each_case_it_shows_once(
+    client: FlaskClient,
+    login: Any,
+    make_user: Any,
+    session: Session,
+    ring: vault.KeyRing,
+    workflow: Workflow,
+    unit: Any,
+) -> None:
+    coach = Actor.of(make_user("coach"))
+    cases = [make_case(session, ring, workflow, coach, unit.id, "invited") for _ in range(2)]
+    cases.append(
+        make_case(session, ring, workflow, coach, unit.id, "invited", is_protected_identity=True)
+    )
+    login("coordinator")
+    assert client.get("/brev").status_code == 200
+    rows = session.execute(
+        select(AuditEvent.object_id, AuditEvent.patient_pseudonym).where(
+            AuditEvent.purpose == SHOWN_IN["letters"]
+        )
+    ).all()
+    assert sorted(rows) == sorted(
+        (str(c.id), audit.patient_pseudonym(ring, c.patient_id)) for c in cases
+    )
