@@ -453,6 +453,12 @@ def letters_group() -> None:
     pass
 
 
+_UNFINISHED = (
+    " Letters printed before the stop stay in their unfinished batch: run the same command again"
+    " to finish it into one PDF."
+)
+
+
 @letters_group.command("print", help="Print a unit's queued letters as one PDF (or a batch again).")
 @click.option("--batch", "batch_id", type=int, default=None, help="Print this batch again.")
 @click.option(
@@ -506,13 +512,17 @@ def letters_print(
                             settings=settings,
                             forwarding=forwarding,
                             progress=progress,
+                            # A slice at a time: other units' pages never wait for the print.
+                            commit=session.commit,
                         )
             except (DomainError, Failure) as exc:
-                # session_scope rolls the transaction back.
+                # session_scope rolls the current slice back; earlier slices stay committed.
                 part.unlink(missing_ok=True)
-                raise Failure(str(exc)) from None
+                raise Failure(str(exc) + (_UNFINISHED if batch_id is None else "")) from None
             except BaseException:
                 part.unlink(missing_ok=True)
+                if batch_id is None:
+                    click.echo(_UNFINISHED.strip(), err=True)
                 raise
         for letter_id, reason in result.held:
             click.echo(f"Held back letter {letter_id}: {reason}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from itertools import islice
 from typing import Annotated, Any, ClassVar, TypeVar
 
 from flask import Flask, current_app, g, has_request_context, request
@@ -27,6 +28,10 @@ from werkzeug.wrappers import Response
 from slussen.errors import NotFound
 
 T = TypeVar("T")
+R = TypeVar("R")
+
+#: Items per committed slice of a long job (letters printed, timers fired, keys rewrapped).
+SLICE_SIZE = 200
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -230,3 +235,29 @@ def session_scope(app: Flask) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def in_slices(
+    items: Iterable[T],
+    work: Callable[[list[T]], Iterable[R]],
+    *,
+    commit: Callable[[], None] | None,
+    size: int = SLICE_SIZE,
+) -> Iterator[R]:
+    """Run a long job in short transactions: `work` handles `size` items at a time, `commit()`
+    ends that slice's transaction, and only then are the slice's results handed out.
+
+    So the write lock (SQLite) and the audit chain head's row lock are held for one slice, never
+    for the job, and whatever the caller does with the results (rendering a PDF) happens outside
+    any transaction. A slice that raises is not committed (the caller rolls it back); the slices
+    before it stay committed, so the job must be written to resume: find what is left, not
+    redo what is done. `commit=None` keeps everything in the caller's one transaction (a web
+    request, which never commits itself). A lazy generator: nothing runs until it is read."""
+    if size < 1:
+        raise ValueError("a slice holds at least one item")
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        results = list(work(chunk))
+        if commit is not None:
+            commit()
+        yield from results

@@ -2,8 +2,9 @@
 
 Every function takes the Keystore (session + key ring) and the acting user. Reading a patient's
 identity goes through slussen.patients.services.read_patient (an audit row "read"); printing writes
-an audit row "print" per letter. Functions only flush; the view or command commits once, so a batch
-is printed and marked in one transaction or not at all.
+an audit row "print" per letter. Functions only flush; the view or command commits once. The one
+exception is `print_batch` given a `commit` callable (the CLI): it commits a slice of letters at a
+time, and a run that stops half way is finished by the next one.
 
 A batch is never stored as a PDF (it would be patient data at rest): it is rendered again from the
 same letters in the same order with the batch's date, which gives the same bytes (`LetterBatch.
@@ -27,7 +28,7 @@ from slussen.audit import Actor
 from slussen.cases.engine import may_act_on
 from slussen.cases.models import Case
 from slussen.config import Settings, local_zone, today_local
-from slussen.db import utcnow
+from slussen.db import SLICE_SIZE, in_slices, utcnow
 from slussen.directory.models import Activity
 from slussen.directory.services import next_occasions
 from slussen.errors import Invalid, NotFound
@@ -477,6 +478,22 @@ def _in_queue(query: Select[*Row], unit_id: int, *, forwarding: bool) -> Select[
     )
 
 
+def unfinished_batch(session: Session, unit_id: int, *, forwarding: bool) -> LetterBatch | None:
+    """The unit's batch whose print run stopped half way (its letters so far committed, no PDF
+    fingerprint yet), which the next print of the same queue finishes; None when there is none."""
+    batch: LetterBatch | None = session.scalar(
+        select(LetterBatch)
+        .where(
+            LetterBatch.unit_id == unit_id,
+            LetterBatch.is_forwarding.is_(forwarding),
+            LetterBatch.sha256 == "",
+        )
+        .order_by(LetterBatch.id)
+        .limit(1)
+    )
+    return batch
+
+
 def print_batch(
     store: Keystore,
     actor: Actor,
@@ -489,25 +506,39 @@ def print_batch(
     forwarding: bool = False,
     today: dt.date | None = None,
     progress: Callable[[int, int], None] | None = None,
+    commit: Callable[[], None] | None = None,
+    slice_size: int = SLICE_SIZE,
 ) -> BatchResult:
     """Print the unit's queued letters (or the selected ones) as one PDF written to `out`: a
-    cover sheet, then every letter with its enclosures in postcode order. In the caller's
-    transaction the printed letters get status printed and the batch, each letter gets an audit
-    row "print", and letters asking for answers get their answer code.
+    cover sheet, then every letter with its enclosures in postcode order. The printed letters
+    get status printed and the batch, each letter gets an audit row "print", and letters asking
+    for answers get their answer code.
+
+    In slices: `slice_size` letters at a time are checked (an audited read of each patient),
+    then marked printed with their audit rows, and `commit()` ends each slice's transaction, so
+    a run of thousands holds the write lock and the audit chain head for one slice at a time and
+    other units' pages do not wait for it (the PDF is rendered between slices, outside any
+    transaction). A run that stops half way leaves an unfinished batch (`unfinished_batch`)
+    whose letters so far are committed with their audit rows; the next print of the same queue
+    finishes it: its earlier letters come first in the new PDF (read again, an audited read, but
+    neither marked nor audited as printed twice), then the rest, in postcode order among
+    themselves. Without `commit` (a web request) everything stays in the caller's transaction.
 
     Letters that cannot be printed correctly are held back with a reason (no address, no booked
     time, no coach…) and are tried again in the next batch; an older duplicate of a newer queued
     letter of the same kind, and a letter queued before its case was closed, are cancelled.
     `forwarding` prints the letters to patients with protected identity (no address).
-    Refuses an actor who does not coordinate the unit (NotFound). With nothing to print,
-    returns a result without batch and writes nothing to `out`."""
+    Refuses an actor who does not coordinate the unit (NotFound), and a letter of an unfinished
+    batch that can no longer be printed (Invalid). With nothing to print, returns a result
+    without batch and writes nothing to `out`."""
     _check_coordinator(actor, unit_id)
     session = store.session
     unit = session.get(Unit, unit_id)
     if unit is None:
         raise NotFound("Enheten finns inte.")
     now = utcnow()
-    letter_date = today or today_local()
+    batch = unfinished_batch(session, unit_id, forwarding=forwarding)
+    letter_date = batch.letter_date if batch else today or today_local()
     # Plain rows, not ORM objects: a batch of thousands keeps only ids and window lines.
     query = _in_queue(
         select(
@@ -528,7 +559,6 @@ def print_batch(
     newest: dict[tuple[int, str], int] = {}
     for row in candidates:
         newest[(row.case_id, row.letter)] = row.id
-    planned: list[tuple[str, int, str]] = []
     held: list[tuple[int, str]] = []
     counts: dict[str, int] = {}
 
@@ -538,67 +568,119 @@ def print_batch(
         letter.status = status
         letter.hold_reason = reason[:200]
 
-    for index, row in enumerate(candidates, start=1):
-        if index % 100 == 0:
-            session.flush()  # modified rows are held in memory until flushed
-        if newest[(row.case_id, row.letter)] != row.id:
-            set_status(row.id, "cancelled", "Ersatt av ett nyare brev av samma slag.")
-            continue
-        if row.closed_at is not None and row.queued_at < row.closed_at:
-            set_status(row.id, "cancelled", "Ärendet avslutades innan brevet skrevs ut.")
-            continue
-        try:
-            template = context.templates.get(row.letter)
-            if template is None:
-                raise LetterIncomplete(f"Brevmallen {row.letter} finns inte.")
-            reason = check_needs(store, _CaseRef(row.case_id, row.coach_id), template, settings)
-            if reason:
-                raise LetterIncomplete(reason)
-            patient = session.get(Patient, row.patient_id)
-            assert patient is not None
-            if patient.erased_at is not None:
-                raise LetterIncomplete("Patientens uppgifter är raderade.")
-            # A fresh Keystore per patient: its key cache would otherwise grow with the batch.
-            identity = read_patient(
-                Keystore(session, store.ring),
-                actor,
-                patient,
-                purpose="brevutskrift",
-                unit_id=unit_id,
+    def plan(rows: list[Any]) -> Iterator[tuple[str, int, str]]:
+        """One slice of the queue: cancel, hold back, or read the patient for the window."""
+        for row in rows:
+            if newest[(row.case_id, row.letter)] != row.id:
+                set_status(row.id, "cancelled", "Ersatt av ett nyare brev av samma slag.")
+                continue
+            if row.closed_at is not None and row.queued_at < row.closed_at:
+                set_status(row.id, "cancelled", "Ärendet avslutades innan brevet skrevs ut.")
+                continue
+            try:
+                template = context.templates.get(row.letter)
+                if template is None:
+                    raise LetterIncomplete(f"Brevmallen {row.letter} finns inte.")
+                reason = check_needs(store, _CaseRef(row.case_id, row.coach_id), template, settings)
+                if reason:
+                    raise LetterIncomplete(reason)
+                patient = session.get(Patient, row.patient_id)
+                assert patient is not None
+                if patient.erased_at is not None:
+                    raise LetterIncomplete("Patientens uppgifter är raderade.")
+                # A fresh Keystore per patient: its key cache would otherwise grow with the batch.
+                identity = read_patient(
+                    Keystore(session, store.ring),
+                    actor,
+                    patient,
+                    purpose="brevutskrift",
+                    unit_id=unit_id,
+                )
+                recipient = recipient_of(identity, context.layout)
+            except LetterIncomplete as exc:
+                set_status(row.id, "held", str(exc))
+                held.append((row.id, str(exc)))
+                continue
+            counts[row.letter] = counts.get(row.letter, 0) + 1
+            yield recipient.postcode, row.id, _pack(recipient)
+        session.flush()
+
+    planned = list(in_slices(candidates, plan, commit=commit, size=slice_size))
+    del candidates
+    # The letters an interrupted run already printed into the batch, in their order.
+    earlier: list[tuple[int, str]] = []
+    if batch is not None:
+        earlier = [
+            (row.id, row.letter)
+            for row in session.execute(
+                select(QueuedLetter.id, QueuedLetter.letter)
+                .where(QueuedLetter.batch_id == batch.id)
+                .order_by(QueuedLetter.batch_position)
             )
-            recipient = recipient_of(identity, context.layout)
-        except LetterIncomplete as exc:
-            set_status(row.id, "held", str(exc))
-            held.append((row.id, str(exc)))
-            continue
-        planned.append((recipient.postcode, row.id, _pack(recipient)))
-        counts[row.letter] = counts.get(row.letter, 0) + 1
-    del candidates, newest
-    session.flush()
-    if not planned:
+        ]
+    if not planned and not earlier:
         return BatchResult(None, 0, held)
     planned.sort(key=lambda item: (item[0], item[1]))
-    batch = LetterBatch(
-        unit_id=unit_id,
-        created_by_id=actor.user_id,
-        letter_date=letter_date,
-        letter_count=len(planned),
-        page_count=0,
-        sha256="",
-        is_forwarding=forwarding,
-    )
-    session.add(batch)
+    for _letter_id, kind in earlier:
+        counts[kind] = counts.get(kind, 0) + 1
+    if batch is None:
+        batch = LetterBatch(
+            unit_id=unit_id,
+            created_by_id=actor.user_id,
+            letter_date=letter_date,
+            letter_count=0,
+            page_count=0,
+            sha256="",  # unfinished until the PDF is written
+            is_forwarding=forwarding,
+        )
+        session.add(batch)
+    batch.letter_count = len(earlier)
     session.flush()
+    printing = batch
+    position = len(earlier)
 
-    def letters() -> Iterator[LetterData]:
-        for position, (_postcode, letter_id, packed) in enumerate(planned, start=1):
-            recipient = _unpack(packed)
+    def reread(ids: list[tuple[int, str]]) -> Iterator[LetterData]:
+        """Earlier letters of the batch again, for this run's PDF: already marked and audited as
+        printed, so only the patient read is recorded."""
+        for letter_id, _kind in ids:
             letter = session.get(QueuedLetter, letter_id)
+            case = session.get(Case, letter.case_id) if letter else None
+            patient = session.get(Patient, case.patient_id) if case else None
+            assert letter is not None and case is not None and patient is not None
+            try:
+                yield _addressed_letter_data(
+                    Keystore(session, store.ring),  # no key cache growing with the batch
+                    actor,
+                    letter,
+                    patient,
+                    purpose="brevutskrift",
+                    unit_id=unit_id,
+                    context=context,
+                    settings=settings,
+                    letter_date=letter_date,
+                )
+            except LetterIncomplete as exc:
+                raise Invalid(
+                    f"Brev {letter.id} i den avbrutna utskriftsomgången {printing.id} kan inte "
+                    f"skrivas ut: {exc}".rstrip(".")
+                    + "."
+                ) from None
+
+    def mark(items: list[tuple[str, int, str]]) -> Iterator[LetterData]:
+        """One slice of the batch: each letter's data, marked printed with its audit row."""
+        nonlocal position
+        for _postcode, letter_id, packed in items:
+            # Locked and read afresh: a letter another run printed meanwhile is not printed twice.
+            letter = session.get(
+                QueuedLetter, letter_id, with_for_update=True, populate_existing=True
+            )
             assert letter is not None
+            if letter.status not in ("queued", "held"):
+                continue
             data = letter_data(
                 Keystore(session, store.ring),  # no key cache growing with the batch
                 letter,
-                recipient,
+                _unpack(packed),
                 templates=context.templates,
                 settings=settings,
                 letter_date=letter_date,
@@ -610,23 +692,30 @@ def print_batch(
                 create_answer_code(
                     store, case, template.occasion, letter, settings=settings, now=now
                 )
+            position += 1
             letter.status = "printed"
             letter.hold_reason = None
             letter.printed_at = now
-            letter.batch_id = batch.id
+            letter.batch_id = printing.id
             letter.batch_position = position
-            _audit_print(store, actor, letter, case, batch)
-            if position % 50 == 0:
-                session.flush()
+            _audit_print(store, actor, letter, case, printing)
             yield data
+        printing.letter_count = position
+        session.flush()
 
+    def letters() -> Iterator[LetterData]:
+        yield from in_slices(earlier, reread, commit=commit, size=slice_size)
+        yield from in_slices(planned, mark, commit=commit, size=slice_size)
+
+    if commit is not None:
+        commit()  # the batch exists before its first slice
     cover = Cover(batch.id, unit.name, letter_date, _count_rows(context, counts), forwarding)
-    total = len(planned)
+    total = len(earlier) + len(planned)
     pages, fingerprint = _write_pdf(out, cover, letters(), context, total, progress)
     batch.page_count = pages
     batch.sha256 = fingerprint
     session.flush()
-    return BatchResult(batch, total, held)
+    return BatchResult(batch, position, held)
 
 
 def _audit_print(
