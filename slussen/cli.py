@@ -27,7 +27,7 @@ from slussen.cases.engine import current_workflow
 from slussen.cases.timers import run_timers
 from slussen.clitools import Failure
 from slussen.config import ConfigError, load_settings, today_local
-from slussen.db import engine, make_engine, session_scope
+from slussen.db import engine, make_engine, session_scope, slice_commit
 from slussen.dbroles import app_role_warnings
 from slussen.directory.cli import directory_cli
 from slussen.errors import DomainError
@@ -513,7 +513,7 @@ def letters_print(
                             forwarding=forwarding,
                             progress=progress,
                             # A slice at a time: other units' pages never wait for the print.
-                            commit=session.commit,
+                            commit=slice_commit(session),
                         )
             except (DomainError, Failure) as exc:
                 # session_scope rolls the current slice back; earlier slices stay committed.

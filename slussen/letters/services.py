@@ -63,6 +63,11 @@ MAX_ID = 2**31
 Row = TypeVarTuple("Row")
 
 
+#: Writes a batch's cover and letters as one PDF: (out, cover, letters, context, progress=)
+#: -> (pages, sha256), as `render.write_batch` does.
+BatchWriter = Callable[..., tuple[int, str]]
+
+
 class LetterIncomplete(Invalid):
     """The letter cannot be printed correctly now; the message is the hold reason."""
 
@@ -508,6 +513,7 @@ def print_batch(
     progress: Callable[[int, int], None] | None = None,
     commit: Callable[[], None] | None = None,
     slice_size: int = SLICE_SIZE,
+    write_pdf: BatchWriter = write_batch,
 ) -> BatchResult:
     """Print the unit's queued letters (or the selected ones) as one PDF written to `out`: a
     cover sheet, then every letter with its enclosures in postcode order. The printed letters
@@ -523,6 +529,8 @@ def print_batch(
     finishes it: its earlier letters come first in the new PDF (read again, an audited read, but
     neither marked nor audited as printed twice), then the rest, in postcode order among
     themselves. Without `commit` (a web request) everything stays in the caller's transaction.
+    `write_pdf` turns the letters into the PDF (`render.write_batch`; a test may pass a faster
+    one, the slices, marks and audit rows stay the same).
 
     Letters that cannot be printed correctly are held back with a reason (no address, no booked
     time, no coach…) and are tried again in the next batch; an older duplicate of a newer queued
@@ -568,42 +576,40 @@ def print_batch(
         letter.status = status
         letter.hold_reason = reason[:200]
 
-    def plan(rows: list[Any]) -> Iterator[tuple[str, int, str]]:
-        """One slice of the queue: cancel, hold back, or read the patient for the window."""
-        for row in rows:
-            if newest[(row.case_id, row.letter)] != row.id:
-                set_status(row.id, "cancelled", "Ersatt av ett nyare brev av samma slag.")
-                continue
-            if row.closed_at is not None and row.queued_at < row.closed_at:
-                set_status(row.id, "cancelled", "Ärendet avslutades innan brevet skrevs ut.")
-                continue
-            try:
-                template = context.templates.get(row.letter)
-                if template is None:
-                    raise LetterIncomplete(f"Brevmallen {row.letter} finns inte.")
-                reason = check_needs(store, _CaseRef(row.case_id, row.coach_id), template, settings)
-                if reason:
-                    raise LetterIncomplete(reason)
-                patient = session.get(Patient, row.patient_id)
-                assert patient is not None
-                if patient.erased_at is not None:
-                    raise LetterIncomplete("Patientens uppgifter är raderade.")
-                # A fresh Keystore per patient: its key cache would otherwise grow with the batch.
-                identity = read_patient(
-                    Keystore(session, store.ring),
-                    actor,
-                    patient,
-                    purpose="brevutskrift",
-                    unit_id=unit_id,
-                )
-                recipient = recipient_of(identity, context.layout)
-            except LetterIncomplete as exc:
-                set_status(row.id, "held", str(exc))
-                held.append((row.id, str(exc)))
-                continue
-            counts[row.letter] = counts.get(row.letter, 0) + 1
-            yield recipient.postcode, row.id, _pack(recipient)
-        session.flush()
+    def plan(row: Any) -> Iterator[tuple[str, int, str]]:
+        """A letter of the queue: cancel, hold back, or read the patient for the window."""
+        if newest[(row.case_id, row.letter)] != row.id:
+            set_status(row.id, "cancelled", "Ersatt av ett nyare brev av samma slag.")
+            return
+        if row.closed_at is not None and row.queued_at < row.closed_at:
+            set_status(row.id, "cancelled", "Ärendet avslutades innan brevet skrevs ut.")
+            return
+        try:
+            template = context.templates.get(row.letter)
+            if template is None:
+                raise LetterIncomplete(f"Brevmallen {row.letter} finns inte.")
+            reason = check_needs(store, _CaseRef(row.case_id, row.coach_id), template, settings)
+            if reason:
+                raise LetterIncomplete(reason)
+            patient = session.get(Patient, row.patient_id)
+            assert patient is not None
+            if patient.erased_at is not None:
+                raise LetterIncomplete("Patientens uppgifter är raderade.")
+            # A fresh Keystore per patient: its key cache would otherwise grow with the batch.
+            identity = read_patient(
+                Keystore(session, store.ring),
+                actor,
+                patient,
+                purpose="brevutskrift",
+                unit_id=unit_id,
+            )
+            recipient = recipient_of(identity, context.layout)
+        except LetterIncomplete as exc:
+            set_status(row.id, "held", str(exc))
+            held.append((row.id, str(exc)))
+            return
+        counts[row.letter] = counts.get(row.letter, 0) + 1
+        yield recipient.postcode, row.id, _pack(recipient)
 
     planned = list(in_slices(candidates, plan, commit=commit, size=slice_size))
     del candidates
@@ -639,69 +645,64 @@ def print_batch(
     printing = batch
     position = len(earlier)
 
-    def reread(ids: list[tuple[int, str]]) -> Iterator[LetterData]:
+    def reread(item: tuple[int, str]) -> Iterator[LetterData]:
         """Earlier letters of the batch again, for this run's PDF: already marked and audited as
         printed, so only the patient read is recorded."""
-        for letter_id, _kind in ids:
-            letter = session.get(QueuedLetter, letter_id)
-            case = session.get(Case, letter.case_id) if letter else None
-            patient = session.get(Patient, case.patient_id) if case else None
-            assert letter is not None and case is not None and patient is not None
-            try:
-                yield _addressed_letter_data(
-                    Keystore(session, store.ring),  # no key cache growing with the batch
-                    actor,
-                    letter,
-                    patient,
-                    purpose="brevutskrift",
-                    unit_id=unit_id,
-                    context=context,
-                    settings=settings,
-                    letter_date=letter_date,
-                )
-            except LetterIncomplete as exc:
-                raise Invalid(
-                    f"Brev {letter.id} i den avbrutna utskriftsomgången {printing.id} kan inte "
-                    f"skrivas ut: {exc}".rstrip(".")
-                    + "."
-                ) from None
-
-    def mark(items: list[tuple[str, int, str]]) -> Iterator[LetterData]:
-        """One slice of the batch: each letter's data, marked printed with its audit row."""
-        nonlocal position
-        for _postcode, letter_id, packed in items:
-            # Locked and read afresh: a letter another run printed meanwhile is not printed twice.
-            letter = session.get(
-                QueuedLetter, letter_id, with_for_update=True, populate_existing=True
-            )
-            assert letter is not None
-            if letter.status not in ("queued", "held"):
-                continue
-            data = letter_data(
+        letter_id, _kind = item
+        letter = session.get(QueuedLetter, letter_id)
+        case = session.get(Case, letter.case_id) if letter else None
+        patient = session.get(Patient, case.patient_id) if case else None
+        assert letter is not None and case is not None and patient is not None
+        try:
+            yield _addressed_letter_data(
                 Keystore(session, store.ring),  # no key cache growing with the batch
+                actor,
                 letter,
-                _unpack(packed),
-                templates=context.templates,
+                patient,
+                purpose="brevutskrift",
+                unit_id=unit_id,
+                context=context,
                 settings=settings,
                 letter_date=letter_date,
             )
-            template = context.templates[letter.letter]
-            case = session.get(Case, letter.case_id)
-            assert case is not None
-            if template.asks_for_answers and template.occasion:
-                create_answer_code(
-                    store, case, template.occasion, letter, settings=settings, now=now
-                )
-            position += 1
-            letter.status = "printed"
-            letter.hold_reason = None
-            letter.printed_at = now
-            letter.batch_id = printing.id
-            letter.batch_position = position
-            _audit_print(store, actor, letter, case, printing)
-            yield data
+        except LetterIncomplete as exc:
+            raise Invalid(
+                f"Brev {letter.id} i den avbrutna utskriftsomgången {printing.id} kan inte "
+                f"skrivas ut: {exc}".rstrip(".")
+                + "."
+            ) from None
+
+    def mark(item: tuple[str, int, str]) -> Iterator[LetterData]:
+        """A letter of the batch: its data, marked printed with its audit row."""
+        nonlocal position
+        _postcode, letter_id, packed = item
+        # Locked and read afresh: a letter another run printed meanwhile is not printed twice.
+        letter = session.get(QueuedLetter, letter_id, with_for_update=True, populate_existing=True)
+        assert letter is not None
+        if letter.status not in ("queued", "held"):
+            return
+        data = letter_data(
+            Keystore(session, store.ring),  # no key cache growing with the batch
+            letter,
+            _unpack(packed),
+            templates=context.templates,
+            settings=settings,
+            letter_date=letter_date,
+        )
+        template = context.templates[letter.letter]
+        case = session.get(Case, letter.case_id)
+        assert case is not None
+        if template.asks_for_answers and template.occasion:
+            create_answer_code(store, case, template.occasion, letter, settings=settings, now=now)
+        position += 1
+        letter.status = "printed"
+        letter.hold_reason = None
+        letter.printed_at = now
+        letter.batch_id = printing.id
+        letter.batch_position = position
+        _audit_print(store, actor, letter, case, printing)
         printing.letter_count = position
-        session.flush()
+        yield data
 
     def letters() -> Iterator[LetterData]:
         yield from in_slices(earlier, reread, commit=commit, size=slice_size)
@@ -711,7 +712,9 @@ def print_batch(
         commit()  # the batch exists before its first slice
     cover = Cover(batch.id, unit.name, letter_date, _count_rows(context, counts), forwarding)
     total = len(earlier) + len(planned)
-    pages, fingerprint = _write_pdf(out, cover, letters(), context, total, progress)
+    pages, fingerprint = _write_pdf(out, cover, letters(), context, total, progress, write_pdf)
+    # Marks not yet flushed when there is no commit between slices (a web request).
+    session.flush()
     batch.page_count = pages
     batch.sha256 = fingerprint
     session.flush()
@@ -749,9 +752,10 @@ def _write_pdf(
     context: RenderContext,
     total: int,
     progress: Callable[[int, int], None] | None,
+    write_pdf: BatchWriter = write_batch,
 ) -> tuple[int, str]:
     """Write a batch's PDF (pages, SHA-256), telling `progress` how many of `total` are done."""
-    return write_batch(
+    return write_pdf(
         out,
         cover,
         letters,
