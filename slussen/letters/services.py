@@ -694,7 +694,11 @@ def print_batch(
         assert case is not None
         if template.asks_for_answers and template.occasion:
             create_answer_code(store, case, template.occasion, letter, settings=settings, now=now)
-        position += 1
+        # The batch row locked for the slice: a second run on the same batch takes the next
+        # positions, not the same ones.
+        locked = session.get(LetterBatch, printing.id, with_for_update=True, populate_existing=True)
+        assert locked is not None
+        position = locked.letter_count + 1
         letter.status = "printed"
         letter.hold_reason = None
         letter.printed_at = now
@@ -785,12 +789,18 @@ def reprint_batch(
     """Print a batch again: the same letters in the same order with the batch's date. Changes no
     letter and no batch; writes an audited read and a "print" audit row per letter (printing
     patient data again is an access). `is_identical` says whether the bytes equal the first
-    print. Refuses a batch of a unit the actor does not coordinate (NotFound)."""
+    print. Refuses a batch of a unit the actor does not coordinate (NotFound), and one whose print
+    stopped half way (Invalid: the next print of the unit's letters finishes it)."""
     session = store.session
     batch = session.get(LetterBatch, batch_id) if 0 < batch_id < MAX_ID else None
     if batch is None:
         raise NotFound("Utskriftsomgången finns inte.")
     _check_coordinator(actor, batch.unit_id)
+    if not batch.sha256:
+        raise Invalid(
+            f"Utskriftsomgång {batch.id} avbröts innan den var klar: skriv ut enhetens brev igen "
+            "så slutförs den."
+        )
     unit = session.get(Unit, batch.unit_id)
     assert unit is not None
     ids = list(

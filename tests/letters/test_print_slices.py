@@ -29,6 +29,7 @@ from slussen.audit import Actor, AuditEvent
 from slussen.cases.engine import current_workflow, fire
 from slussen.db import engine as app_engine
 from slussen.db import slice_commit
+from slussen.errors import Invalid
 from slussen.identifiers import luhn_check_digit, parse_person_identifier
 from slussen.intake.services import refer_patient
 from slussen.keystore import Keystore, current_key_ring
@@ -268,6 +269,7 @@ def test_a_print_stopped_in_a_slice_is_finished_by_the_next_without_duplicates(
         with session:
             batch = session.scalars(select(LetterBatch)).one()
             assert batch.sha256 == "", "the batch is unfinished"
+            batch_id = batch.id
             printed = session.execute(
                 select(QueuedLetter.id, QueuedLetter.batch_position)
                 .where(QueuedLetter.status == "printed")
@@ -281,6 +283,19 @@ def test_a_print_stopped_in_a_slice_is_finished_by_the_next_without_duplicates(
             ))  # fmt: skip
             assert sorted(printed_audits(session)) == sorted(str(i) for i, _p in printed)
             assert audit.verify_chain(session, current_key_ring()).ok
+            settings = site.extensions["slussen.settings"]
+            context = services.render_context(site.extensions["slussen.content"], settings)
+            # An unfinished batch is not printed again half: the next print finishes it.
+            with pytest.raises(Invalid, match="avbröts"):
+                services.reprint_batch(
+                    Keystore(session, current_key_ring()),
+                    audit.SYSTEM,
+                    batch.id,
+                    io.BytesIO(),
+                    context=context,
+                    settings=settings,
+                )
+            session.rollback()
 
     pdf = io.BytesIO()
     settings = site.extensions["slussen.settings"]
@@ -300,13 +315,13 @@ def test_a_print_stopped_in_a_slice_is_finished_by_the_next_without_duplicates(
                 slice_size=5,
             )
             session.commit()
-            assert result.batch is not None and result.batch.id == batch.id
+            assert result.batch is not None and result.batch.id == batch_id
             assert result.printed == len(cases) and result.batch.sha256
             assert result.batch.letter_date == TODAY
             positions = list(
                 session.scalars(
                     select(QueuedLetter.batch_position)
-                    .where(QueuedLetter.batch_id == batch.id)
+                    .where(QueuedLetter.batch_id == batch_id)
                     .order_by(QueuedLetter.batch_position)
                 )
             )
@@ -320,7 +335,7 @@ def test_a_print_stopped_in_a_slice_is_finished_by_the_next_without_duplicates(
             reprint = services.reprint_batch(
                 Keystore(session, current_key_ring()),
                 audit.SYSTEM,
-                batch.id,
+                batch_id,
                 again,
                 context=context,
                 settings=settings,
