@@ -27,7 +27,7 @@ from slussen.cases.engine import current_workflow
 from slussen.cases.timers import run_timers
 from slussen.clitools import Failure
 from slussen.config import ConfigError, load_settings, today_local
-from slussen.db import engine, make_engine, session_scope
+from slussen.db import engine, make_engine, session_scope, slice_commit
 from slussen.dbroles import app_role_warnings
 from slussen.directory.cli import directory_cli
 from slussen.errors import DomainError
@@ -491,6 +491,12 @@ def letters_group() -> None:
     pass
 
 
+_UNFINISHED = (
+    " Letters printed before the stop stay in their unfinished batch: run the same command again"
+    " to finish it into one PDF."
+)
+
+
 @letters_group.command("print", help="Print a unit's queued letters as one PDF (or a batch again).")
 @click.option("--batch", "batch_id", type=int, default=None, help="Print this batch again.")
 @click.option(
@@ -544,13 +550,17 @@ def letters_print(
                             settings=settings,
                             forwarding=forwarding,
                             progress=progress,
+                            # A slice at a time: other units' pages never wait for the print.
+                            commit=slice_commit(session),
                         )
             except (DomainError, Failure) as exc:
-                # session_scope rolls the transaction back.
+                # session_scope rolls the current slice back; earlier slices stay committed.
                 part.unlink(missing_ok=True)
-                raise Failure(str(exc)) from None
+                raise Failure(str(exc) + (_UNFINISHED if batch_id is None else "")) from None
             except BaseException:
                 part.unlink(missing_ok=True)
+                if batch_id is None:
+                    click.echo(_UNFINISHED.strip(), err=True)
                 raise
         for letter_id, reason in result.held:
             click.echo(f"Held back letter {letter_id}: {reason}")

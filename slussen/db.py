@@ -12,6 +12,7 @@ connections are checked before use so a restarted database does not surface as a
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, ClassVar, TypeVar
@@ -27,6 +28,17 @@ from werkzeug.wrappers import Response
 from slussen.errors import NotFound
 
 T = TypeVar("T")
+R = TypeVar("R")
+
+#: Items per committed slice of a long job (letters printed, timers fired, keys rewrapped).
+SLICE_SIZE = 200
+#: Seconds a long job waits after each committed slice on SQLite. A page waiting for the write
+#: lock is woken by SQLite's busy handler, which polls (every 100 ms once it has waited a
+#: while); a job that began its next slice at once would take the lock back before any waiting
+#: page got it, and the page would wait for the whole job after all.
+SQLITE_SLICE_PAUSE = 0.12
+#: A slice also ends after this many seconds, whatever its size: the longest a page waits.
+SLICE_SECONDS = 0.25
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -230,3 +242,53 @@ def session_scope(app: Flask) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def slice_commit(session: Session) -> Callable[[], None]:
+    """The `commit` a long job (a CLI command) gives `in_slices`: commit the session's slice,
+    then, on SQLite, leave the write lock free for a moment so that waiting pages get it."""
+    pause = SQLITE_SLICE_PAUSE if session.get_bind().dialect.name == "sqlite" else 0.0
+
+    def commit() -> None:
+        session.commit()
+        if pause:
+            time.sleep(pause)
+
+    return commit
+
+
+def in_slices(
+    items: Iterable[T],
+    work: Callable[[T], Iterable[R]],
+    *,
+    commit: Callable[[], None] | None,
+    size: int = SLICE_SIZE,
+    seconds: float = SLICE_SECONDS,
+) -> Iterator[R]:
+    """Run a long job in short transactions: `work` handles one item at a time, and after `size`
+    items, or sooner once a slice has taken `seconds`, `commit()` ends that slice's transaction;
+    only then are the slice's results handed out.
+
+    So the write lock (SQLite) and the audit chain head's row lock are held for one short slice,
+    never for the job, and whatever the caller does with the results (rendering a PDF) happens
+    outside any transaction. A slice that raises is not committed (the caller rolls it back);
+    the slices before it stay committed, so the job must be written to resume: find what is
+    left, not redo what is done. `commit=None` keeps everything in the caller's one transaction
+    (a web request, which never commits itself). A lazy generator: nothing runs until read."""
+    if size < 1:
+        raise ValueError("a slice holds at least one item")
+    results: list[R] = []
+    count = 0
+    started = time.monotonic()
+    for item in items:
+        results.extend(work(item))
+        count += 1
+        if count >= size or time.monotonic() - started >= seconds:
+            if commit is not None:
+                commit()
+            yield from results
+            results, count, started = [], 0, time.monotonic()
+    if count:
+        if commit is not None:
+            commit()
+        yield from results

@@ -2,8 +2,9 @@
 
 Every function takes the Keystore (session + key ring) and the acting user. Reading a patient's
 identity goes through slussen.patients.services.read_patient (an audit row "read"); printing writes
-an audit row "print" per letter. Functions only flush; the view or command commits once, so a batch
-is printed and marked in one transaction or not at all.
+an audit row "print" per letter. Functions only flush; the view or command commits once. The one
+exception is `print_batch` given a `commit` callable (the CLI): it commits a slice of letters at a
+time, and a run that stops half way is finished by the next one.
 
 A batch is never stored as a PDF (it would be patient data at rest): it is rendered again from the
 same letters in the same order with the batch's date, which gives the same bytes (`LetterBatch.
@@ -27,7 +28,7 @@ from slussen.audit import Actor
 from slussen.cases.engine import may_act_on
 from slussen.cases.models import Case
 from slussen.config import Settings, local_zone, today_local
-from slussen.db import utcnow
+from slussen.db import SLICE_SIZE, in_slices, utcnow
 from slussen.directory.models import Activity
 from slussen.directory.services import next_occasions
 from slussen.errors import Invalid, NotFound
@@ -60,6 +61,11 @@ REPLY_DAYS = 14
 MAX_ID = 2**31
 # The row type of a query narrowed by `_in_queue` (it keeps what the query selects).
 Row = TypeVarTuple("Row")
+
+
+#: Writes a batch's cover and letters as one PDF: (out, cover, letters, context, progress=)
+#: -> (pages, sha256), as `render.write_batch` does.
+BatchWriter = Callable[..., tuple[int, str]]
 
 
 class LetterIncomplete(Invalid):
@@ -477,6 +483,22 @@ def _in_queue(query: Select[*Row], unit_id: int, *, forwarding: bool) -> Select[
     )
 
 
+def unfinished_batch(session: Session, unit_id: int, *, forwarding: bool) -> LetterBatch | None:
+    """The unit's batch whose print run stopped half way (its letters so far committed, no PDF
+    fingerprint yet), which the next print of the same queue finishes; None when there is none."""
+    batch: LetterBatch | None = session.scalar(
+        select(LetterBatch)
+        .where(
+            LetterBatch.unit_id == unit_id,
+            LetterBatch.is_forwarding.is_(forwarding),
+            LetterBatch.sha256 == "",
+        )
+        .order_by(LetterBatch.id)
+        .limit(1)
+    )
+    return batch
+
+
 def print_batch(
     store: Keystore,
     actor: Actor,
@@ -489,25 +511,42 @@ def print_batch(
     forwarding: bool = False,
     today: dt.date | None = None,
     progress: Callable[[int, int], None] | None = None,
+    commit: Callable[[], None] | None = None,
+    slice_size: int = SLICE_SIZE,
+    write_pdf: BatchWriter = write_batch,
 ) -> BatchResult:
     """Print the unit's queued letters (or the selected ones) as one PDF written to `out`: a
-    cover sheet, then every letter with its enclosures in postcode order. In the caller's
-    transaction the printed letters get status printed and the batch, each letter gets an audit
-    row "print", and letters asking for answers get their answer code.
+    cover sheet, then every letter with its enclosures in postcode order. The printed letters
+    get status printed and the batch, each letter gets an audit row "print", and letters asking
+    for answers get their answer code.
+
+    In slices: `slice_size` letters at a time are checked (an audited read of each patient),
+    then marked printed with their audit rows, and `commit()` ends each slice's transaction, so
+    a run of thousands holds the write lock and the audit chain head for one slice at a time and
+    other units' pages do not wait for it (the PDF is rendered between slices, outside any
+    transaction). A run that stops half way leaves an unfinished batch (`unfinished_batch`)
+    whose letters so far are committed with their audit rows; the next print of the same queue
+    finishes it: its earlier letters come first in the new PDF (read again, an audited read, but
+    neither marked nor audited as printed twice), then the rest, in postcode order among
+    themselves. Without `commit` (a web request) everything stays in the caller's transaction.
+    `write_pdf` turns the letters into the PDF (`render.write_batch`; a test may pass a faster
+    one, the slices, marks and audit rows stay the same).
 
     Letters that cannot be printed correctly are held back with a reason (no address, no booked
     time, no coach…) and are tried again in the next batch; an older duplicate of a newer queued
     letter of the same kind, and a letter queued before its case was closed, are cancelled.
     `forwarding` prints the letters to patients with protected identity (no address).
-    Refuses an actor who does not coordinate the unit (NotFound). With nothing to print,
-    returns a result without batch and writes nothing to `out`."""
+    Refuses an actor who does not coordinate the unit (NotFound), and a letter of an unfinished
+    batch that can no longer be printed (Invalid). With nothing to print, returns a result
+    without batch and writes nothing to `out`."""
     _check_coordinator(actor, unit_id)
     session = store.session
     unit = session.get(Unit, unit_id)
     if unit is None:
         raise NotFound("Enheten finns inte.")
     now = utcnow()
-    letter_date = today or today_local()
+    batch = unfinished_batch(session, unit_id, forwarding=forwarding)
+    letter_date = batch.letter_date if batch else today or today_local()
     # Plain rows, not ORM objects: a batch of thousands keeps only ids and window lines.
     query = _in_queue(
         select(
@@ -528,7 +567,6 @@ def print_batch(
     newest: dict[tuple[int, str], int] = {}
     for row in candidates:
         newest[(row.case_id, row.letter)] = row.id
-    planned: list[tuple[str, int, str]] = []
     held: list[tuple[int, str]] = []
     counts: dict[str, int] = {}
 
@@ -538,15 +576,14 @@ def print_batch(
         letter.status = status
         letter.hold_reason = reason[:200]
 
-    for index, row in enumerate(candidates, start=1):
-        if index % 100 == 0:
-            session.flush()  # modified rows are held in memory until flushed
+    def plan(row: Any) -> Iterator[tuple[str, int, str]]:
+        """A letter of the queue: cancel, hold back, or read the patient for the window."""
         if newest[(row.case_id, row.letter)] != row.id:
             set_status(row.id, "cancelled", "Ersatt av ett nyare brev av samma slag.")
-            continue
+            return
         if row.closed_at is not None and row.queued_at < row.closed_at:
             set_status(row.id, "cancelled", "Ärendet avslutades innan brevet skrevs ut.")
-            continue
+            return
         try:
             template = context.templates.get(row.letter)
             if template is None:
@@ -570,63 +607,122 @@ def print_batch(
         except LetterIncomplete as exc:
             set_status(row.id, "held", str(exc))
             held.append((row.id, str(exc)))
-            continue
-        planned.append((recipient.postcode, row.id, _pack(recipient)))
+            return
         counts[row.letter] = counts.get(row.letter, 0) + 1
-    del candidates, newest
-    session.flush()
-    if not planned:
+        yield recipient.postcode, row.id, _pack(recipient)
+
+    planned = list(in_slices(candidates, plan, commit=commit, size=slice_size))
+    del candidates
+    # The letters an interrupted run already printed into the batch, in their order.
+    earlier: list[tuple[int, str]] = []
+    if batch is not None:
+        earlier = [
+            (row.id, row.letter)
+            for row in session.execute(
+                select(QueuedLetter.id, QueuedLetter.letter)
+                .where(QueuedLetter.batch_id == batch.id)
+                .order_by(QueuedLetter.batch_position)
+            )
+        ]
+    if not planned and not earlier:
         return BatchResult(None, 0, held)
     planned.sort(key=lambda item: (item[0], item[1]))
-    batch = LetterBatch(
-        unit_id=unit_id,
-        created_by_id=actor.user_id,
-        letter_date=letter_date,
-        letter_count=len(planned),
-        page_count=0,
-        sha256="",
-        is_forwarding=forwarding,
-    )
-    session.add(batch)
+    for _letter_id, kind in earlier:
+        counts[kind] = counts.get(kind, 0) + 1
+    if batch is None:
+        batch = LetterBatch(
+            unit_id=unit_id,
+            created_by_id=actor.user_id,
+            letter_date=letter_date,
+            letter_count=0,
+            page_count=0,
+            sha256="",  # unfinished until the PDF is written
+            is_forwarding=forwarding,
+        )
+        session.add(batch)
+    batch.letter_count = len(earlier)
     session.flush()
+    printing = batch
+    position = len(earlier)
 
-    def letters() -> Iterator[LetterData]:
-        for position, (_postcode, letter_id, packed) in enumerate(planned, start=1):
-            recipient = _unpack(packed)
-            letter = session.get(QueuedLetter, letter_id)
-            assert letter is not None
-            data = letter_data(
+    def reread(item: tuple[int, str]) -> Iterator[LetterData]:
+        """Earlier letters of the batch again, for this run's PDF: already marked and audited as
+        printed, so only the patient read is recorded."""
+        letter_id, _kind = item
+        letter = session.get(QueuedLetter, letter_id)
+        case = session.get(Case, letter.case_id) if letter else None
+        patient = session.get(Patient, case.patient_id) if case else None
+        assert letter is not None and case is not None and patient is not None
+        try:
+            yield _addressed_letter_data(
                 Keystore(session, store.ring),  # no key cache growing with the batch
+                actor,
                 letter,
-                recipient,
-                templates=context.templates,
+                patient,
+                purpose="brevutskrift",
+                unit_id=unit_id,
+                context=context,
                 settings=settings,
                 letter_date=letter_date,
             )
-            template = context.templates[letter.letter]
-            case = session.get(Case, letter.case_id)
-            assert case is not None
-            if template.asks_for_answers and template.occasion:
-                create_answer_code(
-                    store, case, template.occasion, letter, settings=settings, now=now
-                )
-            letter.status = "printed"
-            letter.hold_reason = None
-            letter.printed_at = now
-            letter.batch_id = batch.id
-            letter.batch_position = position
-            _audit_print(store, actor, letter, case, batch)
-            if position % 50 == 0:
-                session.flush()
-            yield data
+        except LetterIncomplete as exc:
+            raise Invalid(
+                f"Brev {letter.id} i den avbrutna utskriftsomgången {printing.id} kan inte "
+                f"skrivas ut: {exc}".rstrip(".")
+                + "."
+            ) from None
 
+    def mark(item: tuple[str, int, str]) -> Iterator[LetterData]:
+        """A letter of the batch: its data, marked printed with its audit row."""
+        nonlocal position
+        _postcode, letter_id, packed = item
+        # Locked and read afresh: a letter another run printed meanwhile is not printed twice.
+        letter = session.get(QueuedLetter, letter_id, with_for_update=True, populate_existing=True)
+        assert letter is not None
+        if letter.status not in ("queued", "held"):
+            return
+        data = letter_data(
+            Keystore(session, store.ring),  # no key cache growing with the batch
+            letter,
+            _unpack(packed),
+            templates=context.templates,
+            settings=settings,
+            letter_date=letter_date,
+        )
+        template = context.templates[letter.letter]
+        case = session.get(Case, letter.case_id)
+        assert case is not None
+        if template.asks_for_answers and template.occasion:
+            create_answer_code(store, case, template.occasion, letter, settings=settings, now=now)
+        # The batch row locked for the slice: a second run on the same batch takes the next
+        # positions, not the same ones.
+        locked = session.get(LetterBatch, printing.id, with_for_update=True, populate_existing=True)
+        assert locked is not None
+        position = locked.letter_count + 1
+        letter.status = "printed"
+        letter.hold_reason = None
+        letter.printed_at = now
+        letter.batch_id = printing.id
+        letter.batch_position = position
+        _audit_print(store, actor, letter, case, printing)
+        printing.letter_count = position
+        yield data
+
+    def letters() -> Iterator[LetterData]:
+        yield from in_slices(earlier, reread, commit=commit, size=slice_size)
+        yield from in_slices(planned, mark, commit=commit, size=slice_size)
+
+    if commit is not None:
+        commit()  # the batch exists before its first slice
     cover = Cover(batch.id, unit.name, letter_date, _count_rows(context, counts), forwarding)
-    total = len(planned)
-    pages, fingerprint = _write_pdf(out, cover, letters(), context, total, progress)
+    total = len(earlier) + len(planned)
+    pages, fingerprint = _write_pdf(out, cover, letters(), context, total, progress, write_pdf)
+    # Marks not yet flushed when there is no commit between slices (a web request).
+    session.flush()
     batch.page_count = pages
     batch.sha256 = fingerprint
     session.flush()
-    return BatchResult(batch, total, held)
+    return BatchResult(batch, position, held)
 
 
 def _audit_print(
@@ -660,9 +756,10 @@ def _write_pdf(
     context: RenderContext,
     total: int,
     progress: Callable[[int, int], None] | None,
+    write_pdf: BatchWriter = write_batch,
 ) -> tuple[int, str]:
     """Write a batch's PDF (pages, SHA-256), telling `progress` how many of `total` are done."""
-    return write_batch(
+    return write_pdf(
         out,
         cover,
         letters,
@@ -692,12 +789,18 @@ def reprint_batch(
     """Print a batch again: the same letters in the same order with the batch's date. Changes no
     letter and no batch; writes an audited read and a "print" audit row per letter (printing
     patient data again is an access). `is_identical` says whether the bytes equal the first
-    print. Refuses a batch of a unit the actor does not coordinate (NotFound)."""
+    print. Refuses a batch of a unit the actor does not coordinate (NotFound), and one whose print
+    stopped half way (Invalid: the next print of the unit's letters finishes it)."""
     session = store.session
     batch = session.get(LetterBatch, batch_id) if 0 < batch_id < MAX_ID else None
     if batch is None:
         raise NotFound("Utskriftsomgången finns inte.")
     _check_coordinator(actor, batch.unit_id)
+    if not batch.sha256:
+        raise Invalid(
+            f"Utskriftsomgång {batch.id} avbröts innan den var klar: skriv ut enhetens brev igen "
+            "så slutförs den."
+        )
     unit = session.get(Unit, batch.unit_id)
     assert unit is not None
     ids = list(

@@ -339,8 +339,8 @@ def test_database_away_gives_try_again_page_and_recovers(proxied: tuple[Flask, P
     assert anonymous.get("/healthz").get_json() == {"status": "ok"}
 
 
-#: `slussen letters print`, stopped after the batch PDF is rendered and the letters are marked
-#: printed in the session, but before the commit: the worst moment to die.
+#: `slussen letters print`, stopped after the batch PDF is rendered and its letters' slices are
+#: committed, but before the batch's fingerprint is: the worst moment to die.
 PRINT_AND_HANG = """
 import sys, time
 from slussen.cli import main
@@ -360,17 +360,20 @@ main()
 """
 
 
-def test_letter_batch_killed_before_commit_marks_nothing_printed(tmp_path: Path) -> None:
-    """No letter is marked printed that is not in a PDF: a print killed before its commit leaves
-    every letter queued and no batch; the next print prints them all into one PDF."""
+def test_letter_batch_killed_before_its_end_is_finished_by_the_next_print(tmp_path: Path) -> None:
+    """A print killed before it ends leaves its committed letters in an unfinished batch and no
+    PDF; the next print finishes that batch: every letter marked printed is in its PDF, and
+    none is printed or audited as printed twice."""
     import io
 
     import pypdf
     from sqlalchemy import select
 
     from slussen.accounts.models import Unit
+    from slussen.audit import AuditEvent
     from slussen.cases.models import Case
     from slussen.letterqueue import QueuedLetter
+    from slussen.letters.models import LetterBatch
 
     with make_site(tmp_path, "sqlite", "letters") as site:
         site.seed(cases=40)
@@ -392,10 +395,8 @@ def test_letter_batch_killed_before_commit_marks_nothing_printed(tmp_path: Path)
         wait_for_line(printing, printing.stdout, "rendered", timeout=120)
         kill(printing)
         with factory() as session:
-            statuses = set(session.scalars(
-                select(QueuedLetter.status).where(QueuedLetter.id.in_(queued))
-            ))  # fmt: skip
-            assert statuses == {"queued"}
+            batches = session.scalars(select(LetterBatch)).all()
+            assert [b.sha256 for b in batches] == [""], "one unfinished batch"
         assert not pdf.exists()
 
         site.cli("letters", "print", "--unit", hsa_id, "--out", str(pdf))
@@ -409,6 +410,13 @@ def test_letter_batch_killed_before_commit_marks_nothing_printed(tmp_path: Path)
                 .where(QueuedLetter.id.in_(queued), QueuedLetter.status == "printed")
             ).all()
         assert printed, "the second print printed the queued letters"
+        with factory() as session:
+            batches = session.scalars(select(LetterBatch)).all()
+            assert len(batches) == 1 and batches[0].sha256, "the batch was finished"
+            audited = session.scalars(
+                select(AuditEvent.object_id).where(AuditEvent.action == "print")
+            ).all()
+        assert sorted(audited) == sorted(str(letter_id) for letter_id, _r in printed)
         for _letter_id, reference in printed:
             assert reference in text, f"{reference} marked printed but not in the PDF"
         app.extensions["slussen.engine"].dispose()
