@@ -393,6 +393,8 @@ class ChainResult:
     reason: str = ""
     #: The last checkpoint the chain was compared with; None when the file has none for it.
     checkpoint: Checkpoint | None = None
+    #: The MAC of the chain's last row (of a chain whose rows hold), for the head's check.
+    last_mac: str = ""
 
 
 @dataclass(frozen=True)
@@ -577,7 +579,7 @@ def _finish(state: _Walking) -> ChainResult:
             "omskriven",
             checkpoint,
         )
-    return ChainResult(state.chain, True, state.expected - 1, reason=state.previous)
+    return ChainResult(state.chain, True, state.expected - 1, last_mac=state.previous)
 
 
 def _against_head_and_checkpoint(
@@ -586,7 +588,7 @@ def _against_head_and_checkpoint(
     """A chain whose rows hold must also end where its head and its last checkpoint say."""
     if not result.ok:
         return result
-    checked, last_mac = result.checked, result.reason
+    checked, last_mac = result.checked, result.last_mac
     if head is None and checked:
         return ChainResult(result.chain, False, checked, None, None, "kedjan saknar huvud")
     if head is not None and (head[0] != checked or (checked and head[1] != last_mac)):
