@@ -93,6 +93,7 @@ def verify_case(app: Flask) -> str:
     BenchError."""
     from slussen.audit import Actor
     from slussen.cases.models import Case
+    from slussen.cases.engine import current_workflow
     from slussen.cases.services import case_view
     from slussen.keystore import Keystore, open_key_ring
     from slussen.patients.services import find_patient_id
@@ -114,7 +115,7 @@ def verify_case(app: Flask) -> str:
             actor = Actor(None, "bench-verify", "coach", frozenset({case.unit_id}))
             view = case_view(store, actor, case)
             identity = view["identity"]
-            panel = visit_panel(store, case)
+            panel = visit_panel(store, case, current_workflow())
             problems = []
             if not identity.name or not identity.identifier.value:
                 problems.append("identity does not decrypt")

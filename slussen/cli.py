@@ -27,7 +27,7 @@ from slussen.cases.engine import current_workflow
 from slussen.cases.timers import run_timers
 from slussen.clitools import Failure
 from slussen.config import ConfigError, load_settings, today_local
-from slussen.db import engine, make_engine, session_scope, slice_commit
+from slussen.db import SLICE_SIZE, engine, make_engine, session_scope, slice_commit
 from slussen.dbroles import app_role_warnings
 from slussen.directory.cli import directory_cli
 from slussen.errors import DomainError
@@ -283,7 +283,7 @@ def keys_status() -> None:
 
 
 @keys_group.command("rotate", help="Add a new master key and rewrap every data key (resumable).")
-@click.option("--batch-size", type=click.IntRange(1, 100000), default=2000, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, 100000), default=SLICE_SIZE, show_default=True)
 @fails_cleanly
 def keys_rotate(batch_size: int) -> None:
     app = _app()

@@ -12,6 +12,9 @@ connections are checked before use so a restarted database does not surface as a
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
+import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -32,11 +35,9 @@ R = TypeVar("R")
 
 #: Items per committed slice of a long job (letters printed, timers fired, keys rewrapped).
 SLICE_SIZE = 200
-#: Seconds a long job waits after each committed slice on SQLite. A page waiting for the write
-#: lock is woken by SQLite's busy handler, which polls (every 100 ms once it has waited a
-#: while); a job that began its next slice at once would take the lock back before any waiting
-#: page got it, and the page would wait for the whole job after all.
-SQLITE_SLICE_PAUSE = 0.12
+#: Seconds a long job waits after each committed slice on SQLite, so that a page queued for the
+#: write lock (`_WriterQueue`) is scheduled and takes it before the job's next slice does.
+SQLITE_SLICE_PAUSE = 0.005
 #: A slice also ends after this many seconds, whatever its size: the longest a page waits.
 SLICE_SECONDS = 0.25
 
@@ -98,16 +99,67 @@ _DEFERRED = "slussen_deferred"
 _WRITES = frozenset({"INSERT", "UPDATE", "DELETE", "REPLAC"})
 
 
+class _WriterQueue:
+    """Writers to one SQLite file wait in a queue, not in SQLite's busy handler.
+
+    SQLite lets one writer at a time hold the write lock; the others poll for it (its busy
+    handler sleeps 1, 2, 5 … then 100 ms between tries), so under load a request could lose the
+    race again and again and wait most of a second while the lock stood free between polls. Here
+    every write transaction first takes an exclusive `flock` on `<database>-writer`: the kernel
+    wakes a waiter the moment the lock is released, across threads and worker processes alike
+    (each connection opens the file itself, and flock locks belong to the open file). SQLite's
+    own lock is then free whenever the queue is, so its busy handler only ever waits for a
+    process that does not queue (the sqlite3 shell, a backup)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        # How many connections of this thread hold the queue: a thread that writes through a
+        # second connection while its first holds the queue would wait for itself forever, so
+        # that second one goes straight to SQLite's lock (and its busy timeout) as before.
+        self._held = threading.local()
+
+    def open(self, info: dict[str, Any]) -> None:
+        info[_QUEUE_FD] = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def enter(self, info: dict[str, Any]) -> None:
+        held = getattr(self._held, "count", 0)
+        if info.get(_QUEUE_HELD) or held:
+            return
+        fcntl.flock(info[_QUEUE_FD], fcntl.LOCK_EX)
+        info[_QUEUE_HELD] = True
+        self._held.count = held + 1
+
+    def leave(self, info: dict[str, Any]) -> None:
+        if info.pop(_QUEUE_HELD, False):
+            fcntl.flock(info[_QUEUE_FD], fcntl.LOCK_UN)
+            self._held.count = max(0, getattr(self._held, "count", 0) - 1)
+
+    def close(self, info: dict[str, Any]) -> None:
+        self.leave(info)
+        fd = info.pop(_QUEUE_FD, None)
+        if fd is not None:
+            os.close(fd)
+
+
+_QUEUE_FD = "slussen_writer_fd"
+_QUEUE_HELD = "slussen_writer_held"
+
+
 def make_engine(url: str) -> Engine:
     """Create the engine for `url` with the settings each database needs."""
     if url.startswith("sqlite"):
         kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
-        if url in ("sqlite://", "sqlite:///:memory:"):
+        in_memory = url in ("sqlite://", "sqlite:///:memory:")
+        if in_memory:
             kwargs["poolclass"] = StaticPool
         engine = create_engine(url, **kwargs)
+        database = engine.url.database
+        queue = None if in_memory or not database else _WriterQueue(f"{database}-writer")
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
+            if queue is not None:
+                queue.open(record.info)
             # Let SQLAlchemy, not pysqlite, decide where transactions begin (savepoints work).
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
@@ -126,6 +178,8 @@ def make_engine(url: str) -> Engine:
             # would see them.
             is_reading = has_request_context() and request.method in READING_METHODS
             conn.info[_DEFERRED] = is_reading
+            if not is_reading and queue is not None:
+                queue.enter(conn.connection.info)
             conn.exec_driver_sql("BEGIN" if is_reading else "BEGIN IMMEDIATE")
 
         @event.listens_for(engine, "savepoint")
@@ -141,7 +195,26 @@ def make_engine(url: str) -> Engine:
                 conn.info[_DEFERRED] = False
                 # Only reads happened so far: end them and wait for the write lock.
                 cursor.execute("COMMIT")
+                if queue is not None:
+                    queue.enter(conn.connection.info)
                 cursor.execute("BEGIN IMMEDIATE")
+
+        if queue is not None:
+
+            def _end_then_leave(conn: Any, end: str) -> None:
+                # SQLAlchemy's own commit or rollback comes next and finds no transaction to
+                # end (pysqlite then does nothing); the queue is left once SQLite's lock is.
+                dbapi_connection = conn.connection.dbapi_connection
+                try:
+                    getattr(dbapi_connection, end)()
+                finally:
+                    if not dbapi_connection.in_transaction:
+                        queue.leave(conn.connection.info)
+
+            event.listen(engine, "commit", lambda conn: _end_then_leave(conn, "commit"))
+            event.listen(engine, "rollback", lambda conn: _end_then_leave(conn, "rollback"))
+            event.listen(engine.pool, "checkin", lambda _c, record: queue.leave(record.info))
+            event.listen(engine.pool, "close", lambda _c, record: queue.close(record.info))
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)

@@ -19,7 +19,16 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from slussen import audit, vault
 from slussen.config import Settings
-from slussen.db import Base, created_at, db_session, intpk, utcnow
+from slussen.db import (
+    SLICE_SIZE,
+    Base,
+    created_at,
+    db_session,
+    in_slices,
+    intpk,
+    slice_commit,
+    utcnow,
+)
 
 
 class DataKey(Base):
@@ -169,26 +178,32 @@ def key_usage(session: Session) -> dict[str, int]:
     return {str(key_id): int(count) for key_id, count in rows}
 
 
-def _pending(session: Session, active: str, after_id: int, batch: int) -> list[DataKey]:
-    return list(
-        session.scalars(
-            select(DataKey)
-            .where(DataKey.master_key_id.is_not(None), DataKey.master_key_id != active)
-            .where(DataKey.id > after_id)
-            .order_by(DataKey.id)
-            .limit(batch)
-        )
+#: Data keys read per query while rewrapping (committed in smaller slices).
+_READ_BATCH = 2000
+
+
+def _pending(session: Session, active: str, after_id: int, batch: int) -> list[tuple[int, bytes]]:
+    """(id, wrapped) of up to `batch` data keys after `after_id` not yet wrapped by `active`."""
+    rows = session.execute(
+        select(DataKey.id, DataKey.wrapped)
+        .where(DataKey.master_key_id.is_not(None), DataKey.master_key_id != active)
+        .where(DataKey.id > after_id)
+        .order_by(DataKey.id)
+        .limit(batch)
     )
+    return [(key_id, wrapped) for key_id, wrapped in rows if wrapped is not None]
 
 
 def rotate_master_key(
     session_factory: Callable[[], Session],
     ring: vault.KeyRing,
     *,
-    batch_size: int = 2000,
+    batch_size: int = SLICE_SIZE,
     progress: Callable[[int, int], None] | None = None,
 ) -> RotationResult:
-    """Add a new master key and rewrap every data key with it, one committed batch at a time.
+    """Add a new master key and rewrap every data key with it, in short committed slices
+    (`db.in_slices`, `batch_size` keys or a quarter of a second each), so pages never wait for
+    a rotation; `progress(done, total)` after each slice.
 
     Resumable: when data keys are still wrapped by an older key (an earlier run was interrupted),
     no new key is added and the run finishes the rewrap. Old master keys are retired only when no
@@ -203,28 +218,38 @@ def rotate_master_key(
     active = ring.active_master_id
     with session_factory() as session:
         total = sum(count for key, count in key_usage(session).items() if key != active)
-    done = 0
-    last_id = 0
-    while True:
-        with session_factory() as session, session.begin():
-            rows = _pending(session, active, last_id, batch_size)
-            if not rows:
-                break
-            for row in rows:
-                assert row.wrapped is not None
-                session.execute(
-                    update(DataKey)
-                    .where(DataKey.id == row.id, DataKey.wrapped == row.wrapped)
-                    .values(
-                        wrapped=vault.rewrap_data_key(ring, row.wrapped, data_key_id=row.id),
-                        master_key_id=active,
-                    )
-                    .execution_options(synchronize_session=False)
+        rewrapped = 0
+
+        def pending() -> Iterator[tuple[int, bytes]]:
+            last_id = 0
+            while rows := _pending(session, active, last_id, _READ_BATCH):
+                yield from rows
+                last_id = rows[-1][0]
+
+        def rewrap(row: tuple[int, bytes]) -> list[int]:
+            nonlocal rewrapped
+            key_id, wrapped = row
+            session.execute(
+                update(DataKey)
+                .where(DataKey.id == key_id, DataKey.wrapped == wrapped)
+                .values(
+                    wrapped=vault.rewrap_data_key(ring, wrapped, data_key_id=key_id),
+                    master_key_id=active,
                 )
-            last_id = rows[-1].id
-        done += len(rows)
-        if progress:
-            progress(done, total)
+                .execution_options(synchronize_session=False)
+            )
+            rewrapped += 1
+            return []
+
+        commit = slice_commit(session)
+
+        def commit_and_report() -> None:
+            commit()
+            if progress:
+                progress(rewrapped, total)
+
+        for _ in in_slices(pending(), rewrap, commit=commit_and_report, size=batch_size):
+            pass
     with session_factory() as session:
         usage = key_usage(session)
     retired = []
@@ -240,9 +265,9 @@ def rotate_master_key(
             "key_rotate",
             "keyring",
             active,
-            purpose=f"rewrapped {done} data keys",
+            purpose=f"rewrapped {rewrapped} data keys",
         )
-    return RotationResult(active_key=active, rewrapped=done, retired=retired, resumed=resumed)
+    return RotationResult(active_key=active, rewrapped=rewrapped, retired=retired, resumed=resumed)
 
 
 def iter_live_keys(session: Session, batch: int = 5000) -> Iterator[DataKey]:
