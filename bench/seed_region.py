@@ -92,8 +92,8 @@ def verify_case(app: Flask) -> str:
     the reads (and their audit rows) are rolled back. Returns a one-line summary; raises
     BenchError."""
     from slussen.audit import Actor
-    from slussen.cases.models import Case
     from slussen.cases.engine import current_workflow
+    from slussen.cases.models import Case
     from slussen.cases.services import case_view
     from slussen.keystore import Keystore, open_key_ring
     from slussen.patients.services import find_patient_id
