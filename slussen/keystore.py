@@ -102,6 +102,9 @@ class Keystore:
         self.session = session
         self.ring = ring
         self._ciphers: dict[int, vault.FieldCipher] = {}
+        #: Each owner's data key id (patient id → data key id) as the layer above looked it up,
+        #: so a page that reads many fields of one patient loads the patient once.
+        self.owner_keys: dict[int, int] = {}
 
     def new_key(self) -> DataKey:
         """Create a data key, wrapped by the active master key, and return its row (flushed)."""

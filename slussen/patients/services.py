@@ -102,9 +102,14 @@ def _clear_values(identity: PatientIdentity) -> dict[str, str]:
 def _data_key_id(store: Keystore, patient: Patient | int) -> int:
     if isinstance(patient, Patient):
         return patient.data_key_id
-    loaded = store.session.get(Patient, patient)
-    assert loaded is not None
-    return loaded.data_key_id
+    # A page unseals many fields of one patient by id; the session's identity map holds the
+    # loaded patient only while something refers to it, so remember its key id instead.
+    key_id = store.owner_keys.get(patient)
+    if key_id is None:
+        key_id = store.session.scalar(select(Patient.data_key_id).where(Patient.id == patient))
+        assert key_id is not None
+        store.owner_keys[patient] = key_id
+    return key_id
 
 
 def seal(
