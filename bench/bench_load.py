@@ -1,6 +1,7 @@
 """The load benchmark (issue 9): a mixed workload on a 100,000-case region over HTTP.
 
 Run: python bench/bench_load.py [--database-url URL] [--rounds 2] [--requests 500] [--mixed 2000]
+    [--print-letters 10000]
 
 1. Reuses bench/bench_cases.py's seeded database (its marker in bench/.data/seeded/; default
    postgresql://postgres@127.0.0.1:5432/slussen_bench_cases), else seeds it with
@@ -18,20 +19,41 @@ Run: python bench/bench_load.py [--database-url URL] [--rounds 2] [--requests 50
    against the blind index so no referral names an existing patient), and the bare page.
    a. Phases: for each of `--rounds` rounds, each class alone, alternating with the bare page
       (bench/run.py's rule: best round counts) -> req/s, p50, p99 and ratios to the bare page.
-   b. Mixed: `--mixed` operations at once with the issue's mix per 20 operations: 8 calendar,
+   b. Worklist during print (issue 16: worklist p99 under 1 s while a 10,000-letter print runs
+      on another unit), after the phases, unless `--print-letters 0` or the worklist is not
+      among `--classes`: the unit with the most cases other than the coach's gets letters
+      queued (`letterqueue.queue_letter`, one transaction) until its next print holds
+      `--print-letters` letters (those of a batch an earlier run left unfinished count: the print
+      finishes them first); `slussen letters print --unit <HSA-id>` starts in a subprocess; once
+      it writes letters (a new batch, letters marked printed or its PDF's first bytes; at most
+      120 s after it started reading the queue's patients) the worklist runs alone, `--requests`
+      requests. The report says whether the print was still running when that load ended (if
+      not, the measurement did not overlap it fully); then the print is stopped with SIGTERM
+      (resumable: its letters so far stay in an unfinished batch, which the next run's print
+      finishes) and its PDF and `.part` file are removed. PASS when the worklist's p99 is under
+      1000 ms.
+   c. Mixed: `--mixed` operations at once with the issue's mix per 20 operations: 8 calendar,
       2 worklist, 3 case page, 3 flagged list, 2 self-referrals, 2 bare (40/25/15/10/10 %);
       per class p50/p99 and their ratios to the bare requests inside the same mix.
    All load comes from a separate Python process on 127.0.0.1 (keep-alive connections, no
    warm-up requests, so every request is counted).
 4. Errors: any answer other than the expected one (200 for GETs, 302 to /anmalan/tack after the
    POST) or an exception.
-5. Afterwards: `audit.verify_chain` on the database, and the audit rows written during the run
-   (chain head seq after minus before) against the rows the requests should have written:
-   login 1, worklist 1 (case_list), case page 1 (patient read), self-referral 2 (patient create
-   + case create), calendar / flagged list / bare 0.
+5. Audit rows: every page that lists patients writes one access-log row per patient shown. Before
+   the load, one probe request per GET class counts the rows it writes (chain head before and
+   after) and checks them against the patients the page shows (worklist: its table rows linking
+   to a case; flagged list: its table rows; case page: 1; calendar: 0); a difference ends the
+   run with exit code 1. A self-referral writes 2 (patient create + case create), a login 1.
+   When the worklist's first page is not full, self-referrals skip the coach's unit, so that
+   page keeps its length. Afterwards: `audit.verify_chain` on the database, and the rows written
+   during the run (chain head after minus before) against the rows the requests should have
+   written. The print's own rows (the system actor's in its unit's chain: patient reads and one
+   "print letter" per letter) are excluded from that comparison; instead its "print letter"
+   rows must equal the letters it marked printed.
 
-Exit codes: 0 no errors and the audit checks hold, 1 an error or an audit check failed, 2 the
-benchmark could not run. Results: bench/results/load-<timestamp>.{json,md}.
+Exit codes: 0 no errors, the audit checks hold and the worklist met its target during the print;
+1 an error, an audit check failed or the target was missed; 2 the benchmark could not run.
+Results: bench/results/load-<timestamp>.{json,md}.
 """
 
 from __future__ import annotations
@@ -49,6 +71,7 @@ import threading
 import time
 import urllib.parse
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -58,6 +81,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.harness import (  # stdlib-only: the load generator imports only this
     _CSRF_RE,
     BENCH_PASSWORD,
+    DATA_DIR,
     REPO,
     SLUSSEN_BIN,
     BenchError,
@@ -81,15 +105,18 @@ STAFF = "personal"
 #: the demo's cases use n = 0..~100,000, i.e. 1944–1957; numbers far above ~600,000 would be
 #: born in the future).
 PNR_BASE = 300_000
-#: Audit rows each successful operation writes.
-AUDIT_ROWS = {
-    "calendar": 0,
-    "worklist": 1,
-    "case page": 1,
-    "flagged list": 0,
-    "self-referral": 2,
-    "bare": 0,
-}
+#: Audit rows of the operations that are not probed: a self-referral writes two (patient create
+#: + case create), the bare page none. The GET pages write one per patient they show, which
+#: `probe` counts before the load.
+FIXED_AUDIT_ROWS = {"self-referral": 2, "bare": 0}
+#: Issue 16: the worklist's p99 while a print of --print-letters letters runs on another unit.
+PRINT_P99_TARGET_MS = 1000.0
+#: How long the print may take to begin writing letters (it first reads every patient queued).
+PRINT_BEGIN_TIMEOUT = 120.0
+#: The `event` of the letters the benchmark queues (no workflow event queued them).
+PRINT_EVENT = "bench_load"
+#: Where the print's PDF (and its `.part` file) is written; both are removed afterwards.
+PRINT_DIR = DATA_DIR / "print"
 #: The mix per 20 operations (40 % calendar, 25 % coach, 15 % staff, 10 % referral, 10 % bare).
 MIX = {
     "calendar": 8,
@@ -118,6 +145,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--time-cap", type=float, default=30.0, help="seconds per phase")
     parser.add_argument("--case-ids", type=int, default=200, help="case pages to rotate over")
     parser.add_argument(
+        "--print-letters",
+        type=int,
+        default=10_000,
+        help="letters in the print that runs during the worklist-during-print phase (0: no phase)",
+    )
+    parser.add_argument(
         "--classes",
         default=",".join(PHASE_CLASSES),
         help="comma-separated page classes to measure (default: all)",
@@ -129,8 +162,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.classes = [c.strip() for c in args.classes.split(",") if c.strip()]
     if not args.classes or any(c not in PHASE_CLASSES for c in args.classes):
         parser.error(f"--classes: choose from {', '.join(PHASE_CLASSES)}")
-    if args.mixed < 0 or args.time_cap <= 0:
-        parser.error("--mixed must be ≥ 0 and --time-cap > 0")
+    if args.mixed < 0 or args.print_letters < 0 or args.time_cap <= 0:
+        parser.error("--mixed and --print-letters must be ≥ 0 and --time-cap > 0")
     return args
 
 
@@ -225,6 +258,7 @@ def _drive(job: dict[str, Any]) -> dict[str, Any]:
         token = _CSRF_RE.search(text)
         select = _SELECT_UNIT_RE.search(text)
         units = _OPTION_RE.findall(select.group(1)) if select else []
+        units = [unit for unit in units if unit not in spec.get("skip_units", ())]
         if token is None or not units:
             return "GET /anmalan: no csrf_token or no unit options"
         jar = _cookies(headers)
@@ -460,6 +494,284 @@ def audit_breakdown(app: Any, after_seq: int) -> dict[str, int]:
     return {f"{action} {object_type}": int(count) for action, object_type, count in rows}
 
 
+class AuditMismatch(Exception):
+    """A probed page wrote another number of access-log rows than the patients it shows."""
+
+
+_TBODY_RE = re.compile(r"<tbody>(.*?)</tbody>", re.S)
+_TR_RE = re.compile(r"<tr[\s>](.*?)</tr>", re.S)
+
+
+def patients_shown(name: str, page: str) -> int:
+    """How many patients a page of class `name` shows, counted in its HTML: the worklist's table
+    rows that link to a case, the flagged list's table rows, the one patient of a case page, none
+    on the public calendar."""
+    rows = [row for body in _TBODY_RE.findall(page) for row in _TR_RE.findall(body)]
+    if name == "worklist":
+        return sum('href="/arenden/' in row for row in rows)
+    if name == "flagged list":
+        return len(rows)
+    if name == "case page":
+        return 1
+    if name == "calendar":
+        return 0
+    raise ValueError(f"no probe for {name!r}")
+
+
+def probe(
+    app: Any, base_url: str, path: str, cookie: str | None, needle: str, name: str
+) -> tuple[int, str]:
+    """GET `path` once and return (the access-log rows it wrote, the page): the rows every
+    request of the class writes. Refuses (BenchError) an answer other than 200 with `needle`,
+    and (AuditMismatch) rows written that differ from the patients the page shows."""
+    before = chain_head(app)
+    status, headers, body = http_get(base_url, path, cookie, timeout=30)
+    written = chain_head(app) - before
+    if status != 200 or needle.encode() not in body:
+        raise BenchError(
+            f"GET {path} answered {status} -> {headers.get('location', '')} without {needle!r}"
+        )
+    page = body.decode("utf-8", "replace")
+    shown = patients_shown(name, page)
+    if written != shown:
+        raise AuditMismatch(
+            f"GET {path} ({name}) shows {shown} patient(s) but wrote {written} access-log row(s)"
+        )
+    return written, page
+
+
+def choose_print_unit(app: Any, coach_unit_id: int) -> tuple[int, str, int]:
+    """(id, HSA-id, cases) of the unit with the most cases other than the coach's."""
+    from sqlalchemy import func, select
+
+    from slussen.accounts.models import Unit
+    from slussen.cases.models import Case
+
+    with app.extensions["slussen.sessionmaker"]() as session:
+        row = session.execute(
+            select(Unit.id, Unit.hsa_id, func.count(Case.id))
+            .join(Case, Case.unit_id == Unit.id)
+            .where(Unit.id != coach_unit_id)
+            .group_by(Unit.id, Unit.hsa_id)
+            .order_by(func.count(Case.id).desc(), Unit.id)
+            .limit(1)
+        ).first()
+    if row is None:
+        raise BenchError("no unit with cases besides the coach's: the print phase needs one")
+    return int(row[0]), str(row[1]), int(row[2])
+
+
+def top_up_queue(app: Any, unit_id: int, wanted: int) -> tuple[int, int, int]:
+    """Queue letters (`letterqueue.queue_letter`, one transaction) for the unit's cases until
+    the unit's next print holds `wanted` letters: those of its unfinished batch (a print stopped
+    half way, which the next print finishes first) and those waiting in its queue (queued or
+    held, patients without protected identity: what `slussen letters print` takes). Returns
+    (letters in the unfinished batch, letters waiting before, letters queued now).
+
+    The letters are of the kinds that need nothing of a case but its patient (no visit, plan,
+    hand-over or coach), so none is held back; each goes to a (case, kind) that has none
+    waiting, cycling over the cases, then the kinds. Only when the unit has too few cases for
+    that do letters repeat, and the print cancels the older of two alike."""
+    from sqlalchemy import func, select
+
+    from slussen.cases.models import Case
+    from slussen.letterqueue import QueuedLetter, queue_letter
+    from slussen.letters.services import render_context, unfinished_batch
+    from slussen.patients.models import Patient
+
+    templates = render_context(
+        app.extensions["slussen.content"], app.extensions["slussen.settings"]
+    ).templates
+    kinds = sorted(name for name, t in templates.items() if t.needs <= {"answers"})
+    if not kinds:
+        raise BenchError("no letter template needs only the patient: nothing to queue")
+    with app.extensions["slussen.sessionmaker"]() as session:
+        waiting = session.execute(
+            select(QueuedLetter.case_id, QueuedLetter.letter)
+            .join(Case, Case.id == QueuedLetter.case_id)
+            .join(Patient, Patient.id == Case.patient_id)
+            .where(
+                QueuedLetter.unit_id == unit_id,
+                QueuedLetter.status.in_(("queued", "held")),
+                Patient.is_protected_identity.is_(False),
+            )
+        ).all()
+        batch = unfinished_batch(session, unit_id, forwarding=False)
+        in_batch = (
+            int(
+                session.scalar(
+                    select(func.count())
+                    .select_from(QueuedLetter)
+                    .where(QueuedLetter.batch_id == batch.id)
+                )
+                or 0
+            )
+            if batch
+            else 0
+        )
+        missing = wanted - in_batch - len(waiting)
+        if missing <= 0:
+            return in_batch, len(waiting), 0
+        taken = {(case_id, letter) for case_id, letter in waiting}
+        cases = session.execute(
+            select(Case.id, Case.unit_id)
+            .join(Patient, Patient.id == Case.patient_id)
+            .where(
+                Case.unit_id == unit_id,
+                Patient.is_protected_identity.is_(False),
+                Patient.erased_at.is_(None),
+            )
+            .order_by(Case.id)
+        ).all()
+        pairs = [(case, kind) for kind in kinds for case in cases if (case.id, kind) not in taken]
+        pairs = pairs or [(case, kind) for kind in kinds for case in cases]
+        if not pairs:
+            raise BenchError(f"unit {unit_id} has no case whose patient can get a letter")
+        for number in range(missing):
+            case, kind = pairs[number % len(pairs)]
+            queue_letter(session, case, kind, PRINT_EVENT)
+        session.commit()
+    return in_batch, len(waiting), missing
+
+
+def print_progress(app: Any, unit_id: int) -> tuple[int, int]:
+    """(newest letter batch id, letters printed) of the unit."""
+    from sqlalchemy import func, select
+
+    from slussen.letterqueue import QueuedLetter
+    from slussen.letters.models import LetterBatch
+
+    with app.extensions["slussen.sessionmaker"]() as session:
+        batch = session.scalar(
+            select(func.max(LetterBatch.id)).where(LetterBatch.unit_id == unit_id)
+        )
+        printed = session.scalar(
+            select(func.count())
+            .select_from(QueuedLetter)
+            .where(QueuedLetter.unit_id == unit_id, QueuedLetter.status == "printed")
+        )
+    return int(batch or 0), int(printed or 0)
+
+
+def print_audit(app: Any, unit_id: int, after_seq: int) -> dict[str, int]:
+    """The access-log rows the print wrote since `after_seq`: the system actor's rows in the
+    unit's chain (a self-referral to that unit is the public actor), by action and object."""
+    from sqlalchemy import func, select
+
+    from slussen.audit import SYSTEM, AuditEvent, chain_of
+
+    with app.extensions["slussen.sessionmaker"]() as session:
+        rows = session.execute(
+            select(AuditEvent.action, AuditEvent.object_type, func.count())
+            .where(
+                AuditEvent.id > after_seq,
+                AuditEvent.chain == chain_of(unit_id),
+                AuditEvent.actor_role == SYSTEM.role,
+            )
+            .group_by(AuditEvent.action, AuditEvent.object_type)
+            .order_by(AuditEvent.action, AuditEvent.object_type)
+        ).all()
+    return {f"{action} {object_type}": int(count) for action, object_type, count in rows}
+
+
+class PrintRun:
+    """`slussen letters print --unit HSA --out PDF` in a subprocess (its own process group),
+    as an operator runs it; stopped with SIGTERM (the print is resumable: the letters marked so
+    far stay in an unfinished batch that the next print finishes), its PDF and `.part` file
+    removed. Use as a context manager: the print is stopped on every exit."""
+
+    def __init__(self, url: str, hsa_id: str) -> None:
+        self.out = PRINT_DIR / "bench-load-print.pdf"
+        self.log_path = DATA_DIR / "logs" / "print.log"
+        self.argv = [str(SLUSSEN_BIN), "letters", "print", "--unit", hsa_id, "--out", str(self.out)]
+        self.env = server_env(url)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> PrintRun:
+        PRINT_DIR.mkdir(parents=True, exist_ok=True)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.remove_files()
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                cwd=REPO,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+        self.remove_files()
+
+    def is_running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> int | None:
+        """SIGTERM, then SIGKILL to its group after 30 s; the exit code (None if never started)."""
+        proc = self.process
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        return proc.wait()
+
+    def remove_files(self) -> None:
+        self.out.unlink(missing_ok=True)
+        for part in PRINT_DIR.glob("*.part"):
+            part.unlink(missing_ok=True)
+
+    def has_written(self) -> bool:
+        """Whether the PDF being written (its `.part` file) has its first bytes on disk."""
+        return any(part.stat().st_size > 0 for part in PRINT_DIR.glob("*.part"))
+
+    def log_tail(self, lines: int = 8) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def wait_for_print(
+    app: Any, run: PrintRun, unit_id: int, before: tuple[int, int]
+) -> tuple[float, str]:
+    """(Seconds, sign) until the print has begun writing letters, after reading every patient of
+    its queue: a new letter batch of the unit, more of its letters marked printed, or the first
+    bytes of its PDF (a resumed batch gets no new row, and renders its earlier letters before it
+    marks any). Refuses (BenchError) a print that exits first or has not begun within
+    PRINT_BEGIN_TIMEOUT seconds."""
+    started = time.monotonic()
+    while True:
+        batch, printed = print_progress(app, unit_id)
+        sign = (
+            "a new batch"
+            if batch > before[0]
+            else "letters marked printed"
+            if printed > before[1]
+            else "its PDF's first bytes"
+            if run.has_written()
+            else ""
+        )
+        if sign:
+            return time.monotonic() - started, sign
+        if not run.is_running():
+            raise BenchError(
+                f"the print exited with code {run.stop()} before it began:\n{run.log_tail()}"
+            )
+        if time.monotonic() - started > PRINT_BEGIN_TIMEOUT:
+            raise BenchError(
+                f"the print had not begun after {PRINT_BEGIN_TIMEOUT:.0f} s (log {run.log_path})"
+            )
+        time.sleep(0.5)
+
+
 def verify(app: Any) -> dict[str, Any]:
     from slussen.audit import verify_chain
     from slussen.keystore import open_key_ring
@@ -493,6 +805,56 @@ def measurement(
     )
 
 
+def print_phase(
+    app: Any,
+    url: str,
+    unit: tuple[int, str, int],
+    letters: int,
+    load_worklist: Callable[[], dict[str, Any]],
+) -> dict[str, Any]:
+    """The worklist alone while `slussen letters print` prints `letters` letters of `unit`:
+    top the unit's queue up, start the print, wait until it has begun, run `load_worklist()`,
+    note whether the print was still running when the load ended, stop it (SIGTERM) and remove
+    its files. Returns the load's result, the print's figures and its access-log rows."""
+    unit_id, hsa_id, _cases = unit
+    in_batch, waiting, added = top_up_queue(app, unit_id, letters)
+    queue = in_batch + waiting + added
+    print(
+        f"Print: unit {unit_id}'s unfinished batch holds {in_batch} letters, {waiting} wait in "
+        f"its queue, {added} queued -> {queue}"
+    )
+    before = print_progress(app, unit_id)
+    head = chain_head(app)
+    with PrintRun(url, hsa_id) as printing:
+        began, sign = wait_for_print(app, printing, unit_id, before)
+        print(f"  the print began after {began:.1f} s ({sign}); the worklist alone while it prints")
+        load = load_worklist()
+        overlapped = printing.is_running()
+        exit_code = printing.stop()
+        log_tail = printing.log_tail(3)
+    after = print_progress(app, unit_id)
+    rows = print_audit(app, unit_id, head)
+    printed = after[1] - before[1]
+    return {
+        "unit": f"{unit_id} ({hsa_id})",
+        "queue": queue,
+        "in_unfinished_batch": in_batch,
+        "waiting_before": waiting,
+        "queued_by_bench": added,
+        "began_after_s": round(began, 1),
+        "began_sign": sign,
+        "overlapped": overlapped,
+        "print_exit_code": exit_code,
+        "print_log_tail": log_tail,
+        "printed": printed,
+        "audit_rows": rows,
+        "audit_rows_total": sum(rows.values()),
+        # Each letter marked printed has its "print letter" row in the same transaction.
+        "audit_ok": rows.get("print letter", 0) == printed,
+        "load": load,
+    }
+
+
 # --------------------------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------------------------
@@ -515,6 +877,15 @@ def main(argv: list[str] | None = None) -> int:
             f"Coach {subject.coach} (unit {subject.unit_id}: {subject.unit_cases} cases, "
             f"{subject.worklist_cases} due within a week); {len(subject.case_ids)} case pages"
         )
+        print_unit: tuple[int, str, int] | None = None
+        if args.print_letters and "worklist" in args.classes:
+            print_unit = choose_print_unit(app, subject.unit_id)
+            print(
+                f"Print phase: {args.print_letters} letters of unit {print_unit[0]} "
+                f"({print_unit[1]}, {print_unit[2]} cases) while the worklist is measured"
+            )
+        elif args.print_letters:
+            print("No print phase: it measures the worklist, which --classes leaves out")
         mixed_referrals = args.mixed * MIX["self-referral"] // sum(MIX.values()) + 1
         needed = args.rounds * args.referrals + mixed_referrals + 1
         referrals = fresh_referrals(app, needed, int(time.time()))
@@ -532,24 +903,38 @@ def main(argv: list[str] | None = None) -> int:
             coach_cookie = login_cookie(srv.base_url, subject.coach, BENCH_PASSWORD)
             staff_cookie = login_cookie(srv.base_url, STAFF, BENCH_PASSWORD)
             expected_audit["login"] += 2
-            checks = [
-                (bare.base_url, "/", None, "Enheter", "bare"),
-                (srv.base_url, "/aktiviteter", None, "<html", "calendar"),
-                (srv.base_url, "/arbetslista", coach_cookie, 'href="/arenden/', "worklist"),
-                (srv.base_url, case_paths[0], coach_cookie, "<html", "case page"),
-                (srv.base_url, "/mina-flaggningar", staff_cookie, "<html", "flagged list"),
+            status, _headers, body = http_get(bare.base_url, "/", None, timeout=30)
+            if status != 200 or b"Enheter" not in body:
+                raise BenchError(f"the bare page answered {status} without 'Enheter'")
+            # One probe per page class: the rows it writes are what each request of it writes.
+            probes = [
+                ("/aktiviteter", None, "<html", "calendar"),
+                ("/arbetslista", coach_cookie, 'href="/arenden/', "worklist"),
+                (case_paths[0], coach_cookie, "<html", "case page"),
+                ("/mina-flaggningar", staff_cookie, "<html", "flagged list"),
             ]
-            for base_url, path, cookie, needle, name in checks:
-                if name != "bare" and name not in args.classes:
+            rows_per_request = dict(FIXED_AUDIT_ROWS)
+            skip_units: list[str] = []
+            for path, cookie, needle, name in probes:
+                if name not in args.classes:
                     continue
-                status, headers, body = http_get(base_url, path, cookie, timeout=30)
-                if status == 200:
-                    expected_audit[name] += AUDIT_ROWS[name]
-                if status != 200 or needle.encode() not in body:
-                    raise BenchError(
-                        f"GET {path} answered {status} -> {headers.get('location', '')} "
-                        f"without {needle!r}"
-                    )
+                rows_per_request[name], shown_page = probe(
+                    app, srv.base_url, path, cookie, needle, name
+                )
+                expected_audit[name] += rows_per_request[name]
+                if name == "worklist" and "/arbetslista?page=2" not in shown_page:
+                    # A first page that is not full would grow with self-referrals to the unit.
+                    skip_units.append(str(subject.unit_id))
+            print(
+                "Access-log rows per request: "
+                + ", ".join(f"{n} {rows_per_request[n]}" for n in ["bare", *args.classes])
+                + (
+                    f" (the worklist's first page is not full: self-referrals skip unit "
+                    f"{subject.unit_id})"
+                    if skip_units
+                    else ""
+                )
+            )
 
             classes: dict[str, dict[str, Any]] = {
                 "bare": {"server": "bare", "kind": "get", "paths": ["/"], "cookie": None},
@@ -577,7 +962,12 @@ def main(argv: list[str] | None = None) -> int:
                     "paths": ["/mina-flaggningar"],
                     "cookie": staff_cookie,
                 },
-                "self-referral": {"server": "app", "kind": "referral", "paths": ["/anmalan"]},
+                "self-referral": {
+                    "server": "app",
+                    "kind": "referral",
+                    "paths": ["/anmalan"],
+                    "skip_units": skip_units,
+                },
             }
             servers = {"bare": bare.base_url, "app": srv.base_url}
             cursor = [0]
@@ -597,7 +987,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 cursor[0] += result["referrals_used"]
                 for name, figures in result["classes"].items():
-                    expected_audit[name] += AUDIT_ROWS[name] * figures["ok"]
+                    expected_audit[name] += rows_per_request[name] * figures["ok"]
                 return result
 
             def show(label: str, result: dict[str, Any]) -> None:
@@ -649,6 +1039,17 @@ def main(argv: list[str] | None = None) -> int:
                         post_figures.append(page["referral_posts"])
                     phase_results += [base, page]
 
+            during_print: dict[str, Any] | None = None
+            if print_unit is not None:
+                during_print = print_phase(
+                    app,
+                    url,
+                    print_unit,
+                    args.print_letters,
+                    lambda: run(["worklist"], args.requests),
+                )
+                show("print", during_print["load"])
+
             mixed: dict[str, Any] | None = None
             if args.mixed:
                 schedule = [
@@ -666,15 +1067,64 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:
         print(f"bench/bench_load.py: cannot run the benchmark: {exc}", file=sys.stderr)
         return 2
+    except AuditMismatch as exc:
+        print(f"bench/bench_load.py: {exc}", file=sys.stderr)
+        return 1
 
     baseline = max(bare_runs, key=lambda m: m.rps)
     rows = [Row(n, max(page_runs[n], key=lambda m: m.rps), baseline) for n in phase_classes]
-    written = head_after - head_before
-    expected_total = sum(expected_audit.values())
-    audit_ok = written == expected_total
     all_phase_errors = sum(m.errors for m in bare_runs) + sum(
         m.errors for runs in page_runs.values() for m in runs
     )
+    # The print's own rows (system actor, its unit's chain) are left out of the comparison with
+    # the requests' rows; they are checked against the letters it marked printed instead.
+    print_rows = during_print["audit_rows_total"] if during_print else 0
+    written = head_after - head_before - print_rows
+    expected_total = sum(expected_audit.values())
+    audit_ok = written == expected_total and (during_print is None or during_print["audit_ok"])
+    print_target_ok = True
+    print_section = ""
+    if during_print:
+        figures = during_print["load"]["classes"]["worklist"]
+        rows.append(
+            Row(
+                "worklist during print",
+                measurement(
+                    "worklist during print",
+                    ["/arbetslista"],
+                    figures,
+                    during_print["load"]["seconds"],
+                    args.concurrency,
+                ),
+                baseline,
+            )
+        )
+        all_phase_errors += figures["errors"]
+        print_target_ok = figures["p99_ms"] < PRINT_P99_TARGET_MS and figures["requests"] > 0
+        overlap = (
+            "the print was still running when the worklist load ended"
+            if during_print["overlapped"]
+            else "the print FINISHED BEFORE the worklist load ended: the measurement did not "
+            "overlap the print fully"
+        )
+        print_section = (
+            f"worklist p99 during a {during_print['queue']}-letter print < "
+            f"{PRINT_P99_TARGET_MS:.0f} ms: {'PASS' if print_target_ok else 'FAIL'} "
+            f"(p99 {figures['p99_ms']:.1f} ms, p50 {figures['p50_ms']:.1f} ms, "
+            f"{figures['rps']:.1f} req/s"
+            f"{'' if during_print['overlapped'] else '; NOT OVERLAPPED: the print ended first'})"
+            "\n\n"
+            f"Print of unit {during_print['unit']}: {during_print['in_unfinished_batch']} "
+            f"letters in the batch an earlier run left unfinished, "
+            f"{during_print['waiting_before']} waiting in the queue, "
+            f"{during_print['queued_by_bench']} queued by the benchmark; the print began writing "
+            f"letters after {during_print['began_after_s']} s ({during_print['began_sign']}); "
+            f"{overlap}; "
+            f"{during_print['printed']} letters marked printed before it was stopped (exit code "
+            f"{during_print['print_exit_code']}); its access-log rows {during_print['audit_rows']} "
+            f"(excluded from the requests' rows below; 'print letter' rows "
+            f"{'=' if during_print['audit_ok'] else '≠'} letters marked printed).\n"
+        )
     mixed_errors = sum(f["errors"] for f in mixed["classes"].values()) if mixed else 0
 
     mixed_table = ""
@@ -708,8 +1158,9 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---:|---|",
         *[f"| {name} | {count} | |" for name, count in sorted(expected_audit.items()) if count],
         f"| **total expected** | **{expected_total}** | |",
-        f"| **written (head seq {head_before} → {head_after})** | **{written}** | "
-        f"{'OK' if audit_ok else 'MISMATCH'} |",
+        f"| **written (head seq {head_before} → {head_after}"
+        + (f", less the print's {print_rows}" if during_print else "")
+        + f")** | **{written}** | {'OK' if written == expected_total else 'MISMATCH'} |",
     ]
     audit_table = (
         "\n".join(audit_lines)
@@ -730,6 +1181,7 @@ def main(argv: list[str] | None = None) -> int:
             "requests per GET phase": args.requests,
             "self-referrals per phase": args.referrals,
             "mixed operations": args.mixed,
+            "print letters": args.print_letters if during_print else "no print phase",
             "concurrency": args.concurrency,
             "rounds": args.rounds,
             "gunicorn": f"{args.workers} workers, gthread, 4 threads, SLUSSEN_PROXY_COUNT=1, "
@@ -740,10 +1192,13 @@ def main(argv: list[str] | None = None) -> int:
             "phases": phase_results,
             "self_referral_posts_per_round": post_figures,
             "mixed": mixed,
+            "during_print": during_print,
             "audit": {
                 "head_before": head_before,
                 "head_after": head_after,
                 "written": written,
+                "print_rows_excluded": print_rows,
+                "rows_per_request": rows_per_request,
                 "expected": dict(expected_audit),
                 "expected_total": expected_total,
                 "breakdown": breakdown,
@@ -754,6 +1209,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     md_path.write_text(
         md_path.read_text(encoding="utf-8")
+        + ("\nWorklist during print:\n\n" + print_section if print_section else "")
         + (
             "\nMixed run (ratios to the bare requests inside the mix):\n\n" + mixed_table
             if mixed
@@ -768,6 +1224,8 @@ def main(argv: list[str] | None = None) -> int:
             f"Self-referral POST alone (best phase): p50 {best_post['p50_ms']:.1f} ms, "
             f"p99 {best_post['p99_ms']:.1f} ms"
         )
+    if print_section:
+        print(print_section)
     if mixed_table:
         print("Mixed run:\n" + mixed_table)
     print(audit_table)
@@ -776,9 +1234,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{errors} request(s) failed; slussen log tail:\n{slussen_log}", file=sys.stderr)
     print(
         f"errors {errors}; audit {'OK' if audit_ok else 'MISMATCH'}; chain "
-        f"{'ok' if chain['ok'] else 'FAILED'}; wall {time.perf_counter() - run_started:.0f} s"
+        f"{'ok' if chain['ok'] else 'FAILED'}"
+        + (
+            f"; worklist during print {'PASS' if print_target_ok else 'FAIL'}"
+            if during_print
+            else ""
+        )
+        + f"; wall {time.perf_counter() - run_started:.0f} s"
     )
-    return 0 if not errors and audit_ok and chain["ok"] else 1
+    return 0 if not errors and audit_ok and chain["ok"] and print_target_ok else 1
 
 
 def _terminate(_signum: int, _frame: FrameType | None) -> None:
