@@ -26,12 +26,12 @@ Run: python bench/bench_load.py [--database-url URL] [--rounds 2] [--requests 50
       `--print-letters` letters (those of a batch an earlier run left unfinished count: the print
       finishes them first); `slussen letters print --unit <HSA-id>` starts in a subprocess; once
       it writes letters (a new batch, letters marked printed or its PDF's first bytes; at most
-      120 s after it started reading the queue's patients) the worklist runs alone, `--requests`
+      300 s after it started reading the queue's patients) the worklist runs alone, `--requests`
       requests. The report says whether the print was still running when that load ended (if
       not, the measurement did not overlap it fully); then the print is stopped with SIGTERM
       (resumable: its letters so far stay in an unfinished batch, which the next run's print
       finishes) and its PDF and `.part` file are removed. PASS when the worklist's p99 is under
-      1000 ms.
+      1000 ms and the print was still running when the load ended.
    c. Mixed: `--mixed` operations at once with the issue's mix per 20 operations: 8 calendar,
       2 worklist, 3 case page, 3 flagged list, 2 self-referrals, 2 bare (40/25/15/10/10 %);
       per class p50/p99 and their ratios to the bare requests inside the same mix.
@@ -112,7 +112,7 @@ FIXED_AUDIT_ROWS = {"self-referral": 2, "bare": 0}
 #: Issue 16: the worklist's p99 while a print of --print-letters letters runs on another unit.
 PRINT_P99_TARGET_MS = 1000.0
 #: How long the print may take to begin writing letters (it first reads every patient queued).
-PRINT_BEGIN_TIMEOUT = 120.0
+PRINT_BEGIN_TIMEOUT = 300.0
 #: The `event` of the letters the benchmark queues (no workflow event queued them).
 PRINT_EVENT = "bench_load"
 #: Where the print's PDF (and its `.part` file) is written; both are removed afterwards.
@@ -1100,7 +1100,12 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         all_phase_errors += figures["errors"]
-        print_target_ok = figures["p99_ms"] < PRINT_P99_TARGET_MS and figures["requests"] > 0
+        # A load that outlasted the print did not measure the worklist during it: not a pass.
+        print_target_ok = (
+            figures["p99_ms"] < PRINT_P99_TARGET_MS
+            and figures["requests"] > 0
+            and during_print["overlapped"]
+        )
         overlap = (
             "the print was still running when the worklist load ended"
             if during_print["overlapped"]
