@@ -97,7 +97,8 @@ from bench.harness import (  # stdlib-only: the load generator imports only this
     server_env,
 )
 
-DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/slussen_bench_load"
+#: The cases benchmark's PostgreSQL region: one seeded (or copied) database serves both.
+DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/slussen_bench_cases"
 REDIS_DB = 14
 REDIS_URI = f"redis://127.0.0.1:6379/{REDIS_DB}"
 STAFF = "personal"
