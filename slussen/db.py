@@ -16,6 +16,7 @@ import fcntl
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, ClassVar, TypeVar
@@ -113,32 +114,43 @@ class _WriterQueue:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        # How many connections of this thread hold the queue: a thread that writes through a
-        # second connection while its first holds the queue would wait for itself forever, so
-        # that second one goes straight to SQLite's lock (and its busy timeout) as before.
-        self._held = threading.local()
 
     def open(self, info: dict[str, Any]) -> None:
         info[_QUEUE_FD] = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
 
     def enter(self, info: dict[str, Any]) -> None:
-        held = getattr(self._held, "count", 0)
-        if info.get(_QUEUE_HELD) or held:
+        # A thread that writes through a second connection (or a second engine on the same
+        # file) while its first holds the queue would wait for itself forever: that second one
+        # goes straight to SQLite's lock and its busy timeout, as without the queue.
+        held = _held_by_thread()
+        if info.get(_QUEUE_HELD) or held[self.path]:
             return
         fcntl.flock(info[_QUEUE_FD], fcntl.LOCK_EX)
         info[_QUEUE_HELD] = True
-        self._held.count = held + 1
+        held[self.path] += 1
 
     def leave(self, info: dict[str, Any]) -> None:
         if info.pop(_QUEUE_HELD, False):
             fcntl.flock(info[_QUEUE_FD], fcntl.LOCK_UN)
-            self._held.count = max(0, getattr(self._held, "count", 0) - 1)
+            held = _held_by_thread()
+            held[self.path] = max(0, held[self.path] - 1)
 
     def close(self, info: dict[str, Any]) -> None:
         self.leave(info)
         fd = info.pop(_QUEUE_FD, None)
         if fd is not None:
             os.close(fd)
+
+
+_THREAD = threading.local()
+
+
+def _held_by_thread() -> Counter[str]:
+    """How many connections of this thread hold the writer queue of each database file."""
+    held: Counter[str] | None = getattr(_THREAD, "held", None)
+    if held is None:
+        held = _THREAD.held = Counter()
+    return held
 
 
 _QUEUE_FD = "slussen_writer_fd"

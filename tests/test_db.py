@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
+import os
 import threading
 import time
 from pathlib import Path
 
 import pytest
 from flask import Flask
-from sqlalchemy import Engine, func, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, event, func, select, text
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from slussen import audit, migrate, vault
@@ -166,3 +168,99 @@ def test_sqlite_concurrent_readers_and_writers_leave_one_audit_chain(tmp_path: P
         result = audit.verify_chain(session, ring)
     engine.dispose()
     assert result.ok and result.checked == 120
+
+
+# --- SQLite: writers queue on a flock of <database>-writer --------------------------------------
+
+
+def _queue_is_free(tmp_path: Path) -> bool:
+    """Whether another process could take the writer queue of modes.sqlite3 right now."""
+    fd = os.open(tmp_path / "modes.sqlite3-writer", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+def test_sqlite_writers_hold_the_queue_from_their_first_write_to_their_end(
+    tmp_path: Path,
+) -> None:
+    """A changing transaction queues from its BEGIN IMMEDIATE, a reading request only from its
+    first write; commit, rollback and a connection returned unfinished all leave the queue."""
+    engine = _sqlite_engine(tmp_path)
+    factory = sessionmaker(bind=engine)
+    app = Flask(__name__)
+    unit = {"street": "G 1", "postcode": "1", "town": "T", "phone": "1"}
+    with factory() as writer:
+        writer.connection()  # BEGIN IMMEDIATE (no request: the CLI's way)
+        assert not _queue_is_free(tmp_path)
+        writer.add(Unit(name="A", hsa_id="SE-A", **unit))
+        writer.commit()
+        assert _queue_is_free(tmp_path)
+        writer.add(Unit(name="B", hsa_id="SE-B", **unit))
+        writer.flush()
+        writer.rollback()
+        assert _queue_is_free(tmp_path)
+    with app.test_request_context("/", method="GET"), factory() as reader:
+        reader.scalar(select(func.count()).select_from(Unit))
+        assert _queue_is_free(tmp_path)  # reading: no queue yet
+        reader.add(Unit(name="C", hsa_id="SE-C", **unit))
+        reader.flush()
+        assert not _queue_is_free(tmp_path)
+    assert _queue_is_free(tmp_path)  # closed without commit: rolled back, queue left
+    with factory() as check:
+        assert sorted(check.scalars(select(Unit.name))) == ["A"]
+    engine.dispose()
+
+
+def test_sqlite_a_waiting_writer_gets_the_queue_when_it_is_left(tmp_path: Path) -> None:
+    """A second writer (another thread, another engine: as another gunicorn worker) waits in the
+    queue, not in SQLite's busy handler, and writes as soon as the first commits."""
+    engine = _sqlite_engine(tmp_path)
+    other = make_engine(f"sqlite:///{tmp_path / 'modes.sqlite3'}")
+    unit = {"street": "G 1", "postcode": "1", "town": "T", "phone": "1"}
+    first = sessionmaker(bind=engine)()
+    first.add(Unit(name="A", hsa_id="SE-A", **unit))
+    first.flush()
+    done: list[str] = []
+
+    def second_writer() -> None:
+        with sessionmaker(bind=other)() as session:
+            session.add(Unit(name="B", hsa_id="SE-B", **unit))
+            session.commit()
+            done.append("B")
+
+    thread = threading.Thread(target=second_writer)
+    thread.start()
+    thread.join(timeout=0.5)
+    assert thread.is_alive() and not done  # queued behind the first writer
+    first.commit()
+    thread.join(timeout=30)
+    assert done == ["B"]
+    first.close()
+    engine.dispose()
+    other.dispose()
+
+
+def test_sqlite_one_thread_writing_through_two_engines_does_not_wait_for_itself(
+    tmp_path: Path,
+) -> None:
+    """The queue is skipped by a thread that already holds it (SQLite's own lock then answers,
+    after its busy timeout), so a thread never blocks on itself forever."""
+    engine = _sqlite_engine(tmp_path)
+    unit = {"street": "G 1", "postcode": "1", "town": "T", "phone": "1"}
+    second = make_engine(f"sqlite:///{tmp_path / 'modes.sqlite3'}")
+    # SQLite's own wait, 0.2 s instead of 30 s, so the test is quick.
+    event.listen(second, "connect", lambda dbapi, _record: dbapi.execute("PRAGMA busy_timeout=200"))
+    with sessionmaker(bind=engine)() as first:
+        first.add(Unit(name="A", hsa_id="SE-A", **unit))
+        first.flush()
+        with pytest.raises(OperationalError, match="locked"), sessionmaker(bind=second)() as s:
+            s.add(Unit(name="B", hsa_id="SE-B", **unit))
+            s.flush()
+    assert _queue_is_free(tmp_path)
+    second.dispose()
+    engine.dispose()
