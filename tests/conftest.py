@@ -34,6 +34,7 @@ from sqlalchemy import Connection, Engine, create_engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from slussen import audit, migrate, vault
+from slussen import cli as slussen_cli
 from slussen.app import create_app
 from slussen.audit import Actor, AuditEvent
 from slussen.cases.workflow import Workflow
@@ -294,7 +295,15 @@ def demo_site(
     request: pytest.FixtureRequest, cli_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[DemoSite]:
     """`slussen init-db` and `slussen demo` run into a SQLite file (in `cli_env`) or a scratch
-    PostgreSQL database; later commands in the test use the same database."""
+    PostgreSQL database; later commands in the test use the same database. The apps the
+    commands build are closed at the end."""
+    built: list[Flask] = []
+
+    def recording_app() -> Flask:
+        built.append(create_app())
+        return built[-1]
+
+    monkeypatch.setattr(slussen_cli, "_app", recording_app)
 
     def load(url: str) -> DemoSite:
         monkeypatch.setenv("SLUSSEN_DATABASE_URL", url)
@@ -304,12 +313,22 @@ def demo_site(
         assert loaded.exit_code == 0, loaded.output
         return DemoSite(url, open_key_ring(load_settings()))
 
+    def close_apps() -> None:
+        for app in built:
+            app.extensions["slussen.engine"].dispose()
+
     if request.param == "sqlite":
         cli_env.mkdir(parents=True, exist_ok=True)
-        yield load(f"sqlite:///{cli_env / 'slussen.sqlite3'}")
+        try:
+            yield load(f"sqlite:///{cli_env / 'slussen.sqlite3'}")
+        finally:
+            close_apps()
         return
     with scratch_postgres(f"slussen_demo_site_{os.getpid()}") as url:
-        yield load(url)
+        try:
+            yield load(url)
+        finally:
+            close_apps()  # before the scratch database is dropped
 
 
 @pytest.fixture
