@@ -96,8 +96,8 @@ class Base(DeclarativeBase):
 
 #: Requests that only read begin SQLite transactions deferred (see `make_engine`).
 READING_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-#: True inside `session_scope(app, reading=True)`: a command that reads, then writes its audit
-#: row (an export), begins its SQLite transactions deferred as a reading request does.
+#: True inside `reading()`: a command that reads, then writes its audit row (an export), begins
+#: its SQLite transactions deferred as a reading request does.
 _READING_JOB: ContextVar[bool] = ContextVar("slussen_reading_job", default=False)
 _DEFERRED = "slussen_deferred"
 _WRITES = frozenset({"INSERT", "UPDATE", "DELETE", "REPLAC"})
@@ -310,14 +310,27 @@ def load_authorised(
 
 
 @contextmanager
+def reading() -> Iterator[None]:
+    """Transactions that begin inside this block begin as a reading page's do: on SQLite deferred,
+    so their reads hold no write lock, and their first write ends the reads and waits for the
+    lock (`make_engine`). For a command's reading step; PostgreSQL's reads never lock anyway. A
+    transaction already begun is not changed."""
+    token = _READING_JOB.set(True)
+    try:
+        yield
+    finally:
+        _READING_JOB.reset(token)
+
+
+@contextmanager
 def session_scope(app: Flask, *, reading: bool = False) -> Iterator[Session]:
     """A session for CLI commands: commits on success, rolls back on error.
 
     `reading=True` for a command that reads and then writes only its audit row (an export): on
     SQLite its transaction begins deferred, like a reading page's, so the reads hold no write
     lock and the audit row takes it only from that write to the commit at the end of the scope
-    (on PostgreSQL reads never lock). Such a command hands its data out after the scope, once
-    the audit row is committed."""
+    (on PostgreSQL reads never lock), as inside `reading()`. Such a command hands its data out
+    after the scope, once the audit row is committed."""
     session: Session = app.extensions["slussen.sessionmaker"]()
     token = _READING_JOB.set(True) if reading else None
     try:

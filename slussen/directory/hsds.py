@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from slussen.accounts.models import User
-from slussen.db import SLICE_SIZE, in_slices
+from slussen.db import SLICE_SIZE, in_slices, reading
 from slussen.directory.categories import AGE_GROUPS, AGE_RANGES, SECTORS, category_labels
 from slussen.directory.models import Activity, ActivityRevision, Organisation
 from slussen.directory.schedule import ScheduleError, describe, normalise_rrule
@@ -527,7 +527,8 @@ def import_directory(
     new revision, so importing the same file twice changes nothing. Imported content is approved
     by the importing coordinator.
 
-    First the whole file is read and checked, writing nothing: it is refused (HsdsError) on the
+    First the whole file is read and checked, writing nothing (with `commit`, in a reading
+    transaction of its own: on SQLite it holds no write lock): it is refused (HsdsError) on the
     first bad item, whose message names it. Then each organisation is written with its
     activities as one item of `db.in_slices`: given `commit` (the CLI's `slice_commit`), slices
     of `slice_size` organisations are committed one by one, so pages do not wait for the import,
@@ -542,10 +543,13 @@ def import_directory(
         raise HsdsError("Filen är inte en HSDS-lista med organisationer (contents saknas).")
     known = set(known_categories)
     owners: dict[str, str] = {}
-    checked = [
-        _read_organisation(session, index, item, known, owners)
-        for index, item in enumerate(items, start=1)
-    ]
+    if commit is not None:
+        commit()  # the caller's transaction ends: the check's own takes no write lock
+    with reading():
+        checked = [
+            _read_organisation(session, index, item, known, owners)
+            for index, item in enumerate(items, start=1)
+        ]
     counts = {"organisations": 0, "activities": 0, "unchanged": 0}
 
     def write(item: _Organisation) -> tuple[int]:
@@ -553,7 +557,7 @@ def import_directory(
         return (item.index,)
 
     if commit is not None:
-        commit()  # the check's reads end here; each slice is its own transaction
+        commit()  # the check's reads end; each slice is a write transaction of its own
     written = in_slices(checked, write, commit=commit, size=slice_size)
     for done, _index in enumerate(written, start=1):
         if progress is not None:

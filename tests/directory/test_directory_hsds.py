@@ -28,7 +28,7 @@ from slussen.directory.models import (
     Organisation,
     OrganisationMember,
 )
-from tests.conftest import TEST_PASSWORD
+from tests.conftest import DemoSite
 from tests.directory.conftest import Directory, today
 
 SCHEMA = json.loads((Path(__file__).parent / "hsds_schema.json").read_text())
@@ -289,19 +289,25 @@ def test_an_import_stopped_in_a_slice_is_finished_by_the_next_without_duplicates
     assert revisions == 14, "one revision per activity: nothing imported twice"
 
 
-def test_import_command_shows_progress_and_a_rerun_changes_nothing(
-    cli_env: Path, tmp_path: Path
+def test_import_command_checks_without_a_write_lock_shows_progress_and_reruns_change_nothing(
+    demo_site: DemoSite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     runner = CliRunner()
-    assert runner.invoke(cli, ["init-db"]).exit_code == 0
-    user = ["user", "create", "--username", "samordnare", "--role", "coordinator"]
-    assert runner.invoke(cli, [*user, "--password", TEST_PASSWORD]).exit_code == 0
     bad, good = tmp_path / "bad.json", tmp_path / "good.json"
     document = _file(3)
     good.write_text(json.dumps(document), encoding="utf-8")
     document["contents"][2]["services"][0]["schedules"] = []
     bad.write_text(json.dumps(document), encoding="utf-8")
-    command = ["directory", "import-hsds", "--as", "samordnare"]
+    command = ["directory", "import-hsds", "--as", "koordinator"]
+    # While the file is checked, another page can write (here: append to the access log).
+    waits: list[float] = []
+    real = hsds._read_organisation
+
+    def read_organisation(*args: Any, **kwargs: Any) -> Any:
+        waits.append(demo_site.append_audit_row(None))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(hsds, "_read_organisation", read_organisation)
 
     refused = runner.invoke(cli, [*command, str(bad)])
     assert refused.exit_code == 1 and "Organisation 3, aktivitet 1" in refused.output
@@ -312,3 +318,4 @@ def test_import_command_shows_progress_and_a_rerun_changes_nothing(
     assert "3 organisations and 6 activities changed, 0 unchanged" in first.output
     again = runner.invoke(cli, [*command, str(good)])
     assert "0 organisations and 0 activities changed, 6 unchanged" in again.output
+    assert len(waits) == 9 and max(waits) < 1.0, waits
