@@ -331,13 +331,16 @@ def forms_export_fhir(directory: Path, case_reference: str | None, base_url: str
         write(f"Questionnaire-{fhir.fhir_id(form.id)}.json", fhir.questionnaire(form, base))
     written = len(all_forms)
     if case_reference:
-        with app.app_context(), session_scope(app) as session:
+        # Reads take no write lock (SQLite); the audit row is committed when the scope ends,
+        # and only then are the answers written out (no audit row, no data).
+        with app.app_context(), session_scope(app, reading=True) as session:
             store = Keystore(session, current_key_ring())
-            for resource in export_case_answers(
+            resources = export_case_answers(
                 store, audit.SYSTEM, case_reference, all_forms, base=base
-            ):
-                write(f"QuestionnaireResponse-{resource['id']}.json", resource)
-                written += 1
+            )
+        for resource in resources:
+            write(f"QuestionnaireResponse-{resource['id']}.json", resource)
+            written += 1
     click.echo(f"Wrote {written} FHIR R4 resources to {directory}.")
 
 

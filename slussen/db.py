@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Annotated, Any, ClassVar, TypeVar
 
 from flask import Flask, current_app, g, has_request_context, request
@@ -96,6 +97,9 @@ class Base(DeclarativeBase):
 
 #: Requests that only read begin SQLite transactions deferred (see `make_engine`).
 READING_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: True inside `reading()`: a command that reads, then writes its audit row (an export), begins
+#: its SQLite transactions deferred as a reading request does.
+_READING_JOB: ContextVar[bool] = ContextVar("slussen_reading_job", default=False)
 _DEFERRED = "slussen_deferred"
 _WRITES = frozenset({"INSERT", "UPDATE", "DELETE", "REPLAC"})
 
@@ -184,11 +188,13 @@ def make_engine(url: str) -> Engine:
         def _sqlite_begin(conn: Any) -> None:
             # A transaction that read first and wrote later would fail with SQLITE_BUSY_SNAPSHOT
             # under concurrency, so changing requests (and the CLI) take the write lock up front.
-            # Reading requests (GET, HEAD) begin deferred, so readers never wait for each other;
-            # their few writes (an audit row, a session touch) restart the transaction as a
-            # write transaction first (`_sqlite_write_lock`), as PostgreSQL's READ COMMITTED
-            # would see them.
-            is_reading = has_request_context() and request.method in READING_METHODS
+            # Reading requests (GET, HEAD) and reading commands (an export) begin deferred, so
+            # readers never wait for each other nor hold up a writer; their few writes (an audit
+            # row, a session touch) restart the transaction as a write transaction first
+            # (`_sqlite_write_lock`), as PostgreSQL's READ COMMITTED would see them.
+            is_reading = _READING_JOB.get() or (
+                has_request_context() and request.method in READING_METHODS
+            )
             conn.info[_DEFERRED] = is_reading
             if not is_reading and queue is not None:
                 queue.enter(conn.connection.info)
@@ -316,9 +322,29 @@ def load_authorised(
 
 
 @contextmanager
-def session_scope(app: Flask) -> Iterator[Session]:
-    """A session for CLI commands: commits on success, rolls back on error."""
+def reading() -> Iterator[None]:
+    """Transactions that begin inside this block begin as a reading page's do: on SQLite deferred,
+    so their reads hold no write lock, and their first write ends the reads and waits for the
+    lock (`make_engine`). For a command's reading step; PostgreSQL's reads never lock anyway. A
+    transaction already begun is not changed."""
+    token = _READING_JOB.set(True)
+    try:
+        yield
+    finally:
+        _READING_JOB.reset(token)
+
+
+@contextmanager
+def session_scope(app: Flask, *, reading: bool = False) -> Iterator[Session]:
+    """A session for CLI commands: commits on success, rolls back on error.
+
+    `reading=True` for a command that reads and then writes only its audit row (an export): on
+    SQLite its transaction begins deferred, like a reading page's, so the reads hold no write
+    lock and the audit row takes it only from that write to the commit at the end of the scope
+    (on PostgreSQL reads never lock), as inside `reading()`. Such a command hands its data out
+    after the scope, once the audit row is committed."""
     session: Session = app.extensions["slussen.sessionmaker"]()
+    token = _READING_JOB.set(True) if reading else None
     try:
         yield session
         session.commit()
@@ -327,6 +353,8 @@ def session_scope(app: Flask) -> Iterator[Session]:
         raise
     finally:
         session.close()
+        if token is not None:
+            _READING_JOB.reset(token)
 
 
 def slice_commit(session: Session) -> Callable[[], None]:

@@ -19,23 +19,29 @@ setting that depends on the test's own tmp_path or parameters overrides `app_set
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
-from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from slussen import migrate, vault
+from slussen import audit, migrate, vault
+from slussen import cli as slussen_cli
 from slussen.app import create_app
-from slussen.audit import Actor
+from slussen.audit import Actor, AuditEvent
 from slussen.cases.workflow import Workflow
+from slussen.cli import cli
+from slussen.config import load_settings
 from slussen.db import make_engine
-from slussen.keystore import Keystore, current_key_ring
+from slussen.keystore import Keystore, current_key_ring, open_key_ring
 
 PG_URL = os.environ.get("SLUSSEN_TEST_DATABASE_URL", "")
 REQUIRE_PG = os.environ.get("SLUSSEN_REQUIRE_POSTGRES") == "1"
@@ -237,6 +243,92 @@ def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         if name in ("SLUSSEN_DATABASE_URL", "SLUSSEN_CONFIG", "SLUSSEN_KEYRING"):
             monkeypatch.delenv(name)
     return instance
+
+
+@dataclass(frozen=True)
+class DemoSite:
+    """The demo loaded by the `slussen` commands into a database of its own, committed for real."""
+
+    url: str
+    ring: vault.KeyRing
+
+    def append_audit_row(self, unit_id: int | None, *, wait: float = 2.0) -> float:
+        """Append one audit row to the chain of `unit_id` and commit, through a connection of
+        its own that waits at most `wait` seconds for a lock; returns the seconds it took.
+        Raises OperationalError while another transaction holds SQLite's write lock or, on
+        PostgreSQL, that chain's head."""
+        if self.url.startswith("sqlite"):
+            engine = create_engine(self.url, connect_args={"timeout": wait})
+        else:
+            options = f"-c lock_timeout={int(wait * 1000)}"
+            engine = create_engine(self.url, connect_args={"options": options})
+        started = time.monotonic()
+        try:
+            with Session(engine) as session:
+                audit.record(
+                    session, self.ring, audit.SYSTEM, "read", "unit", unit_id or 0, purpose="test"
+                )
+                session.commit()
+        finally:
+            engine.dispose()
+        return time.monotonic() - started
+
+    def audited(self, action: str, object_type: str) -> list[str]:
+        """The object ids of the committed audit rows of `action` on `object_type`."""
+        engine = create_engine(self.url)
+        try:
+            with engine.connect() as conn:
+                return [
+                    str(object_id)
+                    for (object_id,) in conn.execute(
+                        select(AuditEvent.object_id).where(
+                            AuditEvent.action == action, AuditEvent.object_type == object_type
+                        )
+                    )
+                ]
+        finally:
+            engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def demo_site(
+    request: pytest.FixtureRequest, cli_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[DemoSite]:
+    """`slussen init-db` and `slussen demo` run into a SQLite file (in `cli_env`) or a scratch
+    PostgreSQL database; later commands in the test use the same database. The apps the
+    commands build are closed at the end."""
+    built: list[Flask] = []
+
+    def recording_app() -> Flask:
+        built.append(create_app())
+        return built[-1]
+
+    monkeypatch.setattr(slussen_cli, "_app", recording_app)
+
+    def load(url: str) -> DemoSite:
+        monkeypatch.setenv("SLUSSEN_DATABASE_URL", url)
+        runner = CliRunner()
+        assert runner.invoke(cli, ["init-db"]).exit_code == 0
+        loaded = runner.invoke(cli, ["demo", "--password", TEST_PASSWORD])
+        assert loaded.exit_code == 0, loaded.output
+        return DemoSite(url, open_key_ring(load_settings()))
+
+    def close_apps() -> None:
+        for app in built:
+            app.extensions["slussen.engine"].dispose()
+
+    if request.param == "sqlite":
+        cli_env.mkdir(parents=True, exist_ok=True)
+        try:
+            yield load(f"sqlite:///{cli_env / 'slussen.sqlite3'}")
+        finally:
+            close_apps()
+        return
+    with scratch_postgres(f"slussen_demo_site_{os.getpid()}") as url:
+        try:
+            yield load(url)
+        finally:
+            close_apps()  # before the scratch database is dropped
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ names.
 `--cases N` fills the database up to N cases (the hand-made ones count). Case number i is the
 same case on every run (its personnummer, unit and path come from i alone), and it exists once
 its patient does: a rerun, after a crash or a smaller earlier run, seeds only the missing
-numbers. Cases are committed 200 at a time, with a progress bar; a case is seeded whole or not
-at all.
+numbers. Cases are committed in short slices (`db.in_slices`: 200 cases, or fewer when a slice
+takes a quarter of a second), with a progress bar; a case is seeded whole or not at all.
 
 Dates: everything happens now, as the services stamp it. Due dates spread where the services
 let the caller say when: mapping visits are booked for days around today (some overdue), and the
@@ -18,20 +18,21 @@ are closed today.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import click
-from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from slussen.audit import Actor
 from slussen.cases.models import Case
 from slussen.config import today_local
+from slussen.db import in_slices, slice_commit
 from slussen.demo import walk
 from slussen.demo.context import DemoContext
 from slussen.demo.patients import demo_personnummer_set
@@ -78,7 +79,7 @@ FIRST_PLANS: tuple[tuple[int, int | None], ...] = (
     (0, 0),
     (0, 1),
 )
-#: Cases per transaction.
+#: Cases per transaction at most (a slice also ends after `db.SLICE_SECONDS`).
 SLICE = 200
 #: Seeds the per-case random numbers: case i draws from Random(f"{SEED}:{i}").
 SEED = 20261123
@@ -272,11 +273,6 @@ def missing_cases(store: Keystore, wanted: int) -> list[int]:
     ]
 
 
-def _slices(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def seed_cases(session: Session, ctx: DemoContext) -> None:
     """Seed demo cases until the database holds `--cases N` cases (the hand-made ones count):
     the lowest case numbers not seeded yet."""
@@ -296,16 +292,25 @@ def seed_cases(session: Session, ctx: DemoContext) -> None:
     todo = [index for index in missing if index < ctx.cases - others]
     # Commit (and so let go of SQLite's write lock) before the slices' own transactions.
     session.commit()
-    factory: Callable[[], Session] = current_app.extensions["slussen.sessionmaker"]
     today = today_local()
+    sluss = walk.Sluss.of(ctx.app, Keystore(session, ring), today)
+    commit = slice_commit(session)
+
+    def seed_one(index: int) -> tuple[int]:
+        unit_id = unit_ids[index % len(unit_ids)]
+        seed_case(sluss, coaches[unit_id], unit_id, index)
+        return (index,)
+
+    def end_slice() -> None:
+        nonlocal sluss
+        commit()
+        # A fresh key cache each slice: it would otherwise grow with the run.
+        sluss = dataclasses.replace(sluss, store=Keystore(session, ring))
+
     with click.progressbar(length=len(todo), label="Seeding demo cases", show_pos=True) as bar:
-        for part in _slices(todo, SLICE):
-            with factory() as work, work.begin():
-                sluss = walk.Sluss.of(ctx.app, Keystore(work, ring), today)
-                for index in part:
-                    unit_id = unit_ids[index % len(unit_ids)]
-                    seed_case(sluss, coaches[unit_id], unit_id, index)
-            bar.update(len(part))
+        # A slice that raises is not committed: the caller's session_scope rolls it back.
+        for _index in in_slices(todo, seed_one, commit=end_slice, size=SLICE):
+            bar.update(1)
     ctx.report.append(
         f"Demo cases: {len(todo)} seeded now over {len(unit_ids)} units ({total} existed already)."
     )

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from slussen.accounts.models import User
 from slussen.clitools import Failure, command_app
 from slussen.config import today_local
-from slussen.db import session_scope
+from slussen.db import session_scope, slice_commit
 from slussen.directory.categories import interest_categories
 from slussen.directory.hsds import HsdsError, export_directory, import_directory
 from slussen.directory.services import refresh_all_occasions
@@ -63,13 +63,22 @@ def import_hsds(file: Path, username: str) -> None:
         if actor is None:
             raise Failure(f"no user named {username!r}")
         try:
-            counts = import_directory(
-                session,
-                actor,
-                document,
-                known_categories=[c.id for c in interest_categories()],
-                today=today_local(),
-            )
+            with click.progressbar(length=1, label="Importing organisations", show_pos=True) as bar:
+
+                def progress(done: int, total: int) -> None:
+                    bar.length = total
+                    bar.update(done - bar.pos)
+
+                counts = import_directory(
+                    session,
+                    actor,
+                    document,
+                    known_categories=[c.id for c in interest_categories()],
+                    today=today_local(),
+                    # A slice at a time: pages never wait for the import; a rerun finishes it.
+                    commit=slice_commit(session),
+                    progress=progress,
+                )
         except HsdsError as exc:
             raise Failure(str(exc)) from None
     click.echo(

@@ -16,12 +16,15 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from slussen.accounts.models import User
+from slussen.db import SLICE_SIZE, in_slices, reading
 from slussen.directory.categories import AGE_GROUPS, AGE_RANGES, SECTORS, category_labels
 from slussen.directory.models import Activity, ActivityRevision, Organisation
 from slussen.directory.schedule import ScheduleError, describe, normalise_rrule
@@ -30,6 +33,7 @@ from slussen.directory.services import (
     InvalidActivity,
     can_moderate,
     check_activity,
+    check_organisation,
     create_organisation,
     schedule_of,
     submit_activity,
@@ -373,6 +377,140 @@ def _sector(item: dict[str, Any]) -> str:
     return by_label.get(str(item.get("legal_status", "")).casefold(), "ideburen")
 
 
+@dataclass
+class _Service:
+    """One checked service of the file: where it is, its HSDS id, the activity it describes."""
+
+    where: str
+    hsds_id: str
+    data: ActivityData
+    assured_on: dt.date | None
+    is_inactive: bool
+
+
+@dataclass
+class _Organisation:
+    """One checked organisation of the file with its services."""
+
+    index: int
+    hsds_id: str
+    values: dict[str, str]
+    services: list[_Service]
+
+
+def _read_organisation(
+    session: Session,
+    index: int,
+    item: Any,
+    known: set[str],
+    owners: dict[str, str],
+) -> _Organisation:
+    """Organisation `index` of the file parsed and checked, writing nothing; `owners` maps each
+    service id seen so far in the file to its organisation's id. Refuses (HsdsError) the first
+    bad field, or a service that belongs to another organisation (in the file or the directory)."""
+    if not isinstance(item, dict) or not _text(item.get("id")) or not _text(item.get("name")):
+        raise HsdsError(f"Organisation {index}: id och name krävs.")
+    hsds_id = _text(item["id"], 36)
+    ext = _dict(item.get("x_slussen"))
+    phones = _dicts(item.get("phones"))
+    values = {
+        "name": _text(item.get("name"), 200),
+        "sector": _sector(item),
+        "description": _text(item.get("description")),
+        "email": _text(item.get("email"), 200),
+        "website": _text(item.get("website"), 300),
+        "phone": _text(phones[0].get("number"), 40) if phones else "",
+        "area": _text(ext.get("area"), 100),
+        "contact_name": _text(ext.get("contact_name"), 200),
+    }
+    try:
+        check_organisation(values)
+    except InvalidActivity as exc:
+        raise HsdsError(f"Organisation {index} ({values['name']}): {exc}") from None
+    services = item.get("services") or []
+    if not isinstance(services, list):
+        raise HsdsError(f"Organisation {index}: services måste vara en lista.")
+    checked = []
+    for number, service in enumerate(services, start=1):
+        where = f"Organisation {index}, aktivitet {number}"
+        if not isinstance(service, dict) or not _text(service.get("id")):
+            raise HsdsError(f"{where}: id krävs.")
+        data = _data_from_service(service, where)
+        data.categories = [c for c in data.categories if c in known]
+        try:
+            check_activity(data, known)
+        except InvalidActivity as exc:
+            raise HsdsError(f"{where} ({data.title}): {exc}") from None
+        service_id = _text(service["id"], 36)
+        owner = owners.get(service_id) or session.scalar(
+            select(Organisation.public_id)
+            .join(Activity, Activity.organisation_id == Organisation.id)
+            .where(Activity.public_id == service_id)
+        )
+        if owner is not None and owner != hsds_id:
+            raise HsdsError(f"{where}: aktiviteten hör till en annan organisation.")
+        owners[service_id] = hsds_id
+        assured_on = None
+        if isinstance(service.get("assured_date"), str):
+            with contextlib.suppress(ValueError):
+                assured_on = dt.date.fromisoformat(service["assured_date"])
+        checked.append(
+            _Service(where, service_id, data, assured_on, service.get("status") == "inactive")
+        )
+    return _Organisation(index, hsds_id, values, checked)
+
+
+def _write_organisation(
+    session: Session,
+    actor: User,
+    item: _Organisation,
+    *,
+    known: set[str],
+    today: dt.date,
+    counts: dict[str, int],
+) -> None:
+    """Add or update one checked organisation and its activities, counting what changed."""
+    org = session.scalar(select(Organisation).where(Organisation.public_id == item.hsds_id))
+    try:
+        if org is None:
+            org = create_organisation(session, actor, **item.values)
+            org.public_id = item.hsds_id
+            counts["organisations"] += 1
+        elif any(getattr(org, k) != v for k, v in item.values.items()):
+            update_organisation(session, actor, org, **item.values)
+            counts["organisations"] += 1
+    except InvalidActivity as exc:
+        raise HsdsError(f"Organisation {item.index} ({item.values['name']}): {exc}") from None
+    for service in item.services:
+        activity = session.scalar(select(Activity).where(Activity.public_id == service.hsds_id))
+        if activity is not None and activity.organisation_id != org.id:
+            # Checked before the first write; only a change made since then gets here.
+            raise HsdsError(f"{service.where}: aktiviteten hör till en annan organisation.")
+        data = service.data
+        try:
+            if activity is None:
+                revision = submit_activity(
+                    session, actor, org, data, known_categories=known, today=today
+                )
+                revision.activity.public_id = service.hsds_id
+                activity = revision.activity
+                counts["activities"] += 1
+            elif (
+                activity.published is None or ActivityData.from_revision(activity.published) != data
+            ):
+                submit_revision(session, actor, activity, data, known_categories=known, today=today)
+                counts["activities"] += 1
+            else:
+                counts["unchanged"] += 1
+        except InvalidActivity as exc:
+            raise HsdsError(f"{service.where} ({data.title}): {exc}") from None
+        if service.assured_on is not None:
+            activity.last_verified_on = service.assured_on
+        if service.is_inactive and not activity.is_withdrawn:
+            activity.is_withdrawn = True
+    session.flush()
+
+
 def import_directory(
     session: Session,
     actor: User,
@@ -380,89 +518,48 @@ def import_directory(
     *,
     known_categories: list[str],
     today: dt.date,
+    commit: Callable[[], None] | None = None,
+    slice_size: int = SLICE_SIZE,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, int]:
     """Add or update organisations and activities from an HSDS organization list (coordinator
     only). Records are matched by their HSDS id; an activity whose content is unchanged gets no
     new revision, so importing the same file twice changes nothing. Imported content is approved
-    by the importing coordinator. Refuses the whole file on the first bad item."""
+    by the importing coordinator.
+
+    First the whole file is read and checked, writing nothing (with `commit`, in a reading
+    transaction of its own: on SQLite it holds no write lock): it is refused (HsdsError) on the
+    first bad item, whose message names it. Then each organisation is written with its
+    activities as one item of `db.in_slices`: given `commit` (the CLI's `slice_commit`), slices
+    of `slice_size` organisations are committed one by one, so pages do not wait for the import,
+    and an import stopped half way keeps the slices before; the same file imported again
+    finishes the rest and counts what was done as unchanged. Without `commit` (a web request)
+    everything stays in the caller's transaction. `progress(done, total)` after each
+    organisation once its slice is committed."""
     if not can_moderate(actor):
         raise HsdsError("Bara samordnaren kan importera.")
     items = document.get("contents") if isinstance(document, dict) else document
     if not isinstance(items, list):
         raise HsdsError("Filen är inte en HSDS-lista med organisationer (contents saknas).")
-    counts = {"organisations": 0, "activities": 0, "unchanged": 0}
     known = set(known_categories)
-    for index, item in enumerate(items, start=1):
-        if not isinstance(item, dict) or not _text(item.get("id")) or not _text(item.get("name")):
-            raise HsdsError(f"Organisation {index}: id och name krävs.")
-        ext = _dict(item.get("x_slussen"))
-        phones = _dicts(item.get("phones"))
-        values = {
-            "name": _text(item.get("name"), 200),
-            "sector": _sector(item),
-            "description": _text(item.get("description")),
-            "email": _text(item.get("email"), 200),
-            "website": _text(item.get("website"), 300),
-            "phone": _text(phones[0].get("number"), 40) if phones else "",
-            "area": _text(ext.get("area"), 100),
-            "contact_name": _text(ext.get("contact_name"), 200),
-        }
-        org = session.scalar(
-            select(Organisation).where(Organisation.public_id == _text(item["id"], 36))
-        )
-        try:
-            if org is None:
-                org = create_organisation(session, actor, **values)
-                org.public_id = _text(item["id"], 36)
-                counts["organisations"] += 1
-            elif any(getattr(org, k) != v for k, v in values.items()):
-                update_organisation(session, actor, org, **values)
-                counts["organisations"] += 1
-        except InvalidActivity as exc:
-            raise HsdsError(f"Organisation {index} ({values['name']}): {exc}") from None
-        services = item.get("services") or []
-        if not isinstance(services, list):
-            raise HsdsError(f"Organisation {index}: services måste vara en lista.")
-        for number, service in enumerate(services, start=1):
-            where = f"Organisation {index}, aktivitet {number}"
-            if not isinstance(service, dict) or not _text(service.get("id")):
-                raise HsdsError(f"{where}: id krävs.")
-            data = _data_from_service(service, where)
-            data.categories = [c for c in data.categories if c in known]
-            try:
-                check_activity(data, known)
-            except InvalidActivity as exc:
-                raise HsdsError(f"{where} ({data.title}): {exc}") from None
-            activity = session.scalar(
-                select(Activity).where(Activity.public_id == _text(service["id"], 36))
-            )
-            if activity is not None and activity.organisation_id != org.id:
-                raise HsdsError(f"{where}: aktiviteten hör till en annan organisation.")
-            try:
-                if activity is None:
-                    revision = submit_activity(
-                        session, actor, org, data, known_categories=known, today=today
-                    )
-                    revision.activity.public_id = _text(service["id"], 36)
-                    activity = revision.activity
-                    counts["activities"] += 1
-                elif (
-                    activity.published is None
-                    or ActivityData.from_revision(activity.published) != data
-                ):
-                    submit_revision(
-                        session, actor, activity, data, known_categories=known, today=today
-                    )
-                    counts["activities"] += 1
-                else:
-                    counts["unchanged"] += 1
-            except InvalidActivity as exc:
-                raise HsdsError(f"{where} ({data.title}): {exc}") from None
-            assured = service.get("assured_date")
-            if isinstance(assured, str):
-                with contextlib.suppress(ValueError):
-                    activity.last_verified_on = dt.date.fromisoformat(assured)
-            if service.get("status") == "inactive" and not activity.is_withdrawn:
-                activity.is_withdrawn = True
-    session.flush()
+    owners: dict[str, str] = {}
+    if commit is not None:
+        commit()  # the caller's transaction ends: the check's own takes no write lock
+    with reading():
+        checked = [
+            _read_organisation(session, index, item, known, owners)
+            for index, item in enumerate(items, start=1)
+        ]
+    counts = {"organisations": 0, "activities": 0, "unchanged": 0}
+
+    def write(item: _Organisation) -> tuple[int]:
+        _write_organisation(session, actor, item, known=known, today=today, counts=counts)
+        return (item.index,)
+
+    if commit is not None:
+        commit()  # the check's reads end; each slice is a write transaction of its own
+    written = in_slices(checked, write, commit=commit, size=slice_size)
+    for done, _index in enumerate(written, start=1):
+        if progress is not None:
+            progress(done, len(checked))
     return counts

@@ -154,7 +154,9 @@ ORGANISATION_FIELDS: tuple[str, ...] = (
 )
 
 
-def _check_organisation(values: dict[str, Any]) -> None:
+def check_organisation(values: dict[str, Any]) -> None:
+    """Refuse an organisation's details that cannot be saved: no name, an unknown sector, a
+    website that is not a web address (InvalidActivity naming the field)."""
     if not str(values.get("name", "")).strip():
         raise InvalidActivity("Skriv organisationens namn.", "name")
     if values.get("sector") not in SECTORS:
@@ -168,7 +170,7 @@ def create_organisation(session: Session, actor: User, **values: Any) -> Organis
     """Create an organisation (coordinator only)."""
     if not can_moderate(actor):
         raise NotPermitted("Bara samordnaren kan lägga till organisationer.")
-    _check_organisation(values)
+    check_organisation(values)
     organisation = Organisation(**{k: v for k, v in values.items() if k in ORGANISATION_FIELDS})
     session.add(organisation)
     session.flush()
@@ -182,7 +184,7 @@ def update_organisation(
     if not may_edit_organisation(session, actor, organisation):
         raise NotFound()
     merged = {name: getattr(organisation, name) for name in ORGANISATION_FIELDS} | values
-    _check_organisation(merged)
+    check_organisation(merged)
     for name in ORGANISATION_FIELDS:
         setattr(organisation, name, merged[name])
     bump_directory_version(session)

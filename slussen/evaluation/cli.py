@@ -1,5 +1,9 @@
 """`slussen evaluation export --format csv|pdf [--out FILE]`: the pseudonymised dataset or the
-report, for the whole region or filtered, written by the operator and audited as an export."""
+report, for the whole region or filtered, written by the operator and audited as an export.
+
+The command only reads, plus its audit row: the reads hold no write lock, and the audit row is
+committed in a short transaction of its own before the PDF is drawn or the data handed out (no
+audit row, no data), so pages and other jobs do not wait for an export."""
 
 from __future__ import annotations
 
@@ -97,25 +101,27 @@ def export(
         raise Failure("--to is before --from.")
     app = command_app()
     actor = Actor(None, f"(cli) {getpass.getuser()}"[:80], "system")
-    with app.app_context(), session_scope(app) as session:
-        settings = app.extensions["slussen.settings"]
-        unit_id = None
-        if unit_hsa:
-            unit_id = session.scalar(select(Unit.id).where(Unit.hsa_id == unit_hsa))
-            if unit_id is None:
-                raise Failure(f"No unit has the HSA-id {unit_hsa}.")
-        filters = Filters(
-            date_from=_day(date_from),
-            date_to=_day(date_to),
-            unit_id=unit_id,
-            channel=channel,
-            age_band=age_band,
-            sex=sex,
-        )
-        context = Context(app.extensions["slussen.content"], current_workflow(), settings)
-        ring = current_key_ring()
-        with force_locale(settings.default_locale):
-            try:
+    settings = app.extensions["slussen.settings"]
+    with app.app_context(), force_locale(settings.default_locale):
+        try:
+            # Reads take no write lock (SQLite) and the one write, the audit row, is committed
+            # when the scope ends: only then is the PDF drawn and the data handed out.
+            with session_scope(app, reading=True) as session:
+                unit_id = None
+                if unit_hsa:
+                    unit_id = session.scalar(select(Unit.id).where(Unit.hsa_id == unit_hsa))
+                    if unit_id is None:
+                        raise Failure(f"No unit has the HSA-id {unit_hsa}.")
+                filters = Filters(
+                    date_from=_day(date_from),
+                    date_to=_day(date_to),
+                    unit_id=unit_id,
+                    channel=channel,
+                    age_band=age_band,
+                    sex=sex,
+                )
+                context = Context(app.extensions["slussen.content"], current_workflow(), settings)
+                ring = current_key_ring()
                 if kind == "csv":
                     buffer = io.StringIO()
                     header = labels.header_lines(
@@ -131,13 +137,14 @@ def export(
                     summary = f"{rows} cases"
                 else:
                     report = build_report(session, ring, actor, context, filters, as_pdf=True)
-                    data = render_report(report, current_workflow())
                     summary = f"report on {report.referred.text(report.k)} cases"
-            except (DomainError, VaultError) as exc:
-                raise Failure(str(exc)) from None
-        if out is None:
-            sys.stdout.buffer.write(data)
-            sys.stdout.flush()
-        else:
-            out.write_bytes(data)
-            click.echo(f"Wrote {out} ({summary}).", err=True)
+            if kind == "pdf":
+                data = render_report(report, current_workflow())
+        except (DomainError, VaultError) as exc:
+            raise Failure(str(exc)) from None
+    if out is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    else:
+        out.write_bytes(data)
+        click.echo(f"Wrote {out} ({summary}).", err=True)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from flask import Flask
+from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
 from slussen.audit import Actor
@@ -22,6 +23,7 @@ from slussen.questionnaires import fhir, services
 from slussen.questionnaires.definitions import FormDef
 from slussen.questionnaires.scoring import check_answers
 from tests.builders import make_case
+from tests.conftest import DemoSite
 
 Questionnaire = pytest.importorskip("fhir.resources.R4B.questionnaire").Questionnaire
 QuestionnaireResponse = pytest.importorskip(
@@ -127,3 +129,45 @@ def test_demo_cases_have_answers_and_export_as_responses(
     assert len(responses) >= 10
     for path in responses:
         QuestionnaireResponse.model_validate(json.loads(path.read_text()))
+
+
+def test_the_answers_export_holds_no_write_lock_and_is_audited_before_the_files(
+    demo_site: DemoSite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While `forms export-fhir --case` reads and decrypts the answers, the case's unit can
+    append to its access log chain (the one the export's audit row goes to); the files are
+    written only once that audit row is committed (no audit row, no data)."""
+    engine = create_engine(demo_site.url)
+    with engine.connect() as conn:
+        case_id, reference, unit_id = conn.execute(
+            text(
+                "SELECT c.id, c.reference, c.unit_id FROM cases c WHERE EXISTS "
+                "(SELECT 1 FROM questionnaire_responses r WHERE r.case_id = c.id) "
+                "ORDER BY c.id LIMIT 1"
+            )
+        ).one()
+    engine.dispose()
+    waits: dict[str, float] = {}
+    real_response = fhir.questionnaire_response
+
+    def response(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        waits["while reading the answers"] = demo_site.append_audit_row(unit_id)
+        return real_response(*args, **kwargs)
+
+    real_write_text = Path.write_text
+
+    def write_text(path: Path, data: str, *args: Any, **kwargs: Any) -> int:
+        if path.name.startswith("QuestionnaireResponse-"):
+            exported = demo_site.audited("export", "questionnaire_response")
+            assert exported == [str(case_id)], "no audit row, no data"
+            waits["while writing the files"] = demo_site.append_audit_row(unit_id)
+        return real_write_text(path, data, *args, **kwargs)
+
+    monkeypatch.setattr(fhir, "questionnaire_response", response)
+    monkeypatch.setattr(Path, "write_text", write_text)
+    out = tmp_path / "fhir"
+    result = CliRunner().invoke(cli, ["forms", "export-fhir", str(out), "--case", reference])
+    assert result.exit_code == 0, result.output
+    assert set(waits) == {"while reading the answers", "while writing the files"}
+    assert max(waits.values()) < 1.0, waits
+    assert list(out.glob("QuestionnaireResponse-*.json"))
