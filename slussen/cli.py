@@ -333,7 +333,7 @@ def forms_export_fhir(directory: Path, case_reference: str | None, base_url: str
     if case_reference:
         # Reads take no write lock (SQLite); the audit row is committed when the scope ends,
         # and only then are the answers written out (no audit row, no data).
-        with app.app_context(), session_scope(app, reading=True) as session:
+        with app.app_context(), session_scope(app, reading_only=True) as session:
             store = Keystore(session, current_key_ring())
             resources = export_case_answers(
                 store, audit.SYSTEM, case_reference, all_forms, base=base

@@ -18,7 +18,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from typing import Annotated, Any, ClassVar, TypeVar
 
@@ -335,26 +335,24 @@ def reading() -> Iterator[None]:
 
 
 @contextmanager
-def session_scope(app: Flask, *, reading: bool = False) -> Iterator[Session]:
+def session_scope(app: Flask, *, reading_only: bool = False) -> Iterator[Session]:
     """A session for CLI commands: commits on success, rolls back on error.
 
-    `reading=True` for a command that reads and then writes only its audit row (an export): on
-    SQLite its transaction begins deferred, like a reading page's, so the reads hold no write
+    `reading_only=True` for a command that reads and then writes only its audit row (an
+    export): its transaction begins inside `reading()`, so on SQLite the reads hold no write
     lock and the audit row takes it only from that write to the commit at the end of the scope
-    (on PostgreSQL reads never lock), as inside `reading()`. Such a command hands its data out
-    after the scope, once the audit row is committed."""
+    (on PostgreSQL reads never lock). Such a command hands its data out after the scope, once
+    the audit row is committed."""
     session: Session = app.extensions["slussen.sessionmaker"]()
-    token = _READING_JOB.set(True) if reading else None
-    try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
-        if token is not None:
-            _READING_JOB.reset(token)
+    with reading() if reading_only else nullcontext():
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
 
 
 def slice_commit(session: Session) -> Callable[[], None]:

@@ -106,7 +106,7 @@ def export(
         try:
             # Reads take no write lock (SQLite) and the one write, the audit row, is committed
             # when the scope ends: only then is the PDF drawn and the data handed out.
-            with session_scope(app, reading=True) as session:
+            with session_scope(app, reading_only=True) as session:
                 unit_id = None
                 if unit_hsa:
                     unit_id = session.scalar(select(Unit.id).where(Unit.hsa_id == unit_hsa))
