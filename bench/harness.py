@@ -137,10 +137,16 @@ def _marker(url: str, cases: int) -> Path:
     return DATA_DIR / "seeded" / f"{digest}.json"
 
 
-def _run_cli(args: Sequence[str], env: Mapping[str, str]) -> str:
+def _run_cli(args: Sequence[str], env: Mapping[str, str], *, timeout: float | None = 1800) -> str:
     command = [str(SLUSSEN_BIN), *args]
     proc = subprocess.run(
-        command, env=dict(env), cwd=REPO, capture_output=True, text=True, timeout=1800, check=False
+        command,
+        env=dict(env),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     if proc.returncode != 0:
         shown = " ".join(shlex.quote(a) for a in command).replace(BENCH_PASSWORD, "***")

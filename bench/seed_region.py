@@ -74,8 +74,11 @@ def run_demo(url: str, cases: int, units: int, password: str = BENCH_PASSWORD) -
     INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
     _run_cli(["init-db"], env)
     started = time.perf_counter()
+    # No time limit: a region of 100,000 cases takes over an hour (the demo is resumable).
     output = _run_cli(
-        ["demo", "--password", password, "--cases", str(cases), "--units", str(units)], env
+        ["demo", "--password", password, "--cases", str(cases), "--units", str(units)],
+        env,
+        timeout=None,
     )
     return SeedResult(cases, time.perf_counter() - started, output)
 
