@@ -12,6 +12,7 @@ from flask_babel import Babel
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter, Map
 
 from slussen import capabilities, db
 from slussen.accesslog.markers import NO_STORE_FLAG
@@ -22,7 +23,7 @@ from slussen.cases.views import bp as cases_bp
 from slussen.config import Settings, load_settings
 from slussen.core.views import bp as core_bp
 from slussen.directory.views import bp as directory_bp
-from slussen.errors import DomainError
+from slussen.errors import DomainError, Invalid
 from slussen.evaluation.views import bp as evaluation_bp
 from slussen.intake.views import bp as intake_bp
 from slussen.letters.views import bp as letters_bp
@@ -97,6 +98,18 @@ def _secret_key(settings: Settings) -> str:
     return path.read_text().strip()
 
 
+class IdConverter(IntegerConverter):
+    """`<int:…>` in every path: a whole number that fits a database id (signed 64 bits). A larger
+    one does not match the rule, so it is a plain 404 instead of an overflow in the driver."""
+
+    def __init__(self, url_map: Map) -> None:
+        super().__init__(url_map, max=_LARGEST_ID)
+
+
+#: The largest value a BIGINT (PostgreSQL) or INTEGER (SQLite) column holds.
+_LARGEST_ID = 2**63 - 1
+
+
 def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     """Build the app. `config` is a mapping of settings overriding every other layer, or a
     ready Settings. Raises ConfigError (one line) on bad configuration or content."""
@@ -137,6 +150,8 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     app.extensions["slussen.case_panels"] = (visits_panel, questionnaire_panel)
 
     auth.init_app(app)
+    # Before any rule is added: every <int:…> in a path is a database id.
+    app.url_map.converters["int"] = IdConverter
     app.register_blueprint(accounts_bp)
     app.register_blueprint(core_bp)
     app.register_blueprint(accesslog_bp)
@@ -154,6 +169,15 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     @app.before_request
     def _remember_settings() -> None:
         g.settings = settings
+
+    @app.before_request
+    def _refuse_nul() -> None:
+        # No person types a NUL, and PostgreSQL refuses one in any text: the request is garbage
+        # or an attack, refused before any view reads it (the forms refuse other control
+        # characters next to the field, keeping what was typed).
+        values = [*request.args.values(), *request.form.values(), request.path]
+        if any("\x00" in value for value in values):
+            raise Invalid("Förfrågan innehöll ett tecken som inte är tillåtet.")
 
     return app
 

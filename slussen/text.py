@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+#: What no typed text may hold: control characters other than tab, line feed and carriage return
+#: (NUL, ESC, DEL, the C1 range), and the bidirectional embeddings, overrides and isolates
+#: (U+202A–U+202E, U+2066–U+2069), which make text display otherwise than it reads.
+_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def is_digits(text: str) -> bool:
@@ -20,3 +26,8 @@ def optional_id(value: Any) -> int | None:
         return None
     text = str(value)
     return int(text) if is_digits(text) and len(text) < 12 else 0
+
+
+def has_forbidden_characters(text: str) -> bool:
+    """Whether `text` holds a character no name, address or note may hold (`_FORBIDDEN`)."""
+    return _FORBIDDEN.search(text) is not None

@@ -376,3 +376,41 @@ def actors(make_user: Callable[..., Any]) -> dict[str, Actor]:
     people["system"] = Actor(None, "(system)", "system")
     people["patient"] = Actor(None, "(patient)", "patient")
     return people
+
+
+# --- crawling every route as every role (tests/test_bad_input.py, tests/test_hostile_input.py) ---
+
+EVERY_ROLE = ["anonymous", "staff", "coach", "coordinator", "evaluator", "org_rep", "admin"]
+#: Endpoints whose effect is to end the session; crawling them would log the client out.
+NOT_CRAWLED = {"accounts.logout", "static"}
+
+
+@pytest.fixture
+def clients(app: Flask, make_user: Callable[..., Any]) -> dict[str, FlaskClient]:
+    """A logged-in test client per role (and one anonymous)."""
+    result = {"anonymous": app.test_client()}
+    for role in EVERY_ROLE[1:]:
+        make_user(role)
+        client = app.test_client()
+        response = client.post("/login", data={"username": role, "password": TEST_PASSWORD})
+        assert response.status_code == 302, role
+        result[role] = client
+    return result
+
+
+@pytest.fixture
+def rules(app: Flask, clients: dict[str, FlaskClient], session: Session, unit: Any) -> list[Any]:
+    """Every URL rule worth crawling, with a case in the database so id-taking URLs sometimes
+    hit a real object."""
+    from slussen.accounts.models import User
+    from tests.builders import make_case
+
+    coach = session.scalars(select(User).where(User.role == "coach")).one()
+    workflow = app.extensions["slussen.content"].compiled["workflow"]
+    with app.app_context():
+        ring = current_key_ring()
+    make_case(session, ring, workflow, Actor.of(coach), unit.id, "mapping_booked")
+    return sorted(
+        (r for r in app.url_map.iter_rules() if r.endpoint not in NOT_CRAWLED),
+        key=lambda r: (r.endpoint, r.rule),
+    )

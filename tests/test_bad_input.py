@@ -19,14 +19,10 @@ from sqlalchemy.orm import Session
 from werkzeug.routing import Rule
 
 from slussen.models import metadata
-from tests.builders import make_case
-from tests.conftest import TEST_PASSWORD
+from tests.conftest import EVERY_ROLE
 
-ROLES = ["anonymous", "staff", "coach", "coordinator", "evaluator", "org_rep", "admin"]
 #: Tables a refused request may still write: sessions, the access log, throttling state.
 BOOKKEEPING = {"web_sessions", "audit_events", "audit_chain_heads", "alembic_version"}
-#: Endpoints whose effect is to end the session; crawling them would log the client out.
-SKIP = {"accounts.logout", "static"}
 NAME_RE = re.compile(r'name="([A-Za-z0-9_\-]+)"')
 
 nasty_text = st.one_of(
@@ -44,36 +40,6 @@ def domain_counts(session: Session) -> dict[str, int]:
         for table in metadata.sorted_tables
         if table.name not in BOOKKEEPING
     }
-
-
-@pytest.fixture
-def clients(app: Flask, make_user: Callable[..., Any]) -> dict[str, FlaskClient]:
-    result = {"anonymous": app.test_client()}
-    for role in ROLES[1:]:
-        make_user(role)
-        client = app.test_client()
-        response = client.post("/login", data={"username": role, "password": TEST_PASSWORD})
-        assert response.status_code == 302, role
-        result[role] = client
-    return result
-
-
-@pytest.fixture
-def rules(app: Flask, clients: dict[str, FlaskClient], session: Session, unit: Any) -> list[Rule]:
-    """Every rule, with a case in the database so id-taking URLs sometimes hit a real object."""
-    from slussen.accounts.models import User
-    from slussen.audit import Actor
-    from slussen.keystore import current_key_ring
-
-    coach = session.scalars(select(User).where(User.role == "coach")).one()
-    workflow = app.extensions["slussen.content"].compiled["workflow"]
-    with app.app_context():
-        ring = current_key_ring()
-    make_case(session, ring, workflow, Actor.of(coach), unit.id, "mapping_booked")
-    return sorted(
-        (r for r in app.url_map.iter_rules() if r.endpoint not in SKIP),
-        key=lambda r: (r.endpoint, r.rule),
-    )
 
 
 def fill_path(rule: Rule, draw: Callable[[Any], Any]) -> str:
@@ -108,7 +74,7 @@ def test_no_input_gives_a_server_error(
     @given(data=st.data())
     def crawl(data: st.DataObject) -> None:
         rule = data.draw(st.sampled_from(rules), label="rule")
-        role = data.draw(st.sampled_from(ROLES), label="role")
+        role = data.draw(st.sampled_from(EVERY_ROLE), label="role")
         client = clients[role]
         url = fill_path(rule, data.draw)
         methods = sorted((rule.methods or set()) & {"GET", "POST"})

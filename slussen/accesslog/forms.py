@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import DateField, Field, SelectField, StringField
 from wtforms.validators import DataRequired, Optional, ValidationError
 
 from slussen.identifiers import IdentifierError, PersonIdentifier, parse_person_identifier
 from slussen.text import optional_id
+from slussen.webforms import Form
 
 
 class IsoDateField(DateField):  # type: ignore[misc]
@@ -23,7 +23,7 @@ class IsoDateField(DateField):  # type: ignore[misc]
             raise ValueError(_l("Write the date as YYYY-MM-DD, for example 2026-03-05.")) from exc
 
 
-class LogFilterForm(FlaskForm):  # type: ignore[misc]
+class LogFilterForm(Form):
     """Filters that may sit in a URL: a user and a date range. The patient filter is not here:
     a personnummer never goes into a URL, so it is POSTed to the patient search."""
 
@@ -51,7 +51,7 @@ class LogFilterForm(FlaskForm):  # type: ignore[misc]
             raise ValidationError(_l("The end date is before the start date."))
 
 
-class PersonnummerForm(FlaskForm):  # type: ignore[misc]
+class PersonnummerForm(Form):
     """One personnummer or samordningsnummer, POSTed with a CSRF token."""
 
     pnr = StringField(

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length
 
+from slussen.webforms import Form
 
-class LoginForm(FlaskForm):  # type: ignore[misc]
+
+class LoginForm(Form):
     username = StringField(
         _l("Username"),
         validators=[DataRequired(message=_l("Enter your username.")), Length(max=80)],
@@ -21,7 +22,7 @@ class LoginForm(FlaskForm):  # type: ignore[misc]
     )
 
 
-class CodeForm(FlaskForm):  # type: ignore[misc]
+class CodeForm(Form):
     """The second login step: a code from the authenticator app, or a recovery code."""
 
     code = StringField(
@@ -36,7 +37,7 @@ class CodeForm(FlaskForm):  # type: ignore[misc]
     )
 
 
-class TotpEnrolForm(FlaskForm):  # type: ignore[misc]
+class TotpEnrolForm(Form):
     """Confirm a new authenticator app with its first code; the password when already logged in
     (re-authentication before changing the second factor, ASVS 6.5/7.5.1)."""
 
@@ -56,7 +57,7 @@ class TotpEnrolForm(FlaskForm):  # type: ignore[misc]
     )
 
 
-class PasswordChangeForm(FlaskForm):  # type: ignore[misc]
+class PasswordChangeForm(Form):
     current_password = PasswordField(
         _l("Current password"),
         validators=[DataRequired(message=_l("Enter your current password.")), Length(max=128)],

@@ -10,7 +10,6 @@ from typing import Any
 
 from babel import Locale
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     DateField,
@@ -31,6 +30,7 @@ from slussen.directory.models import CONTENT_FIELDS
 from slussen.directory.schedule import WEEKDAY_NAMES_SV, ScheduleError, build_rrule, split_rrule
 from slussen.directory.services import MAX_RANGE_DAYS, ActivityData, CalendarFilters
 from slussen.text import is_digits
+from slussen.webforms import Form
 
 SWEDISH = Locale("sv")
 #: Enough to catch typing mistakes; whether the address works shows when someone writes to it.
@@ -49,7 +49,7 @@ class MultiCheckboxField(SelectMultipleField):  # type: ignore[misc]
     option_widget = CheckboxInput()
 
 
-class OrganisationForm(FlaskForm):  # type: ignore[misc]
+class OrganisationForm(Form):
     name = StringField(
         _l("Name"), validators=[DataRequired(message=_l("Enter the name.")), Length(max=200)]
     )
@@ -69,22 +69,22 @@ class OrganisationForm(FlaskForm):  # type: ignore[misc]
     area = StringField(_l("Area"), validators=[Length(max=100)])
 
 
-class RepresentativeForm(FlaskForm):  # type: ignore[misc]
+class RepresentativeForm(Form):
     username = StringField(
         _l("Username of the representative"),
         validators=[DataRequired(message=_l("Enter a username.")), Length(max=80)],
     )
 
 
-class ActionForm(FlaskForm):  # type: ignore[misc]
+class ActionForm(Form):
     """A button that changes something: only the CSRF token."""
 
 
-class ApproveForm(FlaskForm):  # type: ignore[misc]
+class ApproveForm(Form):
     comment = TextAreaField(_l("Comment (optional)"), validators=[Length(max=2000)])
 
 
-class ReturnForm(FlaskForm):  # type: ignore[misc]
+class ReturnForm(Form):
     comment = TextAreaField(
         _l("What should the organisation change?"),
         validators=[DataRequired(message=_l("Write what needs to change.")), Length(max=2000)],
@@ -101,7 +101,7 @@ def _language_codes(text: str) -> list[str]:
     return list(dict.fromkeys(codes))
 
 
-class ActivityForm(FlaskForm):  # type: ignore[misc]
+class ActivityForm(Form):
     title = StringField(
         _l("Title"), validators=[DataRequired(message=_l("Enter a title.")), Length(max=200)]
     )

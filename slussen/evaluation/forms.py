@@ -5,20 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import Field, SelectField
 from wtforms.validators import Optional, ValidationError
 
 from slussen.accesslog.forms import IsoDateField
 from slussen.evaluation.dataset import AGE_BANDS, SEXES, Filters
 from slussen.text import optional_id
+from slussen.webforms import Form
 
 
 def _optional_text(value: Any) -> str | None:
     return None if value in (None, "", "None") else str(value)
 
 
-class FilterForm(FlaskForm):  # type: ignore[misc]
+class FilterForm(Form):
     class Meta:
         csrf = False
 

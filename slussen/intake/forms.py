@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import BooleanField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 
 from slussen.identifiers import IdentifierError, normalise_postcode, parse_person_identifier
+from slussen.webforms import Form
 
 
 def valid_personnummer(_form: Any, field: Any) -> None:
@@ -28,7 +28,7 @@ def valid_postcode(_form: Any, field: Any) -> None:
             raise ValidationError(str(exc)) from None
 
 
-class IdentityFields(FlaskForm):  # type: ignore[misc]
+class IdentityFields(Form):
     personnummer = StringField(
         _l("Personal identity number"),
         validators=[

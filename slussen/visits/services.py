@@ -22,6 +22,7 @@ from slussen.errors import Invalid, NotFound
 from slussen.keystore import Keystore
 from slussen.letterqueue import queue_letter
 from slussen.patients.services import seal, unseal
+from slussen.text import has_forbidden_characters
 from slussen.visits.models import (
     CONTACT_FREQUENCIES,
     HANDOVER_OUTCOMES,
@@ -64,6 +65,11 @@ def _text(value: str, what: str, *, required: bool = False) -> str:
         raise Invalid(f"Skriv {what}.")
     if len(value) > MAX_TEXT:
         raise Invalid(f"{what.capitalize()} får vara högst {MAX_TEXT} tecken.")
+    if has_forbidden_characters(value):
+        raise Invalid(
+            f"{what.capitalize()} innehåller tecken som inte kan sparas (osynliga styrtecken eller "
+            "tecken som vänder skrivriktningen). Ta bort dem och försök igen."
+        )
     return value
 
 

@@ -352,4 +352,6 @@ def test_any_activity_form_input_gives_a_message_or_a_revision(
     response = client.post(
         f"/katalog/organisationer/{directory.org_a.id}/aktiviteter/ny", data=fields
     )
-    assert response.status_code in (200, 302)
+    # A NUL is refused before any form reads it (tests/test_hostile_input.py).
+    expected = (400,) if "\\x00" in repr(fields) else (200, 302)
+    assert response.status_code in expected
