@@ -111,18 +111,22 @@ def test_codes_are_accepted_one_step_either_side_and_no_further(
     session: Session, ring: vault.KeyRing, make_user: Callable[..., Any]
 ) -> None:
     user = make_user("coach")
-    user.totp_secret = secret = pyotp.random_base32()
+    secret = pyotp.random_base32()
     now = dt.datetime(2026, 3, 1, 12, 0, 15, tzinfo=dt.UTC)
     totp = pyotp.TOTP(secret)
+    enrolled = now - 5 * STEP
+    services.enrol_totp(session, ring, user, secret, totp.at(enrolled), now=enrolled)
     for offset in (-2, 2):
         with pytest.raises(SecondFactorRefused):
-            services.use_second_factor(session, user, totp.at(now + offset * STEP), now=now)
+            services.use_second_factor(session, ring, user, totp.at(now + offset * STEP), now=now)
     # Each accepted code moves the counter on, so they must come in time order here.
     for offset in (-1, 0, 1):
-        assert services.use_second_factor(session, user, totp.at(now + offset * STEP), now=now)
+        assert services.use_second_factor(
+            session, ring, user, totp.at(now + offset * STEP), now=now
+        )
     assert user.totp_last_counter == totp.timecode(now) + 1
     with pytest.raises(SecondFactorRefused):  # an earlier step, though within the window
-        services.use_second_factor(session, user, totp.at(now), now=now + STEP)
+        services.use_second_factor(session, ring, user, totp.at(now), now=now + STEP)
 
 
 def test_a_recovery_code_works_once(
@@ -191,7 +195,7 @@ def _secret_on_page(page: str) -> str:
 
 
 def test_voluntary_enrolment_asks_for_the_password(
-    client: FlaskClient, session: Session, login: Callable[..., Any]
+    client: FlaskClient, session: Session, ring: vault.KeyRing, login: Callable[..., Any]
 ) -> None:
     user = login("evaluator")
     page = client.get("/konto/tvastegsverifiering").get_data(as_text=True)
@@ -214,7 +218,9 @@ def test_voluntary_enrolment_asks_for_the_password(
     assert len(re.findall(r"<li><code>\w{5}-\w{5}</code></li>", body)) == 10
     assert response.headers["Cache-Control"] == "no-store"
     session.expire_all()
-    assert user.totp_secret == secret and user.totp_enrolled_at is not None
+    assert user.totp_secret_enc is not None and user.totp_enrolled_at is not None
+    assert secret.encode() not in user.totp_secret_enc  # sealed, not in clear
+    assert services.use_second_factor(session, ring, user, next_code(secret))
     assert "påslagen" in client.get("/konto/tvastegsverifiering").get_data(as_text=True)
     assert actions(session, user) == ["login", "totp_enrol"]
 
