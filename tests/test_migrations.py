@@ -141,7 +141,7 @@ def test_clear_totp_secrets_are_sealed_and_still_verify(empty_engine: Engine) ->
             ),
             {"at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "secret": secret},
         )
-    with pytest.raises(RuntimeError, match="1 user.s. have a TOTP secret in clear"):
+    with pytest.raises(RuntimeError, match=r"1 user\(s\) have a TOTP secret in clear"):
         migrate.upgrade(empty_engine)
     assert migrate.current_revision(empty_engine) == "0012"  # nothing changed
 
