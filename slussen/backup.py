@@ -317,7 +317,7 @@ def _copy_rows(source: Path, table_name: str, url: str) -> Iterator[dict[str, st
     tab-separated, `\\N` for NULL), streamed: data_keys has a row per patient."""
     pg_restore = _tool("pg_restore")
     _uri, env = _libpq(url)
-    args = [pg_restore, "--data-only", f"--table={table_name}", str(source)]
+    args = [pg_restore, "--data-only", f"--table={table_name}", "--file=-", str(source)]
     try:
         proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True)
     except OSError as exc:
