@@ -10,7 +10,8 @@ Alembic's `config.attributes["ring"]` (`slussen init-db` always does). Without a
 works on a database with no TOTP secret and stops on one that has any, before changing it.
 
 The downgrade opens every sealed secret with the ring when it is given and writes it back in
-clear; without a ring it works only while no user has a sealed secret, and stops otherwise.
+clear; without a ring it works only while no user has a sealed secret, and stops otherwise. It
+destroys the users' and the canary's data keys (the rows stay).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ _data_keys = sa.table(
     sa.column("wrapped", sa.LargeBinary),
     sa.column("master_key_id", sa.String),
     sa.column("created_at", slussen.db.UtcDateTime()),
+    sa.column("destroyed_at", slussen.db.UtcDateTime()),
 )
 
 
@@ -136,7 +138,8 @@ def downgrade() -> None:
     op.add_column("users", sa.Column("totp_secret", sa.String(length=64), nullable=True))
     if clear:
         bind.execute(sa.text("UPDATE users SET totp_secret = :s WHERE id = :u"), clear)
-    # The users' and the canary's data keys go with the columns that name them.
+    # The users' and the canary's data keys are destroyed with the columns that name them; the
+    # rows stay, as an erased patient's do.
     keys = [
         row[0]
         for row in bind.execute(
@@ -152,4 +155,8 @@ def downgrade() -> None:
         op.drop_constraint(op.f("fk_users_data_key_id_data_keys"), "users", type_="foreignkey")
     op.drop_column("users", "data_key_id")
     if keys:
-        bind.execute(sa.delete(_data_keys).where(_data_keys.c.id.in_(keys)))
+        bind.execute(
+            sa.update(_data_keys)
+            .where(_data_keys.c.id.in_(keys))
+            .values(wrapped=None, master_key_id=None, destroyed_at=slussen.db.utcnow())
+        )
