@@ -8,8 +8,10 @@ file is found at backup time, not on the day it is needed (GitLab, January 2017)
 
 A restore goes into an empty database unless forced, and reports the schema revision, the row
 counts of the main tables, and whether the key ring on this machine holds every master key the
-restored data keys need. The key ring is never in a backup: without it a stolen backup is
-unreadable, so it is backed up apart (see docs/operations.md).
+restored data keys need. Before it changes anything it opens the backup's canary (sealed under
+the key ring at `slussen init-db`) with the key ring on this machine, and refuses a ring that
+cannot, naming the ring the backup needs. The key ring is never in a backup: without it a stolen
+backup is unreadable, so it is backed up apart (see docs/operations.md).
 """
 
 from __future__ import annotations
@@ -19,17 +21,25 @@ import shutil
 import sqlite3
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Engine, func, inspect, select, table
+from sqlalchemy import Engine, create_engine, func, inspect, select, table
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from slussen import migrate
-from slussen.keystore import key_usage
+from slussen import migrate, vault
+from slussen.keystore import (
+    Canary,
+    DataKey,
+    KeyringCanary,
+    KeyRingMismatch,
+    check_canary,
+    key_usage,
+    read_canary,
+)
 
 #: Tables shown in a restore's summary, in this order (those that exist).
 MAIN_TABLES = (
@@ -230,18 +240,30 @@ def restore(
     engine: Engine,
     *,
     force: bool = False,
+    ring: vault.KeyRing | None = None,
     master_key_ids: set[str] | None = None,
     progress: Progress | None = None,
 ) -> RestoreResult:
     """Restore `source` into the database at `url` (`engine` is bound to it).
 
-    Refuses a database that holds data unless `force`. `master_key_ids` are the ids in the key
-    ring that will be used with the restored data; any the data needs but the ring lacks are
-    reported."""
+    `ring` is the key ring that will be used with the restored data: refuses, before changing
+    anything, a ring that cannot open the backup's canary (a backup made before the canary
+    existed is not checked). Refuses a database that holds data unless `force`.
+    `master_key_ids` (default: the ring's) are the ids of the key ring that will be used; any
+    the data needs but the ring lacks are reported."""
     kind = kind_of_url(url)
     found = detect_kind(source)
     if found != kind:
         raise BackupError(f"{source} is a {found} backup but the database is {kind}")
+    if ring is not None:
+        if master_key_ids is None:
+            master_key_ids = set(ring.master_keys)
+        canary = backup_canary(source, kind, url)
+        if canary is not None:
+            try:
+                check_canary(canary, ring, of="the backup")
+            except KeyRingMismatch as exc:
+                raise BackupError(f"{exc}; the target database was not changed") from None
     if kind == "sqlite":
         target = _sqlite_path(url)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -272,6 +294,84 @@ def restore(
         head=migrate.head_revision(),
         counts={name: counts[name] for name in MAIN_TABLES if name in counts},
         missing_master_keys=missing,
+    )
+
+
+def backup_canary(source: Path, kind: str, url: str) -> Canary | None:
+    """The canary in the backup `source` (of `kind`), read without restoring anything; None when
+    the backup has none (made before revision 0013 or before `slussen init-db` sealed it)."""
+    if kind == "sqlite":
+        reader = create_engine(f"sqlite:///file:{source}?mode=ro&uri=true")
+        try:
+            with Session(reader) as session:
+                return read_canary(session)
+        except OperationalError as exc:
+            raise BackupError(f"the backup {source} cannot be read: {exc.orig}") from None
+        finally:
+            reader.dispose()
+    return _postgres_canary(source, url)
+
+
+def _copy_rows(source: Path, table_name: str, url: str) -> Iterator[dict[str, str | None]]:
+    """The rows of one table in a pg_dump custom file, as pg_restore prints them (COPY text:
+    tab-separated, `\\N` for NULL), streamed: data_keys has a row per patient."""
+    pg_restore = _tool("pg_restore")
+    _uri, env = _libpq(url)
+    args = [pg_restore, "--data-only", f"--table={table_name}", "--file=-", str(source)]
+    try:
+        proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True)
+    except OSError as exc:
+        raise BackupError(f"pg_restore could not be started: {exc}") from None
+    assert proc.stdout is not None
+    columns: list[str] | None = None
+    finished = False
+    try:
+        # Read to the end even after the rows: a closed pipe would make pg_restore fail.
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            if finished:
+                continue
+            if columns is None:
+                if line.startswith("COPY ") and line.endswith(" FROM stdin;"):
+                    names = line.split("(", 1)[1].split(")", 1)[0]
+                    columns = [name.strip() for name in names.split(",")]
+                continue
+            if line == "\\.":
+                finished = True
+                continue
+            values = [None if v == "\\N" else v.replace("\\\\", "\\") for v in line.split("\t")]
+            yield dict(zip(columns, values, strict=True))
+    finally:
+        proc.stdout.close()
+        if proc.wait() != 0:
+            raise BackupError(f"pg_restore could not read {table_name} from {source}")
+
+
+def _bytea(value: str | None) -> bytes | None:
+    if value is None:
+        return None
+    if not value.startswith("\\x"):
+        raise BackupError("the backup holds bytea in a format other than hex")
+    return bytes.fromhex(value[2:])
+
+
+def _postgres_canary(source: Path, url: str) -> Canary | None:
+    canaries = list(_copy_rows(source, KeyringCanary.__tablename__, url))
+    if not canaries:
+        return None
+    row = canaries[0]
+    data_key_id = int(row["data_key_id"] or 0)
+    wrapped: bytes | None = None
+    masters: set[str] = set()
+    for key in _copy_rows(source, DataKey.__tablename__, url):
+        if key["master_key_id"] is not None and key["wrapped"] is not None:
+            masters.add(key["master_key_id"])
+        if int(key["id"] or 0) == data_key_id:
+            wrapped = _bytea(key["wrapped"])
+    sealed = _bytea(row["sealed"])
+    assert sealed is not None
+    return Canary(
+        sealed, data_key_id, wrapped, str(row["ring_fingerprint"]), tuple(sorted(masters))
     )
 
 

@@ -17,11 +17,14 @@ from typing import Any, TypeVar
 
 import click
 from flask import Flask
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from slussen import audit, serve, vault
+from slussen.accounts.models import User
 from slussen.accounts.passwords import PasswordRejected
-from slussen.accounts.services import create_user
+from slussen.accounts.services import create_user, reset_totp
 from slussen.capabilities import check_content
 from slussen.cases.engine import current_workflow
 from slussen.cases.timers import run_timers
@@ -33,7 +36,15 @@ from slussen.directory.cli import directory_cli
 from slussen.errors import DomainError
 from slussen.evaluation.cli import evaluation_cli
 from slussen.intake.services import erase_self_referral_by_reference
-from slussen.keystore import Keystore, current_key_ring, key_usage, rotate_master_key
+from slussen.keystore import (
+    KeyRingMismatch,
+    Keystore,
+    check_key_ring,
+    current_key_ring,
+    key_usage,
+    rotate_master_key,
+    seal_canary,
+)
 from slussen.questionnaires import fhir
 from slussen.questionnaires.services import export_case_answers
 from slussen.vault import VaultError
@@ -70,22 +81,35 @@ def cli(ctx: click.Context) -> None:
     ctx.obj = lambda: _app()
 
 
-@cli.command("init-db", help="Create or upgrade the database to the newest schema.")
+@cli.command(
+    "init-db",
+    help="Create or upgrade the database to the newest schema, and seal the key-ring canary.",
+)
 def init_db() -> None:
     from slussen import migrate  # alembic, only for this command
 
     app = _app()
     settings = app.extensions["slussen.settings"]
     with app.app_context():
+        try:
+            ring = current_key_ring()
+        except VaultError as exc:
+            raise Failure(f"{exc}; the database was not changed.") from None
         # The schema's owner migrates; the check then looks at the role the app connects as.
         separate = bool(settings.migration_database_url)
         owner = make_engine(settings.migration_sqlalchemy_url) if separate else engine()
         try:
             before = migrate.current_revision(owner)
-            migrate.upgrade(owner)
+            with Session(owner) as session:
+                check_key_ring(session, ring)
+            migrate.upgrade(owner, ring=ring)
             after = migrate.current_revision(owner)
+            with Session(owner) as session, session.begin():
+                sealed = seal_canary(session, ring)
             with engine().connect() as connection:
                 warnings = app_role_warnings(connection)
+        except KeyRingMismatch as exc:
+            raise Failure(f"{exc}; the database was not changed.") from None
         except OperationalError as exc:
             first = str(exc.orig or exc).strip().splitlines()[0]
             raise Failure(f"The database could not be reached: {first}") from None
@@ -96,6 +120,8 @@ def init_db() -> None:
         click.echo(f"The database is up to date (revision {after}).")
     else:
         click.echo(f"The database was upgraded from {before or 'empty'} to {after}.")
+    if sealed:
+        click.echo(f"Sealed the key-ring canary with the key ring {ring.fingerprint()}.")
     for warning in warnings:
         click.echo(f"Warning: {warning} (docs/install.md §2).")
 
@@ -133,6 +159,12 @@ def demo_command(password: str | None, cases: int, units: int) -> None:
 def serve_command(host: str | None, port: int | None, workers: int | None) -> None:
     app = _app()  # validates settings and content before any worker starts
     settings = app.extensions["slussen.settings"]
+    # A wrong key ring would serve pages that read no patient: refuse before any worker starts.
+    try:
+        with app.app_context(), session_scope(app) as session:
+            check_key_ring(session, current_key_ring())
+    except VaultError as exc:
+        raise Failure(f"{exc}; Slussen was not started.") from None
     serve.run(
         host=host or settings.serve_host,
         port=port or settings.serve_port,
@@ -171,6 +203,23 @@ def user_create(
             unit_hsa_ids=units,
         )
         click.echo(f"Created {created.username} ({created.role}).")
+
+
+@user_group.command(
+    "reset-totp",
+    help="Turn off a user's two-factor login (a lost phone): the sealed secret is destroyed and "
+    "the user sets it up again at the next login.",
+)
+@click.argument("username")
+@fails_cleanly
+def user_reset_totp(username: str) -> None:
+    app = _app()
+    with app.app_context(), session_scope(app) as session:
+        user = session.scalar(select(User).where(User.username == username.strip().lower()))
+        if user is None:
+            raise Failure(f"There is no user {username}.")
+        reset_totp(session, current_key_ring(), audit.SYSTEM, user)
+    click.echo(f"Two-factor login of {user.username} is off; they set it up at the next login.")
 
 
 @cli.group("content", help="Check the content directories (workflows, forms, letters).")
@@ -260,13 +309,16 @@ def keys_init(path: Path | None) -> None:
     click.echo(f"Created the key ring {target} (mode 600). Back it up apart from the database.")
 
 
-@keys_group.command("status", help="Which master key wraps how many data keys.")
+@keys_group.command(
+    "status", help="Which master key wraps how many data keys; checks the key-ring canary."
+)
 @fails_cleanly
 def keys_status() -> None:
     app = _app()
     with app.app_context(), session_scope(app) as session:
         ring = current_key_ring()
         usage = key_usage(session)
+        has_canary = check_key_ring(session, ring)
     for key_id, master in sorted(ring.master_keys.items()):
         state = (
             "active"
@@ -280,6 +332,10 @@ def keys_status() -> None:
     unknown = set(usage) - set(ring.master_keys)
     if unknown:
         raise Failure(f"Data keys are wrapped by keys missing from the ring: {sorted(unknown)}")
+    if has_canary:
+        click.echo(f"The key ring {ring.fingerprint()} opens the database's canary.")
+    else:
+        click.echo("The database has no key-ring canary yet: `slussen init-db` seals one.")
 
 
 @keys_group.command("rotate", help="Add a new master key and rewrap every data key (resumable).")
@@ -446,7 +502,8 @@ def restore(path: Path, force: bool) -> None:
     settings = _settings_only()
     url = settings.sqlalchemy_url
     ring_path = settings.resolved_keyring_path
-    master_ids = set(vault.KeyRing.load(ring_path).master_keys) if ring_path.exists() else set()
+    ring = vault.KeyRing.load(ring_path) if ring_path.exists() else None
+    master_ids = set(ring.master_keys) if ring is not None else set()
     engine = make_engine(url)
     try:
         if backup.kind_of_url(url) == "sqlite":
@@ -457,11 +514,19 @@ def restore(path: Path, force: bool) -> None:
                     bar.update(done - bar.pos)
 
                 result = backup.restore(
-                    url, path, engine, force=force, master_key_ids=master_ids, progress=progress
+                    url,
+                    path,
+                    engine,
+                    force=force,
+                    ring=ring,
+                    master_key_ids=master_ids,
+                    progress=progress,
                 )
         else:
             click.echo("Running pg_restore (this can take a while) …")
-            result = backup.restore(url, path, engine, force=force, master_key_ids=master_ids)
+            result = backup.restore(
+                url, path, engine, force=force, ring=ring, master_key_ids=master_ids
+            )
     except backup.BackupError as exc:
         raise Failure(f"Nothing was restored: {exc}.") from None
     finally:

@@ -1,9 +1,15 @@
 """Data keys in the database, the key ring on disk, and the per-request cache between them.
 
 `vault.py` is the cryptography; this module is where it meets the database: a `DataKey` row holds
-one wrapped data key (one per patient), `Keystore` unwraps each key at most once per request or
-command and hands out `FieldCipher`s, and `rotate_master_key` rewraps every data key in batches.
-Destroying a data key (crypto-shredding) makes every field encrypted with it unreadable forever.
+one wrapped data key (one per patient, one per user with TOTP, one for the canary), `Keystore`
+unwraps each key at most once per request or command and hands out `FieldCipher`s, and
+`rotate_master_key` rewraps every data key in batches. Destroying a data key (crypto-shredding)
+makes every field encrypted with it unreadable forever.
+
+The canary (`KeyringCanary`) is a known text sealed under the key ring at `slussen init-db`: a
+database, or a backup, whose canary the configured ring cannot open is refused with one line
+naming the ring it expects (`check_canary`), so a wrong ring with the right master key ids is
+found before anything is changed, not after a restore that reads no patient.
 """
 
 from __future__ import annotations
@@ -14,7 +20,16 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from flask import current_app, g, has_app_context
-from sqlalchemy import LargeBinary, String, func, select, update
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKey,
+    LargeBinary,
+    String,
+    func,
+    inspect,
+    select,
+    update,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from slussen import audit, vault
@@ -47,6 +62,32 @@ class DataKey(Base):
 
 class KeyDestroyed(vault.VaultError):
     """The data key was destroyed: the record was erased and cannot be read."""
+
+
+#: The canary's known text; the creation time follows it.
+CANARY_TEXT = "slussen-canary"
+#: Where the canary is sealed: the binding of its `FieldCipher` (table, column, row).
+CANARY_FIELD = ("keyring_canaries", "sealed", 1)
+
+
+class KeyringCanary(Base):
+    """The one row sealed under the key ring at `slussen init-db`, opened to check a ring."""
+
+    __tablename__ = "keyring_canaries"
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
+
+    #: Always 1: one canary per database.
+    id: Mapped[intpk]
+    data_key_id: Mapped[int] = mapped_column(ForeignKey("data_keys.id"))
+    #: CANARY_TEXT and the creation time, sealed with the data key (CANARY_FIELD).
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    #: `KeyRing.fingerprint()` of the ring that sealed it, named when another ring is refused.
+    ring_fingerprint: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[created_at]
+
+
+class KeyRingMismatch(vault.KeyRingError):
+    """The key ring cannot open the database's canary: it is not the ring the data needs."""
 
 
 # --- the key ring -------------------------------------------------------------------------------
@@ -158,6 +199,107 @@ def keystore(session: Session | None = None) -> Keystore:
         store = Keystore(session, current_key_ring())
         g.slussen_keystore = store
     return store
+
+
+# --- the canary ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Canary:
+    """A database's canary as read from it or from a backup, with what a ring needs to open it."""
+
+    sealed: bytes
+    data_key_id: int
+    #: The canary's data key as the database holds it (None if it was destroyed).
+    wrapped: bytes | None
+    ring_fingerprint: str
+    #: Every master key that wraps a live data key of the database.
+    master_key_ids: tuple[str, ...]
+
+
+def seal_canary(session: Session, ring: vault.KeyRing) -> bool:
+    """Seal the canary under `ring` with a new data key, unless the database has one already;
+    True when sealed now. Checks nothing: the caller opens an existing canary first
+    (`check_key_ring`). The caller commits."""
+    if session.get(KeyringCanary, CANARY_FIELD[2]) is not None:
+        return False
+    store = Keystore(session, ring)
+    key = store.new_key()
+    now = utcnow()
+    table, column, row_id = CANARY_FIELD
+    sealed = store.cipher(key.id).encrypt(
+        f"{CANARY_TEXT} {now.isoformat()}", table=table, column=column, row_id=row_id
+    )
+    session.add(
+        KeyringCanary(
+            id=row_id,
+            data_key_id=key.id,
+            sealed=sealed,
+            ring_fingerprint=ring.fingerprint(),
+            created_at=now,
+        )
+    )
+    session.flush()
+    return True
+
+
+def read_canary(session: Session) -> Canary | None:
+    """The database's canary; None when it has none (a schema before 0013, or no `init-db` yet)."""
+    if not inspect(session.connection()).has_table(KeyringCanary.__tablename__):
+        return None
+    row = session.execute(
+        select(
+            KeyringCanary.sealed,
+            KeyringCanary.data_key_id,
+            DataKey.wrapped,
+            KeyringCanary.ring_fingerprint,
+        ).join(DataKey, DataKey.id == KeyringCanary.data_key_id)
+    ).first()
+    if row is None:
+        return None
+    sealed, data_key_id, wrapped, fingerprint = row
+    return Canary(sealed, data_key_id, wrapped, fingerprint, tuple(sorted(key_usage(session))))
+
+
+def _ring_name(ring: vault.KeyRing) -> str:
+    where = f" {ring.path}" if ring.path is not None else " (in memory)"
+    return (
+        f"the key ring{where} (fingerprint {ring.fingerprint()}, master keys "
+        f"{', '.join(sorted(ring.master_keys))})"
+    )
+
+
+def check_canary(canary: Canary, ring: vault.KeyRing, *, of: str = "the database") -> None:
+    """Open `canary` (the canary `of` "the database" or "the backup") with `ring`. Refuses
+    (KeyRingMismatch, one line naming the ring the data needs by fingerprint and master key ids,
+    and the ring given) a ring that cannot: another ring, even one with the same master key
+    ids, or one lacking the key that wraps it."""
+    table, column, row_id = CANARY_FIELD
+    try:
+        if canary.wrapped is not None:
+            raw = vault.unwrap_data_key(ring, canary.wrapped, data_key_id=canary.data_key_id)
+            text = vault.FieldCipher(raw, canary.data_key_id).decrypt_str(
+                canary.sealed, table=table, column=column, row_id=row_id
+            )
+            if text.startswith(CANARY_TEXT):
+                return
+    except vault.VaultError:
+        pass  # said below, without the detail (which master key, which check failed)
+    expected = ", ".join(canary.master_key_ids) or "none"
+    raise KeyRingMismatch(
+        f"{_ring_name(ring)} cannot open the canary of {of}: it needs the key ring with "
+        f"fingerprint {canary.ring_fingerprint} holding master keys {expected}"
+    )
+
+
+def check_key_ring(session: Session, ring: vault.KeyRing) -> bool:
+    """Open the database's canary with `ring`; False when the database has no canary yet.
+    Refuses (KeyRingMismatch) a ring that cannot open it, like `check_canary`."""
+    canary = read_canary(session)
+    if canary is None:
+        return False
+    check_canary(canary, ring)
+    return True
 
 
 # --- rotation -----------------------------------------------------------------------------------

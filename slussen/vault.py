@@ -71,6 +71,7 @@ _MAX_DATA_KEY_ID = 2**64 - 1
 _KEY_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _MASTER_SEQ_RE = re.compile(r"m([0-9]{1,9})")
 _DK_AAD_PREFIX = b"slussen/dk/v1/"
+_FINGERPRINT_LABEL = b"slussen/keyring-fingerprint/v1"
 
 
 class VaultError(Exception):
@@ -384,6 +385,20 @@ class KeyRing:
                     os.unlink(tmp_name)
 
     # ----- use and maintenance
+
+    def fingerprint(self) -> str:
+        """A short public name of this ring, e.g. ``"3f9a-0c41-77be-d2e8"``.
+
+        SHA-256 over a MAC of a fixed string under each of the blind-index, access-log and
+        pseudonym keys, which rotation never changes: the name stays the same across
+        `slussen keys rotate` and differs for every other ring (one made afresh with the same
+        master key ids too). It reveals nothing about the keys.
+        """
+        digest = hashlib.sha256(_FINGERPRINT_LABEL)
+        for key in (self.blind_index_key, self.audit_key, self.pseudonym_key):
+            digest.update(hmac.new(key, _FINGERPRINT_LABEL, hashlib.sha256).digest())
+        text = digest.hexdigest()[:16]
+        return "-".join(text[i : i + 4] for i in range(0, 16, 4))
 
     def master(self, key_id: str) -> bytes:
         """Return master key ``key_id``; retired keys are returned too (they may still unwrap).

@@ -161,3 +161,36 @@ def test_wheel_install_finds_its_content(tmp_path: Path) -> None:
         )
         assert result.returncode == 0, result.stdout + result.stderr
     assert (elsewhere / "instance" / "slussen.sqlite3").exists()
+
+
+def test_init_db_seals_the_canary_and_user_reset_totp(cli_env: Path) -> None:
+    import pyotp
+
+    from slussen.accounts.models import User
+    from slussen.accounts.services import enrol_totp, has_second_factor, new_totp_secret
+    from slussen.app import create_app
+    from slussen.db import session_scope
+    from slussen.keystore import current_key_ring, read_canary
+
+    runner = CliRunner()
+    first = runner.invoke(cli, ["init-db"])
+    assert first.exit_code == 0 and "Sealed the key-ring canary" in first.output
+    assert "Sealed" not in runner.invoke(cli, ["init-db"]).output  # once
+    runner.invoke(
+        cli,
+        ["user", "create", "--username", "anna", "--role", "coach", "--password", TEST_PASSWORD],
+    )
+    app = create_app()
+    with app.app_context(), session_scope(app) as session:
+        assert read_canary(session) is not None
+        user = session.scalar(select(User).where(User.username == "anna"))
+        secret = new_totp_secret()
+        enrol_totp(session, current_key_ring(), user, secret, pyotp.TOTP(secret).now())
+    reset = runner.invoke(cli, ["user", "reset-totp", "Anna"])
+    assert reset.exit_code == 0 and "Two-factor login of anna is off" in reset.output
+    with app.app_context(), session_scope(app) as session:
+        user = session.scalar(select(User).where(User.username == "anna"))
+        assert user is not None and not has_second_factor(user)
+    missing = runner.invoke(cli, ["user", "reset-totp", "nobody"])
+    assert missing.exit_code == 1 and "There is no user nobody" in missing.output
+    app.extensions["slussen.engine"].dispose()

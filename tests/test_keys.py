@@ -1,16 +1,23 @@
-"""Key ring and rotation: every demo patient stays readable; an interrupted rotation resumes."""
+"""Key ring and rotation: every demo patient and every TOTP secret stays readable; an interrupted
+rotation resumes; the canary names the key ring a database needs."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
+import pyotp
 import pytest
 from click.testing import CliRunner
 from flask import Flask
 from sqlalchemy import select
 
+from slussen import vault
+from slussen.accounts.models import User
+from slussen.accounts.services import enrol_totp, new_totp_secret, use_second_factor
 from slussen.audit import SYSTEM
 from slussen.cli import cli
+from slussen.db import utcnow
 from slussen.keystore import Keystore, current_key_ring, key_usage, rotate_master_key
 from slussen.patients.models import Patient
 from slussen.patients.services import read_patient
@@ -44,16 +51,63 @@ def read_all(app: Flask) -> dict[int, tuple[str, str]]:
         return out
 
 
+def enrol_coach(app: Flask) -> str:
+    """Turn on TOTP for a demo user; return the secret."""
+    factory = app.extensions["slussen.sessionmaker"]
+    with app.app_context(), factory() as session:
+        user = session.scalar(select(User).where(User.role == "coach").order_by(User.id))
+        assert user is not None
+        secret = new_totp_secret()
+        enrolled = utcnow() - dt.timedelta(minutes=5)
+        code = pyotp.TOTP(secret).at(enrolled)
+        enrol_totp(session, current_key_ring(), user, secret, code, now=enrolled)
+        session.commit()
+    return secret
+
+
+def totp_verifies(app: Flask, secret: str) -> bool:
+    factory = app.extensions["slussen.sessionmaker"]
+    with app.app_context(), factory() as session:
+        user = session.scalar(select(User).where(User.role == "coach").order_by(User.id))
+        assert user is not None
+        used = use_second_factor(session, current_key_ring(), user, pyotp.TOTP(secret).now())
+        session.rollback()
+        return used.method == "totp"
+
+
 def test_rotation_round_trips_all_demo_data(demo_app: Flask) -> None:
     before = read_all(demo_app)
     assert len(before) == 12
+    secret = enrol_coach(demo_app)
+    assert totp_verifies(demo_app, secret)
     result = CliRunner().invoke(cli, ["keys", "rotate"])
     assert result.exit_code == 0, result.output
-    assert "active key m2, 12 data keys rewrapped, retired: m1" in result.output
+    # 12 patients, the coach's TOTP key and the canary's key.
+    assert "active key m2, 14 data keys rewrapped, retired: m1" in result.output
     assert read_all(demo_app) == before
+    assert totp_verifies(demo_app, secret)
     status = CliRunner().invoke(cli, ["keys", "status"])
-    assert "m2  active" in status.output and "wraps 12" in status.output
+    assert status.exit_code == 0, status.output
+    assert "m2  active" in status.output and "wraps 14" in status.output
     assert "m1  retired" in status.output
+    assert "opens the database's canary" in status.output
+
+
+def test_a_fresh_key_ring_with_the_same_ids_is_refused(demo_app: Flask, cli_env: Path) -> None:
+    ring_path = cli_env / "keyring.json"
+    with demo_app.app_context():
+        expected = current_key_ring().fingerprint()
+    ring_path.unlink()
+    fresh = vault.KeyRing.create(ring_path)  # "m1" again, other keys
+    for command in (["keys", "status"], ["init-db"], ["serve"]):
+        result = CliRunner().invoke(cli, command)
+        assert result.exit_code == 1, result.output
+        assert (
+            f"the key ring {ring_path} (fingerprint {fresh.fingerprint()}, master keys m1) cannot"
+            f" open the canary of the database: it needs the key ring with fingerprint {expected}"
+            " holding master keys m1" in result.output
+        )
+    assert "the database was not changed." in CliRunner().invoke(cli, ["init-db"]).output
 
 
 def test_interrupted_rotation_resumes(demo_app: Flask) -> None:
@@ -69,14 +123,14 @@ def test_interrupted_rotation_resumes(demo_app: Flask) -> None:
         rotate_master_key(factory, ring, batch_size=5, progress=stop_after_first_batch)
     with factory() as session:
         half = key_usage(session)
-    assert half == {"m1": 7, "m2": 5}  # half-way: both keys in use, nothing lost
+    assert half == {"m1": 8, "m2": 5}  # half-way: both keys in use, nothing lost
     assert read_all(demo_app) == before
 
     again = CliRunner().invoke(cli, ["keys", "rotate"])
     assert again.exit_code == 0, again.output
-    assert "Resumed an interrupted rotation: active key m2, 7 data keys rewrapped" in again.output
+    assert "Resumed an interrupted rotation: active key m2, 8 data keys rewrapped" in again.output
     with factory() as session:
-        assert key_usage(session) == {"m2": 12}
+        assert key_usage(session) == {"m2": 13}  # 12 patients and the canary
     assert read_all(demo_app) == before
 
 

@@ -115,3 +115,52 @@ def test_the_log_becomes_the_region_chain_and_goes_back_while_it_is_one_chain(
     with pytest.raises(RuntimeError, match="Refusing to downgrade below 0011"):
         migrate.downgrade(empty_engine, "0010")
     assert migrate.current_revision(empty_engine) == migrate.head_revision()
+
+
+def test_clear_totp_secrets_are_sealed_and_still_verify(empty_engine: Engine) -> None:
+    import datetime as dt
+
+    import pyotp
+    from sqlalchemy import select, text
+    from sqlalchemy.orm import Session
+
+    from slussen import vault
+    from slussen.accounts.models import User
+    from slussen.accounts.services import use_second_factor
+    from slussen.keystore import DataKey
+
+    ring = vault.KeyRing.generate()
+    secret = pyotp.random_base32()
+    migrate.upgrade(empty_engine, "0012")
+    with empty_engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO users (id, username, display_name, role, password_hash, is_active,"
+                " created_at, totp_secret, totp_last_counter) VALUES (5, 'coach', 'Coach',"
+                " 'coach', 'x', true, :at, :secret, 1)"
+            ),
+            {"at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "secret": secret},
+        )
+    with pytest.raises(RuntimeError, match=r"1 user\(s\) have a TOTP secret in clear"):
+        migrate.upgrade(empty_engine)
+    assert migrate.current_revision(empty_engine) == "0012"  # nothing changed
+
+    migrate.upgrade(empty_engine, ring=ring)
+    assert "totp_secret" not in {c["name"] for c in inspect(empty_engine).get_columns("users")}
+    with Session(empty_engine) as session:
+        user = session.get(User, 5)
+        assert user is not None and user.totp_secret_enc is not None
+        assert secret.encode() not in user.totp_secret_enc
+        key = session.get(DataKey, user.data_key_id)
+        assert key is not None and key.master_key_id == "m1"
+        assert use_second_factor(session, ring, user, pyotp.TOTP(secret).now()).method == "totp"
+        with pytest.raises(vault.VaultError):  # another ring cannot open it
+            use_second_factor(session, vault.KeyRing.generate(), user, pyotp.TOTP(secret).now())
+
+    with pytest.raises(RuntimeError, match="Cannot unseal the TOTP secrets of 1 user"):
+        migrate.downgrade(empty_engine, "0012")
+    migrate.downgrade(empty_engine, "0012", ring=ring)
+    with empty_engine.connect() as conn:
+        assert conn.execute(text("SELECT totp_secret FROM users")).scalar_one() == secret
+        # The user's key is destroyed with the columns; its row stays.
+        assert conn.execute(select(DataKey.wrapped)).all() == [(None,)]

@@ -531,3 +531,14 @@ def test_pseudonym() -> None:
     assert p != pseudonym(KeyRing.generate(), "patient-1")
     # Different key from the blind index.
     assert p[2:] != blind_index(ring, "x", "patient-1")[:16]
+
+
+def test_the_fingerprint_survives_rotation_and_tells_rings_apart(tmp_path: Path) -> None:
+    ring = KeyRing.create(tmp_path / "ring.json")
+    before = ring.fingerprint()
+    ring.add_master_key()
+    assert ring.fingerprint() == before == KeyRing.load(tmp_path / "ring.json").fingerprint()
+    other = KeyRing.generate()  # the same master key id "m1", other keys
+    assert other.fingerprint() != before
+    text = ring._to_json()
+    assert before not in text and len(before.replace("-", "")) == 16

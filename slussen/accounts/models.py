@@ -9,6 +9,7 @@ from sqlalchemy import (
     CheckConstraint,
     ForeignKey,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -53,10 +54,11 @@ class User(Base):
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[created_at]
     last_login_at: Mapped[dt.datetime | None]
-    #: TOTP shared secret (base32), NULL until the user enrols. Like SecureDrop, the secret is kept
-    #: in the database and protected by database access control and backup handling, not by the
-    #: vault; it may move into the vault later.
-    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    #: The user's data key, made when they start TOTP enrolment; destroyed when TOTP is reset.
+    data_key_id: Mapped[int | None] = mapped_column(ForeignKey("data_keys.id"))
+    #: The TOTP shared secret (base32) sealed with the user's data key, bound to
+    #: users/totp_secret/<user id>; NULL until the user enrols.
+    totp_secret_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     #: The last accepted TOTP time step (unix time // 30): a code is accepted only for a later step,
     #: so each code works once even inside its validity window.
     totp_last_counter: Mapped[int | None] = mapped_column(Integer)

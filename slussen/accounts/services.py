@@ -1,5 +1,9 @@
 """Account rules: creating and disabling users, the two login steps, TOTP and recovery codes,
-password changes, and ending sessions."""
+password changes, and ending sessions.
+
+A user's TOTP secret is sealed with the user's own data key (`_seal`/`_unseal`, the one place an
+account secret is encrypted), so a copy of the database gives no second factor away; resetting
+TOTP destroys that key."""
 
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ from slussen.audit import Actor
 from slussen.config import Settings
 from slussen.db import utcnow
 from slussen.errors import Invalid, NotFound, NotPermitted
-from slussen.keystore import current_key_ring
+from slussen.keystore import Keystore, current_key_ring
 from slussen.text import is_digits
 
 #: TOTP per RFC 6238 as authenticator apps expect: 6 digits, 30-second steps (ASVS 6.5.5).
@@ -121,7 +125,34 @@ def authenticate(session: Session, settings: Settings, username: str, password: 
 
 
 def has_second_factor(user: User) -> bool:
-    return user.totp_secret is not None
+    return user.totp_secret_enc is not None
+
+
+# --- sealed account secrets ----------------------------------------------------------------------
+
+#: Where each sealed account secret is bound (table, column; the row is the user's id).
+TOTP_SECRET_FIELD = ("users", "totp_secret")
+PENDING_TOTP_FIELD = ("web_sessions", "totp_setup")
+
+
+def _seal(store: Keystore, user: User, field: tuple[str, str], text: str) -> bytes:
+    """Encrypt a secret of `user` with the user's data key (made now if the user has none),
+    bound to `field` and the user's id."""
+    if user.data_key_id is None:
+        user.data_key_id = store.new_key().id
+    table, column = field
+    return store.cipher(user.data_key_id).encrypt(text, table=table, column=column, row_id=user.id)
+
+
+def _unseal(store: Keystore, user: User, field: tuple[str, str], blob: bytes) -> str:
+    """Decrypt what `_seal` wrote; refuses (VaultError) a blob not sealed for this user and
+    field, or whose key was destroyed."""
+    if user.data_key_id is None:
+        raise vault.DecryptionError("the account has no data key")
+    table, column = field
+    return store.cipher(user.data_key_id).decrypt_str(
+        blob, table=table, column=column, row_id=user.id
+    )
 
 
 def needs_totp_enrolment(settings: Settings, user: User) -> bool:
@@ -180,6 +211,26 @@ def record_logout(session: Session, ring: vault.KeyRing, user: User) -> None:
 def new_totp_secret() -> str:
     """A random base32 TOTP secret (160 bits from the OS CSPRNG, ASVS 6.5.3)."""
     return pyotp.random_base32(32)
+
+
+def start_totp_enrolment(store: Keystore, user: User) -> tuple[str, bytes]:
+    """A new TOTP secret for `user` to enrol, and the same secret sealed with the user's data key
+    (made now if the user has none), which is what the web session keeps until the user
+    confirms a code: the session row never holds the secret in clear. Refuses
+    (SecondFactorRefused) an account that has TOTP. The caller commits."""
+    if has_second_factor(user):
+        raise SecondFactorRefused("Tvåstegsverifiering är redan påslagen för kontot.")
+    secret = new_totp_secret()
+    return secret, _seal(store, user, PENDING_TOTP_FIELD, secret)
+
+
+def pending_totp_secret(store: Keystore, user: User, sealed: bytes) -> str | None:
+    """The secret `start_totp_enrolment` sealed for `user`; None when it cannot be opened (made
+    for another user, or the user's data key was destroyed by a reset since)."""
+    try:
+        return _unseal(store, user, PENDING_TOTP_FIELD, sealed)
+    except vault.VaultError:
+        return None
 
 
 def _totp(secret: str) -> pyotp.TOTP:
@@ -247,8 +298,9 @@ def enrol_totp(
     *,
     now: dt.datetime | None = None,
 ) -> list[str]:
-    """Turn on TOTP for `user` with `secret` once they prove their app shows `code`; write the
-    audit row `totp_enrol` and return ten new recovery codes to show once. Refuses
+    """Turn on TOTP for `user` with `secret` once they prove their app shows `code`: the secret is
+    sealed with the user's data key (made now if the user has none); write the audit row
+    `totp_enrol` and return ten new recovery codes to show once. Refuses
     (SecondFactorRefused) a wrong code, and an account that already has TOTP (changing it is an
     administrator's reset). The caller commits."""
     if has_second_factor(user):
@@ -258,7 +310,7 @@ def enrol_totp(
         raise SecondFactorRefused(
             "Koden stämmer inte. Kontrollera klockan i telefonen och försök igen."
         )
-    user.totp_secret = secret
+    user.totp_secret_enc = _seal(Keystore(session, ring), user, TOTP_SECRET_FIELD, secret)
     user.totp_last_counter = step
     user.totp_enrolled_at = utcnow()
     codes = new_recovery_codes(session, user)
@@ -276,20 +328,24 @@ class SecondFactorUsed:
 
 
 def use_second_factor(
-    session: Session, user: User, code: str, *, now: dt.datetime | None = None
+    session: Session,
+    ring: vault.KeyRing,
+    user: User,
+    code: str,
+    *,
+    now: dt.datetime | None = None,
 ) -> SecondFactorUsed:
     """Accept a 6-digit TOTP code or an unused recovery code for `user`, and spend it: the TOTP
     time step is remembered so the same code (or an earlier one) is refused next time, and a
     recovery code is marked used. Refuses (SecondFactorRefused) anything else, including a user
     without TOTP. The caller commits."""
     refused = SecondFactorRefused("Koden stämmer inte eller är redan använd.")
-    if user.totp_secret is None:
+    if user.totp_secret_enc is None:
         raise refused
     clean = _clean_code(code)
     if is_digits(clean):
-        step = _matching_step(
-            user.totp_secret, clean, now or utcnow(), after=user.totp_last_counter
-        )
+        secret = _unseal(Keystore(session, ring), user, TOTP_SECRET_FIELD, user.totp_secret_enc)
+        step = _matching_step(secret, clean, now or utcnow(), after=user.totp_last_counter)
         if step is None:
             raise refused
         # Conditional update: two requests racing with one code cannot both win.
@@ -369,6 +425,28 @@ def disable_user(
     user.is_active = False
     end_user_sessions(session, user)
     audit.record(session, ring, actor, "account_disable", "user", user.id, purpose="disable")
+    session.flush()
+
+
+def reset_totp(session: Session, ring: vault.KeyRing, actor: Actor, user: User) -> None:
+    """Turn TOTP off for `user` (a lost phone): the user's data key is destroyed, so the sealed
+    secret, and any secret pending in a half-done enrolment, can never be read again; the
+    recovery codes are deleted and the user's sessions end. The user sets up TOTP afresh at the
+    next login. Writes the audit row `totp_reset`. Refuses (NotPermitted) an actor who is not an
+    administrator or the system, and (Invalid) an account without TOTP. The caller commits."""
+    if not (grants(actor.role, Permission.ADMINISTER) or actor.role == "system"):
+        raise NotPermitted("Bara en administratör kan återställa tvåstegsverifiering.")
+    if not has_second_factor(user):
+        raise Invalid(f"Kontot {user.username} har ingen tvåstegsverifiering.")
+    if user.data_key_id is not None:
+        Keystore(session, ring).destroy(user.data_key_id)
+    user.data_key_id = None
+    user.totp_secret_enc = None
+    user.totp_last_counter = None
+    user.totp_enrolled_at = None
+    session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+    end_user_sessions(session, user)
+    audit.record(session, ring, actor, "totp_reset", "user", user.id, purpose="totp reset")
     session.flush()
 
 

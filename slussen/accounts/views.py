@@ -41,7 +41,7 @@ from slussen.accounts.throttle import throttle_code_step, throttle_password_step
 from slussen.config import Settings
 from slussen.db import attempt, commit_request, db_session
 from slussen.errors import Invalid
-from slussen.keystore import current_key_ring
+from slussen.keystore import current_key_ring, keystore
 
 bp = Blueprint("accounts", __name__, template_folder="templates")
 
@@ -153,7 +153,7 @@ def login_code() -> ResponseReturnValue:
         ring = current_key_ring()
         try:
             with attempt():
-                used = services.use_second_factor(db, user, form.code.data)
+                used = services.use_second_factor(db, ring, user, form.code.data)
         except services.SecondFactorRefused as exc:
             services.record_failed_login(db, ring, user.username, user=user, reason="wrong code")
             # The failed attempt stays on record though the answer is an error (401).
@@ -206,11 +206,17 @@ def totp_enrol() -> ResponseReturnValue:
     if services.has_second_factor(user):
         return render_template("accounts/totp_on.html")
 
+    # The session keeps the new secret only sealed with the user's data key.
+    store = keystore()
     setup = session.get(SETUP_KEY)
-    if not isinstance(setup, dict) or setup.get("user_id") != user.id:
-        setup = {"user_id": user.id, "secret": services.new_totp_secret()}
-        session[SETUP_KEY] = setup
-    secret = str(setup["secret"])
+    secret = None
+    if isinstance(setup, dict) and setup.get("user_id") == user.id:
+        sealed = setup.get("sealed")
+        if isinstance(sealed, bytes):
+            secret = services.pending_totp_secret(store, user, sealed)
+    if secret is None:
+        secret, sealed = services.start_totp_enrolment(store, user)
+        session[SETUP_KEY] = {"user_id": user.id, "sealed": sealed}
     form = TotpEnrolForm()
     status = 200
     if form.validate_on_submit():

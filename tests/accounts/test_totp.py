@@ -15,10 +15,12 @@ from sqlalchemy.orm import Session
 
 from slussen import vault
 from slussen.accounts import services
-from slussen.accounts.models import RecoveryCode, User
+from slussen.accounts.models import RecoveryCode, User, WebSession
 from slussen.accounts.services import SecondFactorRefused
 from slussen.audit import AuditEvent
 from slussen.db import utcnow
+from slussen.errors import Invalid, NotPermitted
+from slussen.keystore import DataKey
 from tests.conftest import TEST_PASSWORD
 
 STEP = dt.timedelta(seconds=30)
@@ -111,18 +113,22 @@ def test_codes_are_accepted_one_step_either_side_and_no_further(
     session: Session, ring: vault.KeyRing, make_user: Callable[..., Any]
 ) -> None:
     user = make_user("coach")
-    user.totp_secret = secret = pyotp.random_base32()
+    secret = pyotp.random_base32()
     now = dt.datetime(2026, 3, 1, 12, 0, 15, tzinfo=dt.UTC)
     totp = pyotp.TOTP(secret)
+    enrolled = now - 5 * STEP
+    services.enrol_totp(session, ring, user, secret, totp.at(enrolled), now=enrolled)
     for offset in (-2, 2):
         with pytest.raises(SecondFactorRefused):
-            services.use_second_factor(session, user, totp.at(now + offset * STEP), now=now)
+            services.use_second_factor(session, ring, user, totp.at(now + offset * STEP), now=now)
     # Each accepted code moves the counter on, so they must come in time order here.
     for offset in (-1, 0, 1):
-        assert services.use_second_factor(session, user, totp.at(now + offset * STEP), now=now)
+        assert services.use_second_factor(
+            session, ring, user, totp.at(now + offset * STEP), now=now
+        )
     assert user.totp_last_counter == totp.timecode(now) + 1
     with pytest.raises(SecondFactorRefused):  # an earlier step, though within the window
-        services.use_second_factor(session, user, totp.at(now), now=now + STEP)
+        services.use_second_factor(session, ring, user, totp.at(now), now=now + STEP)
 
 
 def test_a_recovery_code_works_once(
@@ -191,7 +197,7 @@ def _secret_on_page(page: str) -> str:
 
 
 def test_voluntary_enrolment_asks_for_the_password(
-    client: FlaskClient, session: Session, login: Callable[..., Any]
+    client: FlaskClient, session: Session, ring: vault.KeyRing, login: Callable[..., Any]
 ) -> None:
     user = login("evaluator")
     page = client.get("/konto/tvastegsverifiering").get_data(as_text=True)
@@ -214,7 +220,9 @@ def test_voluntary_enrolment_asks_for_the_password(
     assert len(re.findall(r"<li><code>\w{5}-\w{5}</code></li>", body)) == 10
     assert response.headers["Cache-Control"] == "no-store"
     session.expire_all()
-    assert user.totp_secret == secret and user.totp_enrolled_at is not None
+    assert user.totp_secret_enc is not None and user.totp_enrolled_at is not None
+    assert secret.encode() not in user.totp_secret_enc  # sealed, not in clear
+    assert services.use_second_factor(session, ring, user, next_code(secret))
     assert "påslagen" in client.get("/konto/tvastegsverifiering").get_data(as_text=True)
     assert actions(session, user) == ["login", "totp_enrol"]
 
@@ -285,3 +293,48 @@ def test_totp_required_in_production_settings() -> None:
     assert Settings(env="production").totp_required
     assert Settings(require_totp=True).totp_required
     assert not Settings(env="testing").totp_required
+
+
+def test_the_pending_secret_is_kept_only_sealed_in_the_session_row(
+    client: FlaskClient, session: Session, login: Callable[..., Any]
+) -> None:
+    user = login("evaluator")
+    secret = _secret_on_page(client.get("/konto/tvastegsverifiering").get_data(as_text=True))
+    # The page shows the same secret on every visit until it is confirmed.
+    again = _secret_on_page(client.get("/konto/tvastegsverifiering").get_data(as_text=True))
+    assert again == secret
+    rows = session.scalars(select(WebSession.data).where(WebSession.user_id == user.id)).all()
+    assert rows and all(secret not in data for data in rows)
+    assert all("totp_setup" in data for data in rows)
+    session.expire_all()
+    assert user.data_key_id is not None and user.totp_secret_enc is None
+
+
+def test_a_reset_destroys_the_sealed_secret(
+    client: FlaskClient,
+    session: Session,
+    ring: vault.KeyRing,
+    make_user: Callable[..., Any],
+    actors: dict[str, Any],
+) -> None:
+    user = make_user("coach", "lena")
+    secret, _codes = enrol(session, ring, user)
+    key_id = user.data_key_id
+    with pytest.raises(NotPermitted):
+        services.reset_totp(session, ring, actors["coordinator"], user)
+    services.reset_totp(session, ring, actors["admin"], user)
+    assert not services.has_second_factor(user) and user.data_key_id is None
+    key = session.get(DataKey, key_id)
+    assert key is not None and key.wrapped is None and key.destroyed_at is not None
+    assert session.scalar(select(RecoveryCode.id).where(RecoveryCode.user_id == user.id)) is None
+    with pytest.raises(SecondFactorRefused):
+        services.use_second_factor(session, ring, user, next_code(secret))
+    assert actions(session, session.get(User, actors["admin"].user_id)) == ["totp_reset"]
+    with pytest.raises(Invalid):  # nothing left to reset
+        services.reset_totp(session, ring, actors["admin"], user)
+    # The next login starts a fresh enrolment with a new key.
+    assert password_step(client, "lena").location == "/"
+    page = client.get("/konto/tvastegsverifiering").get_data(as_text=True)
+    assert _secret_on_page(page) != secret
+    session.expire_all()
+    assert user.data_key_id not in (None, key_id)

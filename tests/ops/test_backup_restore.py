@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from slussen import migrate
+from slussen import migrate, vault
 from slussen.audit import SYSTEM
 from slussen.backup import table_counts
 from slussen.db import make_engine
@@ -132,3 +132,31 @@ def test_restore_of_an_old_backup_asks_for_init_db(tmp_path: Path) -> None:
         result = new.cli("restore", str(backup_file))
         assert "The schema is at revision 0002" in result.output
         assert "run `slussen init-db`" in result.output
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_restore_refuses_a_fresh_key_ring_with_the_same_ids(backend: str, tmp_path: Path) -> None:
+    with make_site(tmp_path, backend, "live") as live, make_site(tmp_path, backend, "fresh") as new:
+        live.seed(cases=2)
+        backup_file = tmp_path / "slussen.backup"
+        live.cli("backup", str(backup_file))
+        expected = vault.KeyRing.load(live.keyring).fingerprint()
+
+        new.keyring.parent.mkdir(parents=True, exist_ok=True)
+        wrong = vault.KeyRing.create(new.keyring)  # "m1" as well, but other keys
+        result = new.cli("restore", str(backup_file), ok=False)
+        assert result.exit_code == 1
+        assert (
+            f"Nothing was restored: the key ring {new.keyring} (fingerprint {wrong.fingerprint()},"
+            f" master keys m1) cannot open the canary of the backup: it needs the key ring with"
+            f" fingerprint {expected} holding master keys m1; the target database was not"
+            " changed." in result.output
+        )
+        assert not {"patients", "cases"} & set(counts(new))  # the database was not touched
+
+        new.keyring.unlink()
+        shutil.copy2(live.keyring, new.keyring)
+        restored = new.cli("restore", str(backup_file))
+        assert "Restored" in restored.output
+        assert counts(new) == counts(live)
+        assert "opens the database's canary" in new.cli("keys", "status").output
