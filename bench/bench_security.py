@@ -1,6 +1,7 @@
 """Security benchmarks (issue 3): key rotation, audit-chain verification, vault overhead.
 
 Run: .venv/bin/python bench/bench_security.py [--patients N] [--audit-rows N] [--keep DIR]
+         [--only rotate|verify|vault ...] [--audit-database-url URL]
 
 (a) `slussen keys rotate` over 100,000 patients' data keys on SQLite must finish in under 60 s:
     a fresh, migrated SQLite database gets N data keys wrapped by the active master key (ids
@@ -10,7 +11,9 @@ Run: .venv/bin/python bench/bench_security.py [--patients N] [--audit-rows N] [-
 (b) `slussen audit verify` over 1,000,000 audit rows must finish in under 15 s: valid chains (the
     region chain for logins, one chain per unit for the rest, as `audit.record` picks them) are
     generated with the audit module's own MAC function, bulk-inserted, the chain heads set, and
-    `verify_chain` timed (it must say ok and count every row).
+    `verify_chain` timed (it must say ok and count every row). `--audit-database-url` runs it
+    on PostgreSQL instead: the database that URL names is dropped and created afresh (and
+    dropped afterwards unless `--keep`), so name a scratch database.
 (c) `bench/bench_vault.py`: the vault's field round trip within 3x raw AES-GCM.
 
 Prints a table and exits 1 if a target is missed. Setup time is reported but not judged.
@@ -33,9 +36,11 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sqlalchemy import delete, func, insert, select  # noqa: E402
+from sqlalchemy import create_engine, delete, func, insert, select, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
 from sqlalchemy.orm import sessionmaker  # noqa: E402
 
+from bench.harness import ensure_database, sqlalchemy_url  # noqa: E402
 from slussen import audit, migrate, vault  # noqa: E402
 from slussen.accounts.models import Unit, User  # noqa: E402
 from slussen.audit import AuditChainHead, AuditEvent, verify_chain  # noqa: E402
@@ -45,6 +50,7 @@ from slussen.keystore import DataKey, rotate_master_key  # noqa: E402
 ROTATE_LIMIT_S = 60.0
 VERIFY_LIMIT_S = 15.0
 INSERT_BATCH = 20_000
+PARTS = ("rotate", "verify", "vault")
 
 
 @dataclass
@@ -60,6 +66,24 @@ def _fresh_engine(directory: Path, name: str) -> Any:
     engine = make_engine(f"sqlite:///{directory / name}")
     migrate.upgrade(engine)
     return engine
+
+
+def _fresh_postgres(url: str) -> Any:
+    """A migrated, empty PostgreSQL database at `url` (dropped and created first)."""
+    _drop_postgres(url)
+    ensure_database(url)
+    engine = make_engine(sqlalchemy_url(url))
+    migrate.upgrade(engine)
+    return engine
+
+
+def _drop_postgres(url: str) -> None:
+    parsed = make_url(sqlalchemy_url(url))
+    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        quoted = conn.dialect.identifier_preparer.quote_identifier(parsed.database or "")
+        conn.execute(text(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
+    admin.dispose()
 
 
 def bench_rotation(directory: Path, patients: int) -> Result:
@@ -163,8 +187,9 @@ def _chain(
         yield batch
 
 
-def bench_verify(directory: Path, rows: int) -> Result:
-    engine = _fresh_engine(directory, "audit.sqlite3")
+def bench_verify(directory: Path, rows: int, url: str = "", keep: bool = False) -> Result:
+    engine = _fresh_postgres(url) if url else _fresh_engine(directory, "audit.sqlite3")
+    where = "PostgreSQL" if url else "SQLite"
     ring = vault.KeyRing.generate()
     started = time.perf_counter()
     with engine.begin() as conn:
@@ -208,6 +233,8 @@ def bench_verify(directory: Path, rows: int) -> Result:
             insert(AuditChainHead),
             [{"chain": chain, "seq": seq, "mac": mac} for chain, (seq, mac) in heads.items()],
         )
+        if url:
+            conn.execute(text("ANALYZE audit_events"))
     setup = time.perf_counter() - started
 
     with sessionmaker(bind=engine)() as session:
@@ -215,12 +242,14 @@ def bench_verify(directory: Path, rows: int) -> Result:
         result = verify_chain(session, ring)
         elapsed = time.perf_counter() - started
     engine.dispose()
+    if url and not keep:
+        _drop_postgres(url)
     ok = result.ok and result.checked == rows and elapsed < VERIFY_LIMIT_S
     note = f"setup {setup:.1f} s; " + (
         f"chain intact, {result.checked:,} rows checked" if result.ok else result.reason
     )
     return Result(
-        f"audit verify, {rows:,} rows (SQLite)",
+        f"audit verify, {rows:,} rows ({where})",
         f"{elapsed:.1f} s ({rows / elapsed:,.0f} rows/s)",
         f"< {VERIFY_LIMIT_S:.0f} s",
         ok,
@@ -253,17 +282,34 @@ def main() -> int:
     parser.add_argument("--patients", type=int, default=100_000)
     parser.add_argument("--audit-rows", type=int, default=1_000_000)
     parser.add_argument("--keep", type=Path, help="keep the databases in this directory")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=PARTS,
+        help="run only this part (may be given more than once; default: all)",
+    )
+    parser.add_argument(
+        "--audit-database-url",
+        default="",
+        help="run (b) on this PostgreSQL database, DROPPED and created afresh",
+    )
     args = parser.parse_args()
+    parts = args.only or list(PARTS)
     with tempfile.TemporaryDirectory(prefix="slussen-bench-") as scratch:
         directory = args.keep or Path(scratch)
         directory.mkdir(parents=True, exist_ok=True)
+        runs = {
+            "rotate": lambda: bench_rotation(directory, args.patients),
+            "verify": lambda: bench_verify(
+                directory, args.audit_rows, args.audit_database_url, args.keep is not None
+            ),
+            "vault": bench_vault,
+        }
         results = []
-        for run in (
-            lambda: bench_rotation(directory, args.patients),
-            lambda: bench_verify(directory, args.audit_rows),
-            bench_vault,
-        ):
-            results.append(run())
+        for part in PARTS:
+            if part not in parts:
+                continue
+            results.append(runs[part]())
             print(f"… {results[-1].name}: {results[-1].measured}", flush=True)
     width = max(len(r.name) for r in results)
     print()

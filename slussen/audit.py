@@ -25,7 +25,7 @@ import hmac
 import json
 import os
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -34,12 +34,17 @@ from sqlalchemy import (
     CheckConstraint,
     ForeignKey,
     Integer,
+    LargeBinary,
     String,
     Table,
+    Text,
     UniqueConstraint,
     bindparam,
+    case,
     func,
     insert,
+    literal,
+    null,
     select,
     type_coerce,
     update,
@@ -193,30 +198,51 @@ def patient_pseudonym(
     return pseudonym_of(value) if pseudonym_of is not None else vault.pseudonym(ring, value)
 
 
-#: The row's content in chain order; `_COLUMNS` below reads them in the same order.
+#: The row's content in chain order; verify selects the stored columns in the same order.
 _CHAINED = (
     "seq", "occurred_at", "actor_id", "actor_name", "actor_role", "unit_id", "action",
     "object_type", "object_id", "patient_pseudonym", "purpose", "request_id", "client_address",
 )  # fmt: skip
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-#: len("2026-01-02T07:00:00.000000+00:00")
-_ISO_LENGTH = 32
+#: len("2026-01-02 07:00:00.000000"): how SQLAlchemy stores a time in SQLite (UTC, no zone).
+_SQLITE_STORED_LENGTH = 26
+#: The MACed time, to the microsecond in UTC, as PostgreSQL's to_char writes it.
+_PG_ISO_FORMAT = 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'
+
+
+def _content(fields: Sequence[Any]) -> bytes:
+    """A row's MACed content: its fields in `_CHAINED` order as compact JSON (UTF-8, non-ASCII
+    as is), the time in ISO 8601 UTC to the microsecond. The time is a datetime, or (verify on
+    SQLite) the stored text. `_content_sql` makes the same bytes in the database."""
+    content = list(fields)
+    when = content[1]
+    if isinstance(when, str):
+        if len(when) == _SQLITE_STORED_LENGTH:  # SQLAlchemy's stored form: no parsing needed
+            content[1] = when.replace(" ", "T") + "+00:00"
+            return _ENCODER.encode(content).encode()
+        when = dt.datetime.fromisoformat(when)  # written some other way: read it
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+    content[1] = when.astimezone(dt.UTC).isoformat(timespec="microseconds")
+    return _ENCODER.encode(content).encode()
+
+
+def _keyed(key: bytes) -> hmac.HMAC:
+    """HMAC-SHA256 keyed with the audit key, for `_mac_over` to copy: keying costs as much as
+    MACing a row, so a walk over a million rows keys once."""
+    return hmac.new(key, digestmod="sha256")
+
+
+def _mac_over(keyed: hmac.HMAC, previous: str, content: bytes) -> str:
+    """The chain MAC (hex) over the previous row's MAC and this row's content (`_content`)."""
+    mac = keyed.copy()
+    mac.update(previous.encode() + b"\n" + content)
+    return mac.hexdigest()
 
 
 def _mac_of(key: bytes, previous: str, fields: Sequence[Any]) -> str:
-    """The chain MAC over the previous MAC and the row's fields (in `_CHAINED` order). The time
-    is a datetime, or (from verify on SQLite) the stored UTC text with "T" and "+00:00" put in."""
-    content = list(fields)
-    when = content[1]
-    if not isinstance(when, str):
-        content[1] = when.astimezone(dt.UTC).isoformat(timespec="microseconds")
-    elif len(when) != _ISO_LENGTH:  # not SQLAlchemy's stored form: read the time and write it
-        parsed = dt.datetime.fromisoformat(when.removesuffix("+00:00"))
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=dt.UTC)
-        content[1] = parsed.astimezone(dt.UTC).isoformat(timespec="microseconds")
-    message = previous.encode() + b"\n" + _ENCODER.encode(content).encode()
-    return hmac.digest(key, message, "sha256").hex()
+    """The chain MAC of a row with `fields` (in `_CHAINED` order) after a row with `previous`."""
+    return _mac_over(_keyed(key), previous, _content(fields))
 
 
 def ensure_head(session: Session, ring: vault.KeyRing, chain: str) -> None:
@@ -295,6 +321,7 @@ def record_entries(
     when = utcnow()
     # A page of 50 patients: the pseudonym key's HMAC pads are hashed once, not per row.
     pseudonym_of = vault.pseudonymiser(ring) if len(entries) > 1 else None
+    keyed = _keyed(ring.audit_key)
     seqs = [0] * len(entries)
     rows: list[dict[str, Any]] = [{} for _ in entries]
     heads: list[dict[str, Any]] = []
@@ -324,7 +351,7 @@ def record_entries(
             )
             values = dict(zip(_CHAINED, fields, strict=True))
             values["chain"] = chain
-            values["mac"] = previous = _mac_of(ring.audit_key, previous, fields)
+            values["mac"] = previous = _mac_over(keyed, previous, _content(fields))
             rows[index] = values
             seqs[index] = seq
         heads.append({"b_chain": chain, "mac": previous})
@@ -428,24 +455,120 @@ class VerifyResult:
         return "; ".join([*parts, *self.checkpoint_problems])
 
 
-_COLUMNS = [
-    AuditEvent.id,
-    AuditEvent.seq,
-    AuditEvent.occurred_at,
-    AuditEvent.actor_id,
-    AuditEvent.actor_name,
-    AuditEvent.actor_role,
-    AuditEvent.unit_id,
-    AuditEvent.action,
-    AuditEvent.object_type,
-    AuditEvent.object_id,
-    AuditEvent.patient_pseudonym,
-    AuditEvent.purpose,
-    AuditEvent.request_id,
-    AuditEvent.client_address,
-    AuditEvent.mac,
-    AuditEvent.chain,
-]
+_events = cast(Table, AuditEvent.__table__)
+#: A row's place in its chain, then its content (`_content`) or NULL (see `_content_sql`).
+_WALKED = (_events.c.id, _events.c.seq, _events.c.chain, _events.c.mac)
+
+
+def _content_sql(dialect: str, columns: Any) -> Any:
+    """The database making `_content` of a row from its stored `columns` (a table's or a
+    subquery's `.c`): the same bytes, so verify neither builds a million rows of Python values
+    nor encodes them. On SQLite the time's stored text is put into ISO form with string
+    operations and the row is NULL when that text has another shape (verify then reads the row
+    and calls `_content`). None on other databases. `_sql_content_agrees` checks the database
+    writes JSON exactly as `_ENCODER` does before verify trusts it."""
+    fields = [columns[name] for name in _CHAINED]
+    if dialect == "sqlite":
+        stored = type_coerce(fields[1], String)
+        iso = func.replace(stored, " ", "T").concat("+00:00")
+        array = func.json_array(fields[0], iso, *fields[2:]).cast(LargeBinary)
+        return case((func.length(stored) == _SQLITE_STORED_LENGTH, array), else_=null())
+    if dialect == "postgresql":
+        # The time's digits need no escaping; array_to_json escapes a run of text columns at
+        # half the cost of to_json on each, and its brackets are cut off.
+        iso = func.to_char(func.timezone("UTC", fields[1]), _PG_ISO_FORMAT)
+        text = (
+            literal("[")
+            .concat(fields[0].cast(Text))
+            .concat(',"')
+            .concat(iso)
+            .concat('",')
+            .concat(_pg_json_or_null(fields[2]))
+            .concat(",")
+            .concat(_pg_json_run(fields[3:5]))
+            .concat(",")
+            .concat(_pg_json_or_null(fields[5]))
+            .concat(",")
+            .concat(_pg_json_run(fields[6:]))
+            .concat("]")
+        )
+        return func.convert_to(text, "UTF8")
+    return None
+
+
+def _pg_json_or_null(number: Any) -> Any:
+    return func.coalesce(number.cast(Text), "null")
+
+
+def _pg_json_run(texts: Sequence[Any]) -> Any:
+    """Text columns as JSON values separated by commas, without the array's brackets."""
+    array = func.array_to_json(postgresql.array(texts)).cast(Text)
+    return func.substr(func.left(array, -1), 2)
+
+
+#: Rows with what `_content_sql` must encode exactly: every control character but NUL (which
+#: PostgreSQL's text cannot hold), quotes, backslashes, non-ASCII, NULLs, times with and without
+#: microseconds, large integers.
+_TRICKY = "".join(map(chr, range(1, 32))) + '"\\/\x7få\u00e4ö\u2028\u2029\ufeff\U0001f600'
+_PROBES = (
+    (1, dt.datetime(2026, 1, 2, 7, 0, 0, 5, tzinfo=dt.UTC), 7, _TRICKY, "coach", 3, "read",
+     "patient", _TRICKY, "P-" + "0" * 24, _TRICKY, "r" * 32, "::1"),
+    (2**31 - 1, dt.datetime(1999, 12, 31, 23, 59, 59, tzinfo=dt.UTC), None, "", "", None,
+     "login", "", "", None, "", "", ""),
+)  # fmt: skip
+
+
+def _content_by_sql(connection: Any, fields: Sequence[Any]) -> bytes | None:
+    """What the database's `_content_sql` makes of a row with `fields` (in `_CHAINED` order)."""
+    dialect = connection.dialect.name
+    values = []
+    for name, value in zip(_CHAINED, fields, strict=True):
+        # Not the columns' own types: a foreign key's is only known once its table is.
+        column_type: Any = String()
+        if name in ("seq", "actor_id", "unit_id"):
+            column_type = Integer()
+        elif name == "occurred_at":
+            column_type = UtcDateTime()
+        bound: Any = literal(value, column_type)
+        if dialect == "postgresql":  # it must be told a parameter's type (SQLite's CAST
+            bound = bound.cast(column_type)  # would change the value)
+        values.append(bound.label(name))
+    row = select(*values).subquery("probe").c
+    made: bytes | None = connection.scalar(select(_content_sql(dialect, row)))
+    return made
+
+
+def _sql_content_agrees(connection: Any) -> bool:
+    """Whether the database's `_content_sql` gives `_content`'s bytes for every `_PROBES` row
+    (a database version that wrote JSON another way would fail every such row as changed)."""
+    return all(_content_by_sql(connection, probe) == _content(probe) for probe in _PROBES)
+
+
+def _walked_rows(connection: Any, batch: int, chain: str | None = None) -> Iterator[Any]:
+    """Every row as (id, seq, chain, MAC, content) in id order, or `chain`'s rows in seq order,
+    streamed in batches. The content comes from `_content_sql` when the database's JSON agrees
+    with `_ENCODER`'s, from the stored fields and `_content` otherwise."""
+    dialect = connection.dialect.name
+    content = _content_sql(dialect, _events.c)
+    fields: list[Any] = [_events.c[name] for name in _CHAINED]
+    if dialect == "sqlite":  # the stored text, read by `_content` as written
+        fields[1] = type_coerce(fields[1], String)
+    read_fields = content is None or not _sql_content_agrees(connection)
+    query = select(*_WALKED, null() if read_fields else content, *(fields if read_fields else ()))
+    if chain is None:
+        # The table's own order: no sort, and on SQLite no lookup of each row from an index.
+        query = query.order_by(_events.c.id)
+    else:
+        query = query.where(_events.c.chain == chain).order_by(_events.c.seq, _events.c.id)
+    with connection.execute(query.execution_options(yield_per=batch)) as rows:
+        for row in rows:
+            if row[4] is None:
+                if read_fields:
+                    stored = row[5:]
+                else:  # a time SQLite's string operations cannot put into ISO form
+                    stored = connection.execute(select(*fields).where(_events.c.id == row[0])).one()
+                row = (row[0], row[1], row[2], row[3], _content(stored))
+            yield row
 
 
 def chain_length(session: Session) -> int:
@@ -461,7 +584,9 @@ def verify_chain(
     progress: Callable[[int], None] | None = None,
     batch: int = 20000,
 ) -> VerifyResult:
-    """Walk every chain in one streaming pass and name the first row that does not hold in each:
+    """Walk every chain in one streaming pass (in id order, which is each chain's seq order when
+    its rows were appended by `record_entries`; a chain whose ids are not is walked again in seq
+    order on its own) and name the first row that does not hold in each:
     a changed row (its MAC fails), a deleted row (a gap in the sequence, or the next MAC fails),
     an inserted row (its MAC fails or its sequence repeats), rows cut off at the end (the head
     says more), and, with `checkpoint_path`, a chain shorter than or different from its last
@@ -469,21 +594,11 @@ def verify_chain(
     key = ring.audit_key
     checkpoints, problems = read_checkpoints(checkpoint_path, ring) if checkpoint_path else ({}, [])
     heads = {h.chain: (h.seq, h.mac) for h in session.scalars(select(AuditChainHead))}
-    columns: list[Any] = list(_COLUMNS)
     connection = session.connection()
-    if connection.dialect.name == "sqlite":
-        # SQLite stores the time as "YYYY-MM-DD HH:MM:SS.ffffff" in UTC; turning it into the
-        # MACed ISO form in SQL saves parsing a million datetimes in Python (verify's target is
-        # a million rows in under 15 s). `_mac_of` re-reads any other form.
-        stored = type_coerce(AuditEvent.occurred_at, String)
-        columns[2] = func.replace(stored, " ", "T").concat("+00:00")
-    # Core rows, not ORM: nothing here needs the ORM's bookkeeping.
-    with connection.execute(
-        select(*columns)
-        .order_by(AuditEvent.chain, AuditEvent.seq)
-        .execution_options(yield_per=batch)
-    ) as rows:
-        walked = _walk(rows, key, checkpoints, progress, batch)
+    walked, disordered = _walk(_walked_rows(connection, batch), key, checkpoints, progress, batch)
+    for chain in sorted(disordered):
+        again, _ = _walk(_walked_rows(connection, batch, chain), key, checkpoints, None, batch)
+        walked.extend(again)
     results = {r.chain: r for r in walked}
     for chain in sorted(set(heads) | set(checkpoints) - set(results)):
         if chain not in results:  # a chain without rows
@@ -509,6 +624,9 @@ class _Walking:
     checkpoint: Checkpoint | None
     expected: int = 1
     failure: ChainResult | None = None
+    #: The seq of the chain's row walked last, and whether every row so far came after it.
+    seen: int = 0
+    in_order: bool = True
     #: The MAC of the row at the checkpoint's seq, once walked past it.
     mac_at_checkpoint: str | None = field(default=None)
 
@@ -519,22 +637,26 @@ def _walk(
     checkpoints: dict[str, Checkpoint],
     progress: Callable[[int], None] | None,
     batch: int,
-) -> list[ChainResult]:
-    """Check rows in (chain, seq) order; per chain, its first bad row or (count, last MAC).
-    After a chain's first bad row its remaining rows are counted but not checked."""
-    done: list[ChainResult] = []
-    state: _Walking | None = None
+) -> tuple[list[ChainResult], set[str]]:
+    """Check each row against the row before it in its chain. A chain whose rows come in seq
+    order gets its first bad row or (count, last MAC); one with a row whose seq is below the
+    seq of its row before is only named (the second value), to be walked in seq order: its
+    first bad row is then found where a walk in (chain, seq) order finds it. After a chain's
+    first bad row its remaining rows are counted and their order watched, not checked."""
+    keyed = _keyed(key)
+    states: dict[str, _Walking] = {}
     total = 0
-    for row in rows:
-        row_id, seq, mac, chain = row[0], row[1], row[14], row[15]
-        if state is None or chain != state.chain:
-            if state is not None:
-                done.append(_finish(state))
-            state = _Walking(chain, genesis(key, chain), checkpoints.get(chain))
+    for row_id, seq, chain, mac, content in rows:
         total += 1
         if progress and total % batch == 0:
             progress(total)
-        if state.failure is not None:
+        state = states.get(chain)
+        if state is None:
+            state = states[chain] = _Walking(chain, genesis(key, chain), checkpoints.get(chain))
+        elif seq < state.seen:
+            state.in_order = False
+        state.seen = seq
+        if state.failure is not None or not state.in_order:
             continue
         expected = state.expected
         if seq != expected:
@@ -543,7 +665,7 @@ def _walk(
                 chain, False, expected - 1, expected, row_id, f"rad seq {expected} {kind}"
             )
             continue
-        if not hmac.compare_digest(mac, _mac_of(key, state.previous, row[1:14])):
+        if not hmac.compare_digest(mac, _mac_over(keyed, state.previous, content)):
             state.failure = ChainResult(
                 chain,
                 False,
@@ -558,9 +680,8 @@ def _walk(
         state.expected = expected + 1
         if state.checkpoint is not None and seq == state.checkpoint.seq:
             state.mac_at_checkpoint = mac
-    if state is not None:
-        done.append(_finish(state))
-    return done
+    done = [_finish(state) for state in states.values() if state.in_order]
+    return done, {state.chain for state in states.values() if not state.in_order}
 
 
 def _finish(state: _Walking) -> ChainResult:

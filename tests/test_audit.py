@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
 import re
 import threading
@@ -9,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, delete, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -71,8 +75,6 @@ def test_changed_row_is_named(
 
 
 def test_changed_time_is_named(backend: str, session: Session, fresh_ring: vault.KeyRing) -> None:
-    import datetime as dt
-
     write_rows(session, fresh_ring)
     allow_tampering(session)
     session.execute(
@@ -399,3 +401,180 @@ def test_a_batch_with_an_unknown_action_writes_nothing(
         audit.record_entries(session, fresh_ring, ACTOR, entries, info=INFO)
     assert session.scalar(select(func.count()).select_from(AuditEvent)) == 0
     assert audit.record_entries(session, fresh_ring, ACTOR, [], info=INFO) == []
+
+
+# Verify's fast path: the database writes each row's MACed content (`audit._content_sql`), which
+# must be byte for byte what the writer MACs (`audit._content`).
+
+#: Every control character but NUL, quotes, backslashes, non-ASCII, line and paragraph
+#: separators, a byte-order mark and an emoji.
+TRICKY = "".join(map(chr, range(1, 32))) + '"\\/\x7f åäö \u2028\u2029\ufeff\U0001f600'
+
+
+def _append_raw(session: Session, ring: vault.KeyRing, rows: list[dict[str, object]]) -> None:
+    """Append `rows` to the region chain as stored, MACed by the writer's rule, bypassing
+    `record` (which cuts to the columns' lengths), and set the chain's head."""
+    audit.ensure_head(session, ring, audit.REGION)
+    seq, previous = session.execute(
+        select(audit.AuditChainHead.seq, audit.AuditChainHead.mac).where(
+            audit.AuditChainHead.chain == audit.REGION
+        )
+    ).one()
+    for values in rows:
+        seq += 1
+        full = {"seq": seq, "actor_id": None, "unit_id": None, **values}
+        full["mac"] = previous = audit._mac_of(
+            ring.audit_key, previous, [full[name] for name in audit._CHAINED]
+        )
+        session.execute(insert(AuditEvent).values(chain=audit.REGION, **full))
+    session.execute(
+        update(audit.AuditChainHead)
+        .where(audit.AuditChainHead.chain == audit.REGION)
+        .values(seq=seq, mac=previous)
+    )
+
+
+def _row(**changes: object) -> dict[str, object]:
+    values: dict[str, object] = {
+        "occurred_at": dt.datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=dt.UTC),
+        "actor_name": "tester",
+        "actor_role": "coach",
+        "action": "read",
+        "object_type": "patient",
+        "object_id": "1",
+        "patient_pseudonym": "P-1",
+        "purpose": "test",
+        "request_id": "req-1",
+        "client_address": "127.0.0.1",
+    }
+    values.update(changes)
+    return values
+
+
+def test_rows_of_any_content_verify_through_the_databases_json(
+    backend: str, session: Session, fresh_ring: vault.KeyRing
+) -> None:
+    assert audit._sql_content_agrees(session.connection())  # the fast path is taken
+    rows = [
+        _row(
+            actor_name=TRICKY,
+            actor_role=TRICKY[-20:],
+            object_type=TRICKY[:40],
+            object_id=TRICKY,
+            patient_pseudonym=TRICKY[-40:],
+            purpose=TRICKY * 4,
+            request_id=TRICKY[-32:],
+            client_address=TRICKY,
+        ),
+        _row(patient_pseudonym=None, occurred_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC)),
+        _row(actor_name="", object_type="", object_id="", purpose="", client_address=""),
+        _row(occurred_at=dt.datetime(2026, 6, 1, 12, tzinfo=dt.timezone(dt.timedelta(hours=2)))),
+    ]
+    if backend == "sqlite":  # PostgreSQL's text cannot hold NUL
+        rows.append(_row(purpose="före\x00efter"))
+    _append_raw(session, fresh_ring, rows)
+    result = verify_chain(session, fresh_ring)
+    assert result.ok and result.checked == len(rows)
+
+    allow_tampering(session)
+    session.execute(update(AuditEvent).where(AuditEvent.seq == 1).values(purpose=TRICKY * 3))
+    assert verify_chain(session, fresh_ring).bad_seq == 1
+
+
+_TEXT = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=40)
+_NUMBER = st.integers(min_value=-(2**31), max_value=2**31 - 1)
+_FIELDS = st.tuples(
+    _NUMBER,
+    st.datetimes(
+        min_value=dt.datetime(1000, 1, 2),
+        max_value=dt.datetime(9999, 12, 30),
+        timezones=st.sampled_from([dt.UTC, dt.timezone(dt.timedelta(hours=-5, minutes=-30))]),
+    ),
+    st.none() | _NUMBER,
+    _TEXT,
+    _TEXT,
+    st.none() | _NUMBER,
+    _TEXT,
+    _TEXT,
+    _TEXT,
+    st.none() | _TEXT,
+    _TEXT,
+    _TEXT,
+    _TEXT,
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_the_databases_json_is_the_writers(
+    backend: str, engine: Engine, data: st.DataObject
+) -> None:
+    fields = data.draw(_FIELDS)
+    with engine.connect() as connection:
+        assert audit._content_by_sql(connection, fields) == audit._content(fields)
+
+
+def test_a_time_stored_in_another_shape_verifies_on_sqlite(
+    session: Session, fresh_ring: vault.KeyRing
+) -> None:
+    """A row written without SQLAlchemy's time format (by hand, by an old tool) is read and
+    MACed over its UTC time, as the writer MACs it."""
+    _append_raw(session, fresh_ring, [_row(), _row()])
+    for seq, stored in (
+        (1, "2026-03-04 05:06:07.890123+00:00"),
+        (2, "2026-03-04 07:06:07.890123+02:00"),
+    ):
+        session.execute(
+            text("UPDATE audit_events SET occurred_at = :stored WHERE seq = :seq"),
+            {"stored": stored, "seq": seq},
+        )
+    result = verify_chain(session, fresh_ring)
+    assert result.ok and result.checked == 2
+    session.execute(
+        text(
+            "UPDATE audit_events SET occurred_at = '2026-03-04 05:06:07.890123+01:00' WHERE seq = 2"
+        )
+    )
+    assert verify_chain(session, fresh_ring).bad_seq == 2
+
+
+def test_a_chain_whose_ids_are_out_of_seq_order_is_walked_in_seq_order(
+    backend: str, session: Session, fresh_ring: vault.KeyRing
+) -> None:
+    """Verify reads rows in id order; a chain whose rows were stored out of seq order (a
+    restore, a hand-made copy) is walked again in seq order, so it verifies and its first bad
+    row is the one a walk in seq order names."""
+    write_rows(session, fresh_ring, 6)
+    allow_tampering(session)
+    table = AuditEvent.__table__
+    rows = {r["seq"]: r for r in session.execute(select(table)).mappings()}
+    session.execute(delete(AuditEvent))
+    for seq in (1, 2, 4, 3, 5, 6):
+        values = dict(rows[seq])
+        values.pop("id")
+        session.execute(insert(AuditEvent).values(**values))
+    result = verify_chain(session, fresh_ring)
+    assert result.ok and result.checked == 6
+
+    session.execute(update(AuditEvent).where(AuditEvent.seq == 4).values(purpose="changed"))
+    result = verify_chain(session, fresh_ring)
+    assert result.bad_seq == 4 and "stämmer inte med sin MAC" in result.reason
+
+
+def test_verify_reads_the_fields_when_the_databases_json_differs(
+    backend: str, session: Session, fresh_ring: vault.KeyRing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database writing JSON otherwise than the writer's encoder is caught by the probe, and
+    verify then MACs the stored fields in Python: still ok, still naming a changed row."""
+    with monkeypatch.context() as patch:
+        patch.setattr(audit, "_ENCODER", json.JSONEncoder(separators=(",", ":")))  # \u00e5
+        assert not audit._sql_content_agrees(session.connection())
+    write_rows(session, fresh_ring, 4)
+    monkeypatch.setattr(audit, "_sql_content_agrees", lambda connection: False)
+    result = verify_chain(session, fresh_ring)
+    assert result.ok and result.checked == 4
+    allow_tampering(session)
+    session.execute(update(AuditEvent).where(AuditEvent.seq == 3).values(purpose="changed"))
+    assert verify_chain(session, fresh_ring).bad_seq == 3
