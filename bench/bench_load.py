@@ -95,6 +95,7 @@ from bench.harness import (  # stdlib-only: the load generator imports only this
     report,
     safe_url,
     server_env,
+    start_logged,
 )
 
 #: The cases benchmark's PostgreSQL region: one seeded (or copied) database serves both.
@@ -690,18 +691,8 @@ class PrintRun:
 
     def __enter__(self) -> PrintRun:
         PRINT_DIR.mkdir(parents=True, exist_ok=True)
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.remove_files()
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                self.argv,
-                env=self.env,
-                cwd=REPO,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.process = start_logged(self.argv, self.env, self.log_path)
         return self
 
     def __exit__(self, *_exc: object) -> None:

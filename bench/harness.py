@@ -224,6 +224,24 @@ def http_get(
         conn.close()
 
 
+def start_logged(
+    argv: Sequence[str], env: Mapping[str, str], log_path: Path
+) -> subprocess.Popen[bytes]:
+    """Start `argv` in its own process group (so it can be stopped with its children), its
+    output going to `log_path`."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            list(argv),
+            env=dict(env),
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
 class Server:
     """A gunicorn server in a subprocess, from start-up until `/healthz` answers until stopped.
 
@@ -271,17 +289,7 @@ class Server:
 
     def start(self) -> None:
         """Start the server and wait (bounded) until its health check answers 200."""
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                self.argv,
-                env=self.env,
-                cwd=REPO,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.process = start_logged(self.argv, self.env, self.log_path)
         deadline = time.monotonic() + self.start_timeout
         last_error = "no answer yet"
         while time.monotonic() < deadline:
