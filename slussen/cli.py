@@ -155,7 +155,12 @@ def demo_command(password: str | None, cases: int, units: int) -> None:
 )
 @click.option("--host", default=None, help="Address to bind (default from settings: 127.0.0.1).")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (default 5000).")
-@click.option("--workers", type=click.IntRange(1, 64), default=None, help="Worker processes.")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Worker processes; while rate limits count in memory, one process with their threads.",
+)
 def serve_command(host: str | None, port: int | None, workers: int | None) -> None:
     app = _app()  # validates settings and content before any worker starts
     settings = app.extensions["slussen.settings"]
@@ -165,11 +170,11 @@ def serve_command(host: str | None, port: int | None, workers: int | None) -> No
             check_key_ring(session, current_key_ring())
     except VaultError as exc:
         raise Failure(f"{exc}; Slussen was not started.") from None
-    serve.run(
-        host=host or settings.serve_host,
-        port=port or settings.serve_port,
-        workers=workers or settings.serve_workers,
-    )
+    host = host or settings.serve_host
+    port = port or settings.serve_port
+    plan = serve.plan(settings.ratelimit_storage_uri, workers or settings.serve_workers)
+    click.echo(plan.describe(host, port))
+    serve.run(host=host, port=port, workers=plan.workers, threads=plan.threads)
 
 
 @cli.group("user", help="Manage user accounts.")

@@ -194,3 +194,32 @@ def test_init_db_seals_the_canary_and_user_reset_totp(cli_env: Path) -> None:
     missing = runner.invoke(cli, ["user", "reset-totp", "nobody"])
     assert missing.exit_code == 1 and "There is no user nobody" in missing.output
     app.extensions["slussen.engine"].dispose()
+
+
+@pytest.mark.parametrize(
+    ("storage", "workers", "threads", "says"),
+    [
+        (None, 1, 12, "1 process with 12 threads; rate limits count in this process's memory"),
+        ("redis://127.0.0.1:6399/0", 3, 4, "3 processes with 4 threads each"),
+    ],
+)
+def test_serve_runs_one_process_while_rate_limits_count_in_memory(
+    cli_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    storage: str | None,
+    workers: int,
+    threads: int,
+    says: str,
+) -> None:
+    from slussen import serve
+
+    if storage:
+        monkeypatch.setenv("SLUSSEN_RATELIMIT_STORAGE_URI", storage)
+    started: list[dict[str, object]] = []
+    monkeypatch.setattr(serve, "run", lambda **kwargs: started.append(kwargs))
+    runner = CliRunner()
+    assert runner.invoke(cli, ["init-db"]).exit_code == 0
+    result = runner.invoke(cli, ["serve", "--port", "8123", "--workers", "3"])
+    assert result.exit_code == 0, result.output
+    assert started == [{"host": "127.0.0.1", "port": 8123, "workers": workers, "threads": threads}]
+    assert f"Serving on 127.0.0.1:8123: {says}" in result.output

@@ -6,10 +6,13 @@
 
     @limiter.limit("10 per hour", methods=["POST"])
 
-Counts live where `settings.ratelimit_storage_uri` says: `memory://` counts per process (with n
-workers a limit is about n times looser), `redis://…` shares the counts between workers and
-restarts. Keys are the client address as the app sees it: behind a reverse proxy that is the
-proxy's address unless the proxy's forwarded address is trusted (werkzeug's ProxyFix).
+Counts live where `settings.ratelimit_storage_uri` says: `memory://` counts in this process, so
+`slussen serve` then runs one process with threads (`slussen.serve.plan`) and every limit is
+exact; `redis://…` shares the counts between worker processes and restarts. A limit is checked
+before the view and a failure counted after it, so attempts sent at the same moment may all be
+answered: at most one more per request being served at once. Keys are the client address as the
+app sees it: behind a reverse proxy that is the proxy's address unless the proxy's forwarded
+address is trusted (werkzeug's ProxyFix).
 
 Login is throttled per client address and per account, counting only failed attempts (a 401), so
 a clinic behind one address is not locked out by its own morning logins, and one attacker cannot
