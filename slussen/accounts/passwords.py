@@ -1,12 +1,16 @@
-"""Password hashing (argon2id) and the NIST SP 800-63B length and block-list rules."""
+"""Password hashing (argon2id) and the NIST SP 800-63B rules for a new password: length, no
+context words (the username, the product, the user's units), not the current one, not common or
+guessable (a bundled block list and zxcvbn's estimate)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import cache
 from importlib import resources
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from zxcvbn import zxcvbn
 
 from slussen.config import Settings
 
@@ -14,6 +18,16 @@ from slussen.config import Settings
 MIN_LENGTH_SINGLE_FACTOR = 15
 MIN_LENGTH_WITH_SECOND_FACTOR = 8
 MAX_LENGTH = 128
+#: The product's name, which NIST 800-63B §3.1.1.2 names as a context-specific word to refuse.
+PRODUCT_NAME = "slussen"
+#: A username or unit name shorter than this is refused only as the whole password, not inside
+#: one: a short name is part of too many words ("bo" in "boka").
+MIN_NAME_LENGTH = 4
+#: Refused when zxcvbn estimates fewer guesses than this. zxcvbn's score 3 ("safely unguessable",
+#: at least 10^8 guesses) with one difference: zxcvbn puts any 8 characters it can only
+#: brute-force at 10^8 + 1 guesses, a hair below its score 3, and NIST allows 8 characters with
+#: a second factor; score 3 would refuse every 8-character password.
+MIN_GUESSES = 10**8
 
 
 class PasswordRejected(ValueError):
@@ -38,17 +52,53 @@ def common_passwords() -> frozenset[str]:
     )
 
 
-def check_password_rules(password: str, *, has_second_factor: bool, username: str = "") -> None:
-    """Refuse a password that is too short, too long, common, or the username; no composition
+def check_password_rules(
+    password: str,
+    *,
+    has_second_factor: bool,
+    username: str = "",
+    display_name: str = "",
+    unit_names: Iterable[str] = (),
+    current_password: str | None = None,
+) -> None:
+    """Refuse (PasswordRejected, saying which rule) a new password that is too short or too long,
+    is `current_password`, contains the username, the product's name or one of `unit_names`
+    (case-insensitive), is on the block list, or is easy to guess by zxcvbn's estimate, which
+    also counts the username, `display_name` and the unit names as known words. No composition
     rules (NIST 800-63B §3.1.1.2)."""
     minimum = MIN_LENGTH_WITH_SECOND_FACTOR if has_second_factor else MIN_LENGTH_SINGLE_FACTOR
     if len(password) < minimum:
         raise PasswordRejected(f"Lösenordet måste ha minst {minimum} tecken.")
     if len(password) > MAX_LENGTH:
         raise PasswordRejected(f"Lösenordet får ha högst {MAX_LENGTH} tecken.")
+    if current_password is not None and password == current_password:
+        raise PasswordRejected("Det nya lösenordet måste vara ett annat än det nuvarande.")
     lowered = password.lower()
-    if lowered in common_passwords() or (username and lowered == username.lower()):
+    units = [name.strip() for name in unit_names if name.strip()]
+    if _contains(lowered, username):
+        raise PasswordRejected("Lösenordet får inte innehålla ditt användarnamn.")
+    if PRODUCT_NAME in lowered:
+        raise PasswordRejected("Lösenordet får inte innehålla ordet Slussen.")
+    for unit in units:
+        if _contains(lowered, unit):
+            raise PasswordRejected(f"Lösenordet får inte innehålla enhetens namn ({unit}).")
+    if lowered in common_passwords():
         raise PasswordRejected("Lösenordet är för vanligt. Välj ett annat, gärna en hel mening.")
+    known = [username, display_name, PRODUCT_NAME, *units]
+    known += [word for text in (display_name, *units) for word in text.split()]
+    estimate = zxcvbn(password, user_inputs=[w for w in known if w], max_length=MAX_LENGTH)
+    if estimate["guesses"] < MIN_GUESSES:
+        raise PasswordRejected(
+            "Lösenordet är för lätt att gissa. Välj ett längre, gärna en hel mening med ord som "
+            "inte hör ihop."
+        )
+
+
+def _contains(lowered_password: str, name: str) -> bool:
+    name = name.strip().lower()
+    if len(name) < MIN_NAME_LENGTH:
+        return bool(name) and lowered_password == name
+    return name in lowered_password
 
 
 def hash_password(settings: Settings, password: str) -> str:

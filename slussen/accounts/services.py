@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pyotp
@@ -58,6 +59,33 @@ def unit_id_of(session: Session, hsa_id: str) -> int:
     return unit_id
 
 
+def check_new_password(
+    session: Session,
+    password: str,
+    *,
+    username: str,
+    display_name: str,
+    unit_ids: Iterable[int],
+    has_second_factor: bool,
+    current_password: str | None = None,
+) -> None:
+    """The one check of a password about to be set (creating a user, changing a password):
+    refuses (PasswordRejected, in Swedish, saying which rule) one that is too short or too long,
+    equals `current_password`, contains the username, "slussen" or the name of one of the units
+    `unit_ids`, is on the block list, or is easy to guess (zxcvbn, knowing the username, display
+    name and unit names); see `passwords.check_password_rules`."""
+    ids = list(unit_ids)
+    unit_names = session.scalars(select(Unit.name).where(Unit.id.in_(ids))).all() if ids else []
+    check_password_rules(
+        password,
+        has_second_factor=has_second_factor,
+        username=username,
+        display_name=display_name,
+        unit_names=unit_names,
+        current_password=current_password,
+    )
+
+
 def create_user(
     session: Session,
     settings: Settings,
@@ -71,8 +99,8 @@ def create_user(
     password_hash: str | None = None,
 ) -> User:
     """Create a user with an argon2id password hash, member of the units named by id or by
-    HSA-id. Refuses an unknown role, a taken username, an unknown unit, and a password that
-    breaks the NIST rules."""
+    HSA-id. Refuses an unknown role, a taken username, an unknown unit, and (PasswordRejected) a
+    password that `check_new_password` refuses."""
     unit_ids = [*unit_ids, *(unit_id_of(session, hsa_id) for hsa_id in unit_hsa_ids)]
     username = username.strip().lower()
     if not username or len(username) > 80:
@@ -83,10 +111,18 @@ def create_user(
         raise Invalid(f"Okänd roll: {role}.") from None
     if session.scalar(select(func.count()).where(User.username == username)):
         raise Invalid(f"Användarnamnet {username} är redan taget.")
-    check_password_rules(password, has_second_factor=False, username=username)
+    display_name = display_name.strip() or username
+    check_new_password(
+        session,
+        password,
+        username=username,
+        display_name=display_name,
+        unit_ids=unit_ids,
+        has_second_factor=False,
+    )
     user = User(
         username=username,
-        display_name=display_name.strip() or username,
+        display_name=display_name,
         role=role,
         # A caller creating many users with one password (the demo) may pass its hash.
         password_hash=password_hash or hash_password(settings, password),
@@ -393,12 +429,18 @@ def change_password(
 ) -> None:
     """Set a new password after checking the current one, and end the user's other sessions
     (every session but `keep_session_id`). Refuses (Invalid) a wrong current password and
-    (PasswordRejected) a new password breaking the NIST rules: 8 characters are enough with
-    TOTP, 15 without. The caller commits."""
+    (PasswordRejected) a new password `check_new_password` refuses, the current one included:
+    8 characters are enough with TOTP, 15 without. The caller commits."""
     if not verify_password(settings, user.password_hash, current_password):
         raise Invalid("Det nuvarande lösenordet stämmer inte.")
-    check_password_rules(
-        new_password, has_second_factor=has_second_factor(user), username=user.username
+    check_new_password(
+        session,
+        new_password,
+        username=user.username,
+        display_name=user.display_name,
+        unit_ids=[m.unit_id for m in user.memberships],
+        has_second_factor=has_second_factor(user),
+        current_password=current_password,
     )
     user.password_hash = hash_password(settings, new_password)
     others = delete(WebSession).where(WebSession.user_id == user.id)
