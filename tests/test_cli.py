@@ -78,6 +78,10 @@ def test_user_create_and_refusals(cli_env: Path) -> None:
     )
     assert short.exit_code == 1
     assert "minst 15 tecken" in short.output
+    named = ["user", "create", "--username", "bo", "--role", "coach"]
+    product = runner.invoke(cli, [*named, "--password", "vi som jobbar med Slussen"])
+    assert product.exit_code == 1
+    assert "Lösenordet får inte innehålla ordet Slussen." in product.output
     unit = runner.invoke(
         cli,
         [

@@ -76,7 +76,7 @@ def check_password_rules(
     lowered = password.lower()
     units = [name.strip() for name in unit_names if name.strip()]
     if _contains(lowered, username):
-        raise PasswordRejected("Lösenordet får inte innehålla ditt användarnamn.")
+        raise PasswordRejected("Lösenordet får inte innehålla användarnamnet.")
     if PRODUCT_NAME in lowered:
         raise PasswordRejected("Lösenordet får inte innehålla ordet Slussen.")
     for unit in units:
@@ -89,7 +89,7 @@ def check_password_rules(
     estimate = zxcvbn(password, user_inputs=[w for w in known if w], max_length=MAX_LENGTH)
     if estimate["guesses"] < MIN_GUESSES:
         raise PasswordRejected(
-            "Lösenordet är för lätt att gissa. Välj ett längre, gärna en hel mening med ord som "
+            "Lösenordet är för lätt att gissa. Välj ett annat, gärna en hel mening med ord som "
             "inte hör ihop."
         )
 

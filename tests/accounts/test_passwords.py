@@ -22,8 +22,8 @@ TIERP = ["Vårdcentralen Tierp"]
 @pytest.mark.parametrize(
     ("password", "context", "why"),
     [
-        ("min koordinator heter Lisa och är snäll", KARIN, "ditt användarnamn"),
-        ("Min KOORDINATOR heter Lisa och är snäll", KARIN, "ditt användarnamn"),
+        ("min koordinator heter Lisa och är snäll", KARIN, "användarnamnet"),
+        ("Min KOORDINATOR heter Lisa och är snäll", KARIN, "användarnamnet"),
         ("jag jobbar i SLUSSEN varje dag nu", {}, "ordet Slussen"),
         ("jobbar på vårdcentralen TIERP sedan länge", {"unit_names": TIERP}, "Tierp)"),
         (
@@ -119,7 +119,7 @@ def _change(client: FlaskClient, current: str, new: str) -> Any:
     ("new", "why"),
     [
         (TEST_PASSWORD, "Det nya lösenordet måste vara ett annat än det nuvarande."),
-        ("min coach heter Lisa och är snäll", "Lösenordet får inte innehålla ditt användarnamn."),
+        ("min coach heter Lisa och är snäll", "Lösenordet får inte innehålla användarnamnet."),
         ("jag jobbar på Vårdcentralen Test", "Lösenordet får inte innehålla enhetens namn"),
         ("qwertyuiopasdfghjkl", "Lösenordet är för lätt att gissa."),
     ],
