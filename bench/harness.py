@@ -113,6 +113,10 @@ def ensure_database(url: str) -> bool:
         admin.dispose()
 
 
+#: Redis for the benchmark servers' rate limits (bench/bench_load.py uses its own database).
+BENCH_REDIS_URI = "redis://127.0.0.1:6379/13"
+
+
 def server_env(url: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment every benchmark subprocess gets.
 
@@ -124,6 +128,9 @@ def server_env(url: str, extra: Mapping[str, str] | None = None) -> dict[str, st
         SLUSSEN_DATABASE_URL=url,
         SLUSSEN_INSTANCE_DIR=str(INSTANCE_DIR),
         SLUSSEN_ENV="development",
+        # As a region runs it: rate limits counted in Redis, so `slussen serve` keeps its
+        # workers (with the in-memory default it serves from one process: docs/operations.md).
+        SLUSSEN_RATELIMIT_STORAGE_URI=BENCH_REDIS_URI,
         # Read only by bench/bare_app.py; Slussen's settings ignore the SLUSSEN_BENCH_ prefix.
         SLUSSEN_BENCH_DATABASE_URL=sqlalchemy_url(url),
         PYTHONUNBUFFERED="1",
