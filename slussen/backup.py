@@ -20,7 +20,6 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ from slussen.keystore import (
     key_usage,
     read_canary,
 )
+from slussen.privatefiles import private_part
 
 #: Tables shown in a restore's summary, in this order (those that exist).
 MAIN_TABLES = (
@@ -117,11 +117,6 @@ def holds_data(engine: Engine) -> bool:
     return any(count for name, count in table_counts(engine).items() if name not in _BOOKKEEPING)
 
 
-def _replace_atomically(tmp: Path, target: Path) -> None:
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, target)
-
-
 # --- backup ---------------------------------------------------------------------------------------
 
 
@@ -132,17 +127,12 @@ def backup(url: str, target: Path, *, progress: Progress | None = None) -> Backu
         raise BackupError(f"{target} is a directory; give the backup file's name")
     if not target.parent.is_dir():
         raise BackupError(f"the folder {target.parent} does not exist")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with private_part(target.parent, target.name) as part:
         if kind == "sqlite":
-            _backup_sqlite(_sqlite_path(url), tmp, progress)
+            _backup_sqlite(_sqlite_path(url), part.path, progress)
         else:
-            _backup_postgres(url, tmp)
-        _replace_atomically(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+            _backup_postgres(url, part.path)
+        part.finish(target)
     return BackupResult(path=target, kind=kind, size=target.stat().st_size)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-import tempfile
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -28,7 +27,7 @@ from slussen.accounts.services import create_user, reset_totp
 from slussen.capabilities import check_content
 from slussen.cases.engine import current_workflow
 from slussen.cases.timers import run_timers
-from slussen.clitools import Failure
+from slussen.clitools import Failure, clear_stale_parts
 from slussen.config import ConfigError, load_settings, today_local
 from slussen.db import SLICE_SIZE, engine, make_engine, session_scope, slice_commit
 from slussen.dbroles import app_role_warnings
@@ -45,6 +44,7 @@ from slussen.keystore import (
     rotate_master_key,
     seal_canary,
 )
+from slussen.privatefiles import private_part, write_private
 from slussen.questionnaires import fhir
 from slussen.questionnaires.services import export_case_answers
 from slussen.vault import VaultError
@@ -382,11 +382,12 @@ def forms_export_fhir(directory: Path, case_reference: str | None, base_url: str
     app = _app()
     base = base_url or fhir.DEFAULT_BASE
     directory.mkdir(parents=True, exist_ok=True)
+    clear_stale_parts(directory, "Questionnaire*.json")
     all_forms = app.extensions["slussen.content"].compiled["forms"]
 
     def write(name: str, resource: dict[str, Any]) -> None:
-        path = directory / name
-        path.write_text(json.dumps(resource, ensure_ascii=False, indent=2) + "\n")
+        text = json.dumps(resource, ensure_ascii=False, indent=2) + "\n"
+        write_private(directory / name, text.encode("utf-8"))
 
     for form in all_forms.values():
         write(f"Questionnaire-{fhir.fhir_id(form.id)}.json", fhir.questionnaire(form, base))
@@ -476,6 +477,8 @@ def backup_command(path: Path) -> None:
 
     settings = _settings_only()
     url = settings.sqlalchemy_url
+    if not path.is_dir():
+        clear_stale_parts(path.parent, path.name)
     try:
         if backup.kind_of_url(url) == "sqlite":
             with click.progressbar(length=1, label="Copying the database") as bar:
@@ -590,12 +593,12 @@ def letters_print(
     app = _app()
     settings = app.extensions["slussen.settings"]
     context = letter_services.render_context(app.extensions["slussen.content"], settings)
-    with app.app_context(), session_scope(app) as session:
-        store = Keystore(session, current_key_ring())
-        with tempfile.NamedTemporaryFile(
-            dir=out.parent if out else Path.cwd(), suffix=".part", delete=False
-        ) as sink:
-            part = Path(sink.name)
+    folder = out.parent if out else Path.cwd()
+    # The part is named for the final file; without --out the batch id is known only at the end.
+    clear_stale_parts(folder, out.name if out else "brev-omgang*.pdf")
+    with private_part(folder, out.name if out else "brev-omgang.pdf") as part:
+        with app.app_context(), session_scope(app) as session:
+            store = Keystore(session, current_key_ring())
             try:
                 with click.progressbar(length=1, label="Rendering letters") as bar:
 
@@ -608,7 +611,7 @@ def letters_print(
                             store,
                             audit.SYSTEM,
                             batch_id,
-                            sink,  # type: ignore[arg-type]
+                            part.file,  # type: ignore[arg-type]
                             context=context,
                             settings=settings,
                             progress=progress,
@@ -618,7 +621,7 @@ def letters_print(
                             store,
                             audit.SYSTEM,
                             letter_services.printing_unit(session, hsa_id),
-                            sink,  # type: ignore[arg-type]
+                            part.file,  # type: ignore[arg-type]
                             context=context,
                             settings=settings,
                             forwarding=forwarding,
@@ -628,24 +631,19 @@ def letters_print(
                         )
             except (DomainError, Failure) as exc:
                 # session_scope rolls the current slice back; earlier slices stay committed.
-                part.unlink(missing_ok=True)
                 raise Failure(str(exc) + (_UNFINISHED if batch_id is None else "")) from None
             except BaseException:
-                part.unlink(missing_ok=True)
                 if batch_id is None:
                     click.echo(_UNFINISHED.strip(), err=True)
                 raise
-        for letter_id, reason in result.held:
-            click.echo(f"Held back letter {letter_id}: {reason}")
-        printed = (result.batch.id, result.batch.page_count) if result.batch else None
-    # Committed: only now does the PDF get its name.
-    if printed is None:
-        part.unlink(missing_ok=True)
-        click.echo("There were no letters to print.")
-        return
-    target = out or Path.cwd() / f"brev-omgang-{printed[0]}.pdf"
-    part.replace(target)
-    target.chmod(0o600)
+            for letter_id, reason in result.held:
+                click.echo(f"Held back letter {letter_id}: {reason}")
+            printed = (result.batch.id, result.batch.page_count) if result.batch else None
+        # Committed: only now does the PDF get its name (0600; the part is removed otherwise).
+        if printed is None:
+            click.echo("There were no letters to print.")
+            return
+        target = part.finish(out or folder / f"brev-omgang-{printed[0]}.pdf")
     note = "" if result.is_identical else " (differs from the first print: the data changed)"
     click.echo(
         f"Batch {printed[0]}: {result.printed} letters, {printed[1]} pages -> {target}{note}"
@@ -674,7 +672,7 @@ def letters_test_print(out: Path, template_id: str) -> None:
         raise Failure(
             f"No letter template {template_id!r} (known: {', '.join(context.templates)})."
         )
-    out.write_bytes(sample_letter(context, template_id))
+    write_private(out, sample_letter(context, template_id))
     click.echo(
         f"Wrote {out}. Print it at 100 % (no 'fit to page'), fold it and hold it behind your "
         "envelope: the whole address must show inside the dashed frame's window."

@@ -8,9 +8,12 @@ A capability's own command group (`slussen directory â€¦`, `slussen evaluation â
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import click
 from flask import Flask
+
+from slussen.privatefiles import remove_stale_parts
 
 AppFactory = Callable[[], Flask]
 
@@ -30,3 +33,15 @@ def command_app() -> Flask:
         raise RuntimeError("a slussen command group runs only under the `slussen` command")
     app: Flask = factory()
     return app
+
+
+def clear_stale_parts(folder: Path, name: str = "*") -> None:
+    """Remove the part files an interrupted run left in `folder` (`.<name>.*.part`), saying so
+    on stderr."""
+    removed = remove_stale_parts(folder, name)
+    if removed:
+        click.echo(
+            f"Removed {len(removed)} unfinished file(s) an interrupted run left in {folder}: "
+            + ", ".join(p.name for p in removed),
+            err=True,
+        )

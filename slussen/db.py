@@ -11,6 +11,7 @@ connections are checked before use so a restarted database does not surface as a
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import os
@@ -20,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
+from pathlib import Path
 from typing import Annotated, Any, ClassVar, TypeVar
 
 from flask import Flask, current_app, g, has_request_context, request
@@ -31,6 +33,7 @@ from sqlalchemy.types import TypeDecorator
 from werkzeug.wrappers import Response
 
 from slussen.errors import NotFound
+from slussen.privatefiles import create_private
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -170,6 +173,11 @@ def make_engine(url: str) -> Engine:
             kwargs["poolclass"] = StaticPool
         engine = create_engine(url, **kwargs)
         database = engine.url.database
+        if database and not in_memory and not engine.url.query.get("uri"):
+            # SQLite would create the file with the umask's mode (0644): health data is 0600.
+            # Its -wal and -shm files take the database file's mode.
+            with contextlib.suppress(FileNotFoundError):  # no folder: SQLite says so at connect
+                create_private(Path(database))
         queue = None if in_memory or not database else _WriterQueue(f"{database}-writer")
 
         @event.listens_for(engine, "connect")
@@ -242,8 +250,6 @@ def init_app(app: Flask, url: str) -> None:
     """Attach an engine and a session factory to `app`; end the request's transaction after the
     view, close its session at teardown."""
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-        from pathlib import Path
-
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine = make_engine(url)
     app.extensions["slussen.engine"] = engine

@@ -11,12 +11,13 @@ import click
 from sqlalchemy import select
 
 from slussen.accounts.models import User
-from slussen.clitools import Failure, command_app
+from slussen.clitools import Failure, clear_stale_parts, command_app
 from slussen.config import today_local
 from slussen.db import session_scope, slice_commit
 from slussen.directory.categories import interest_categories
 from slussen.directory.hsds import HsdsError, export_directory, import_directory
 from slussen.directory.services import refresh_all_occasions
+from slussen.privatefiles import write_private
 
 
 @click.group("directory", help="The activity directory: occasions and open data (HSDS).")
@@ -39,13 +40,15 @@ def refresh(today: dt.datetime | None) -> None:
 @directory_cli.command("export-hsds", help="Write the published directory as HSDS 3 JSON.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def export_hsds(out: Path | None) -> None:
+    if out is not None:
+        clear_stale_parts(out.parent, out.name)
     app = command_app()
     with app.app_context(), session_scope(app) as session:
         text = json.dumps(export_directory(session), ensure_ascii=False, indent=1)
     if out is None:
         sys.stdout.write(text + "\n")
     else:
-        out.write_text(text + "\n", encoding="utf-8")
+        write_private(out, (text + "\n").encode("utf-8"))
         click.echo(f"Wrote {out}.")
 
 

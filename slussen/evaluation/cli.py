@@ -16,7 +16,8 @@ from typing import Any
 
 import click
 
-from slussen.clitools import Failure, command_app
+from slussen.clitools import Failure, clear_stale_parts, command_app
+from slussen.privatefiles import write_private
 
 # The command imports the evaluation (numpy, scipy, reportlab) when it runs, not when `slussen`
 # starts: every other command and `slussen --help` stay quick.
@@ -99,6 +100,8 @@ def export(
         raise Failure("A PDF needs --out FILE.")
     if date_from and date_to and date_to < date_from:
         raise Failure("--to is before --from.")
+    if out is not None:
+        clear_stale_parts(out.parent, out.name)
     app = command_app()
     actor = Actor(None, f"(cli) {getpass.getuser()}"[:80], "system")
     settings = app.extensions["slussen.settings"]
@@ -146,5 +149,5 @@ def export(
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
     else:
-        out.write_bytes(data)
+        write_private(out, data)
         click.echo(f"Wrote {out} ({summary}).", err=True)

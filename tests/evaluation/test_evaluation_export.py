@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 
 from slussen.cli import cli
+from slussen.evaluation import cli as evaluation_cli
 from slussen.evaluation import pdf, services
 from tests.conftest import DemoSite
 
@@ -62,17 +63,17 @@ def test_the_export_holds_no_write_lock_and_is_audited_before_it_is_handed_out(
         others_write("while drawing the PDF")
         return real_render(*args, **kwargs)
 
-    real_write_bytes = Path.write_bytes
+    real_write_private = evaluation_cli.write_private
 
-    def write_bytes(path: Path, data: Any) -> int:
+    def write_private(path: Path, data: bytes) -> None:
         if path == out:
             assert demo_site.audited("export", "evaluation") == [object_id], "no audit row, no data"
             others_write("while handing the data out")
-        return real_write_bytes(path, data)
+        real_write_private(path, data)
 
     monkeypatch.setattr(services, "_records", records)
     monkeypatch.setattr(pdf, "render_report", render)
-    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+    monkeypatch.setattr(evaluation_cli, "write_private", write_private)
     result = CliRunner().invoke(cli, ["evaluation", "export", "--format", kind, "--out", str(out)])
     assert result.exit_code == 0, result.output
     expected = {"while reading the cases", "while handing the data out"}

@@ -186,6 +186,7 @@ def test_letters_print_from_the_command_line(
     assert result.exit_code == 0, result.output
     assert "Batch 1: 2 letters" in result.output
     assert len(pypdf.PdfReader(out).pages) >= 5
+    assert out.stat().st_mode & 0o777 == 0o600
     again = tmp_path / "igen.pdf"
     reprint = runner.invoke(cli, ["letters", "print", "--batch", "1", "--out", str(again)])
     assert reprint.exit_code == 0, reprint.output
@@ -197,6 +198,7 @@ def test_letters_print_from_the_command_line(
     sample = tmp_path / "test.pdf"
     test_print = runner.invoke(cli, ["letters", "test-print", "--out", str(sample)])
     assert test_print.exit_code == 0 and "100 %" in test_print.output
+    assert not list(tmp_path.glob("*.part")) and not list(tmp_path.glob(".*.part"))
     assert "722 15 Västerås" in text(sample.read_bytes())
 
 

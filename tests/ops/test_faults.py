@@ -399,8 +399,12 @@ def test_letter_batch_killed_before_its_end_is_finished_by_the_next_print(tmp_pa
             batches = session.scalars(select(LetterBatch)).all()
             assert [b.sha256 for b in batches] == [""], "one unfinished batch"
         assert not pdf.exists()
+        left = list(tmp_path.glob(".omgang.pdf.*.part"))
+        assert len(left) == 1, "a killed print cannot remove its part file"
 
         site.cli("letters", "print", "--unit", hsa_id, "--out", str(pdf))
+        assert not left[0].exists(), "the next print removes it"
+        assert pdf.stat().st_mode & 0o777 == 0o600
         text = "\n".join(
             p.extract_text() for p in pypdf.PdfReader(io.BytesIO(pdf.read_bytes())).pages
         )
