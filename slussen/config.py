@@ -83,7 +83,9 @@ class Settings:
     letter_window_height_mm: int = 35
     #: Print enclosed forms in large print (16 pt instead of 12 pt).
     letter_forms_large_print: bool = False
-    #: The public address patients answer at (printed in letters and their QR codes).
+    #: Slussen's public address (https://slussen.example.se): every absolute URL (letters' QR
+    #: codes and answer links, the iCal feed) is built on it, never on a request's Host header.
+    #: Required in production; empty elsewhere means http://<serve_host>:<serve_port>.
     public_base_url: str = ""
 
     @property
@@ -107,6 +109,16 @@ class Settings:
         if not self.migration_database_url:
             return self.sqlalchemy_url
         return _with_driver(self.migration_database_url)
+
+    @property
+    def base_url(self) -> str:
+        """The address every absolute URL starts with (no trailing slash)."""
+        base = self.public_base_url or f"http://{self.serve_host}:{self.serve_port}"
+        return base.rstrip("/")
+
+    def absolute_url(self, path: str) -> str:
+        """`path` within Slussen (e.g. "/svar/K7QM4TZX9C") as an absolute URL on `base_url`."""
+        return f"{self.base_url}/{path.lstrip('/')}"
 
     @property
     def totp_required(self) -> bool:
@@ -262,6 +274,11 @@ def _validated(settings: Settings, source: str) -> Settings:
             )
         if settings.argon2_time_cost < 2 or settings.argon2_memory_kib < 19456:
             raise ConfigError("argon2 cost below OWASP's minimum is not allowed in production")
+        if not settings.public_base_url.startswith("https://"):
+            raise ConfigError(
+                "setting 'public_base_url' (https://…) is required in production "
+                "(SLUSSEN_PUBLIC_BASE_URL)"
+            )
     return settings
 
 

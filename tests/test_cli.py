@@ -53,6 +53,7 @@ def test_demo_refused_in_production(cli_env: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("SLUSSEN_ENV", "production")
     monkeypatch.setenv("SLUSSEN_SECRET_KEY", "y" * 40)
     monkeypatch.setenv("SLUSSEN_KEYRING", str(cli_env / "keyring.json"))
+    monkeypatch.setenv("SLUSSEN_PUBLIC_BASE_URL", "https://slussen.example.se")
     result = CliRunner().invoke(cli, ["demo"])
     assert result.exit_code != 0
     assert "refused in production" in result.output

@@ -78,9 +78,28 @@ def test_production_with_secret_and_keyring_starts() -> None:
             "SLUSSEN_ENV": "production",
             "SLUSSEN_SECRET_KEY": GOOD_SECRET,
             "SLUSSEN_KEYRING": "/etc/slussen/keyring.json",
+            "SLUSSEN_PUBLIC_BASE_URL": "https://slussen.example.se/",
         }
     )
     assert settings.is_production and settings.totp_required
+    assert settings.absolute_url("/svar") == "https://slussen.example.se/svar"
+
+
+def test_production_refuses_to_start_without_its_public_address() -> None:
+    production = {
+        "SLUSSEN_ENV": "production",
+        "SLUSSEN_SECRET_KEY": GOOD_SECRET,
+        "SLUSSEN_KEYRING": "/etc/slussen/keyring.json",
+    }
+    for missing in ({}, {"SLUSSEN_PUBLIC_BASE_URL": "http://slussen.example.se"}):
+        with pytest.raises(ConfigError, match=r"^setting 'public_base_url' \(https://…\) is req"):
+            load_settings(environ={**production, **missing})
+
+
+def test_base_url_in_development_is_the_local_server() -> None:
+    settings = load_settings(environ={"SLUSSEN_SERVE_PORT": "5001"})
+    assert settings.base_url == "http://127.0.0.1:5001"
+    assert settings.absolute_url("aktiviteter/3") == "http://127.0.0.1:5001/aktiviteter/3"
 
 
 @pytest.mark.parametrize(

@@ -149,6 +149,7 @@ def test_production_never_creates_a_key_ring(
     monkeypatch.setenv("SLUSSEN_ENV", "production")
     monkeypatch.setenv("SLUSSEN_SECRET_KEY", "z" * 40)
     monkeypatch.setenv("SLUSSEN_KEYRING", str(cli_env / "missing" / "keyring.json"))
+    monkeypatch.setenv("SLUSSEN_PUBLIC_BASE_URL", "https://slussen.example.se")
     result = CliRunner().invoke(cli, ["keys", "status"])
     assert result.exit_code == 1
     assert "slussen keys init" in result.output

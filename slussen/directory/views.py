@@ -323,7 +323,14 @@ def ics_feed() -> ResponseReturnValue:
 
         filters = replace(filters, start=today(), end=today() + dt.timedelta(days=MAX_RANGE_DAYS))
     activities = find_activities(db_session(), filters)
-    urls = {a.id: url_for(".activity_page", activity_id=a.id, _external=True) for a in activities}
+    # On the configured address, never the request's Host header (a feed is cached and shared).
+    settings = current_app.extensions["slussen.settings"]
+    urls = {
+        a.id: settings.absolute_url(
+            url_for(".activity_page", activity_id=a.id).removeprefix(request.script_root)
+        )
+        for a in activities
+    }
     return Response(
         ics.build_calendar(activities, urls),
         mimetype="text/calendar",

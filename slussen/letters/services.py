@@ -122,8 +122,7 @@ def create_answer_code(
 
 def answer_url(settings: Settings, code: str) -> str:
     """Where the QR code points: <public_base_url>/svar/<code>, the code ungrouped."""
-    base = settings.public_base_url or f"http://{settings.serve_host}:{settings.serve_port}"
-    return codes.answer_url(code, base, grouped=False)
+    return codes.answer_url(code, settings.base_url, grouped=False)
 
 
 def printing_unit(session: Session, hsa_id: str | None) -> int:
@@ -220,9 +219,7 @@ class _CaseRef:
     coach_id: int | None
 
 
-def check_needs(
-    store: Keystore, case: Case | _CaseRef, template: LetterTemplate, settings: Settings
-) -> str | None:
+def check_needs(store: Keystore, case: Case | _CaseRef, template: LetterTemplate) -> str | None:
     """Why the letter cannot be printed now (a hold reason), or None. Reads no patient data."""
     session = store.session
     needs = template.needs
@@ -236,8 +233,6 @@ def check_needs(
         handover = _handover(session, case)
         if handover is None or handover.meeting_at is None or not handover.meeting_place:
             return "Överlämningen saknar tid eller plats."
-    if template.asks_for_answers and settings.is_production and not settings.public_base_url:
-        return "Adressen för att svara på nätet saknas (inställningen public_base_url)."
     return None
 
 
@@ -264,7 +259,7 @@ def letter_data(
     unit = session.get(Unit, letter.unit_id)
     assert case is not None and unit is not None
     template = _template(templates, letter)
-    reason = check_needs(store, case, template, settings)
+    reason = check_needs(store, case, template)
     if reason:
         raise LetterIncomplete(reason)
     language = recipient.language if recipient.language in template.variants else "sv"
@@ -588,7 +583,7 @@ def print_batch(
             template = context.templates.get(row.letter)
             if template is None:
                 raise LetterIncomplete(f"Brevmallen {row.letter} finns inte.")
-            reason = check_needs(store, _CaseRef(row.case_id, row.coach_id), template, settings)
+            reason = check_needs(store, _CaseRef(row.case_id, row.coach_id), template)
             if reason:
                 raise LetterIncomplete(reason)
             patient = session.get(Patient, row.patient_id)

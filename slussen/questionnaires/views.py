@@ -474,7 +474,7 @@ def new_code(case_id: int) -> ResponseReturnValue:
         _(
             "Answer code %(code)s: the patient answers at %(url)s. It is shown only now.",
             code=code,
-            url=codes.answer_url(code, request.url_root),
+            url=codes.answer_url(code, current_app.extensions["slussen.settings"].base_url),
         ),
         "success",
     )

@@ -263,6 +263,7 @@ class TestProduction:
             tmp_path,
             env="production",
             keyring_path=str(tmp_path / "keyring.json"),
+            public_base_url="https://slussen.example.se",
             argon2_time_cost=2,
             argon2_memory_kib=19456,
         )

@@ -210,3 +210,16 @@ def test_any_query_gives_a_page_never_a_server_error(
 ) -> None:
     response = client.get(path, query_string=params)
     assert response.status_code == 200
+
+
+@pytest.mark.settings(public_base_url="https://slussen.example.se")
+def test_ics_links_use_the_configured_address_not_the_host_header(
+    client: FlaskClient, publish: Callable[..., Any]
+) -> None:
+    revision = publish(title="Seniorbio", rrule="", first_date=today() + dt.timedelta(days=10))
+    response = client.get("/aktiviteter.ics", headers={"Host": "evil.example"})
+    events = Calendar.from_ical(response.data).walk("VEVENT")
+    assert [str(e["URL"]) for e in events] == [
+        f"https://slussen.example.se/aktiviteter/{revision.activity_id}"
+    ]
+    assert b"evil.example" not in response.data

@@ -800,3 +800,14 @@ def test_enclosed_forms_have_a_large_print_option(
         )
         sizes[large] = max(s for t, _x, _y, s in fragments(pdf, ucla) if t.startswith("Ibland"))
     assert sizes[False] == 12 and sizes[True] == 16
+
+
+def test_the_qr_code_points_at_the_configured_address() -> None:
+    from slussen.config import Settings
+
+    configured = Settings(public_base_url="https://slussen.example.se/")
+    assert services.answer_url(configured, "ACDE-FGHJ-KM") == (
+        "https://slussen.example.se/svar/ACDEFGHJKM"
+    )
+    local = Settings(serve_host="127.0.0.1", serve_port=5001)
+    assert services.answer_url(local, "ACDEFGHJKM") == "http://127.0.0.1:5001/svar/ACDEFGHJKM"
