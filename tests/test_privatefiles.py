@@ -73,3 +73,13 @@ def test_export_hsds_writes_0600_and_clears_a_killed_runs_part(cli_env: Path) ->
     assert mode(out) == 0o600 and not stale.exists()
     assert "Removed 1 unfinished file(s)" in result.output
     assert sorted(p.name for p in cli_env.iterdir() if p.name.startswith(".katalog")) == []
+
+
+def test_backup_clears_a_killed_backups_part(cli_env: Path, tmp_path: Path) -> None:
+    assert CliRunner().invoke(cli, ["init-db"]).exit_code == 0
+    stale = tmp_path / ".nightly.backup.k1ll3d.part"
+    stale.write_bytes(b"SQLite format 3\x00")
+    result = CliRunner().invoke(cli, ["backup", str(tmp_path / "nightly.backup")])
+    assert result.exit_code == 0, result.output
+    assert not stale.exists() and "Removed 1 unfinished file(s)" in result.output
+    assert mode(tmp_path / "nightly.backup") == 0o600

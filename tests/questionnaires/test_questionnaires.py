@@ -568,3 +568,20 @@ def test_positive_screening_and_its_resolution_are_case_events(
         session.flush()
         assert case.screening_flag == "resolved"
         assert last_event().event == "resolve_screening"
+
+
+@pytest.mark.settings(use_demo_forms=True, public_base_url="https://slussen.example.se")
+def test_a_new_codes_answer_link_uses_the_configured_address_not_the_host_header(
+    client: FlaskClient, login: Callable[..., Any], case_in: Callable[[str], Case]
+) -> None:
+    login("coach")
+    case = case_in("invited")
+    response = client.post(
+        f"/arenden/{case.id}/svarskod",
+        data={"occasion": "baseline"},
+        headers={"Host": "evil.example"},
+        follow_redirects=True,
+    )
+    page = response.get_data(as_text=True)
+    assert re.search(r"https://slussen\.example\.se/svar/[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{2}", page)
+    assert "evil.example" not in page
