@@ -14,6 +14,7 @@ from flask import Flask
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
+from slussen import cli as slussen_cli
 from slussen.audit import Actor
 from slussen.capabilities import check_content
 from slussen.cli import cli
@@ -154,17 +155,17 @@ def test_the_answers_export_holds_no_write_lock_and_is_audited_before_the_files(
         waits["while reading the answers"] = demo_site.append_audit_row(unit_id)
         return real_response(*args, **kwargs)
 
-    real_write_text = Path.write_text
+    real_write_private = slussen_cli.write_private
 
-    def write_text(path: Path, data: str, *args: Any, **kwargs: Any) -> int:
+    def write_private(path: Path, data: bytes) -> None:
         if path.name.startswith("QuestionnaireResponse-"):
             exported = demo_site.audited("export", "questionnaire_response")
             assert exported == [str(case_id)], "no audit row, no data"
             waits["while writing the files"] = demo_site.append_audit_row(unit_id)
-        return real_write_text(path, data, *args, **kwargs)
+        real_write_private(path, data)
 
     monkeypatch.setattr(fhir, "questionnaire_response", response)
-    monkeypatch.setattr(Path, "write_text", write_text)
+    monkeypatch.setattr(slussen_cli, "write_private", write_private)
     out = tmp_path / "fhir"
     result = CliRunner().invoke(cli, ["forms", "export-fhir", str(out), "--case", reference])
     assert result.exit_code == 0, result.output
