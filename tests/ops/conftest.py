@@ -6,9 +6,12 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import socket
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -113,6 +116,26 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def wait_until_up(proc: subprocess.Popen[bytes], port: int, log: Path, what: str) -> None:
+    """Wait (at most 60 s) until the server `proc` started answers /healthz on `port`; fail
+    with the tail of its `log` if it exits or does not answer."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"{what} exited ({proc.returncode}): {log.read_text()[-2000:]}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/healthz")
+            up = conn.getresponse().status == 200
+            conn.close()
+            if up:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"{what} did not answer within 60 s: {log.read_text()[-2000:]}")
 
 
 def need_redis() -> str:

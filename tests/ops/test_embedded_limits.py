@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.client
 import re
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from urllib.parse import urlencode
 import pytest
 
 from tests.conftest import TEST_PASSWORD
-from tests.ops.conftest import PYTHON, Site, free_port, make_site
+from tests.ops.conftest import PYTHON, Site, free_port, make_site, wait_until_up
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +69,7 @@ def _serve(site: Site, tmp_path: Path) -> Iterator[Server]:
             command, env=site.env(SLUSSEN_SERVE_WORKERS="2"), stdout=out, stderr=subprocess.STDOUT
         )
         try:
-            _wait_until_up(proc, port, log)
+            wait_until_up(proc, port, log, "slussen serve")
             yield Server(port, log)
         finally:
             proc.terminate()
@@ -79,24 +78,6 @@ def _serve(site: Site, tmp_path: Path) -> Iterator[Server]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
-
-
-def _wait_until_up(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"slussen serve exited ({proc.returncode}): {log.read_text()[-2000:]}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            conn.request("GET", "/healthz")
-            up = conn.getresponse().status == 200
-            conn.close()
-            if up:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"slussen serve did not answer within 60 s: {log.read_text()[-2000:]}")
 
 
 def _passed_before_refused(answers: Iterator[int], passing: int) -> int:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TEST_PASSWORD
-from tests.ops.conftest import PYTHON, Site, free_port, make_site, need_redis
+from tests.ops.conftest import PYTHON, Site, free_port, make_site, need_redis, wait_until_up
 
 pytestmark = pytest.mark.postgres
 
@@ -117,7 +117,7 @@ def _serve(site: Site, tmp_path: Path, redis_url: str) -> Iterator[Server]:
         start_new_session=True,
     )
     try:
-        _wait_until_up(proc, port, tmp_path / "gunicorn.out")
+        wait_until_up(proc, port, tmp_path / "gunicorn.out", "gunicorn")
         yield Server(port, access_log)
     finally:
         proc.send_signal(signal.SIGINT)  # gunicorn's quick shutdown, then nothing may be left
@@ -127,23 +127,6 @@ def _serve(site: Site, tmp_path: Path, redis_url: str) -> Iterator[Server]:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         output.close()
-
-
-def _wait_until_up(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"gunicorn exited ({proc.returncode}): {log.read_text()[-2000:]}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                conn.close()
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"gunicorn did not answer within 60 s: {log.read_text()[-2000:]}")
 
 
 def csrf_token(html: str) -> str:
