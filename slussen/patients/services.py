@@ -158,6 +158,25 @@ def _write_fields(store: Keystore, patient: Patient, identity: PatientIdentity) 
     patient.sex = identity.identifier.sex()
 
 
+@dataclass(frozen=True)
+class Demographics:
+    """What evaluation covariates need of a patient: birth year and sex, from the identifier
+    (None when unknown). Not identifying alone, but read only through `read_demographics`."""
+
+    birth_year: int | None
+    sex: str | None
+
+
+def read_demographics(store: Keystore, patient: Patient | int) -> Demographics:
+    """A patient's birth year and sex, for the coarse covariates of a research record (age band,
+    sex). Writes no audit row: the caller records its own purpose (scoring). Refuses nothing; an
+    erased patient has none."""
+    row = patient if isinstance(patient, Patient) else store.session.get(Patient, patient)
+    if row is None or row.erased_at is not None:
+        return Demographics(None, None)
+    return Demographics(row.birth_year, row.sex)
+
+
 def find_patient_id(store: Keystore, identifier: PersonIdentifier) -> int | None:
     """The id of the patient with this identifier, by blind index; no decryption, no audit
     (nothing about the patient is revealed). Callers that show the patient read it audited."""
@@ -324,11 +343,13 @@ def erase_patient(store: Keystore, actor: Actor, patient: Patient, *, reason: st
 
 
 __all__ = [
+    "Demographics",
     "DuplicatePatient",
     "PatientErased",
     "PatientIdentity",
     "erase_patient",
     "find_patient_id",
+    "read_demographics",
     "read_patient",
     "register_patient",
     "update_patient",
