@@ -27,6 +27,7 @@ from slussen.cases.workflow import (
     needs_event,
     unplayed_parts,
 )
+from slussen.keystore import current_key_ring
 from slussen.paths import shipped_dir
 from slussen.questionnaires import codes
 from slussen.questionnaires import services as answers
@@ -234,7 +235,7 @@ def test_the_whole_chain_runs_on_a_renamed_workflow(
     post(f"/arenden/{case.id}/handelse/invite_x")
     assert state() == "invited_x" and "Kallad" in page()
     with app.app_context():
-        code = codes.create_answer_code(session, case, "baseline")
+        code = codes.create_answer_code(session, current_key_ring(), case, "baseline")
     session.commit()
     _fill(patient, baseline, lambda item: item.max_code, code)
     assert state() == "assessed_x" and case.screening_flag == "positive"
@@ -266,7 +267,7 @@ def test_the_whole_chain_runs_on_a_renamed_workflow(
     post(f"/arenden/{case.id}/handelse/send_evaluation_x")
     assert state() == "evaluation_sent_x" and "Utvärdering skickad" in page()
     with app.app_context():
-        code = codes.create_answer_code(session, case, "six_month")
+        code = codes.create_answer_code(session, current_key_ring(), case, "six_month")
     session.commit()
     _fill(patient, six_month, lambda item: item.min_code, code)
     assert state() == "evaluated_x" and "Utvärderad" in page()

@@ -101,7 +101,8 @@ class AnswerCode(Base):
     __table_args__ = (CheckConstraint("occasion IN ('baseline', 'six_month')", "occasion_known"),)
 
     id: Mapped[intpk]
-    #: SHA-256 (hex) of the normalised code.
+    #: Keyed hash (hex) of the normalised code: HMAC-SHA256 under the key ring's blind-index key
+    #: of its SHA-256 (`codes.code_hash`), so a copy of the table cannot be searched for codes.
     code_hash: Mapped[str] = mapped_column(String(64), unique=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
     occasion: Mapped[str] = mapped_column(String(10))

@@ -113,7 +113,7 @@ def _wrong_code_page(message: str, code: str = "") -> ResponseReturnValue:
 
 def _start(code_text: str) -> ResponseReturnValue:
     try:
-        row = codes.redeem_code(db_session(), code_text)
+        row = codes.redeem_code(db_session(), keystore().ring, code_text)
     except codes.AnswerCodeError as exc:
         return _wrong_code_page(str(exc), code_text)
     sessions.regenerate()
@@ -455,6 +455,7 @@ def new_code(case_id: int) -> ResponseReturnValue:
         abort(404)
     code = codes.create_answer_code(
         db_session(),
+        keystore().ring,
         case,
         occasion,
         days=current_app.extensions["slussen.settings"].answer_code_days,
