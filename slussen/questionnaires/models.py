@@ -116,15 +116,15 @@ class QuestionnaireScore(Base):
 
 
 class AnswerCode(Base):
-    """A single-use code printed on a letter for answering online at /svar. Only its hash is
-    stored; it expires, and works once."""
+    """A single-use code printed on a letter for answering online at /svar. Only its keyed hash
+    is stored; it expires, and works once."""
 
     __tablename__ = "answer_codes"
     __sensitivity__ = classify(
         sealed=("draft_enc",),
+        blind_index=("code_hash",),
         clear={
             REFERENCES: ("id", "case_id", "letter_id"),
-            "not yet a keyed hash (#17): SHA-256 of the code": ("code_hash",),
             "which occasion it answers and when it works": (
                 "occasion",
                 "created_at",
