@@ -8,13 +8,16 @@ import hashlib
 import itertools
 import re
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from slussen.accounts.models import WebSession
 from slussen.audit import Actor
 from slussen.cases.models import Case
 from slussen.cases.workflow import Workflow
@@ -161,3 +164,25 @@ def test_the_answer_page_takes_a_code_stored_keyed(
     assert app.test_client().get(f"/svar/{codes.normalise_code(code)}").status_code == 302
     wrong = app.test_client().post("/svar", data={"code": "KM4T-Q7XA-AA"})
     assert wrong.status_code == 422 and "Koden finns inte" in wrong.get_data(as_text=True)
+
+
+def test_a_new_code_is_shown_on_its_page_and_kept_nowhere_in_clear(
+    backend: str,
+    client: FlaskClient,
+    login: Callable[..., Any],
+    session: Session,
+    ring: KeyRing,
+    case: Case,
+) -> None:
+    """Read out on the phone: the page shows the code once; the session's row (where a flash
+    message would wait for the next page) never holds it."""
+    login("coach")
+    response = client.post(f"/arenden/{case.id}/svarskod", data={"occasion": "baseline"})
+    assert response.status_code == 200
+    found = re.search(r"Svarskod ([0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{2}):", response.get_data(True))
+    assert found is not None
+    code = found.group(1)
+    kept = " ".join(session.scalars(select(WebSession.data)))  # before any other page
+    assert "csrf" in kept or "_user_id" in kept  # the logged-in session's row
+    assert code not in kept and codes.normalise_code(code) not in kept
+    assert codes.redeem_code(session, ring, code).case_id == case.id
