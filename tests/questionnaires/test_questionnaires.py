@@ -58,9 +58,15 @@ def answers_for(form: FormDef, pick: Callable[[Any], int] = lambda item: item.mi
 
 
 def answer_every_step(
-    client: FlaskClient, forms: list[FormDef], pick: Callable[[Any], int], start: Any
+    client: FlaskClient,
+    forms: list[FormDef],
+    pick: Callable[[Any], int],
+    start: Any,
+    *,
+    text: str = "Jag tycker om att gå i skogen",
 ) -> list[str]:
-    """Walk the online form from the page `start` redirected to; return every page's text."""
+    """Walk the online form from the page `start` redirected to, answering each item with
+    `pick` and each free-text item with `text`; return every page's text."""
     pages = []
     location = start.location
     groups = [(form, group) for form in forms for group in form.groups]
@@ -73,7 +79,7 @@ def answer_every_step(
         for item_id in group.items:
             item = form.item(item_id)
             if item.type == "text":
-                data[f"item-{item_id}"] = "Jag tycker om att gå i skogen"
+                data[f"item-{item_id}"] = text
             elif item.type == "tick":
                 if pick(item):
                     data[f"item-{item_id}"] = "1"
