@@ -178,7 +178,7 @@ def test_stored_codes_become_keyed_and_an_old_code_still_works(
 
     from slussen import vault
     from slussen.accounts.models import RecoveryCode, Unit, User
-    from slussen.accounts.services import create_user, use_second_factor
+    from slussen.accounts.services import SecondFactorRefused, create_user, use_second_factor
     from slussen.audit import Actor
     from slussen.questionnaires import codes
     from slussen.questionnaires.models import AnswerCode
@@ -249,14 +249,21 @@ def test_stored_codes_become_keyed_and_an_old_code_still_works(
         left = use_second_factor(session, ring, user, recovery).recovery_codes_left
         assert left == 0
 
-    # The recovery code is spent; the answer code still works: the downgrade refuses.
-    with pytest.raises(RuntimeError, match=r"1 answer code\(s\) and 0 recovery code\(s\)"):
-        migrate.downgrade(empty_engine, before.down_revision, ring=ring)
-    assert migrate.current_revision(empty_engine) == migrate.head_revision()
+    # The downgrade cannot invert the keyed hashes: it invalidates the codes that still work.
     with Session(empty_engine) as session, session.begin():
-        session.execute(update(AnswerCode).values(used_at=now))
-    migrate.downgrade(empty_engine, before.down_revision, ring=ring)
-    assert stored() == keyed  # spent codes keep their keyed hash, as unusable as they were
+        session.execute(update(RecoveryCode).values(used_at=None))  # unspent again
+    migrate.downgrade(empty_engine, before.down_revision)  # no ring needed
+    assert stored() == keyed  # every row stays, with its keyed hash
+    with empty_engine.connect() as conn:
+        assert conn.execute(text("SELECT used_at FROM recovery_codes")).scalar_one() is not None
+        expires = conn.execute(select(AnswerCode.expires_at)).scalar_one()
+        assert expires <= dt.datetime.now(dt.UTC)
+        assert conn.execute(select(AnswerCode.used_at)).scalar_one() is None
     migrate.upgrade(empty_engine, ring=ring)
-    with Session(empty_engine) as session:
-        assert session.scalars(select(RecoveryCode.used_at)).one() is not None
+    with Session(empty_engine) as session, session.begin():
+        with pytest.raises(codes.AnswerCodeError):  # it stays invalid at head again
+            codes.redeem_code(session, ring, answer)
+        user = session.get(User, user_id)
+        assert user is not None
+        with pytest.raises(SecondFactorRefused):
+            use_second_factor(session, ring, user, recovery)

@@ -13,15 +13,19 @@ converts every row without knowing a code. It needs the key ring, which
 code, before changing anything. The schema does not change.
 
 The downgrade cannot turn a keyed hash back into SHA-256 (HMAC is one-way, with or without the
-ring), so it refuses while any code still works: an answer code neither used nor expired, or an
-unused recovery code. Why refuse rather than invalidate them: a patient holding a letter, or a
-user holding recovery codes, would be locked out without a word; the operator decides instead
-(wait until the answer codes expire or are used, `slussen user reset-totp` for the recovery
-codes) and downgrades then. Codes that no longer work keep their keyed hash, which no SHA-256
-the older version computes can equal: they stay as unusable as they were.
+ring), so the codes that still worked stop working, and it says so: it invalidates them
+explicitly rather than refuse. An answer code neither used nor expired expires now (the case page
+then counts no open code, and a coach makes a new one or the letter is printed again); an unused
+recovery code is marked used (the user logs in with the authenticator app, or an administrator
+resets the second factor). Every row stays, with its keyed hash, which no SHA-256 the older
+version computes can equal. Why not refuse: a refusal would forbid the rollback for as long as any
+code works (recovery codes work until used), and a rollback is the operator's deliberate act;
+the log names how many codes it invalidated.
 """
 
 from __future__ import annotations
+
+import logging
 
 import sqlalchemy as sa
 from alembic import context, op
@@ -87,22 +91,18 @@ def upgrade() -> None:
 def downgrade() -> None:
     bind = op.get_bind()
     now = slussen.db.utcnow()
-    open_answer = bind.execute(
-        sa.select(sa.func.count())
-        .select_from(_answer_codes)
+    answer = bind.execute(
+        sa.update(_answer_codes)
         .where(_answer_codes.c.used_at.is_(None), _answer_codes.c.expires_at > now)
-    ).scalar_one()
-    open_recovery = bind.execute(
-        sa.select(sa.func.count())
-        .select_from(_recovery_codes)
-        .where(_recovery_codes.c.used_at.is_(None))
-    ).scalar_one()
-    if open_answer or open_recovery:
-        raise RuntimeError(
-            f"Refusing to downgrade below 0016c: {open_answer} answer code(s) and "
-            f"{open_recovery} recovery code(s) still work, and their keyed hashes cannot be "
-            "turned back into the SHA-256 the older version looks up (HMAC is one-way), so "
-            "they would stop working without a word. Wait until the answer codes are used or "
-            "expired, reset the users' two-factor login (`slussen user reset-totp`), then "
-            "downgrade."
+        .values(expires_at=now)
+    ).rowcount
+    recovery = bind.execute(
+        sa.update(_recovery_codes).where(_recovery_codes.c.used_at.is_(None)).values(used_at=now)
+    ).rowcount
+    if answer or recovery:
+        logging.getLogger("alembic.runtime.migration").warning(
+            "0016c downgrade: %s answer code(s) expired and %s recovery code(s) marked used: "
+            "their keyed hashes cannot be turned back into SHA-256.",
+            answer,
+            recovery,
         )

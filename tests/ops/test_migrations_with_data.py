@@ -61,7 +61,7 @@ def test_every_revision_down_and_up_with_demo_data(tmp_path: Path) -> None:
                 assert not lost, f"rows lost going down to {target}: {lost}"
                 assert_log_verifies(engine, ring, f"at {target}")
 
-                migrate.upgrade(engine)
+                migrate.upgrade(engine, ring=ring)
                 assert migrate.current_revision(engine) == revisions[-1]
                 up = data_counts(engine)
                 assert {name: up[name] for name in down} == down, f"rows lost back up from {target}"
