@@ -5,16 +5,17 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from flask import Flask
 from sqlalchemy.orm import Session
 
 from slussen import vault
 from slussen.audit import Actor
-from slussen.cases.engine import fire
+from slussen.cases.engine import fire, screening_of
 from slussen.cases.models import Case
 from slussen.cases.workflow import Workflow
 from slussen.identifiers import luhn_check_digit, parse_person_identifier
 from slussen.intake.services import refer_patient
-from slussen.keystore import Keystore
+from slussen.keystore import Keystore, current_key_ring
 from slussen.patients.services import PatientIdentity
 from slussen.visits.services import (
     BOOKS_MAPPING_VISIT,
@@ -126,3 +127,9 @@ def make_case(
     session.flush()
     assert case.state == state
     return case
+
+
+def screening(app: Flask, session: Session, case: Case) -> str | None:
+    """The case's screening result, unsealed (what the case page shows)."""
+    with app.app_context():
+        return screening_of(Keystore(session, current_key_ring()), case)

@@ -164,3 +164,99 @@ def test_clear_totp_secrets_are_sealed_and_still_verify(empty_engine: Engine) ->
         assert conn.execute(text("SELECT totp_secret FROM users")).scalar_one() == secret
         # The user's key is destroyed with the columns; its row stays.
         assert conn.execute(select(DataKey.wrapped)).all() == [(None,)]
+
+
+def test_screening_results_and_demographics_are_sealed_and_come_back(
+    empty_engine: Engine,
+) -> None:
+    import datetime as dt
+
+    from sqlalchemy import text
+    from sqlalchemy.orm import Session
+
+    from slussen import vault
+    from slussen.cases.engine import event_name, screening_of
+    from slussen.cases.models import Case, CaseEvent
+    from slussen.keystore import Keystore
+    from slussen.patients.services import read_demographics
+
+    ring = vault.KeyRing.generate()
+    at = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    migrate.upgrade(empty_engine, "0013", ring=ring)
+    raw = vault.new_data_key()
+    with empty_engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO data_keys (id, wrapped, master_key_id, created_at)"
+                " VALUES (4, :w, :m, :at)"
+            ),
+            {
+                "w": vault.wrap_data_key(ring, raw, data_key_id=4),
+                "m": ring.active_master_id,
+                "at": at,
+            },
+        )
+        conn.execute(
+            text(
+                "INSERT INTO units (id, name, hsa_id, street, postcode, town, phone, phone_hours,"
+                " created_at) VALUES (1, 'Enhet', 'SE2321000016-B001', 'Gatan 1', '722 15',"
+                " 'Västerås', '021', '', :at)"
+            ),
+            {"at": at},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO patients (id, data_key_id, identifier_kind, identifier_issuer,"
+                " preferred_language, is_protected_identity, birth_year, sex, created_at)"
+                " VALUES (3, 4, 'pnr', '', 'sv', false, 1981, 'male', :at)"
+            ),
+            {"at": at},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO cases (id, reference, unit_id, patient_id, state, channel,"
+                " contact_channel, is_consent_to_contact, screening_flag, opened_at,"
+                " state_entered_at, version) VALUES (2, 'S26-000002', 1, 3, 'assessed',"
+                " 'staff_flag', 'post', true, 'positive', :at, :at, 1)"
+            ),
+            {"at": at},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO case_events (id, case_id, event, from_state, to_state, actor_name,"
+                " actor_role, occurred_at) VALUES (9, 2, 'flag_screening', 'assessed',"
+                " 'assessed', 'system', 'system', :at), (10, 2, 'register_baseline', 'invited',"
+                " 'assessed', 'system', 'system', :at)"
+            ),
+            {"at": at},
+        )
+    with pytest.raises(RuntimeError, match="needs the key ring"):
+        migrate.upgrade(empty_engine)
+    assert migrate.current_revision(empty_engine) == "0013"  # nothing changed
+
+    migrate.upgrade(empty_engine, ring=ring)
+    columns = {c["name"] for c in inspect(empty_engine).get_columns("patients")}
+    assert not {"birth_year", "sex"} & columns
+    assert "screening_flag" not in {c["name"] for c in inspect(empty_engine).get_columns("cases")}
+    with Session(empty_engine) as session:
+        store = Keystore(session, ring)
+        demographics = read_demographics(store, 3)
+        assert (demographics.birth_year, demographics.sex) == (1981, "male")
+        case = session.get(Case, 2)
+        assert case is not None and screening_of(store, case) == "positive"
+        assert b"positive" not in (case.screening_enc or b"")
+        flagged, registered = session.query(CaseEvent).order_by(CaseEvent.id).all()
+        assert (flagged.event, registered.event) == ("sealed", "register_baseline")
+        assert event_name(store, flagged, 3) == "flag_screening"
+        # The rest of the database survived the copies of its tables (foreign keys are off
+        # while migrating).
+        assert session.execute(text("SELECT count(*) FROM case_events")).scalar_one() == 2
+
+    with pytest.raises(RuntimeError, match="needs the key ring"):
+        migrate.downgrade(empty_engine, "0013")
+    migrate.downgrade(empty_engine, "0013", ring=ring)
+    with empty_engine.connect() as conn:
+        assert conn.execute(text("SELECT birth_year, sex FROM patients")).one() == (1981, "male")
+        assert conn.execute(text("SELECT screening_flag FROM cases")).scalar_one() == "positive"
+        events = conn.execute(text("SELECT event FROM case_events ORDER BY id")).scalars().all()
+        assert events == ["flag_screening", "register_baseline"]

@@ -25,7 +25,7 @@ from slussen.db import utcnow
 from slussen.errors import Conflict, Invalid, NotFound, NotPermitted
 from slussen.keystore import Keystore
 from slussen.letterqueue import queue_letter
-from slussen.patients.services import seal
+from slussen.patients.services import seal, unseal
 
 
 class TransitionRefused(Invalid):
@@ -153,6 +153,39 @@ def event_purpose(event: str) -> str:
     return f"händelse {event}"
 
 
+#: Where a case's screening result is sealed (table, column; the row is the case id).
+SCREENING_FIELD = ("cases", "screening")
+#: Every sealed screening value has this length, so ciphertexts do not tell them apart.
+_SCREENING_WIDTH = 10
+#: What the history and the access log show in clear of a transition that sets the screening
+#: flag: the event itself is sealed in the history row (`CaseEvent.event_enc`), as its name
+#: would say who screened positive.
+SEALED_EVENT = "sealed"
+SEALED_PURPOSE = "ändring av ärendet"
+
+
+def screening_of(store: Keystore, case: Case) -> str | None:
+    """The case's screening result: None (no flag), "positive" (the coach must decide) or
+    "resolved", unsealed with the patient's data key. The caller audits the read of the case."""
+    table, column = SCREENING_FIELD
+    value = unseal(store, case.patient_id, table, column, case.id, case.screening_enc).strip()
+    return value or None
+
+
+def _seal_screening(store: Keystore, case: Case, value: str | None) -> None:
+    table, column = SCREENING_FIELD
+    padded = (value or "").ljust(_SCREENING_WIDTH)
+    with state_writer():
+        case.screening_enc = seal(store, case.patient_id, table, column, case.id, padded)
+
+
+def event_name(store: Keystore, history: CaseEvent, patient_id: int) -> str:
+    """The event a history row records, unsealed when the row keeps it sealed."""
+    if history.event != SEALED_EVENT:
+        return history.event
+    return unseal(store, patient_id, "case_events", "event", history.id, history.event_enc)
+
+
 OPEN_PURPOSE = "ny remiss"
 
 
@@ -212,20 +245,22 @@ def fire(
     if expected_version is not None and case.version != expected_version:
         raise StaleCase("Någon annan har ändrat ärendet medan du arbetade.")
     t = _transition(workflow, event)
-    data = {"note": note, "reason": reason, "visit": visit}
+    data = {"note": note, "reason": reason, "visit": visit, "screening": screening_of(store, case)}
     _check(session, workflow, t, case, actor, data)
 
     current = {d.name: d.due_on for d in case.due_dates}
     result = outcome(workflow, t, case.state, current, today or today_local(), due_on)
     now = utcnow()
-    history = CaseEvent(**_history(case.id, event, case.state, result.to_state, actor, now))
+    is_sealed = t.screening is not None
+    recorded = SEALED_EVENT if is_sealed else event
+    history = CaseEvent(**_history(case.id, recorded, case.state, result.to_state, actor, now))
     session.add(history)
     if result.is_entered:
         case.state_entered_at = now
     with state_writer():
         case.state = result.to_state
-        if t.screening is not None:
-            case.screening_flag = t.screening
+    if t.screening is not None:
+        _seal_screening(store, case, t.screening)
     # Every event gives the case a new version, a self-loop too (a reminder, a rebooking): the
     # row is updated even when no column of it changes, so concurrent events collide.
     flag_modified(case, "state")
@@ -241,7 +276,9 @@ def fire(
     text = note or reason
     if text:
         history.note_enc = seal(store, case.patient_id, "case_events", "note", history.id, text)
-    audit_case_change(store, actor, case, event_purpose(event))
+    if is_sealed:
+        history.event_enc = seal(store, case.patient_id, "case_events", "event", history.id, event)
+    audit_case_change(store, actor, case, SEALED_PURPOSE if is_sealed else event_purpose(event))
     session.flush()
     return history
 
@@ -304,6 +341,7 @@ def open_case(
     session.add(case)
     session.flush()
     case.reference = case_reference(case.id, now)
+    _seal_screening(store, case, None)
     _sync_due_dates(case, opening_due(workflow, today_local()))
     referral = Referral(case_id=case.id, channel=channel, created_by_id=actor.user_id, is_seen=True)
     history = CaseEvent(**_history(case.id, "open", None, workflow.initial, actor, now))

@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, Date, Integer, Select, bindparam, func, or
 from sqlalchemy.orm import Session
 
 from slussen.audit import Actor
-from slussen.cases.engine import may_act_on
+from slussen.cases.engine import event_name, may_act_on, screening_of
 from slussen.cases.models import Case, CaseEvent, Referral
 from slussen.cases.workflow import Workflow
 from slussen.errors import NotFound
@@ -55,7 +55,7 @@ LISTED = (
     Case.unit_id,
     Case.coach_id,
     Case.channel,
-    Case.screening_flag,
+    Case.screening_enc,
     Case.next_due_on,
     Case.version,
     Case.patient_id,
@@ -169,6 +169,8 @@ def state_counts(session: Session, unit_ids: frozenset[int]) -> dict[str, int]:
 @dataclass(frozen=True)
 class TimelineEntry:
     event: CaseEvent
+    #: The event's name (unsealed when the history keeps it sealed).
+    name: str
     note: str
 
 
@@ -185,7 +187,11 @@ def case_view(store: Keystore, actor: Actor, case: Case) -> dict[str, Any]:
         )
     )
     timeline = [
-        TimelineEntry(e, unseal(store, case.patient_id, "case_events", "note", e.id, e.note_enc))
+        TimelineEntry(
+            e,
+            event_name(store, e, case.patient_id),
+            unseal(store, case.patient_id, "case_events", "note", e.id, e.note_enc),
+        )
         for e in events
     ]
     referrals = list(
@@ -206,6 +212,7 @@ def case_view(store: Keystore, actor: Actor, case: Case) -> dict[str, Any]:
     return {
         "identity": identity,
         "patient": patient,
+        "screening": screening_of(store, case),
         "timeline": timeline,
         "referrals": referral_texts,
         "letters": letters,

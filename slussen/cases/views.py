@@ -27,6 +27,7 @@ from slussen.accounts.roles import Permission
 from slussen.audit import Actor
 from slussen.cases.access import current_actor, load_case
 from slussen.cases.engine import (
+    SCREENING_FIELD,
     StaleCase,
     allowed_events,
     current_workflow,
@@ -50,7 +51,7 @@ from slussen.db import attempt, db_session
 from slussen.errors import Invalid
 from slussen.i18n import format_day, localised, ui_language
 from slussen.keystore import keystore
-from slussen.patients.services import names_for_list, record_shown
+from slussen.patients.services import names_for_list, record_shown, unseal_listed
 
 bp = Blueprint("cases", __name__, template_folder="templates")
 
@@ -126,7 +127,9 @@ def case_urls(endpoint: str, **values: Any) -> Callable[[int], str]:
 _URL_MARKER = 987654321
 
 
-def _work_items(rows: list[Any], names: dict[int, str], actor: Actor) -> list[WorkItem]:
+def _work_items(
+    rows: list[Any], names: dict[int, str], screenings: dict[int, str], actor: Actor
+) -> list[WorkItem]:
     """The worklist's rows; labels, dates, URLs and the next step are worked out once per
     distinct value, not per row (a page has 50 rows but few states and days)."""
     workflow = current_workflow()
@@ -162,7 +165,7 @@ def _work_items(rows: list[Any], names: dict[int, str], actor: Actor) -> list[Wo
                 labels[row.state],
                 days[row.next_due_on],
                 bool(row.has_unseen_referral),
-                row.screening_flag == "positive",
+                screenings.get(row.id) == "positive",
                 (action[0], action[1](row.id), action[2]) if action else None,
                 row.version,
             )
@@ -181,11 +184,15 @@ def worklist() -> ResponseReturnValue:
     today = today_local()
     page = coach_worklist(session, actor, workflow, today=today, page=_page())
     counts = state_counts(session, actor.unit_ids)
-    names = names_for_list(keystore(), actor, page.cases, shown_in="worklist")
+    store = keystore()
+    names = names_for_list(store, actor, page.cases, shown_in="worklist")
+    screenings = unseal_listed(store, page.cases, *SCREENING_FIELD, lambda row: row.screening_enc)
     # Nothing below touches the database: render_audited ends the transaction.
     g.setdefault(NO_STORE_FLAG, True)
     groups: dict[str, list[WorkItem]] = {"overdue": [], "today": [], "week": []}
-    for row, item in zip(page.cases, _work_items(page.cases, names, actor), strict=True):
+    for row, item in zip(
+        page.cases, _work_items(page.cases, names, screenings, actor), strict=True
+    ):
         due = row.next_due_on
         groups["overdue" if due and due < today else "today" if due == today else "week"].append(
             item

@@ -8,7 +8,6 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     ForeignKey,
-    Integer,
     LargeBinary,
     String,
     UniqueConstraint,
@@ -35,6 +34,7 @@ class Patient(Base):
             "postcode_enc",
             "town_enc",
             "phone_enc",
+            "demographics_enc",
         ),
         clear={
             REFERENCES: ("id", "data_key_id", "registered_unit_id"),
@@ -47,12 +47,10 @@ class Patient(Base):
                 "is_protected_identity",
             ),
             "record life cycle (erasure)": ("created_at", "erased_at"),
-            "not yet sealed (#17)": ("birth_year", "sex"),
         },
     )
     __table_args__ = (
         CheckConstraint("identifier_kind IN ('pnr', 'snr', 'reserv')", "identifier_kind_known"),
-        CheckConstraint("sex IN ('female', 'male') OR sex IS NULL", "sex_known"),
     )
 
     id: Mapped[intpk]
@@ -72,9 +70,10 @@ class Patient(Base):
     preferred_language: Mapped[str] = mapped_column(String(8), default="sv")
     #: Skyddad identitet: the address is never printed or shown.
     is_protected_identity: Mapped[bool] = mapped_column(Boolean, default=False)
-    #: Derived from the identifier for evaluation age bands and sex; not identifying alone.
-    birth_year: Mapped[int | None] = mapped_column(Integer)
-    sex: Mapped[str | None] = mapped_column(String(6))
+    #: Birth year and sex derived from the identifier, for the evaluation's coarse covariates:
+    #: JSON sealed with the patient's data key, padded to one length (see
+    #: `patients.services.read_demographics`).
+    demographics_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[created_at]
     erased_at: Mapped[dt.datetime | None]
 

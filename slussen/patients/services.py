@@ -6,9 +6,10 @@ caller's transaction, so the easy way to touch a patient field is the encrypted,
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import delete, select
 
@@ -154,27 +155,50 @@ def _write_fields(store: Keystore, patient: Patient, identity: PatientIdentity) 
     patient.identifier_issuer = identity.identifier.issuer or ""
     patient.preferred_language = identity.preferred_language
     patient.is_protected_identity = identity.is_protected_identity
-    patient.birth_year = identity.identifier.birth_year()
-    patient.sex = identity.identifier.sex()
+    demographics = Demographics(identity.identifier.birth_year(), identity.identifier.sex())
+    patient.demographics_enc = seal(
+        store, patient, *DEMOGRAPHICS_FIELD, patient.id, demographics.sealed_text()
+    )
+
+
+#: Where a patient's birth year and sex are sealed (table, column; the row is the patient id).
+DEMOGRAPHICS_FIELD = ("patients", "demographics")
+#: Every sealed demographics text has this length, so ciphertexts do not tell sexes apart.
+_DEMOGRAPHICS_WIDTH = 40
 
 
 @dataclass(frozen=True)
 class Demographics:
-    """What evaluation covariates need of a patient: birth year and sex, from the identifier
-    (None when unknown). Not identifying alone, but read only through `read_demographics`."""
+    """What evaluation covariates need of a patient: birth year and sex ("female", "male"),
+    from the identifier (None when unknown). Not identifying alone, but stored only sealed and
+    read only through `read_demographics`."""
 
     birth_year: int | None
     sex: str | None
 
+    def sealed_text(self) -> str:
+        """The JSON that is sealed, padded to one length."""
+        text = json.dumps({"birth_year": self.birth_year, "sex": self.sex}, sort_keys=True)
+        return text.ljust(_DEMOGRAPHICS_WIDTH)
+
+    @classmethod
+    def from_text(cls, text: str) -> Demographics:
+        if not text.strip():
+            return cls(None, None)
+        values = json.loads(text)
+        return cls(values.get("birth_year"), values.get("sex"))
+
 
 def read_demographics(store: Keystore, patient: Patient | int) -> Demographics:
-    """A patient's birth year and sex, for the coarse covariates of a research record (age band,
-    sex). Writes no audit row: the caller records its own purpose (scoring). Refuses nothing; an
-    erased patient has none."""
+    """A patient's birth year and sex, unsealed, for the coarse covariates of a research record
+    (age band, sex). Writes no audit row: the caller records its own purpose (scoring).
+    Refuses nothing; an erased patient has none."""
     row = patient if isinstance(patient, Patient) else store.session.get(Patient, patient)
-    if row is None or row.erased_at is not None:
+    if row is None or row.erased_at is not None or row.demographics_enc is None:
         return Demographics(None, None)
-    return Demographics(row.birth_year, row.sex)
+    return Demographics.from_text(
+        unseal(store, row, *DEMOGRAPHICS_FIELD, row.id, row.demographics_enc)
+    )
 
 
 def find_patient_id(store: Keystore, identifier: PersonIdentifier) -> int | None:
@@ -326,7 +350,7 @@ def erase_patient(store: Keystore, actor: Actor, patient: Patient, *, reason: st
         return
     store.destroy(patient.data_key_id)
     store.session.execute(delete(PatientLookup).where(PatientLookup.patient_id == patient.id))
-    for column in ("identifier", "name", "street", "postcode", "town", "phone"):
+    for column in ("identifier", "name", "street", "postcode", "town", "phone", "demographics"):
         setattr(patient, f"{column}_enc", None)
     patient.erased_at = utcnow()
     store.session.flush()
@@ -398,6 +422,23 @@ def names_for_list(
         )
     _record(store, actor, ((row.id, row.unit_id, row.patient_id) for row in rows), purpose)
     return names
+
+
+def unseal_listed(
+    store: Keystore,
+    rows: Sequence[ListedCase],
+    table: str,
+    column: str,
+    blob_of: Callable[[Any], bytes | None],
+) -> dict[int, str]:
+    """Decrypt one more sealed field of each row of a list page (row id → text, "" for none),
+    bound to `table`/`column`/row id, with the data keys `names_for_list` unwrapped for the
+    page. The caller has recorded the patients shown (`names_for_list`)."""
+    return {
+        row.id: _unseal_with(store, row.data_key_id, table, column, row.id, blob).strip()
+        for row in rows
+        if (blob := blob_of(row)) is not None
+    }
 
 
 def record_shown(

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from slussen import audit
 from slussen.audit import Actor
-from slussen.cases.engine import fire, may_act_on
+from slussen.cases.engine import fire, may_act_on, screening_of
 from slussen.cases.models import Case
 from slussen.cases.services import case_by_reference
 from slussen.cases.workflow import Workflow, needs_event, needs_states
@@ -264,7 +264,7 @@ def advance_case(
     are stored all the same."""
     fired = None
     screening = screening_ids(workflow)
-    if case.screening_flag is None and any(
+    if screening_of(store, case) is None and any(
         form_id in screening and any(r.is_positive for r in found)
         for form_id, found in results.items()
     ):
