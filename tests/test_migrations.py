@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -182,7 +183,10 @@ def test_screening_results_and_demographics_are_sealed_and_come_back(
 
     ring = vault.KeyRing.generate()
     at = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
-    migrate.upgrade(empty_engine, "0013", ring=ring)
+    script = ScriptDirectory.from_config(migrate.alembic_config("sqlite://")).get_revision("0017")
+    assert script is not None and isinstance(script.down_revision, str)
+    before = script.down_revision
+    migrate.upgrade(empty_engine, before, ring=ring)
     raw = vault.new_data_key()
     with empty_engine.begin() as conn:
         conn.execute(
@@ -232,7 +236,7 @@ def test_screening_results_and_demographics_are_sealed_and_come_back(
         )
     with pytest.raises(RuntimeError, match="needs the key ring"):
         migrate.upgrade(empty_engine)
-    assert migrate.current_revision(empty_engine) == "0013"  # nothing changed
+    assert migrate.current_revision(empty_engine) == before  # nothing changed
 
     migrate.upgrade(empty_engine, ring=ring)
     columns = {c["name"] for c in inspect(empty_engine).get_columns("patients")}
@@ -253,10 +257,105 @@ def test_screening_results_and_demographics_are_sealed_and_come_back(
         assert session.execute(text("SELECT count(*) FROM case_events")).scalar_one() == 2
 
     with pytest.raises(RuntimeError, match="needs the key ring"):
-        migrate.downgrade(empty_engine, "0013")
-    migrate.downgrade(empty_engine, "0013", ring=ring)
+        migrate.downgrade(empty_engine, before)
+    migrate.downgrade(empty_engine, before, ring=ring)
     with empty_engine.connect() as conn:
         assert conn.execute(text("SELECT birth_year, sex FROM patients")).one() == (1981, "male")
         assert conn.execute(text("SELECT screening_flag FROM cases")).scalar_one() == "positive"
         events = conn.execute(text("SELECT event FROM case_events ORDER BY id")).scalars().all()
         assert events == ["flag_screening", "register_baseline"]
+
+
+def test_stored_codes_become_keyed_and_an_old_code_still_works(
+    empty_engine: Engine, app: Any, workflow: Any
+) -> None:
+    import datetime as dt
+    import hashlib
+
+    from sqlalchemy import select, text, update
+    from sqlalchemy.orm import Session
+
+    from slussen import vault
+    from slussen.accounts.models import RecoveryCode, Unit, User
+    from slussen.accounts.services import create_user, use_second_factor
+    from slussen.audit import Actor
+    from slussen.questionnaires import codes
+    from slussen.questionnaires.models import AnswerCode
+    from tests.builders import make_case
+    from tests.conftest import TEST_PASSWORD
+
+    ring = vault.KeyRing.generate()
+    before = ScriptDirectory.from_config(migrate.alembic_config("sqlite://")).get_revision("0016")
+    assert before is not None and isinstance(before.down_revision, str)
+    migrate.upgrade(empty_engine, ring=ring)  # a real case, built by the services at head
+    with app.app_context(), Session(empty_engine) as session, session.begin():
+        unit = Unit(name="Enhet", hsa_id="SE2321000016-M016", street="Gatan 1",
+                    postcode="722 15", town="Västerås", phone="021")  # fmt: skip
+        session.add(unit)
+        session.flush()
+        user = create_user(session, app.extensions["slussen.settings"], username="coach",
+                           display_name="Coach", role="coach", password=TEST_PASSWORD,
+                           unit_ids=[unit.id])  # fmt: skip
+        case = make_case(session, ring, workflow, Actor.of(user), unit.id, "invited")
+        case_id, user_id = case.id, user.id
+    migrate.downgrade(empty_engine, before.down_revision, ring=ring)
+
+    # Codes as the version before stored them: SHA-256 of the normalised code.
+    answer, recovery = "ACDE-FGHJ-KM", "23456-789AB"
+    old_answer = hashlib.sha256(b"ACDEFGHJKM").hexdigest()
+    old_recovery = hashlib.sha256(b"23456789AB").hexdigest()
+    now = dt.datetime.now(dt.UTC)
+    with empty_engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO answer_codes (id, code_hash, case_id, occasion, created_at,"
+                " expires_at) VALUES (1, :h, :c, 'baseline', :at, :until)"
+            ),
+            {"h": old_answer, "c": case_id, "at": now, "until": now + dt.timedelta(days=30)},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO recovery_codes (id, user_id, code_hash, created_at)"
+                " VALUES (1, :u, :h, :at)"
+            ),
+            {"u": user_id, "h": old_recovery, "at": now},
+        )
+        # The recovery path asks only that the account has a second factor.
+        conn.execute(text("UPDATE users SET totp_secret_enc = :s"), {"s": b"sealed"})
+
+    def stored() -> list[str]:
+        with empty_engine.connect() as conn:
+            return [
+                conn.execute(text("SELECT code_hash FROM answer_codes")).scalar_one(),
+                conn.execute(text("SELECT code_hash FROM recovery_codes")).scalar_one(),
+            ]
+
+    with pytest.raises(RuntimeError, match=r"1 in answer_codes, 1 in recovery_codes\) needs"):
+        migrate.upgrade(empty_engine)
+    assert migrate.current_revision(empty_engine) == before.down_revision
+    assert stored() == [old_answer, old_recovery]  # nothing changed
+
+    migrate.upgrade(empty_engine, ring=ring)
+    keyed = stored()
+    assert keyed[0] == codes.code_hash(ring, answer) != old_answer
+    assert keyed[1] == vault.blind_index(ring, "recovery-code", old_recovery)
+    with Session(empty_engine) as session, session.begin():
+        with pytest.raises(codes.AnswerCodeError, match="finns inte"):
+            codes.redeem_code(session, vault.KeyRing.generate(), answer)
+        assert codes.redeem_code(session, ring, answer.lower()).case_id == case_id
+        user = session.get(User, user_id)
+        assert user is not None
+        left = use_second_factor(session, ring, user, recovery).recovery_codes_left
+        assert left == 0
+
+    # The recovery code is spent; the answer code still works: the downgrade refuses.
+    with pytest.raises(RuntimeError, match=r"1 answer code\(s\) and 0 recovery code\(s\)"):
+        migrate.downgrade(empty_engine, before.down_revision, ring=ring)
+    assert migrate.current_revision(empty_engine) == migrate.head_revision()
+    with Session(empty_engine) as session, session.begin():
+        session.execute(update(AnswerCode).values(used_at=now))
+    migrate.downgrade(empty_engine, before.down_revision, ring=ring)
+    assert stored() == keyed  # spent codes keep their keyed hash, as unusable as they were
+    migrate.upgrade(empty_engine, ring=ring)
+    with Session(empty_engine) as session:
+        assert session.scalars(select(RecoveryCode.used_at)).one() is not None

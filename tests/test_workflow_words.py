@@ -6,7 +6,6 @@ through the engine (history, access log, version)."""
 from __future__ import annotations
 
 import ast
-import datetime as dt
 import re
 import tomllib
 from collections.abc import Callable, Iterator
@@ -28,12 +27,10 @@ from slussen.cases.workflow import (
     unplayed_parts,
 )
 from slussen.paths import shipped_dir
-from slussen.questionnaires import codes
-from slussen.questionnaires import services as answers
 from tests.builders import screening
+from tests.chain import ChainWalk, PlanStepRow
 from tests.conftest import settings_for_tests
 from tests.intake.test_referral_pages import self_refer
-from tests.questionnaires.test_questionnaires import answer_every_step
 
 SLUSSEN = Path(__file__).resolve().parent.parent / "slussen"
 SHIPPED = shipped_dir("workflows") / "sluss.toml"
@@ -191,36 +188,19 @@ def app_settings(tmp_path: Path) -> dict[str, Any]:
     return settings_for_tests(tmp_path, content_dir=str(tmp_path / "content"), use_demo_forms=True)
 
 
-def _fill(client: FlaskClient, forms: list[Any], pick: Callable[[Any], int], code: str) -> None:
-    start = client.post("/svar", data={"code": code})
-    assert start.status_code == 302, start.get_data(as_text=True)
-    answer_every_step(client, forms, pick, start)
-    assert client.post("/svar/skicka").status_code == 302
-
-
 def test_the_whole_chain_runs_on_a_renamed_workflow(
     app: Flask, client: FlaskClient, login: Callable[..., Any], session: Session, unit: Any
 ) -> None:
     """Refer, invite, answer the baseline online (screen-positive), resolve the screening,
     book, record the visit with a plan, follow up, send the evaluation, answer it, complete:
-    every step through the pages, on a workflow whose every state and event is renamed."""
-    content = app.extensions["slussen.content"]
-    workflow: Workflow = content.compiled["workflow"]
+    every step through the pages (tests/chain.py), on a workflow whose every state and event is
+    renamed."""
+    workflow: Workflow = app.extensions["slussen.content"].compiled["workflow"]
     assert workflow.initial == "referred_x"
-    forms = content.compiled["forms"]
-    baseline = answers.occasion_forms(workflow, forms, "baseline", demo_forms=True)
-    six_month = answers.occasion_forms(workflow, forms, "six_month", demo_forms=True)
-    patient = app.test_client()
 
     def page() -> str:
         session.expire_all()
-        return client.get(f"/arenden/{case.id}").get_data(as_text=True)
-
-    def post(url: str, **data: Any) -> None:
-        session.refresh(case)
-        response = client.post(url, data={"version": case.version, **data})
-        assert response.status_code == 302, response.get_data(as_text=True)
-        session.refresh(case)
+        return walk.page()
 
     def state() -> str:
         session.refresh(case)
@@ -229,15 +209,13 @@ def test_the_whole_chain_runs_on_a_renamed_workflow(
     assert self_refer(client, unit).status_code == 302
     login("coach")
     case = session.scalars(select(Case)).one()
+    walk = ChainWalk(app, client, app.test_client(), case.id, event=lambda name: name + "_x")
     assert state() == "referred_x" and "Inkommen" in page()
     assert "Skicka kallelse" in client.get("/arbetslista").get_data(as_text=True)
 
-    post(f"/arenden/{case.id}/handelse/invite_x")
+    walk.fire("invite")
     assert state() == "invited_x" and "Kallad" in page()
-    with app.app_context():
-        code = codes.create_answer_code(session, case, "baseline")
-    session.commit()
-    _fill(patient, baseline, lambda item: item.max_code, code)
+    walk.answer("baseline", lambda item: item.max_code)
     assert state() == "assessed_x" and screening(app, session, case) == "positive"
     shown = page()
     assert "Bedömd" in shown and 'name="decision" value="continue"' in shown
@@ -245,33 +223,22 @@ def test_the_whole_chain_runs_on_a_renamed_workflow(
     assert "/handelse/flag_screening_x" not in shown
     assert "/handelse/resolve_screening_x" not in shown
 
-    post(f"/arenden/{case.id}/screening", decision="continue")
+    walk.resolve_screening()
     assert state() == "assessed_x" and screening(app, session, case) == "resolved"
-    day = (dt.date.today() + dt.timedelta(days=10)).isoformat()
-    post(f"/arenden/{case.id}/boka", day=day, time="10:00", place="Rum 3", duration="45")
+    walk.book("Rum 3")
     assert state() == "mapping_booked_x" and "Besök bokat" in page()
     mapping = client.get(f"/arenden/{case.id}/kartlaggning").get_data(as_text=True)
     assert 'name="record" value="1"' in mapping
-    post(
-        f"/arenden/{case.id}/kartlaggning",
-        goals="Träffa andra",
-        **{"step-0-text": "Promenadgruppen", "record": "1"},
-    )
+    walk.map_and_plan(goals="Träffa andra", steps=[PlanStepRow("Promenadgruppen")])
     assert state() == "plan_active_x" and "Handlingsplan pågår" in page()
-    post(f"/arenden/{case.id}/uppfoljning", how_it_went="Bra", mode="phone")
+    walk.follow_up("Bra")
     assert state() == "followed_up_x" and "Uppföljd" in page()
-    assert (
-        "uppföljning 2"
-        in client.get(f"/arenden/{case.id}/uppfoljning").get_data(as_text=True).lower()
-    )
-    post(f"/arenden/{case.id}/handelse/send_evaluation_x")
+    assert "uppföljning 2" in walk.page("/uppfoljning").lower()
+    walk.fire("send_evaluation")
     assert state() == "evaluation_sent_x" and "Utvärdering skickad" in page()
-    with app.app_context():
-        code = codes.create_answer_code(session, case, "six_month")
-    session.commit()
-    _fill(patient, six_month, lambda item: item.min_code, code)
+    walk.answer("six_month", lambda item: item.min_code)
     assert state() == "evaluated_x" and "Utvärderad" in page()
-    post(f"/arenden/{case.id}/handelse/complete_x")
+    walk.fire("complete")
     assert state() == "closed_completed_x" and "Avslutat – genomfört" in page()
 
     events = list(

@@ -3,7 +3,7 @@
 keep their event name sealed (`case_events.event_enc`, the clear name "sealed")
 
 Revision ID: 0017
-Revises: 0013
+Revises: 0016
 Create Date: 2027-02-01 09:00:00.000000
 
 Each value is sealed with its patient's data key, bound to its table/column/row, padded to one
@@ -33,7 +33,7 @@ from slussen import vault
 from slussen.paths import shipped_dir
 
 revision = "0017"
-down_revision = "0013"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 

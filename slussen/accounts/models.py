@@ -167,7 +167,8 @@ class RecoveryCode(Base):
 
     id: Mapped[intpk]
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    #: SHA-256 (hex) of the normalised code; the code itself is shown once and never stored.
+    #: Keyed hash (hex) of the normalised code: HMAC-SHA256 under the key ring's blind-index key
+    #: of its SHA-256; the code itself is shown once and never stored.
     code_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[created_at]
     #: When the code was used; a used code is refused.

@@ -41,7 +41,8 @@ TOTP_STEP_SECONDS = 30
 #: Steps accepted either side of now, for clocks that drift (ASVS/WEB-8: ±1 step).
 TOTP_WINDOW = 1
 TOTP_ISSUER = "Slussen"
-#: Recovery codes: ten of ten characters from an alphabet without 0/O, 1/I/L (about 50 bits each).
+#: Recovery codes: ten of ten characters from an alphabet without 0/O, 1/I/L (about 50 bits each,
+#: too few to withstand a search of a plain hash: stored keyed, see `_recovery_hash`).
 RECOVERY_CODE_COUNT = 10
 RECOVERY_CODE_LENGTH = 10
 RECOVERY_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -296,19 +297,27 @@ def _clean_code(code: str) -> str:
     return re.sub(r"[\s-]", "", code).upper()
 
 
-def _recovery_hash(clean: str) -> str:
-    return hashlib.sha256(clean.encode()).hexdigest()
+#: The blind-index kind of a recovery code's keyed hash; migration 0016 writes it too.
+RECOVERY_HASH_KIND = "recovery-code"
 
 
-def new_recovery_codes(session: Session, user: User) -> list[str]:
+def _recovery_hash(ring: vault.KeyRing, clean: str) -> str:
+    # 31^10 codes (about 50 bits): a plain SHA-256 in a database copy is searched through in
+    # hours, for every user at once. Keyed as an answer code is (questionnaires.codes.code_hash):
+    # the blind index of the code's SHA-256, so 0016 converted the old hashes without the codes.
+    plain = hashlib.sha256(clean.encode()).hexdigest()
+    return vault.blind_index(ring, RECOVERY_HASH_KIND, plain)
+
+
+def new_recovery_codes(session: Session, ring: vault.KeyRing, user: User) -> list[str]:
     """Replace the user's recovery codes with fresh ones and return them formatted `ABCDE-FGHJK`
-    for showing once; only their hashes are stored."""
+    for showing once; only their keyed hashes (under `ring`) are stored."""
     session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
     codes = [
         "".join(secrets.choice(RECOVERY_ALPHABET) for _ in range(RECOVERY_CODE_LENGTH))
         for _ in range(RECOVERY_CODE_COUNT)
     ]
-    session.add_all(RecoveryCode(user_id=user.id, code_hash=_recovery_hash(c)) for c in codes)
+    session.add_all(RecoveryCode(user_id=user.id, code_hash=_recovery_hash(ring, c)) for c in codes)
     session.flush()
     half = RECOVERY_CODE_LENGTH // 2
     return [f"{c[:half]}-{c[half:]}" for c in codes]
@@ -349,7 +358,7 @@ def enrol_totp(
     user.totp_secret_enc = _seal(Keystore(session, ring), user, TOTP_SECRET_FIELD, secret)
     user.totp_last_counter = step
     user.totp_enrolled_at = utcnow()
-    codes = new_recovery_codes(session, user)
+    codes = new_recovery_codes(session, ring, user)
     audit.record(session, ring, Actor.of(user), "totp_enrol", "user", user.id, purpose="totp enrol")
     session.flush()
     return codes
@@ -403,7 +412,7 @@ def use_second_factor(
         update(RecoveryCode)
         .where(
             RecoveryCode.user_id == user.id,
-            RecoveryCode.code_hash == _recovery_hash(clean),
+            RecoveryCode.code_hash == _recovery_hash(ring, clean),
             RecoveryCode.used_at.is_(None),
         )
         .values(used_at=utcnow())

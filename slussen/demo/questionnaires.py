@@ -83,7 +83,7 @@ def seed_questionnaires(session: Session, ctx: DemoContext) -> None:
         select(QuestionnaireResponse.id).where(QuestionnaireResponse.case_id == waiting.id)
     ):
         return
-    code = codes.create_answer_code(session, waiting, "baseline")
+    code = codes.create_answer_code(session, store.ring, waiting, "baseline")
     ctx.report.append(
         f"Answer code of a demo letter (case {waiting.reference}): {code} "
         f"(try it at /svar or {codes.answer_url(code, 'http://127.0.0.1:5000')})."

@@ -268,7 +268,7 @@ def key_in(
 def answer_online(sluss: Sluss, case: Case, profile: str) -> None:
     """The patient answers the baseline forms online with the code from the invitation."""
     session = sluss.store.session
-    codes.create_answer_code(session, case, "baseline")
+    codes.create_answer_code(session, sluss.store.ring, case, "baseline")
     row = session.scalars(
         select(AnswerCode).where(AnswerCode.case_id == case.id).order_by(AnswerCode.id.desc())
     ).first()

@@ -111,6 +111,7 @@ def create_answer_code(
     again keeps its one code."""
     return codes.create_answer_code(
         store.session,
+        store.ring,
         case,
         occasion,
         letter_id=letter.id,

@@ -116,15 +116,15 @@ class QuestionnaireScore(Base):
 
 
 class AnswerCode(Base):
-    """A single-use code printed on a letter for answering online at /svar. Only its hash is
-    stored; it expires, and works once."""
+    """A single-use code printed on a letter for answering online at /svar. Only its keyed hash
+    is stored; it expires, and works once."""
 
     __tablename__ = "answer_codes"
     __sensitivity__ = classify(
         sealed=("draft_enc",),
+        blind_index=("code_hash",),
         clear={
             REFERENCES: ("id", "case_id", "letter_id"),
-            "not yet a keyed hash (#17): SHA-256 of the code": ("code_hash",),
             "which occasion it answers and when it works": (
                 "occasion",
                 "created_at",
@@ -136,7 +136,8 @@ class AnswerCode(Base):
     __table_args__ = (CheckConstraint("occasion IN ('baseline', 'six_month')", "occasion_known"),)
 
     id: Mapped[intpk]
-    #: SHA-256 (hex) of the normalised code.
+    #: Keyed hash (hex) of the normalised code: HMAC-SHA256 under the key ring's blind-index key
+    #: of its SHA-256 (`codes.code_hash`), so a copy of the table cannot be searched for codes.
     code_hash: Mapped[str] = mapped_column(String(64), unique=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
     occasion: Mapped[str] = mapped_column(String(10))

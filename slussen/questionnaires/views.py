@@ -113,7 +113,7 @@ def _wrong_code_page(message: str, code: str = "") -> ResponseReturnValue:
 
 def _start(code_text: str) -> ResponseReturnValue:
     try:
-        row = codes.redeem_code(db_session(), code_text)
+        row = codes.redeem_code(db_session(), keystore().ring, code_text)
     except codes.AnswerCodeError as exc:
         return _wrong_code_page(str(exc), code_text)
     sessions.regenerate()
@@ -448,13 +448,16 @@ def resolve(case_id: int, response_id: int) -> ResponseReturnValue:
 @bp.route("/arenden/<int:case_id>/svarskod", methods=["POST"])
 @require(Permission.WORK_CASES)
 def new_code(case_id: int) -> ResponseReturnValue:
-    """A new answer code, e.g. to read out on the phone; shown once, stored only as a hash."""
+    """A new answer code, e.g. to read out on the phone: shown once on the page this answers,
+    stored only as its keyed hash. Not as a flash message, which would keep the code in the
+    session's row (and in SQLite's WAL after the message was shown)."""
     case = load_case(case_id)
     occasion = request.form.get("occasion", "")
     if occasion not in OCCASIONS:
         abort(404)
     code = codes.create_answer_code(
         db_session(),
+        keystore().ring,
         case,
         occasion,
         days=current_app.extensions["slussen.settings"].answer_code_days,
@@ -470,15 +473,12 @@ def new_code(case_id: int) -> ResponseReturnValue:
         patient_id=case.patient_id,
         unit_id=case.unit_id,
     )
-    flash(
-        _(
-            "Answer code %(code)s: the patient answers at %(url)s. It is shown only now.",
-            code=code,
-            url=codes.answer_url(code, current_app.extensions["slussen.settings"].base_url),
-        ),
-        "success",
+    return render_template(
+        "questionnaires/new_code.html",
+        case=case,
+        code=code,
+        url=codes.answer_url(code, current_app.extensions["slussen.settings"].base_url),
     )
-    return redirect(url_for("cases.show", case_id=case.id))
 
 
 def questionnaire_panel(case: Case) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 from collections.abc import Callable
 from typing import Any
@@ -144,6 +145,10 @@ def test_a_recovery_code_works_once(
     assert all(re.fullmatch(r"[2-9A-HJKMNP-Z]{5}-[2-9A-HJKMNP-Z]{5}", c) for c in codes)
     stored = session.scalars(select(RecoveryCode.code_hash)).all()
     assert all(c.replace("-", "") not in stored for c in codes)  # only hashes are kept
+    # ... keyed ones: about 50 bits per code, a plain SHA-256 a copy could be searched for.
+    plain = {hashlib.sha256(c.replace("-", "").encode()).hexdigest() for c in codes}
+    assert plain.isdisjoint(stored) and len(set(stored)) == 10
+    assert set(stored) == {vault.blind_index(ring, "recovery-code", p) for p in plain}
 
     password_step(client, "coach")
     typed = codes[3].lower().replace("-", " ")  # as a person might type it

@@ -76,6 +76,7 @@ def test_an_expired_code_fails_in_the_browser(
 
     from slussen.cases.models import Case
     from slussen.db import session_scope
+    from slussen.keystore import current_key_ring
     from slussen.questionnaires.codes import create_answer_code
 
     app = live_server.app
@@ -83,7 +84,7 @@ def test_an_expired_code_fails_in_the_browser(
         case = session.scalars(select(Case).order_by(Case.id)).first()
         assert case is not None
         old = dt.datetime.now(dt.UTC) - dt.timedelta(days=90)
-        code = create_answer_code(session, case, "baseline", now=old)
+        code = create_answer_code(session, current_key_ring(), case, "baseline", now=old)
     page = browser.new_page()
     page.goto(f"{live_server.url}/svar")
     page.fill("#code", code)

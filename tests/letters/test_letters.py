@@ -364,7 +364,7 @@ def test_answer_code_is_printed_once_per_letter_and_only_its_hash_is_stored(
     assert code in text
     assert f"/svar/{code.replace('-', '')}" not in text  # the URL is in the QR code, not text
     row = session.scalars(select(AnswerCode).where(AnswerCode.letter_id == queued.id)).one()
-    assert row.code_hash == codes.code_hash(code) and row.case_id == case.id
+    assert row.code_hash == codes.code_hash(ring, code) and row.case_id == case.id
     assert row.occasion == "baseline" and row.used_at is None
     assert code.replace("-", "") not in row.code_hash
     assert (row.expires_at - row.created_at).days == 59 or (

@@ -4,14 +4,20 @@ refusing a code (slussen/questionnaires/codes.py)."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import itertools
 import re
+import secrets
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from slussen.accounts.models import WebSession
 from slussen.audit import Actor
 from slussen.cases.models import Case
 from slussen.cases.workflow import Workflow
@@ -20,6 +26,7 @@ from slussen.errors import Invalid
 from slussen.keystore import current_key_ring
 from slussen.questionnaires import codes
 from slussen.questionnaires.models import AnswerCode
+from slussen.vault import KeyRing
 from tests.builders import make_case
 
 
@@ -31,10 +38,16 @@ def case(app: Flask, session: Session, make_user: Any, unit: Any) -> Case:
         return make_case(session, current_key_ring(), workflow, coach, unit.id, "invited")
 
 
-def test_a_typed_code_is_normalised_before_hashing_and_grouped_for_print() -> None:
+@pytest.fixture
+def ring(app: Flask) -> KeyRing:
+    with app.app_context():
+        return current_key_ring()
+
+
+def test_a_typed_code_is_normalised_before_hashing_and_grouped_for_print(ring: KeyRing) -> None:
     assert codes.normalise_code(" acde-fghj km ") == "ACDEFGHJKM"
-    assert codes.code_hash("acde fghj-km") == codes.code_hash("ACDEFGHJKM")
-    assert len(codes.code_hash("ACDEFGHJKM")) == 64
+    assert codes.code_hash(ring, "acde fghj-km") == codes.code_hash(ring, "ACDEFGHJKM")
+    assert len(codes.code_hash(ring, "ACDEFGHJKM")) == 64
     assert codes.format_code("ACDEFGHJKM") == "ACDE-FGHJ-KM"
     raw = codes.random_code()
     assert len(raw) == codes.CODE_LENGTH and set(raw) <= set(codes.CODE_ALPHABET)
@@ -56,32 +69,120 @@ def test_a_letter_code_is_derived_from_the_key_ring_and_the_letter(app: Flask) -
     assert re.fullmatch(r"[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{2}", code)
 
 
-def test_a_given_code_is_stored_once_and_only_as_its_hash(session: Session, case: Case) -> None:
-    first = codes.create_answer_code(session, case, "baseline", code="k7qm4tzx9c", days=3)
-    again = codes.create_answer_code(session, case, "baseline", code="K7QM-4TZX-9C")
+def test_a_given_code_is_stored_once_and_only_as_its_hash(
+    session: Session, ring: KeyRing, case: Case
+) -> None:
+    first = codes.create_answer_code(session, ring, case, "baseline", code="k7qm4tzx9c", days=3)
+    again = codes.create_answer_code(session, ring, case, "baseline", code="K7QM-4TZX-9C")
     assert first == again == "K7QM-4TZX-9C"
     row = session.scalars(select(AnswerCode)).one()
-    assert row.code_hash == codes.code_hash(first)
+    assert row.code_hash == codes.code_hash(ring, first)
     assert row.expires_at - row.created_at == dt.timedelta(days=3)
     assert codes.open_codes(session, case) == 1
 
 
 def test_a_code_that_does_not_work_is_refused_with_a_swedish_message(
-    session: Session, case: Case
+    session: Session, ring: KeyRing, case: Case
 ) -> None:
     with pytest.raises(Invalid, match="Okänt tillfälle"):
-        codes.create_answer_code(session, case, "someday")
+        codes.create_answer_code(session, ring, case, "someday")
     with pytest.raises(codes.AnswerCodeError, match="10 tecken"):
-        codes.redeem_code(session, "ACDE")
+        codes.redeem_code(session, ring, "ACDE")
     with pytest.raises(codes.AnswerCodeError, match="finns inte"):
-        codes.redeem_code(session, "ACDE-FGHJ-KM")
+        codes.redeem_code(session, ring, "ACDE-FGHJ-KM")
     now = utcnow()
-    code = codes.create_answer_code(session, case, "baseline", days=1, now=now)
-    row = codes.redeem_code(session, code, now=now)
+    code = codes.create_answer_code(session, ring, case, "baseline", days=1, now=now)
+    with pytest.raises(codes.AnswerCodeError, match="finns inte"):  # another ring's hash
+        codes.redeem_code(session, KeyRing.generate(), code, now=now)
+    row = codes.redeem_code(session, ring, code, now=now)
     with pytest.raises(codes.AnswerCodeError, match="gäller inte längre"):
-        codes.redeem_code(session, code, now=now + dt.timedelta(days=2))
+        codes.redeem_code(session, ring, code, now=now + dt.timedelta(days=2))
     assert codes.open_codes(session, case, now=now + dt.timedelta(days=2)) == 0
     row.used_at = now
     with pytest.raises(codes.AnswerCodeError, match="redan använd"):
         codes.check_code(row, now=now)
     assert codes.open_codes(session, case, now=now) == 0
+
+
+# --- a copy of the table cannot be searched -----------------------------------------------------
+
+#: The slice an attacker searches here: every code with these first seven characters (25^3 =
+#: 15,625 codes), standing in for the whole alphabet, 25^10 codes, with the same question.
+SLICE_PREFIX = "KM4TQ7X"
+
+
+def _slice() -> list[str]:
+    tails = itertools.product(codes.CODE_ALPHABET, repeat=codes.CODE_LENGTH - len(SLICE_PREFIX))
+    return [SLICE_PREFIX + "".join(tail) for tail in tails]
+
+
+def test_the_stored_hash_is_not_the_sha256_of_the_code(
+    backend: str, session: Session, ring: KeyRing, case: Case
+) -> None:
+    code = codes.create_answer_code(session, ring, case, "baseline")
+    raw = codes.normalise_code(code)
+    stored = session.scalars(select(AnswerCode.code_hash)).one()
+    assert stored != hashlib.sha256(raw.encode()).hexdigest()
+    assert stored != hashlib.sha256(code.encode()).hexdigest()
+    assert raw not in stored and len(stored) == 64
+
+
+def test_hashing_every_code_of_a_slice_finds_the_code_only_with_the_key(
+    backend: str, session: Session, ring: KeyRing, case: Case
+) -> None:
+    """What an attacker with a copy of `answer_codes` and no key ring can do: hash every code of
+    the alphabet and look for the hash in the table. Plain SHA-256, SHA-256 of the grouped form,
+    and the right construction under a ring of their own all find nothing; the key ring finds
+    the code, so the search itself is sound."""
+    wanted = SLICE_PREFIX + "".join(secrets.choice(codes.CODE_ALPHABET) for _ in range(3))
+    codes.create_answer_code(session, ring, case, "baseline", code=wanted)
+    codes.create_answer_code(session, ring, case, "six_month")  # one outside the slice
+    stored = set(session.scalars(select(AnswerCode.code_hash)))
+    candidates = _slice()
+    assert len(candidates) == 25**3 and wanted in candidates
+    own_ring = KeyRing.generate()
+    without_key = [
+        c
+        for c in candidates
+        if hashlib.sha256(c.encode()).hexdigest() in stored
+        or hashlib.sha256(codes.format_code(c).encode()).hexdigest() in stored
+        or codes.code_hash(own_ring, c) in stored
+    ]
+    assert without_key == []
+    with_key = [c for c in candidates if codes.code_hash(ring, c) in stored]
+    assert with_key == [wanted]
+
+
+def test_the_answer_page_takes_a_code_stored_keyed(
+    backend: str, app: Flask, session: Session, ring: KeyRing, case: Case
+) -> None:
+    code = codes.create_answer_code(session, ring, case, "baseline")
+    client = app.test_client()
+    start = client.post("/svar", data={"code": code.lower()})
+    assert start.status_code == 302 and start.location.endswith("/svar/fraga/1")
+    assert client.get(start.location).status_code == 200
+    assert app.test_client().get(f"/svar/{codes.normalise_code(code)}").status_code == 302
+    wrong = app.test_client().post("/svar", data={"code": "KM4T-Q7XA-AA"})
+    assert wrong.status_code == 422 and "Koden finns inte" in wrong.get_data(as_text=True)
+
+
+def test_a_new_code_is_shown_on_its_page_and_kept_nowhere_in_clear(
+    backend: str,
+    client: FlaskClient,
+    login: Callable[..., Any],
+    session: Session,
+    ring: KeyRing,
+    case: Case,
+) -> None:
+    """Read out on the phone: the page shows the code once; the session's row (where a flash
+    message would wait for the next page) never holds it."""
+    login("coach")
+    response = client.post(f"/arenden/{case.id}/svarskod", data={"occasion": "baseline"})
+    assert response.status_code == 200
+    found = re.search(r"Svarskod ([0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{2}):", response.get_data(True))
+    assert found is not None
+    code = found.group(1)
+    kept = " ".join(session.scalars(select(WebSession.data)))  # before any other page
+    assert "csrf" in kept or "_user_id" in kept  # the logged-in session's row
+    assert code not in kept and codes.normalise_code(code) not in kept
+    assert codes.redeem_code(session, ring, code).case_id == case.id

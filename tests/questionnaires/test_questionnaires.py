@@ -59,9 +59,15 @@ def answers_for(form: FormDef, pick: Callable[[Any], int] = lambda item: item.mi
 
 
 def answer_every_step(
-    client: FlaskClient, forms: list[FormDef], pick: Callable[[Any], int], start: Any
+    client: FlaskClient,
+    forms: list[FormDef],
+    pick: Callable[[Any], int],
+    start: Any,
+    *,
+    text: str = "Jag tycker om att gå i skogen",
 ) -> list[str]:
-    """Walk the online form from the page `start` redirected to; return every page's text."""
+    """Walk the online form from the page `start` redirected to, answering each item with
+    `pick` and each free-text item with `text`; return every page's text."""
     pages = []
     location = start.location
     groups = [(form, group) for form in forms for group in form.groups]
@@ -74,7 +80,7 @@ def answer_every_step(
         for item_id in group.items:
             item = form.item(item_id)
             if item.type == "text":
-                data[f"item-{item_id}"] = "Jag tycker om att gå i skogen"
+                data[f"item-{item_id}"] = text
             elif item.type == "tick":
                 if pick(item):
                     data[f"item-{item_id}"] = "1"
@@ -96,13 +102,15 @@ def test_code_is_unambiguous_hashed_and_expires_after_the_setting(
 ) -> None:
     case = case_in("invited")
     with app.app_context():
-        code = codes.create_answer_code(session, case, "baseline")
+        code = codes.create_answer_code(session, current_key_ring(), case, "baseline")
     assert re.fullmatch(r"[ACDEFGHJKMNPQRTUVWXY34679]{4}-[A-Z0-9]{4}-[A-Z0-9]{2}", code)
     row = session.scalars(select(AnswerCode)).one()
     assert code.replace("-", "") not in repr(vars(row))
-    assert row.code_hash == codes.code_hash(code)
+    with app.app_context():
+        ring = current_key_ring()
+    assert row.code_hash == codes.code_hash(ring, code)
     assert row.expires_at - row.created_at == dt.timedelta(days=60)
-    assert codes.redeem_code(session, code.lower().replace("-", " ")) is row
+    assert codes.redeem_code(session, ring, code.lower().replace("-", " ")) is row
     assert codes.answer_url(code, "https://slussen.example.se/") == (
         f"https://slussen.example.se/svar/{code}"
     )
@@ -122,7 +130,7 @@ def test_online_answers_move_the_case_and_the_code_then_fails(
 ) -> None:
     case = case_in("invited")
     with app.app_context():
-        code = codes.create_answer_code(session, case, "baseline")
+        code = codes.create_answer_code(session, current_key_ring(), case, "baseline")
     start = client.post("/svar", data={"code": code})
     assert start.status_code == 302
     wanted = baseline_forms(workflow, forms)
@@ -166,7 +174,7 @@ def test_a_screen_positive_answer_flags_but_never_excludes(
 ) -> None:
     case = case_in("invited")
     with app.app_context():
-        code = codes.create_answer_code(session, case, "baseline")
+        code = codes.create_answer_code(session, current_key_ring(), case, "baseline")
     start = client.get(f"/svar/{code}")
     answer_every_step(client, baseline_forms(workflow, forms), lambda i: i.max_code, start)
     assert client.post("/svar/skicka").status_code == 302
@@ -180,7 +188,11 @@ def test_an_expired_code_fails(
     case = case_in("invited")
     with app.app_context():
         code = codes.create_answer_code(
-            session, case, "baseline", now=dt.datetime.now(dt.UTC) - dt.timedelta(days=61)
+            session,
+            current_key_ring(),
+            case,
+            "baseline",
+            now=dt.datetime.now(dt.UTC) - dt.timedelta(days=61),
         )
     page = client.get(f"/svar/{code}")
     assert page.status_code == 422
@@ -192,7 +204,7 @@ def test_a_required_question_must_be_answered_online(
 ) -> None:
     case = case_in("invited")
     with app.app_context():
-        code = codes.create_answer_code(session, case, "baseline")
+        code = codes.create_answer_code(session, current_key_ring(), case, "baseline")
     start = client.post("/svar", data={"code": code})
     page = client.post(start.location, data={"item-left_out": "2", "go": "next"})
     assert page.status_code == 422
@@ -207,7 +219,7 @@ def test_five_wrong_codes_make_the_address_wait(
 ) -> None:
     case = case_in("invited")
     with app.app_context():
-        code = codes.create_answer_code(session, case, "baseline")
+        code = codes.create_answer_code(session, current_key_ring(), case, "baseline")
     for _ in range(5):
         assert client.post("/svar", data={"code": "AAAA-AAAA-AA"}).status_code == 422
     assert client.post("/svar", data={"code": code}).status_code == 429
@@ -222,7 +234,7 @@ def test_answers_are_saved_step_by_step(
 ) -> None:
     case = case_in("invited")
     with app.app_context():
-        code = codes.create_answer_code(session, case, "baseline")
+        code = codes.create_answer_code(session, current_key_ring(), case, "baseline")
     start = client.post("/svar", data={"code": code})
     data = {"item-lack_companionship": "3", "item-left_out": "2", "item-isolated": "1"}
     client.post(start.location, data={**data, "go": "next"})
@@ -462,7 +474,7 @@ def test_any_posted_online_step_is_saved_or_explained(
 ) -> None:
     case = session.scalars(select(Case)).first() or case_in("invited")
     with app.app_context():
-        code = codes.create_answer_code(session, case, "baseline")
+        code = codes.create_answer_code(session, current_key_ring(), case, "baseline")
     client = app.test_client()
     client.post("/svar", data={"code": code})
     response = client.post(f"/svar/fraga/{number}", data=values)
