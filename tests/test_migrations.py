@@ -164,3 +164,43 @@ def test_clear_totp_secrets_are_sealed_and_still_verify(empty_engine: Engine) ->
         assert conn.execute(text("SELECT totp_secret FROM users")).scalar_one() == secret
         # The user's key is destroyed with the columns; its row stays.
         assert conn.execute(select(DataKey.wrapped)).all() == [(None,)]
+
+
+def test_corrections_are_kept_by_a_refused_downgrade(empty_engine: Engine) -> None:
+    """0018d's tables go away only while empty: a downgrade would destroy the history of a
+    patient's corrected details."""
+    import datetime as dt
+
+    from sqlalchemy import text
+
+    migrate.upgrade(empty_engine, "0018d")
+    at = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    with empty_engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO data_keys (id, wrapped, master_key_id, created_at) VALUES (1, :w, 'm1', :at)"
+            ),
+            {"w": b"wrapped", "at": at},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO patients (id, data_key_id, identifier_kind, identifier_issuer,"
+                " preferred_language, is_protected_identity, created_at)"
+                " VALUES (1, 1, 'pnr', '', 'sv', false, :at)"
+            ),
+            {"at": at},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO patient_corrections (id, patient_id, corrected_at, earlier_enc)"
+                " VALUES (1, 1, :at, :blob)"
+            ),
+            {"at": at, "blob": b"sealed"},
+        )
+    with pytest.raises(RuntimeError, match=r"1 correction\(s\) and 0 offered"):
+        migrate.downgrade(empty_engine, "0013")
+    assert migrate.current_revision(empty_engine) == "0018d"
+    with empty_engine.begin() as conn:
+        conn.execute(text("DELETE FROM patient_corrections"))
+    migrate.downgrade(empty_engine, "0013")
+    assert "patient_corrections" not in inspect(empty_engine).get_table_names()

@@ -18,6 +18,7 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from sqlalchemy import select
 
 from slussen.accesslog.markers import NO_STORE_FLAG, render_audited, shows_patient_data
@@ -26,12 +27,19 @@ from slussen.accounts.models import Membership, User
 from slussen.accounts.roles import Permission
 from slussen.audit import Actor
 from slussen.cases.access import current_actor, load_case
+from slussen.cases.corrections import (
+    accept_offered_details,
+    correct_details,
+    decline_offered_details,
+    details_view,
+)
 from slussen.cases.engine import (
     StaleCase,
     allowed_events,
     current_workflow,
     fire,
 )
+from slussen.cases.forms import CorrectionForm
 from slussen.cases.labels import labels as case_labels
 from slussen.cases.models import CHANNELS, Case
 from slussen.cases.services import (
@@ -50,7 +58,13 @@ from slussen.db import attempt, db_session
 from slussen.errors import Invalid
 from slussen.i18n import format_day, localised, ui_language
 from slussen.keystore import keystore
-from slussen.patients.services import names_for_list, record_shown
+from slussen.patients.services import (
+    IDENTITY_FIELDS,
+    PatientIdentity,
+    has_pending_offer,
+    names_for_list,
+    record_shown,
+)
 
 bp = Blueprint("cases", __name__, template_folder="templates")
 
@@ -286,7 +300,7 @@ def render_case(case: Case, *, typed: str = "", status: int = 200) -> ResponseRe
     actor = current_actor()
     workflow = current_workflow()
     panels: dict[str, Any] = {}
-    for panel in case_panels():
+    for panel in (*case_panels(), details_panel):
         panels.update(panel(case))
     events = offered_events(workflow, case, actor)
     # The audited read comes last: from there to the commit is a write transaction.
@@ -353,3 +367,110 @@ def fire_event(case_id: int, event: str) -> ResponseReturnValue:
         return render_case(load_case(case_id), typed=text, status=422)
     flash(_("Done: %(what)s.", what=localised(transition.label)), "success")
     return redirect(url_for("cases.show", case_id=case.id))
+
+
+# --- correcting a patient's details (issue #18) ---------------------------------------------------
+
+
+def _correction_form(identity: PatientIdentity, case: Case) -> CorrectionForm:
+    """The correction form, filled from the record on a GET and from the post on a POST."""
+    if request.method == "POST":
+        return CorrectionForm()
+    return CorrectionForm(
+        data={
+            "name": identity.name,
+            "street": identity.street,
+            "postcode": identity.postcode,
+            "town": identity.town,
+            "phone": identity.phone,
+            "contact_channel": case.contact_channel,
+        }
+    )
+
+
+def details_panel(case: Case) -> dict[str, Any]:
+    """The case page's part of the correction: whether a later referral's details wait for the
+    coach (read without decrypting anything)."""
+    return {"has_offered_details": has_pending_offer(db_session(), case.patient_id)}
+
+
+@bp.route("/arenden/<int:case_id>/uppgifter", methods=["GET", "POST"])
+@require(Permission.WORK_CASES)
+@shows_patient_data
+def details(case_id: int) -> ResponseReturnValue:
+    """Correct the patient's name, address, phone and contact channel with a reason (history
+    kept); shows the details a later referral offered and the earlier corrections. A refusal
+    shows the form again with everything typed and the reason why."""
+    case = load_case(case_id)
+    store = keystore()
+    actor = current_actor()
+    view = details_view(store, actor, case)
+    form = _correction_form(view.identity, case)
+    status = 200
+    if request.method == "POST":
+        status = 422
+        if form.validate_on_submit():
+            fields: tuple[str, ...] = IDENTITY_FIELDS
+            if view.identity.is_protected_identity:
+                # The address is not on the form: keep it as it is.
+                fields = tuple(f for f in fields if f not in ("street", "postcode", "town"))
+            changes = {field: form[field].data or "" for field in fields}
+            try:
+                with attempt():
+                    done = correct_details(
+                        store,
+                        actor,
+                        case,
+                        changes,
+                        contact_channel=form.contact_channel.data,
+                        reason=form.reason.data or "",
+                    )
+            except Invalid as exc:
+                flash(str(exc), "error")
+            else:
+                flash(_("The details are corrected."), "success")
+                if done.released:
+                    flash(
+                        ngettext(
+                            "%(num)d held letter goes to the next batch.",
+                            "%(num)d held letters go to the next batch.",
+                            done.released,
+                        ),
+                        "success",
+                    )
+                return redirect(url_for("cases.show", case_id=case.id))
+    return render_audited("cases/details.html", status=status, case=case, form=form, view=view)
+
+
+@bp.route("/arenden/<int:case_id>/uppgifter/forslag/<int:offer_id>", methods=["POST"])
+@require(Permission.WORK_CASES)
+def decide_offer(case_id: int, offer_id: int) -> ResponseReturnValue:
+    """Accept (a correction, history kept) or decline the details a later referral offered."""
+    case = load_case(case_id)
+    store = keystore()
+    decision = request.form.get("decision")
+    if decision not in ("accept", "decline"):
+        abort(400)
+    try:
+        with attempt():
+            if decision == "accept":
+                done = accept_offered_details(store, current_actor(), case, offer_id)
+            else:
+                decline_offered_details(store, current_actor(), case, offer_id)
+    except Invalid as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("cases.details", case_id=case.id))
+    if decision == "decline":
+        flash(_("The details from the referral were declined."), "info")
+        return redirect(url_for("cases.details", case_id=case.id))
+    flash(_("The details from the referral are in the record now."), "success")
+    if done.released:
+        flash(
+            ngettext(
+                "%(num)d held letter goes to the next batch.",
+                "%(num)d held letters go to the next batch.",
+                done.released,
+            ),
+            "success",
+        )
+    return redirect(url_for("cases.details", case_id=case.id))

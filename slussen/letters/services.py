@@ -34,7 +34,7 @@ from slussen.directory.services import next_occasions
 from slussen.errors import Invalid, NotFound
 from slussen.identifiers import IdentifierError, format_postal_line
 from slussen.keystore import Keystore
-from slussen.letterqueue import QueuedLetter
+from slussen.letterqueue import ADDRESS_TOO_LONG, BAD_POSTAL_LINE, NO_ADDRESS, QueuedLetter
 from slussen.letters.definitions import LetterTemplate
 from slussen.letters.models import LetterBatch
 from slussen.letters.render import (
@@ -171,14 +171,14 @@ def recipient_of(identity: PatientIdentity, layout: Layout) -> Recipient:
     if identity.is_protected_identity:
         return Recipient(identity.name, (), identity.preferred_language, "", True)
     if not identity.has_postal_address:
-        raise LetterIncomplete("Adress saknas.")
+        raise LetterIncomplete(NO_ADDRESS)
     try:
         postal_line = format_postal_line(identity.postcode, identity.town)
     except IdentifierError:
-        raise LetterIncomplete("Postnumret eller orten är felaktig.") from None
+        raise LetterIncomplete(BAD_POSTAL_LINE) from None
     lines = (identity.name.strip(), identity.street.strip(), postal_line)
     if address_font_size(lines, layout) is None:
-        raise LetterIncomplete("Adressen får inte plats i kuvertets fönster.")
+        raise LetterIncomplete(ADDRESS_TOO_LONG)
     digits = postal_line[:6].replace(" ", "")
     return Recipient(identity.name.strip(), lines, identity.preferred_language, digits, False)
 
