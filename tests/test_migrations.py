@@ -178,7 +178,8 @@ def test_corrections_are_kept_by_a_refused_downgrade(empty_engine: Engine) -> No
     with empty_engine.begin() as conn:
         conn.execute(
             text(
-                "INSERT INTO data_keys (id, wrapped, master_key_id, created_at) VALUES (1, :w, 'm1', :at)"
+                "INSERT INTO data_keys (id, wrapped, master_key_id, created_at)"
+                " VALUES (1, :w, 'm1', :at)"
             ),
             {"w": b"wrapped", "at": at},
         )

@@ -86,7 +86,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     bind = op.get_bind()
     counts = {
-        table: bind.execute(sa.text(f"SELECT COUNT(*) FROM {table}")).scalar_one()
+        table: bind.execute(sa.select(sa.func.count()).select_from(sa.table(table))).scalar_one()
         for table in ("patient_corrections", "offered_details")
     }
     if any(counts.values()):

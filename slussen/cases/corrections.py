@@ -84,13 +84,14 @@ def details_view(store: Keystore, actor: Actor, case: Case) -> DetailsView:
         store, actor, patient, purpose="rättelse av uppgifter", unit_id=case.unit_id
     )
     entries = correction_history(store, patient)
-    names = dict(
-        store.session.execute(
+    names: dict[int, str] = {
+        user_id: name
+        for user_id, name in store.session.execute(
             select(User.id, User.display_name).where(
                 User.id.in_({e.corrected_by_id for e in entries if e.corrected_by_id})
             )
-        ).tuples()
-    )
+        )
+    }
     history = [HistoryRow(e, names.get(e.corrected_by_id or 0, "Slussen")) for e in entries]
     return DetailsView(identity, pending_offer(store, patient), history)
 
