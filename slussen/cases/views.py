@@ -18,7 +18,6 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
-from flask_babel import ngettext
 from sqlalchemy import select
 
 from slussen.accesslog.markers import NO_STORE_FLAG, render_audited, shows_patient_data
@@ -28,6 +27,7 @@ from slussen.accounts.roles import Permission
 from slussen.audit import Actor
 from slussen.cases.access import current_actor, load_case
 from slussen.cases.corrections import (
+    Corrected,
     accept_offered_details,
     correct_details,
     decline_offered_details,
@@ -394,6 +394,12 @@ def details_panel(case: Case) -> dict[str, Any]:
     return {"has_offered_details": has_pending_offer(db_session(), case.patient_id)}
 
 
+def _flash_corrected(message: str, done: Corrected) -> None:
+    flash(message, "success")
+    if done.released:
+        flash(_("Held letters released for the next batch: %(num)s.", num=done.released), "success")
+
+
 @bp.route("/arenden/<int:case_id>/uppgifter", methods=["GET", "POST"])
 @require(Permission.WORK_CASES)
 @shows_patient_data
@@ -428,16 +434,7 @@ def details(case_id: int) -> ResponseReturnValue:
             except Invalid as exc:
                 flash(str(exc), "error")
             else:
-                flash(_("The details are corrected."), "success")
-                if done.released:
-                    flash(
-                        ngettext(
-                            "%(num)d held letter goes to the next batch.",
-                            "%(num)d held letters go to the next batch.",
-                            done.released,
-                        ),
-                        "success",
-                    )
+                _flash_corrected(_("The details are corrected."), done)
                 return redirect(url_for("cases.show", case_id=case.id))
     return render_audited("cases/details.html", status=status, case=case, form=form, view=view)
 
@@ -463,14 +460,5 @@ def decide_offer(case_id: int, offer_id: int) -> ResponseReturnValue:
     if decision == "decline":
         flash(_("The details from the referral were declined."), "info")
         return redirect(url_for("cases.details", case_id=case.id))
-    flash(_("The details from the referral are in the record now."), "success")
-    if done.released:
-        flash(
-            ngettext(
-                "%(num)d held letter goes to the next batch.",
-                "%(num)d held letters go to the next batch.",
-                done.released,
-            ),
-            "success",
-        )
+    _flash_corrected(_("The details from the referral are in the record now."), done)
     return redirect(url_for("cases.details", case_id=case.id))

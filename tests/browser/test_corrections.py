@@ -68,7 +68,9 @@ def test_correcting_an_address_releases_the_held_letter_into_the_next_batch(
     coach.get_by_label("Varför rättas uppgifterna?").fill("Patienten ringde och gav sin adress.")
     coach.get_by_role("button", name="Spara rättelsen").click()
     flashes = coach.locator(".flash").all_inner_texts()
-    assert any("1 brev som hölls kvar går med i nästa utskrift." in f for f in flashes), flashes
+    assert any("Brev som hölls kvar och nu går med i nästa utskrift: 1." in f for f in flashes), (
+        flashes
+    )
     assert "Nygatan 7" in coach.content()
     assert "Adress saknas." not in _letters_of_case(coach)
 
