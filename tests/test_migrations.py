@@ -359,3 +359,44 @@ def test_stored_codes_become_keyed_and_an_old_code_still_works(
     migrate.upgrade(empty_engine, ring=ring)
     with Session(empty_engine) as session:
         assert session.scalars(select(RecoveryCode.used_at)).one() is not None
+
+
+def test_corrections_are_kept_by_a_refused_downgrade(empty_engine: Engine) -> None:
+    """0018's tables go away only while empty: a downgrade would destroy the history of a
+    patient's corrected details."""
+    import datetime as dt
+
+    from sqlalchemy import text
+
+    migrate.upgrade(empty_engine, "0018")
+    at = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    with empty_engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO data_keys (id, wrapped, master_key_id, created_at)"
+                " VALUES (1, :w, 'm1', :at)"
+            ),
+            {"w": b"wrapped", "at": at},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO patients (id, data_key_id, identifier_kind, identifier_issuer,"
+                " preferred_language, is_protected_identity, created_at)"
+                " VALUES (1, 1, 'pnr', '', 'sv', false, :at)"
+            ),
+            {"at": at},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO patient_corrections (id, patient_id, corrected_at, earlier_enc)"
+                " VALUES (1, 1, :at, :blob)"
+            ),
+            {"at": at, "blob": b"sealed"},
+        )
+    with pytest.raises(RuntimeError, match=r"1 correction\(s\) and 0 offered"):
+        migrate.downgrade(empty_engine, "0017")
+    assert migrate.current_revision(empty_engine) == "0018"
+    with empty_engine.begin() as conn:
+        conn.execute(text("DELETE FROM patient_corrections"))
+    migrate.downgrade(empty_engine, "0017")
+    assert "patient_corrections" not in inspect(empty_engine).get_table_names()

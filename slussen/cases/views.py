@@ -26,6 +26,13 @@ from slussen.accounts.models import Membership, User
 from slussen.accounts.roles import Permission
 from slussen.audit import Actor
 from slussen.cases.access import current_actor, load_case
+from slussen.cases.corrections import (
+    Corrected,
+    accept_offered_details,
+    correct_details,
+    decline_offered_details,
+    details_view,
+)
 from slussen.cases.engine import (
     SCREENING_FIELD,
     StaleCase,
@@ -33,6 +40,7 @@ from slussen.cases.engine import (
     current_workflow,
     fire,
 )
+from slussen.cases.forms import CorrectionForm
 from slussen.cases.labels import labels as case_labels
 from slussen.cases.models import CHANNELS, Case
 from slussen.cases.services import (
@@ -51,7 +59,14 @@ from slussen.db import attempt, db_session
 from slussen.errors import Invalid
 from slussen.i18n import format_day, localised, ui_language
 from slussen.keystore import keystore
-from slussen.patients.services import names_for_list, record_shown, unseal_listed
+from slussen.patients.services import (
+    IDENTITY_FIELDS,
+    PatientIdentity,
+    has_pending_offer,
+    names_for_list,
+    record_shown,
+    unseal_listed,
+)
 
 bp = Blueprint("cases", __name__, template_folder="templates")
 
@@ -293,7 +308,7 @@ def render_case(case: Case, *, typed: str = "", status: int = 200) -> ResponseRe
     actor = current_actor()
     workflow = current_workflow()
     panels: dict[str, Any] = {}
-    for panel in case_panels():
+    for panel in (*case_panels(), details_panel):
         panels.update(panel(case))
     events = offered_events(workflow, case, actor)
     # The audited read comes last: from there to the commit is a write transaction.
@@ -360,3 +375,98 @@ def fire_event(case_id: int, event: str) -> ResponseReturnValue:
         return render_case(load_case(case_id), typed=text, status=422)
     flash(_("Done: %(what)s.", what=localised(transition.label)), "success")
     return redirect(url_for("cases.show", case_id=case.id))
+
+
+# --- correcting a patient's details (issue #18) ---------------------------------------------------
+
+
+def _correction_form(identity: PatientIdentity, case: Case) -> CorrectionForm:
+    """The correction form, filled from the record on a GET and from the post on a POST."""
+    if request.method == "POST":
+        return CorrectionForm()
+    return CorrectionForm(
+        data={
+            "name": identity.name,
+            "street": identity.street,
+            "postcode": identity.postcode,
+            "town": identity.town,
+            "phone": identity.phone,
+            "contact_channel": case.contact_channel,
+        }
+    )
+
+
+def details_panel(case: Case) -> dict[str, Any]:
+    """The case page's part of the correction: whether a later referral's details wait for the
+    coach (read without decrypting anything)."""
+    return {"has_offered_details": has_pending_offer(db_session(), case.patient_id)}
+
+
+def _flash_corrected(message: str, done: Corrected) -> None:
+    flash(message, "success")
+    if done.released:
+        flash(_("Held letters released for the next batch: %(num)s.", num=done.released), "success")
+
+
+@bp.route("/arenden/<int:case_id>/uppgifter", methods=["GET", "POST"])
+@require(Permission.WORK_CASES)
+@shows_patient_data
+def details(case_id: int) -> ResponseReturnValue:
+    """Correct the patient's name, address, phone and contact channel with a reason (history
+    kept); shows the details a later referral offered and the earlier corrections. A refusal
+    shows the form again with everything typed and the reason why."""
+    case = load_case(case_id)
+    store = keystore()
+    actor = current_actor()
+    view = details_view(store, actor, case)
+    form = _correction_form(view.identity, case)
+    status = 200
+    if request.method == "POST":
+        status = 422
+        if form.validate_on_submit():
+            fields: tuple[str, ...] = IDENTITY_FIELDS
+            if view.identity.is_protected_identity:
+                # The address is not on the form: keep it as it is.
+                fields = tuple(f for f in fields if f not in ("street", "postcode", "town"))
+            changes = {field: form[field].data or "" for field in fields}
+            try:
+                with attempt():
+                    done = correct_details(
+                        store,
+                        actor,
+                        case,
+                        changes,
+                        contact_channel=form.contact_channel.data,
+                        reason=form.reason.data or "",
+                    )
+            except Invalid as exc:
+                flash(str(exc), "error")
+            else:
+                _flash_corrected(_("The details are corrected."), done)
+                return redirect(url_for("cases.show", case_id=case.id))
+    return render_audited("cases/details.html", status=status, case=case, form=form, view=view)
+
+
+@bp.route("/arenden/<int:case_id>/uppgifter/forslag/<int:offer_id>", methods=["POST"])
+@require(Permission.WORK_CASES)
+def decide_offer(case_id: int, offer_id: int) -> ResponseReturnValue:
+    """Accept (a correction, history kept) or decline the details a later referral offered."""
+    case = load_case(case_id)
+    store = keystore()
+    decision = request.form.get("decision")
+    if decision not in ("accept", "decline"):
+        abort(400)
+    try:
+        with attempt():
+            if decision == "accept":
+                done = accept_offered_details(store, current_actor(), case, offer_id)
+            else:
+                decline_offered_details(store, current_actor(), case, offer_id)
+    except Invalid as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("cases.details", case_id=case.id))
+    if decision == "decline":
+        flash(_("The details from the referral were declined."), "info")
+        return redirect(url_for("cases.details", case_id=case.id))
+    _flash_corrected(_("The details from the referral are in the record now."), done)
+    return redirect(url_for("cases.details", case_id=case.id))

@@ -62,6 +62,11 @@ def _layout_helpers() -> dict[str, object]:
             ("cases.worklist", _("Worklist"), Permission.WORK_CASES),
             ("cases.unit", _("The unit"), Permission.COORDINATE_UNIT),
             ("letters.index", _("Letters"), Permission.COORDINATE_UNIT),
+            *(
+                [("letters.own", _("My letters"), Permission.PRINT_OWN_LETTERS)]
+                if not current_user.can(Permission.COORDINATE_UNIT)
+                else []
+            ),
             ("intake.incoming", _("Referrals from other units"), Permission.COORDINATE_UNIT),
             ("intake.refer", _("Refer"), Permission.FLAG_PATIENT),
             ("cases.flagged", _("My referrals"), Permission.VIEW_OWN_FLAGS),

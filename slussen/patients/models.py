@@ -14,7 +14,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from slussen.db import Base, created_at, intpk
+from slussen.db import Base, created_at, intpk, one_of
 from slussen.sensitivity import REFERENCES, classify
 
 #: Columns holding AES-GCM ciphertext (vault format v1), bound to table, column and row.
@@ -97,3 +97,66 @@ class PatientLookup(Base):
     )
     kind: Mapped[str] = mapped_column(String(10))
     digest: Mapped[str] = mapped_column(String(64))
+
+
+#: What a correction of a patient's details may change (`patients.services.correct_patient`).
+CORRECTABLE_FIELDS = ("name", "street", "postcode", "town", "phone", "contact_channel")
+OFFER_STATUSES = ("pending", "accepted", "declined")
+
+
+class PatientCorrection(Base):
+    """One correction of a patient's details: who, when, and, sealed with the patient's data
+    key, why and the values the correction replaced (a small JSON text), so the history of a
+    record is kept without any earlier value in clear."""
+
+    __tablename__ = "patient_corrections"
+    __sensitivity__ = classify(
+        sealed=("reason_enc", "earlier_enc"),
+        clear={
+            REFERENCES: ("id", "patient_id", "corrected_by_id", "unit_id"),
+            "when the record was corrected (the history's order)": ("corrected_at",),
+        },
+    )
+
+    id: Mapped[intpk]
+    patient_id: Mapped[int] = mapped_column(
+        ForeignKey("patients.id", ondelete="CASCADE"), index=True
+    )
+    corrected_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    #: The unit the correction was made for (the case's unit).
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"))
+    corrected_at: Mapped[created_at]
+    #: Why, in the corrector's words.
+    reason_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: JSON {field: earlier value} of the fields this correction changed.
+    earlier_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class OfferedDetails(Base):
+    """Contact details a later referral gave that differ from the record's: sealed while they
+    wait for the coach to accept (they become a correction) or decline them."""
+
+    __tablename__ = "offered_details"
+    __sensitivity__ = classify(
+        sealed=("details_enc",),
+        clear={
+            REFERENCES: ("id", "patient_id", "decided_by_id"),
+            "whether the offer still waits, and when it came and was decided": (
+                "status",
+                "offered_at",
+                "decided_at",
+            ),
+        },
+    )
+    __table_args__ = (CheckConstraint(one_of("status", OFFER_STATUSES), "status_known"),)
+
+    id: Mapped[intpk]
+    patient_id: Mapped[int] = mapped_column(
+        ForeignKey("patients.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    offered_at: Mapped[created_at]
+    #: JSON {street, postcode, town, phone} as the referral gave them.
+    details_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    decided_at: Mapped[dt.datetime | None]

@@ -6,21 +6,28 @@ caller's transaction, so the easy way to touch a patient field is the encrypted,
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from slussen import audit, vault
 from slussen.accounts.roles import PATIENT_DATA_ROLES, Role
 from slussen.audit import Actor
 from slussen.db import utcnow
 from slussen.errors import Conflict, Invalid, NotFound, NotPermitted
-from slussen.identifiers import PersonIdentifier, normalise_postcode
+from slussen.identifiers import IdentifierError, PersonIdentifier, normalise_postcode
 from slussen.keystore import Keystore
-from slussen.patients.models import Patient, PatientLookup
+from slussen.patients.models import (
+    OfferedDetails,
+    Patient,
+    PatientCorrection,
+    PatientLookup,
+)
 
 LANGUAGES = ("sv", "en")
 
@@ -349,7 +356,8 @@ def erase_patient(store: Keystore, actor: Actor, patient: Patient, *, reason: st
     if patient.erased_at is not None:
         return
     store.destroy(patient.data_key_id)
-    store.session.execute(delete(PatientLookup).where(PatientLookup.patient_id == patient.id))
+    for table in (PatientLookup, PatientCorrection, OfferedDetails):
+        store.session.execute(delete(table).where(table.patient_id == patient.id))
     for column in ("identifier", "name", "street", "postcode", "town", "phone", "demographics"):
         setattr(patient, f"{column}_enc", None)
     patient.erased_at = utcnow()
@@ -367,12 +375,22 @@ def erase_patient(store: Keystore, actor: Actor, patient: Patient, *, reason: st
 
 
 __all__ = [
+    "CorrectionEntry",
     "Demographics",
     "DuplicatePatient",
+    "NothingChanged",
+    "Offer",
     "PatientErased",
     "PatientIdentity",
+    "accept_offer",
+    "correct_patient",
+    "correction_history",
+    "decline_offer",
     "erase_patient",
     "find_patient_id",
+    "has_pending_offer",
+    "offer_details",
+    "pending_offer",
     "read_demographics",
     "read_patient",
     "register_patient",
@@ -462,3 +480,308 @@ def _record(
         for case_id, unit_id, patient_id in shown
     ]
     audit.record_entries(store.session, store.ring, actor, entries)
+
+
+# --- corrections and offered details -------------------------------------------------------------
+
+#: The identity fields a correction may change (the case's contact channel is the cases layer's,
+#: which passes its earlier value as `also_changed` so one history row holds the whole change).
+IDENTITY_FIELDS = ("name", "street", "postcode", "town", "phone")
+#: What a later referral may offer to the coach: the postal address (whole) and the phone.
+OFFERED_FIELDS = ("street", "postcode", "town", "phone")
+_ADDRESS = ("street", "postcode", "town")
+#: The tables the sealed texts of corrections and offers are bound to.
+CORRECTIONS = "patient_corrections"
+OFFERS = "offered_details"
+REASON_LIMIT = 500
+
+
+class NothingChanged(Invalid):
+    """A correction that would change nothing."""
+
+
+@dataclass(frozen=True)
+class CorrectionEntry:
+    """One earlier correction as the history shows it: the values it replaced, decrypted."""
+
+    id: int
+    corrected_at: dt.datetime
+    corrected_by_id: int | None
+    reason: str
+    earlier: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Offer:
+    """Contact details a later referral gave that differ from the record, decrypted."""
+
+    id: int
+    offered_at: dt.datetime
+    details: dict[str, str]
+
+
+def _comparable(field: str, value: str) -> str:
+    # "070-111 22 01" and "0701112201" are one phone; "VÄSTERÅS" and "Västerås" one town.
+    if field == "phone":
+        return "".join(ch for ch in value if ch.isdigit() or ch == "+")
+    return " ".join(value.split()).casefold()
+
+
+def correct_patient(
+    store: Keystore,
+    actor: Actor,
+    patient: Patient,
+    changes: Mapping[str, str],
+    *,
+    reason: str,
+    unit_id: int | None = None,
+    also_changed: Mapping[str, str] | None = None,
+) -> tuple[str, ...]:
+    """Correct a patient's name, address or phone (`changes`: field → new value; fields not
+    named keep their value) with a reason: the record is re-sealed through `update_patient`
+    (audited as update), and a history row keeps, sealed with the patient's key, the reason and
+    every value the correction replaced (with `also_changed`: earlier values the caller changed
+    elsewhere in the same correction, e.g. the case's contact channel). Returns the names of the
+    changed fields.
+
+    Refuses a role without patient access (NotPermitted), an erased record (PatientErased), a
+    missing or too long reason, an empty name, a malformed postcode, an address given only in
+    part (Invalid), and a correction that changes nothing (NothingChanged)."""
+    _check_actor(actor)
+    reason = reason.strip()
+    if not reason:
+        raise Invalid("Skriv varför uppgifterna rättas.")
+    if len(reason) > REASON_LIMIT:
+        raise Invalid(f"Skriv högst {REASON_LIMIT} tecken om varför.")
+    unknown = set(changes) - set(IDENTITY_FIELDS)
+    if unknown:
+        raise Invalid("Bara namn, adress och telefon kan rättas här.")
+    current = read_patient(store, actor, patient, purpose="rättelse av uppgifter", unit_id=unit_id)
+    wanted = {field: getattr(current, field) for field in IDENTITY_FIELDS}
+    wanted.update({field: " ".join(str(value).split()) for field, value in changes.items()})
+    if wanted["postcode"]:
+        try:
+            wanted["postcode"] = normalise_postcode(wanted["postcode"])
+        except IdentifierError as exc:
+            raise Invalid(str(exc)) from None
+    if any(wanted[f] for f in _ADDRESS) and not all(wanted[f] for f in _ADDRESS):
+        raise Invalid("Fyll i gatuadress, postnummer och ort, eller lämna alla tre tomma.")
+    earlier = {
+        field: getattr(current, field)
+        for field in IDENTITY_FIELDS
+        if getattr(current, field) != wanted[field]
+    }
+    also = dict(also_changed or {})
+    if not earlier and not also:
+        raise NothingChanged("Inget har ändrats.")
+    if earlier:
+        corrected = replace(current, **{field: wanted[field] for field in earlier})
+        update_patient(
+            store, actor, patient, corrected, purpose="rättelse av uppgifter", unit_id=unit_id
+        )
+    entry = PatientCorrection(patient_id=patient.id, corrected_by_id=actor.user_id, unit_id=unit_id)
+    store.session.add(entry)
+    store.session.flush()
+    entry.reason_enc = seal(store, patient, CORRECTIONS, "reason", entry.id, reason)
+    history = json.dumps({**earlier, **also}, ensure_ascii=False, sort_keys=True)
+    entry.earlier_enc = seal(store, patient, CORRECTIONS, "earlier", entry.id, history)
+    store.session.flush()
+    audit.record(
+        store.session,
+        store.ring,
+        actor,
+        "create",
+        "patient_correction",
+        entry.id,
+        purpose="rättelse av uppgifter",
+        patient_id=patient.id,
+        unit_id=unit_id,
+    )
+    return (*earlier, *also)
+
+
+def correction_history(store: Keystore, patient: Patient) -> list[CorrectionEntry]:
+    """The patient's corrections, newest first, decrypted. Writes no audit row: it is shown on
+    the page that has read the patient (audited) in the same request. Refuses nothing; an erased
+    patient has no history."""
+    if patient.erased_at is not None:
+        return []
+    rows = store.session.scalars(
+        select(PatientCorrection)
+        .where(PatientCorrection.patient_id == patient.id)
+        .order_by(PatientCorrection.id.desc())
+    )
+    return [
+        CorrectionEntry(
+            id=row.id,
+            corrected_at=row.corrected_at,
+            corrected_by_id=row.corrected_by_id,
+            reason=unseal(store, patient, CORRECTIONS, "reason", row.id, row.reason_enc),
+            earlier=json.loads(
+                unseal(store, patient, CORRECTIONS, "earlier", row.id, row.earlier_enc) or "{}"
+            ),
+        )
+        for row in rows
+    ]
+
+
+def offer_details(
+    store: Keystore,
+    actor: Actor,
+    patient_id: int,
+    identity: PatientIdentity,
+    *,
+    unit_id: int | None = None,
+) -> OfferedDetails | None:
+    """Keep, sealed, the address and phone a later referral gave for a registered patient when
+    they differ from the record's, for the coach to accept or decline (`accept_offer`,
+    `decline_offer`); a newer offer joins the one still waiting. The record is not changed and
+    the referrer learns nothing (the answer is the same for them either way): the record's
+    contact fields are decrypted here only to compare. Audited (create) when an offer is kept.
+
+    Refuses a role that may neither see patients nor self-refer (NotPermitted); an erased
+    patient, or details that add nothing new, give None."""
+    _check_actor(actor, creating=True)
+    session = store.session
+    patient = session.get(Patient, patient_id)
+    if patient is None or patient.erased_at is not None:
+        return None
+    stored = {
+        f: unseal(store, patient, "patients", f, patient.id, getattr(patient, f"{f}_enc"))
+        for f in OFFERED_FIELDS
+    }
+    given = {field: " ".join(getattr(identity, field).split()) for field in OFFERED_FIELDS}
+    offered: dict[str, str] = {}
+    if identity.has_postal_address and any(
+        _comparable(f, given[f]) != _comparable(f, stored[f]) for f in _ADDRESS
+    ):
+        offered.update({field: given[field] for field in _ADDRESS})
+    if given["phone"] and _comparable("phone", given["phone"]) != _comparable(
+        "phone", stored["phone"]
+    ):
+        offered["phone"] = given["phone"]
+    if not offered:
+        return None
+    offer = session.scalar(
+        select(OfferedDetails).where(
+            OfferedDetails.patient_id == patient.id, OfferedDetails.status == "pending"
+        )
+    )
+    if offer is None:
+        offer = OfferedDetails(patient_id=patient.id, status="pending")
+        session.add(offer)
+        session.flush()
+    else:
+        waiting = unseal(store, patient, OFFERS, "details", offer.id, offer.details_enc)
+        offered = {**json.loads(waiting or "{}"), **offered}
+        offer.offered_at = utcnow()
+    text = json.dumps(offered, ensure_ascii=False, sort_keys=True)
+    offer.details_enc = seal(store, patient, OFFERS, "details", offer.id, text)
+    session.flush()
+    _audit_offer(store, actor, offer, "create", "nya kontaktuppgifter i remiss", unit_id)
+    return offer
+
+
+def _audit_offer(
+    store: Keystore,
+    actor: Actor,
+    offer: OfferedDetails,
+    action: str,
+    purpose: str,
+    unit_id: int | None,
+) -> None:
+    audit.record(
+        store.session,
+        store.ring,
+        actor,
+        action,
+        "offered_details",
+        offer.id,
+        purpose=purpose,
+        patient_id=offer.patient_id,
+        unit_id=unit_id,
+    )
+
+
+def pending_offer(store: Keystore, patient: Patient) -> Offer | None:
+    """The details a later referral offered that still wait for a decision, decrypted; None
+    when none wait. Writes no audit row: it is shown on a page that has read the patient
+    (audited) in the same request."""
+    if patient.erased_at is not None:
+        return None
+    row = store.session.scalar(
+        select(OfferedDetails).where(
+            OfferedDetails.patient_id == patient.id, OfferedDetails.status == "pending"
+        )
+    )
+    if row is None:
+        return None
+    text = unseal(store, patient, OFFERS, "details", row.id, row.details_enc)
+    return Offer(row.id, row.offered_at, json.loads(text or "{}"))
+
+
+def has_pending_offer(session: Session, patient_id: int) -> bool:
+    """Whether details a later referral offered wait for a decision (reads no patient data)."""
+    found = session.scalar(
+        select(OfferedDetails.id)
+        .where(OfferedDetails.patient_id == patient_id, OfferedDetails.status == "pending")
+        .limit(1)
+    )
+    return found is not None
+
+
+def _waiting_offer(store: Keystore, patient: Patient, offer_id: int) -> OfferedDetails:
+    offer = store.session.get(OfferedDetails, offer_id) if 0 < offer_id < 2**31 else None
+    if offer is None or offer.patient_id != patient.id:
+        raise NotFound("Uppgifterna finns inte.")
+    if offer.status != "pending":
+        raise Invalid("De föreslagna uppgifterna är redan hanterade.")
+    return offer
+
+
+def _decide(store: Keystore, actor: Actor, offer: OfferedDetails, status: str) -> None:
+    offer.status = status
+    offer.decided_by_id = actor.user_id
+    offer.decided_at = utcnow()
+
+
+def accept_offer(
+    store: Keystore, actor: Actor, patient: Patient, offer_id: int, *, unit_id: int | None = None
+) -> tuple[str, ...]:
+    """Take the details a later referral offered into the record: a correction
+    (`correct_patient`, history kept) whose reason names the referral's date; the offer is marked
+    accepted (audited). Returns the changed fields (none when the record already says the same).
+
+    Refuses an offer of another patient (NotFound), one already decided (Invalid), and what
+    `correct_patient` refuses."""
+    _check_actor(actor)
+    offer = _waiting_offer(store, patient, offer_id)
+    details = pending_offer(store, patient)
+    assert details is not None and details.id == offer.id
+    day = details.offered_at.date().isoformat()
+    try:
+        changed = correct_patient(
+            store,
+            actor,
+            patient,
+            details.details,
+            reason=f"Uppgifter från en ny remiss {day}.",
+            unit_id=unit_id,
+        )
+    except NothingChanged:
+        changed = ()
+    _decide(store, actor, offer, "accepted")
+    _audit_offer(store, actor, offer, "update", "föreslagna uppgifter godtagna", unit_id)
+    return changed
+
+
+def decline_offer(
+    store: Keystore, actor: Actor, patient: Patient, offer_id: int, *, unit_id: int | None = None
+) -> None:
+    """Leave the record as it is and mark the offered details declined (audited; they stay
+    sealed). Refuses a role without patient access (NotPermitted), an offer of another patient
+    (NotFound) and one already decided (Invalid)."""
+    _check_actor(actor)
+    offer = _waiting_offer(store, patient, offer_id)
+    _decide(store, actor, offer, "declined")
+    _audit_offer(store, actor, offer, "update", "föreslagna uppgifter avböjda", unit_id)
