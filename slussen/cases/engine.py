@@ -214,7 +214,7 @@ OPEN_PURPOSE = "ny remiss"
 def previous_state(session: Any, case: Case) -> str | None:
     """The state the case was in before it entered its current one, from its history (the
     latest row that moved it into the current state from another); None if it never moved."""
-    return session.scalar(
+    previous: str | None = session.scalar(
         select(CaseEvent.from_state)
         .where(
             CaseEvent.case_id == case.id,
@@ -225,6 +225,7 @@ def previous_state(session: Any, case: Case) -> str | None:
         .order_by(CaseEvent.id.desc())
         .limit(1)
     )
+    return previous
 
 
 def _history(

@@ -628,11 +628,7 @@ def _check_graph(
     while changed:
         changed = False
         for t in transitions.values():
-            if (
-                t.to not in (STAY, PREVIOUS)
-                and t.from_states & reachable
-                and t.to not in reachable
-            ):
+            if t.to not in (STAY, PREVIOUS) and t.from_states & reachable and t.to not in reachable:
                 reachable.add(t.to)
                 changed = True
     for name, state in states.items():
