@@ -18,8 +18,8 @@ from slussen.cases.workflow import Workflow
 from slussen.identifiers import luhn_check_digit, parse_person_identifier
 from slussen.intake.services import refer_patient
 from slussen.keystore import Keystore, current_key_ring
-from slussen.patients.services import PatientIdentity
 from slussen.paths import shipped_dir
+from slussen.patients.services import PatientIdentity
 from slussen.questionnaires.definitions import FormDef, compile_form
 from slussen.questionnaires.scoring import check_answers
 from slussen.questionnaires.services import REGISTERED_BY, find_response, record_response

@@ -12,10 +12,12 @@ from sqlalchemy import (
     Integer,
     Select,
     bindparam,
-    case as sql_case,
     func,
     or_,
     select,
+)
+from sqlalchemy import (
+    case as sql_case,
 )
 from sqlalchemy.orm import Session
 
@@ -24,10 +26,10 @@ from slussen.cases.engine import event_name, may_act_on, screening_of
 from slussen.cases.models import Case, CaseEvent, Referral
 from slussen.cases.workflow import Workflow
 from slussen.errors import NotFound
+from slussen.identifiers import PersonIdentifier
 from slussen.keystore import DataKey, Keystore
 from slussen.letterqueue import QueuedLetter
 from slussen.patients.models import Patient
-from slussen.identifiers import PersonIdentifier
 from slussen.patients.services import (
     PatientIdentity,
     find_patient_id,

@@ -41,11 +41,11 @@ from slussen.cases.services import (
     CaseloadFilters,
     Found,
     UnitFilters,
+    case_view,
     coach_caseload,
+    coach_worklist,
     find_cases_by_identifier,
     find_cases_by_name,
-    case_view,
-    coach_worklist,
     flagged_cases,
     mark_referrals_seen,
     state_counts,
@@ -56,8 +56,8 @@ from slussen.cases.workflow import EventPart, Transition, Workflow, needs_event
 from slussen.config import today_local
 from slussen.db import attempt, db_session
 from slussen.errors import Invalid
-from slussen.identifiers import IdentifierError, parse_identifier
 from slussen.i18n import format_day, localised, ui_language
+from slussen.identifiers import IdentifierError, parse_identifier
 from slussen.keystore import keystore
 from slussen.patients.services import names_for_list, record_shown, unseal_listed
 

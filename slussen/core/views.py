@@ -16,8 +16,8 @@ from slussen.accounts.auth import public
 from slussen.accounts.roles import ROLE_LABELS, Permission, Role
 from slussen.config import Settings, local_zone
 from slussen.db import db_session
-from slussen.identifiers import ReserveFormat
 from slussen.i18n import format_day, format_moment, localised, ui_language
+from slussen.identifiers import ReserveFormat
 
 bp = Blueprint("core", __name__, template_folder="templates")
 

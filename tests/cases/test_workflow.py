@@ -31,7 +31,6 @@ from slussen.visits.services import StepInput, save_action_plan
 from tests.builders import key_in_first_form, make_case, path_to
 from tests.conftest import ROLES
 
-
 #: The guards that ask for registered answers, by occasion.
 ANSWERED_GUARDS = {"baseline": "baseline_answered", "six_month": "six_month_answered"}
 
