@@ -271,7 +271,8 @@ def test_the_whole_chain_runs_on_a_renamed_workflow(
     session.commit()
     _fill(patient, six_month, lambda item: item.min_code, code)
     assert state() == "evaluated_x" and "Utvärderad" in page()
-    post(f"/arenden/{case.id}/handelse/complete_x")
+    # Closing asks for a confirmation and a reason (confirm = true in the file).
+    post(f"/arenden/{case.id}/handelse/complete_x", confirmed="1", text="Klart")
     assert state() == "closed_completed_x" and "Avslutat – genomfört" in page()
 
     events = list(
