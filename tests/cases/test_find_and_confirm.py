@@ -4,7 +4,6 @@ the safe transitions (confirmation with a reason, reopening, answers before regi
 from __future__ import annotations
 
 import re
-
 from collections.abc import Callable
 from typing import Any
 
