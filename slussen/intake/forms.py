@@ -73,9 +73,7 @@ class IdentityFields(Form):
 class ReferralForm(IdentityFields):
     """Staff flag or a coach registers contact: everything on one screen."""
 
-    is_reserve_number = BooleanField(
-        _l("The patient has a reserve number (no personal identity number)")
-    )
+    is_reserve_number = BooleanField(_l("The patient has a reserve number instead"))
     unit = SelectField(_l("Unit"), coerce=int, validators=[InputRequired()])
     channel = SelectField(
         _l("How did the referral come?"),

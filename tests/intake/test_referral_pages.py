@@ -166,7 +166,7 @@ def test_a_reservnummer_is_entered_in_the_regions_format(
 ) -> None:
     login("coach")
     form = client.get("/remiss").get_data(as_text=True)
-    assert "Patienten har reservnummer" in form and "9912345676" in form
+    assert "Patienten har ett reservnummer i stället" in form and "9912345676" in form
     assert "12 eller 10 siffror" in form
     refused = staff_referral(client, unit, personnummer="9912345675", is_reserve_number="y")
     assert refused.status_code == 422
