@@ -238,7 +238,8 @@ def test_the_whole_chain_runs_on_a_renamed_workflow(
     assert state() == "evaluation_sent_x" and "Utvärdering skickad" in page()
     walk.answer("six_month", lambda item: item.min_code)
     assert state() == "evaluated_x" and "Utvärderad" in page()
-    walk.fire("complete")
+    # Closing asks for a confirmation and a reason (confirm = true in the file).
+    walk.post("/handelse/" + walk.event("complete"), {"confirmed": "1", "text": "Klart"})
     assert state() == "closed_completed_x" and "Avslutat – genomfört" in page()
 
     events = list(

@@ -112,6 +112,7 @@ PATIENT_PERMISSIONS = frozenset(
         Permission.WORK_CASES,
         Permission.COORDINATE_UNIT,
         Permission.PRINT_OWN_LETTERS,
+        Permission.VIEW_UNIT,
         Permission.REVIEW_ACCESS_LOG,
     }
 )

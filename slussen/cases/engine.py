@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from flask import current_app
+from sqlalchemy import select
 from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -49,10 +50,21 @@ def may_act_on(actor: Actor, case: Case) -> bool:
     return case.unit_id in actor.unit_ids
 
 
+#: Who fires events without a person deciding at a button: the daily tick, and the patient's
+#: own answers. They are never asked to confirm.
+UNASKED_ROLES = ("system", "patient")
+
+
+def asks_confirmation(t: Transition, role: str) -> bool:
+    """Whether `role` must confirm `t` and give a reason (`confirm = true` in the file)."""
+    return t.is_confirmed_step and role not in UNASKED_ROLES
+
+
 def _refuse_unless_allowed(
     workflow: Workflow, state: str, t: Transition, role: str, data: dict[str, Any]
 ) -> None:
-    """The transition table's rules for one case: from-state, role and required data."""
+    """The transition table's rules for one case: from-state, role, required data, and a
+    person's confirmation with a reason for a step that asks for one."""
     if state not in t.from_states:
         known = workflow.states.get(state)
         now = known.label.sv if known else state
@@ -65,6 +77,14 @@ def _refuse_unless_allowed(
             missing = {"reason": "ett skäl", "note": "en anteckning", "visit": "en besökstid"}
             raise TransitionRefused(
                 f"Ange {missing.get(kind, kind)} för att ”{t.label.sv.lower()}”."
+            )
+    if asks_confirmation(t, role):
+        reason = data.get("reason")
+        if not isinstance(reason, str) or not reason.strip():
+            raise TransitionRefused(f"Ange ett skäl för att ”{t.label.sv.lower()}”.")
+        if not data.get("confirmed"):
+            raise TransitionRefused(
+                f"Bekräfta att du vill ”{t.label.sv.lower()}”: det går inte att ångra."
             )
 
 
@@ -119,11 +139,13 @@ def outcome(
     due: Mapping[str, dt.date],
     today: dt.date,
     exact: Mapping[str, dt.date] | None = None,
+    previous: str | None = None,
 ) -> Outcome:
-    """The state and due dates after firing `t` from `state` on `today`: a terminal state clears
-    every due date; otherwise the transition's `clear` goes ("*" all), then its `due` durations
-    from today and the `exact` days are set. Pure."""
-    to_state = t.target(state)
+    """The state and due dates after firing `t` from `state` on `today` (`previous`: the state
+    before `state`, for a transition going back to it): a terminal state clears every due date;
+    otherwise the transition's `clear` goes ("*" all), then its `due` durations from today and
+    the `exact` days are set. Pure."""
+    to_state = t.target(state, previous)
     closed = workflow.states[to_state].is_terminal
     if closed:
         dates: dict[str, dt.date] = {}
@@ -189,6 +211,23 @@ def event_name(store: Keystore, history: CaseEvent, patient_id: int) -> str:
 OPEN_PURPOSE = "ny remiss"
 
 
+def previous_state(session: Any, case: Case) -> str | None:
+    """The state the case was in before it entered its current one, from its history (the
+    latest row that moved it into the current state from another); None if it never moved."""
+    previous: str | None = session.scalar(
+        select(CaseEvent.from_state)
+        .where(
+            CaseEvent.case_id == case.id,
+            CaseEvent.to_state == case.state,
+            CaseEvent.from_state.is_not(None),
+            CaseEvent.from_state != case.state,
+        )
+        .order_by(CaseEvent.id.desc())
+        .limit(1)
+    )
+    return previous
+
+
 def _history(
     case_id: int, event: str, from_state: str | None, to_state: str, actor: Actor, at: dt.datetime
 ) -> dict[str, Any]:
@@ -230,12 +269,17 @@ def fire(
     reason: str | None = None,
     visit: Any = None,
     due_on: dict[str, dt.date] | None = None,
+    confirmed: bool = False,
 ) -> CaseEvent:
     """Fire `event` on `case` for `actor`: the only way a case changes state or screening flag.
-    `due_on` sets named due dates to exact days (e.g. the booked visit's day).
+    `due_on` sets named due dates to exact days (e.g. the booked visit's day); `confirmed`: the
+    person confirmed a step that asks for it (`confirm = true`). A transition going back
+    (`to = "<previous>"`, reopening) returns the case to the state before its current one and
+    clears its closing time; the history keeps every row.
 
     Refuses (nothing changes): an unknown event or one not allowed from the current state, a role
-    the transition does not list, missing required data, a failing guard (TransitionRefused); a
+    the transition does not list, missing required data, a step a person has not confirmed with a
+    reason, a failing guard (TransitionRefused); a
     case outside the actor's units (NotFound); a case changed since the actor loaded it
     (StaleCase, when `expected_version` is given). Writes state, history, letters, due dates and
     the audit row, and flushes; the caller commits."""
@@ -245,11 +289,20 @@ def fire(
     if expected_version is not None and case.version != expected_version:
         raise StaleCase("Någon annan har ändrat ärendet medan du arbetade.")
     t = _transition(workflow, event)
-    data = {"note": note, "reason": reason, "visit": visit, "screening": screening_of(store, case)}
+    data = {
+        "note": note,
+        "reason": reason,
+        "visit": visit,
+        "confirmed": confirmed,
+        "screening": screening_of(store, case),
+    }
     _check(session, workflow, t, case, actor, data)
 
     current = {d.name: d.due_on for d in case.due_dates}
-    result = outcome(workflow, t, case.state, current, today or today_local(), due_on)
+    previous = previous_state(session, case) if t.goes_back else None
+    if t.goes_back and previous is None:
+        raise TransitionRefused("Ärendet har inget tidigare läge att gå tillbaka till.")
+    result = outcome(workflow, t, case.state, current, today or today_local(), due_on, previous)
     now = utcnow()
     is_sealed = t.screening is not None
     recorded = SEALED_EVENT if is_sealed else event
@@ -266,6 +319,8 @@ def fire(
     flag_modified(case, "state")
     if result.is_closed:
         case.closed_at = now
+    elif t.goes_back:
+        case.closed_at = None
     _sync_due_dates(case, result.due)
     for letter in t.letters:
         queue_letter(session, case, letter, event)

@@ -37,6 +37,7 @@ from slussen.cases.engine import (
     SCREENING_FIELD,
     StaleCase,
     allowed_events,
+    asks_confirmation,
     current_workflow,
     fire,
 )
@@ -44,9 +45,15 @@ from slussen.cases.forms import CorrectionForm
 from slussen.cases.labels import labels as case_labels
 from slussen.cases.models import CHANNELS, Case
 from slussen.cases.services import (
+    CASELOAD_SORTS,
+    CaseloadFilters,
+    Found,
     UnitFilters,
     case_view,
+    coach_caseload,
     coach_worklist,
+    find_cases_by_identifier,
+    find_cases_by_name,
     flagged_cases,
     mark_referrals_seen,
     state_counts,
@@ -58,6 +65,7 @@ from slussen.config import today_local
 from slussen.db import attempt, db_session
 from slussen.errors import Invalid
 from slussen.i18n import format_day, localised, ui_language
+from slussen.identifiers import IdentifierError, parse_identifier
 from slussen.keystore import keystore
 from slussen.patients.services import (
     IDENTITY_FIELDS,
@@ -160,6 +168,9 @@ def _work_items(
             endpoint = special.get(t.event) if t is not None else None
             if t is not None and endpoint is not None:
                 actions[row.state] = (localised(t.label), case_urls(endpoint), False)
+            elif t is not None and asks_confirmation(t, actor.role):
+                url = case_urls("cases.confirm_event", event=t.event)
+                actions[row.state] = (localised(t.label), url, False)
             elif t is not None and not t.requires:
                 url = case_urls("cases.fire_event", event=t.event)
                 actions[row.state] = (localised(t.label), url, True)
@@ -218,18 +229,24 @@ def worklist() -> ResponseReturnValue:
         "cases/worklist.html",
         page=page,
         groups=groups,
+        # Each count links to the unit's list of the cases in that state (none for an empty one).
         state_counts=[
-            (counts.get(name, 0), localised(workflow.states[name].label))
+            (
+                counts.get(name, 0),
+                localised(workflow.states[name].label),
+                url_for("cases.unit", state=name) if counts.get(name) else None,
+            )
             for name in workflow.active_states
         ],
     )
 
 
 @bp.route("/enhet")
-@require(Permission.COORDINATE_UNIT)
+@require(Permission.VIEW_UNIT)
 @shows_patient_data
 def unit() -> ResponseReturnValue:
-    """The coordinator's view of the unit with filters (state, coach, overdue, channel)."""
+    """Every case of the user's units with filters (state, coach, overdue, channel): the
+    coordinator's view, and the coach's way to a case that is not due this week."""
     session = db_session()
     actor = current_actor()
     workflow = current_workflow()
@@ -352,6 +369,7 @@ def fire_event(case_id: int, event: str) -> ResponseReturnValue:
     except ValueError:
         version = -1
     transition = workflow.transitions[event]
+    is_reason = "reason" in transition.requires or transition.is_confirmed_step
     try:
         # A refused event shows the case page again, whose audited read is committed: undo it.
         with attempt():
@@ -362,8 +380,9 @@ def fire_event(case_id: int, event: str) -> ResponseReturnValue:
                 current_actor(),
                 workflow=workflow,
                 expected_version=version,
-                reason=text if "reason" in transition.requires else None,
-                note=text if "reason" not in transition.requires and text else None,
+                reason=text if is_reason else None,
+                note=text if not is_reason and text else None,
+                confirmed=request.form.get("confirmed") == "1",
             )
     except StaleCase as exc:
         # The 409 rolls the request back; the page keeps what the user typed.
@@ -470,3 +489,105 @@ def decide_offer(case_id: int, offer_id: int) -> ResponseReturnValue:
         return redirect(url_for("cases.details", case_id=case.id))
     _flash_corrected(_("The details from the referral are in the record now."), done)
     return redirect(url_for("cases.details", case_id=case.id))
+
+
+# --- confirming an irreversible step -------------------------------------------------------------
+
+
+@bp.route("/arenden/<int:case_id>/handelse/<event>/bekrafta")
+@require(Permission.WORK_CASES)
+def confirm_event(case_id: int, event: str) -> ResponseReturnValue:
+    """The question before a step that cannot be undone (`confirm = true`): what it does, a
+    reason, and the button that fires it. Shows the case's reference and state, nothing about
+    the patient."""
+    case = load_case(case_id)
+    workflow = current_workflow()
+    transition = workflow.transitions.get(event)
+    if transition is None or event in special_events(workflow):
+        abort(404)
+    if transition not in offered_events(workflow, case, current_actor()):
+        flash(_("That step is not open in the case's state."), "error")
+        return redirect(url_for("cases.show", case_id=case.id))
+    return render_template(
+        "cases/confirm.html",
+        case=case,
+        event=transition,
+        state_label=localised(workflow.states[case.state].label),
+        is_closing=workflow.states[transition.target(case.state)].is_terminal,
+    )
+
+
+# --- finding any case ----------------------------------------------------------------------------
+
+#: A name search needs this many letters, so a search does not list a whole unit.
+_MIN_NAME_LENGTH = 2
+
+
+@bp.route("/sok")
+@require(Permission.WORK_CASES)
+@shows_patient_data
+def search() -> ResponseReturnValue:
+    """Find a case in the user's units: by personnummer, samordningsnummer or the region's
+    reservnummer (blind index), or by the patient's name (case and accents folded). Every
+    patient shown is recorded in the access log (`names_for_list`, "search")."""
+    query = (request.args.get("q") or "").strip()[:200]
+    is_reserve = request.args.get("reserve") == "1"
+    store = keystore()
+    actor = current_actor()
+    error = ""
+    found = Found([], False)
+    settings = current_app.extensions["slussen.settings"]
+    if query and (is_reserve or any(char.isdigit() for char in query)):
+        try:
+            identifier = parse_identifier(
+                query, reserve=settings.reserve_format, is_reserve=is_reserve
+            )
+        except IdentifierError as exc:
+            error = str(exc)
+        else:
+            found = find_cases_by_identifier(store, actor, identifier)
+    elif query and len(query) < _MIN_NAME_LENGTH:
+        error = _("Type at least two letters of the name.")
+    elif query:
+        found = find_cases_by_name(store, actor, query)
+    workflow = current_workflow()
+    # The audited read comes last: from there to the commit is a write transaction.
+    names = names_for_list(store, actor, found.cases, shown_in="search")
+    return render_audited(
+        "cases/search.html",
+        query=query,
+        is_reserve=is_reserve,
+        error=error,
+        found=found,
+        names=names,
+        workflow=workflow,
+        today=today_local(),
+    )
+
+
+@bp.route("/mina-arenden")
+@require(Permission.WORK_CASES)
+@shows_patient_data
+def caseload() -> ResponseReturnValue:
+    """The coach's whole caseload: every case they are responsible for, in every state (closed
+    ones too), filtered by state and sorted."""
+    session = db_session()
+    actor = current_actor()
+    workflow = current_workflow()
+    state = request.args.get("state", "")
+    sort = request.args.get("sort", "due")
+    filters = CaseloadFilters(
+        state=state if state in ("open", "closed") or state in workflow.states else "",
+        sort=sort if sort in CASELOAD_SORTS else "due",
+    )
+    page = coach_caseload(session, actor, workflow, filters, page=_page())
+    # The audited read comes last: from there to the commit is a write transaction.
+    names = names_for_list(keystore(), actor, page.cases, shown_in="caseload")
+    return render_audited(
+        "cases/caseload.html",
+        page=page,
+        names=names,
+        workflow=workflow,
+        filters=filters,
+        today=today_local(),
+    )

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -41,6 +43,8 @@ SHOWN_IN = {
     "flagged": "visad i mina flaggningar",
     "letters": "visad i brevkön",
     "incoming": "visad i inkomna remisser",
+    "search": "visad i sökresultat",
+    "caseload": "visad i mina ärenden",
 }
 
 
@@ -429,17 +433,56 @@ def names_for_list(
     purpose = SHOWN_IN[shown_in]
     if not rows:
         return {}
-    store.adopt((row.data_key_id, row.wrapped_key) for row in rows)
-    names = {}
-    for row in rows:
-        if row.name_enc is None:
-            names[row.id] = "–"
-            continue
-        names[row.id] = _unseal_with(
-            store, row.data_key_id, "patients", "name", row.patient_id, row.name_enc
-        )
+    names = {row.id: name or "–" for row, name in _listed_names(store, rows)}
     _record(store, actor, ((row.id, row.unit_id, row.patient_id) for row in rows), purpose)
     return names
+
+
+def _listed_names(store: Keystore, rows: Sequence[ListedCase]) -> list[tuple[Any, str]]:
+    """Each row with its patient's name decrypted ("" for an erased patient); the rows' data
+    keys unwrapped together. The one decryption of list names (`names_for_list` shows them,
+    `rows_matching_name` only compares them)."""
+    store.adopt((row.data_key_id, row.wrapped_key) for row in rows)
+    return [
+        (
+            row,
+            ""
+            if row.name_enc is None
+            else _unseal_with(
+                store, row.data_key_id, "patients", "name", row.patient_id, row.name_enc
+            ),
+        )
+        for row in rows
+    ]
+
+
+def name_key(text: str) -> str:
+    """A name as search compares it: case and accents folded ("Åsa Öberg" and "asa oberg" are
+    one), every run of spaces, hyphens and other separators one space."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    plain = "".join(char for char in decomposed if not unicodedata.combining(char))
+    return " ".join(re.split(r"[\W_]+", plain)).strip()
+
+
+def rows_matching_name(
+    store: Keystore, actor: Actor, rows: Sequence[ListedCase], query: str
+) -> list[Any]:
+    """The rows of one batch of a list whose patient's name holds every word of `query`
+    (case- and accent-insensitive, in any order: "ekholm margit" finds Margit Ekholm). The names
+    are decrypted to compare and then dropped: nothing is shown, so nothing is recorded here;
+    the caller shows the matches through `names_for_list`, which records each one.
+
+    Refuses a role without patient access (NotPermitted)."""
+    _check_actor(actor)
+    words = name_key(query).split()
+    if not words or not rows:
+        return []
+    found = []
+    for row, name in _listed_names(store, rows):
+        key = name_key(name)
+        if key and all(word in key for word in words):
+            found.append(row)
+    return found
 
 
 def unseal_listed(

@@ -36,6 +36,10 @@ PAGES = {
     ],
     "coach": [
         "/arbetslista",
+        "/mina-arenden",
+        "/enhet",
+        "/sok?q=karin+ensam",
+        "/sok?q=19811218-9875",
         "/remiss",
         "/katalog",
         "/konto/losenord",
