@@ -239,7 +239,7 @@ def test_the_whole_chain_runs_on_a_renamed_workflow(
     walk.answer("six_month", lambda item: item.min_code)
     assert state() == "evaluated_x" and "Utvärderad" in page()
     # Closing asks for a confirmation and a reason (confirm = true in the file).
-    walk.post("/handelse/" + walk.event("complete"), {"confirmed": "1", "text": "Klart"})
+    walk.confirm("complete", "Klart")
     assert state() == "closed_completed_x" and "Avslutat – genomfört" in page()
 
     events = list(

@@ -473,18 +473,19 @@ def decide_offer(case_id: int, offer_id: int) -> ResponseReturnValue:
     case = load_case(case_id)
     store = keystore()
     decision = request.form.get("decision")
-    if decision not in ("accept", "decline"):
+    # "use" or "keep" (not the workflow's words accept/decline, which name events).
+    if decision not in ("use", "keep"):
         abort(400)
     try:
         with attempt():
-            if decision == "accept":
+            if decision == "use":
                 done = accept_offered_details(store, current_actor(), case, offer_id)
             else:
                 decline_offered_details(store, current_actor(), case, offer_id)
     except Invalid as exc:
         flash(str(exc), "error")
         return redirect(url_for("cases.details", case_id=case.id))
-    if decision == "decline":
+    if decision == "keep":
         flash(_("The details from the referral were declined."), "info")
         return redirect(url_for("cases.details", case_id=case.id))
     _flash_corrected(_("The details from the referral are in the record now."), done)

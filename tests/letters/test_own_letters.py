@@ -142,7 +142,7 @@ def test_a_previews_answer_code_works_before_the_letter_is_printed(
     assert response.status_code == 200
     text = "\n".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(response.data)).pages)
     assert code in text
-    row = codes.redeem_code(session, code)
+    row = codes.redeem_code(session, ring, code)
     assert row.case_id == case.id and row.letter_id == letter.id
     assert letter.status == "queued"
     # Printed later, the code runs a full period from the print.
