@@ -55,6 +55,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from slussen import vault
 from slussen.db import Base, UtcDateTime, intpk, one_of, utcnow
 from slussen.errors import Conflict
+from slussen.sensitivity import REFERENCES, classify
 
 ACTIONS = (
     "read",
@@ -82,6 +83,28 @@ class AuditEvent(Base):
     """One access. Never updated or deleted (a PostgreSQL trigger refuses both)."""
 
     __tablename__ = "audit_events"
+    __sensitivity__ = classify(
+        pseudonym={
+            "the patient concerned, keyed with the key ring (vault.pseudonym)": (
+                "patient_pseudonym",
+            )
+        },
+        clear={
+            REFERENCES: ("id", "actor_id", "unit_id"),
+            "the chain's order and MAC, which verify recomputes": ("chain", "seq", "mac"),
+            "who acted, when, what on which object and why: the access log's own words": (
+                "occurred_at",
+                "actor_name",
+                "actor_role",
+                "action",
+                "object_type",
+                "object_id",
+                "purpose",
+                "request_id",
+                "client_address",
+            ),
+        },
+    )
     __table_args__ = (
         CheckConstraint(one_of("action", ACTIONS), "action_known"),
         UniqueConstraint("chain", "seq"),
@@ -114,6 +137,11 @@ class AuditChainHead(Base):
     """The end of one chain: its last sequence number and MAC. One row per chain."""
 
     __tablename__ = "audit_chain_heads"
+    __sensitivity__ = classify(
+        clear={
+            "each chain's end, which verify and checkpoints compare": ("id", "chain", "seq", "mac")
+        }
+    )
 
     id: Mapped[intpk]
     chain: Mapped[str] = mapped_column(String(20), unique=True)

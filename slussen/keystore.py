@@ -44,12 +44,21 @@ from slussen.db import (
     slice_commit,
     utcnow,
 )
+from slussen.sensitivity import REFERENCES, classify
 
 
 class DataKey(Base):
     """One random AES-256 key, stored only wrapped by a master key from the key ring."""
 
     __tablename__ = "data_keys"
+    __sensitivity__ = classify(
+        sealed=("wrapped",),
+        clear={
+            REFERENCES: ("id",),
+            "which master key wraps it, so rotation needs no decryption": ("master_key_id",),
+            "key life cycle (crypto-shredding)": ("created_at", "destroyed_at"),
+        },
+    )
 
     id: Mapped[intpk]
     #: The wrapped key (vault format v1); NULL once destroyed (crypto-shredding).
@@ -74,6 +83,13 @@ class KeyringCanary(Base):
     """The one row sealed under the key ring at `slussen init-db`, opened to check a ring."""
 
     __tablename__ = "keyring_canaries"
+    __sensitivity__ = classify(
+        sealed=("sealed",),
+        clear={
+            REFERENCES: ("id", "data_key_id"),
+            "names the ring a restore needs": ("ring_fingerprint", "created_at"),
+        },
+    )
     __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
 
     #: Always 1: one canary per database.

@@ -15,6 +15,7 @@ from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from slussen.db import Base, created_at, intpk, one_of
+from slussen.sensitivity import REFERENCES, classify
 
 LETTER_STATUSES = ("queued", "held", "printed", "cancelled")
 
@@ -23,6 +24,21 @@ class QueuedLetter(Base):
     """A letter waiting to be printed (or printed, held back, cancelled)."""
 
     __tablename__ = "letter_queue"
+    __sensitivity__ = classify(
+        clear={
+            REFERENCES: ("id", "case_id", "unit_id", "batch_id"),
+            "which letter, queued by which workflow event: the print queue's state": (
+                "letter",
+                "event",
+                "status",
+                "batch_position",
+            ),
+            "why a letter waits, in the system's words (no address, protected identity)": (
+                "hold_reason",
+            ),
+            "queue times": ("queued_at", "printed_at"),
+        },
+    )
     __table_args__ = (
         CheckConstraint(one_of("status", LETTER_STATUSES), "status_known"),
         Index("ix_letter_queue_unit_id_status", "unit_id", "status"),

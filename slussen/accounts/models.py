@@ -18,12 +18,28 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from slussen.accounts.roles import Role
 from slussen.db import Base, UtcDateTime, created_at, intpk, one_of, str200
+from slussen.sensitivity import REFERENCES, classify
 
 
 class Unit(Base):
     """A vårdcentral: the boundary of who may see which case, and the letterhead of its letters."""
 
     __tablename__ = "units"
+    __sensitivity__ = classify(
+        clear={
+            REFERENCES: ("id",),
+            "the vårdcentral's public name, HSA-id, address and phone printed on letters": (
+                "name",
+                "hsa_id",
+                "street",
+                "postcode",
+                "town",
+                "phone",
+                "phone_hours",
+                "created_at",
+            ),
+        },
+    )
 
     id: Mapped[intpk]
     name: Mapped[str200]
@@ -43,6 +59,25 @@ class User(Base):
     """A person who logs in. Exactly one role; units through memberships."""
 
     __tablename__ = "users"
+    __sensitivity__ = classify(
+        sealed=("totp_secret_enc",),
+        clear={
+            REFERENCES: ("id", "data_key_id"),
+            "staff accounts: who may log in, with which role": (
+                "username",
+                "display_name",
+                "role",
+                "is_active",
+                "created_at",
+                "last_login_at",
+            ),
+            "an argon2id hash, made to be stored": ("password_hash",),
+            "TOTP replay guard and enrolment time (no secret)": (
+                "totp_last_counter",
+                "totp_enrolled_at",
+            ),
+        },
+    )
     __table_args__ = (CheckConstraint(one_of("role", [r.value for r in Role]), name="role_known"),)
 
     id: Mapped[intpk]
@@ -77,6 +112,7 @@ class Membership(Base):
     """A user works in a unit; a coach sees only the cases of their units (inre sekretess)."""
 
     __tablename__ = "memberships"
+    __sensitivity__ = classify(clear={REFERENCES: ("id", "user_id", "unit_id")})
     __table_args__ = (UniqueConstraint("user_id", "unit_id"),)
 
     id: Mapped[intpk]
@@ -92,6 +128,16 @@ class WebSession(Base):
     session's data. Deleting the row ends the session at once (logout, timeout, disabled user)."""
 
     __tablename__ = "web_sessions"
+    __sensitivity__ = classify(
+        clear={
+            "SHA-256 of a random cookie token (a copy cannot be replayed)": ("id",),
+            REFERENCES: ("user_id",),
+            "login state: user id, CSRF token, language; a pending TOTP secret in it is sealed": (
+                "data",
+            ),
+            "timeouts": ("created_at", "last_seen_at"),
+        },
+    )
 
     #: SHA-256 (hex) of the cookie token: a copy of the database cannot be replayed as a cookie.
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -111,6 +157,13 @@ class RecoveryCode(Base):
     """A one-time recovery code for logging in without the authenticator app."""
 
     __tablename__ = "recovery_codes"
+    __sensitivity__ = classify(
+        blind_index=("code_hash",),
+        clear={
+            REFERENCES: ("id", "user_id"),
+            "when made and used (a used code is refused)": ("created_at", "used_at"),
+        },
+    )
 
     id: Mapped[intpk]
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)

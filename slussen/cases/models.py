@@ -21,6 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from slussen.db import Base, UtcDateTime, created_at, intpk, one_of
+from slussen.sensitivity import REFERENCES, classify
 
 CHANNELS = ("staff_flag", "self_referral", "phone", "message_1177")
 CONTACT_CHANNELS = ("post", "phone", "1177")
@@ -51,6 +52,26 @@ class Case(Base):
     concurrent changes collide instead of mixing."""
 
     __tablename__ = "cases"
+    __sensitivity__ = classify(
+        clear={
+            REFERENCES: ("id", "unit_id", "patient_id", "coach_id", "flagged_by_id"),
+            "printed on letters instead of any identifier": ("reference",),
+            "the workflow's state and its times, which worklists and timers query": (
+                "state",
+                "opened_at",
+                "state_entered_at",
+                "closed_at",
+                "next_due_on",
+                "version",
+            ),
+            "how the case came in and how the patient wants to be reached": (
+                "channel",
+                "contact_channel",
+                "is_consent_to_contact",
+            ),
+            "not yet sealed (#17)": ("screening_flag",),
+        },
+    )
     __table_args__ = (
         # States are data (workflows/sluss.toml), so the database checks their form; the engine
         # checks that they exist in the loaded workflow.
@@ -111,6 +132,20 @@ class CaseEvent(Base):
     """The case's history: one row per event, appended by the engine, never changed."""
 
     __tablename__ = "case_events"
+    __sensitivity__ = classify(
+        sealed=("note_enc",),
+        clear={
+            REFERENCES: ("id", "case_id", "actor_id"),
+            "the workflow's history: event and state names, who and when": (
+                "event",
+                "from_state",
+                "to_state",
+                "actor_name",
+                "actor_role",
+                "occurred_at",
+            ),
+        },
+    )
     __table_args__ = (
         # The evaluation reads each milestone event's (case, moment) from this index alone.
         Index("ix_case_events_event_case_id_occurred_at", "event", "case_id", "occurred_at"),
@@ -133,6 +168,12 @@ class DueDate(Base):
     """A named due date of a case ("reminder", "follow_up_1"…), set and cleared by the engine."""
 
     __tablename__ = "case_due_dates"
+    __sensitivity__ = classify(
+        clear={
+            REFERENCES: ("id", "case_id"),
+            "a timer's name and date, which the daily tick queries": ("name", "due_on"),
+        },
+    )
     __table_args__ = (UniqueConstraint("case_id", "name"),)
 
     id: Mapped[intpk]
@@ -147,6 +188,17 @@ class Referral(Base):
     """A referral: the one that opened the case, or a later one attached to the open case."""
 
     __tablename__ = "referrals"
+    __sensitivity__ = classify(
+        sealed=("reason_enc",),
+        clear={
+            REFERENCES: ("id", "case_id", "created_by_id"),
+            "how and when it came, and whether the coach has seen it": (
+                "channel",
+                "created_at",
+                "is_seen",
+            ),
+        },
+    )
     __table_args__ = (CheckConstraint(one_of("channel", CHANNELS), "channel_known"),)
 
     id: Mapped[intpk]

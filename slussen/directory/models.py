@@ -33,6 +33,7 @@ from sqlalchemy.types import TypeDecorator
 from slussen.accounts.models import User
 from slussen.db import Base, created_at, intpk, one_of, str200, utcnow
 from slussen.directory.categories import KINDS, SECTORS
+from slussen.sensitivity import REFERENCES, classify
 
 REVISION_STATUSES = ("pending", "approved", "returned", "superseded")
 
@@ -62,6 +63,23 @@ class Organisation(Base):
     """An association, church, library or municipal service offering activities."""
 
     __tablename__ = "organisations"
+    __sensitivity__ = classify(
+        clear={
+            REFERENCES: ("id", "public_id"),
+            "the directory: public information about an association": (
+                "name",
+                "sector",
+                "description",
+                "contact_name",
+                "email",
+                "phone",
+                "website",
+                "area",
+                "created_at",
+                "updated_at",
+            ),
+        },
+    )
     __table_args__ = (CheckConstraint(one_of("sector", SECTORS), name="sector_known"),)
 
     id: Mapped[intpk]
@@ -88,6 +106,7 @@ class OrganisationMember(Base):
     """An org_rep user represents an organisation and may edit only its activities."""
 
     __tablename__ = "organisation_members"
+    __sensitivity__ = classify(clear={REFERENCES: ("id", "user_id", "organisation_id")})
     __table_args__ = (UniqueConstraint("user_id", "organisation_id"),)
 
     id: Mapped[intpk]
@@ -104,6 +123,16 @@ class Activity(Base):
     """Something an organisation offers, once or recurring; its content is in revisions."""
 
     __tablename__ = "activities"
+    __sensitivity__ = classify(
+        clear={
+            REFERENCES: ("id", "public_id", "organisation_id", "published_revision_id"),
+            "the directory: public information about an activity": (
+                "is_withdrawn",
+                "last_verified_on",
+                "created_at",
+            ),
+        },
+    )
 
     id: Mapped[intpk]
     #: Stable identifier for open data and calendar programs (HSDS service.id, iCalendar UID).
@@ -136,6 +165,45 @@ class ActivityRevision(Base):
     """One version of an activity's content, as submitted; moderated, never edited afterwards."""
 
     __tablename__ = "activity_revisions"
+    __sensitivity__ = classify(
+        clear={
+            REFERENCES: ("id", "activity_id", "author_id", "decided_by_id"),
+            "moderation of the public directory": (
+                "number",
+                "status",
+                "created_at",
+                "decided_at",
+                "moderator_comment",
+            ),
+            "the directory: public information about an activity": (
+                "title",
+                "description",
+                "categories",
+                "kind",
+                "first_date",
+                "start_time",
+                "duration_minutes",
+                "rrule",
+                "extra_dates",
+                "exception_dates",
+                "place_name",
+                "street",
+                "postcode",
+                "town",
+                "area",
+                "accessibility_notes",
+                "cost_sek",
+                "cost_note",
+                "age_groups",
+                "languages",
+                "has_companion",
+                "capacity",
+                "contact_name",
+                "contact_phone",
+                "contact_email",
+            ),
+        },
+    )
     __table_args__ = (
         UniqueConstraint("activity_id", "number"),
         CheckConstraint(one_of("status", REVISION_STATUSES), name="status_known"),
@@ -238,6 +306,18 @@ class ActivityOccasion(Base):
     """One dated occasion of a published activity, expanded from its schedule."""
 
     __tablename__ = "activity_occasions"
+    __sensitivity__ = classify(
+        clear={
+            REFERENCES: ("id", "activity_id"),
+            "when a public activity takes place (the calendar's index)": (
+                "starts_at",
+                "ends_at",
+                "local_date",
+                "weekday",
+                "start_minute",
+            ),
+        },
+    )
     __table_args__ = (
         Index("ix_activity_occasions_local_date_starts_at", "local_date", "starts_at"),
         Index("ix_activity_occasions_activity_id_local_date", "activity_id", "local_date"),
@@ -260,6 +340,9 @@ class DirectoryState(Base):
     app process can tell whether its cached calendar pages are still current."""
 
     __tablename__ = "directory_state"
+    __sensitivity__ = classify(
+        clear={"the directory's version, for caches": ("id", "version", "changed_at")}
+    )
 
     id: Mapped[intpk]
     version: Mapped[int] = mapped_column(Integer, default=0)

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from slussen.cases.models import CHANNELS
 from slussen.db import Base, created_at, intpk, one_of
+from slussen.sensitivity import REFERENCES, classify
 
 FORWARD_STATUSES = ("pending", "accepted", "declined")
 
@@ -20,6 +21,26 @@ class ForwardedReferral(Base):
     sealed with the patient's data key, bound to this row."""
 
     __tablename__ = "forwarded_referrals"
+    __sensitivity__ = classify(
+        sealed=("reason_enc", "decision_reason_enc"),
+        clear={
+            REFERENCES: (
+                "id",
+                "case_id",
+                "to_unit_id",
+                "from_unit_id",
+                "created_by_id",
+                "decided_by_id",
+                "referral_id",
+            ),
+            "how it came and the request's state": (
+                "channel",
+                "status",
+                "created_at",
+                "decided_at",
+            ),
+        },
+    )
     __table_args__ = (
         CheckConstraint(one_of("channel", CHANNELS), "channel_known"),
         CheckConstraint(one_of("status", FORWARD_STATUSES), "status_known"),

@@ -8,6 +8,7 @@ from sqlalchemy import Boolean, Date, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from slussen.db import Base, created_at, intpk
+from slussen.sensitivity import REFERENCES, classify
 
 
 class LetterBatch(Base):
@@ -18,6 +19,19 @@ class LetterBatch(Base):
     reprint is identical to what went to the print room."""
 
     __tablename__ = "letter_batches"
+    __sensitivity__ = classify(
+        clear={
+            REFERENCES: ("id", "unit_id", "created_by_id"),
+            "a print run: when, how many letters and pages, the PDF's checksum": (
+                "created_at",
+                "letter_date",
+                "letter_count",
+                "page_count",
+                "sha256",
+                "is_forwarding",
+            ),
+        },
+    )
 
     id: Mapped[intpk]
     unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"), index=True)

@@ -16,6 +16,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from slussen.db import Base, created_at, intpk
+from slussen.sensitivity import REFERENCES, classify
 
 #: Columns holding AES-GCM ciphertext (vault format v1), bound to table, column and row.
 ENCRYPTED_COLUMNS = ("identifier", "name", "street", "postcode", "town", "phone")
@@ -26,6 +27,29 @@ class Patient(Base):
     encrypts, decrypts and writes the audit row; the ciphertext columns are useless without it."""
 
     __tablename__ = "patients"
+    __sensitivity__ = classify(
+        sealed=(
+            "identifier_enc",
+            "name_enc",
+            "street_enc",
+            "postcode_enc",
+            "town_enc",
+            "phone_enc",
+        ),
+        clear={
+            REFERENCES: ("id", "data_key_id", "registered_unit_id"),
+            "which register the identifier belongs to (personnummer, samordningsnummer, reserve)": (
+                "identifier_kind",
+                "identifier_issuer",
+            ),
+            "letters need the language and whether the address may be printed": (
+                "preferred_language",
+                "is_protected_identity",
+            ),
+            "record life cycle (erasure)": ("created_at", "erased_at"),
+            "not yet sealed (#17)": ("birth_year", "sex"),
+        },
+    )
     __table_args__ = (
         CheckConstraint("identifier_kind IN ('pnr', 'snr', 'reserv')", "identifier_kind_known"),
         CheckConstraint("sex IN ('female', 'male') OR sex IS NULL", "sex_known"),
@@ -59,6 +83,13 @@ class PatientLookup(Base):
     """Blind index: HMAC of an identifier, so a patient can be found without decrypting rows."""
 
     __tablename__ = "patient_lookups"
+    __sensitivity__ = classify(
+        blind_index=("digest",),
+        clear={
+            REFERENCES: ("id", "patient_id"),
+            "what the digest indexes (the identifier)": ("kind",),
+        },
+    )
     __table_args__ = (UniqueConstraint("kind", "digest"),)
 
     id: Mapped[intpk]

@@ -18,6 +18,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from slussen.db import Base, UtcDateTime, created_at, intpk
+from slussen.sensitivity import REFERENCES, classify
 
 #: When a questionnaire is answered: before the visit, or at the six-month evaluation.
 OCCASIONS = ("baseline", "six_month")
@@ -29,6 +30,20 @@ class QuestionnaireResponse(Base):
     patient's data key; the form version they were given under is kept with them."""
 
     __tablename__ = "questionnaire_responses"
+    __sensitivity__ = classify(
+        sealed=("answers_enc", "second_answers_enc"),
+        clear={
+            REFERENCES: ("id", "case_id", "keyed_by_id", "second_keyed_by_id"),
+            "which form, version and occasion was answered, how and when": (
+                "form_id",
+                "form_version",
+                "occasion",
+                "source",
+                "is_verified",
+                "submitted_at",
+            ),
+        },
+    )
     __table_args__ = (
         CheckConstraint("occasion IN ('baseline', 'six_month')", "occasion_known"),
         CheckConstraint("source IN ('online', 'paper')", "source_known"),
@@ -61,6 +76,13 @@ class QuestionnaireScore(Base):
     without the key ring it cannot be linked to a person."""
 
     __tablename__ = "questionnaire_scores"
+    __sensitivity__ = classify(
+        clear={
+            REFERENCES: ("id", "response_id", "case_id"),
+            "which score of which form and occasion": ("form_id", "score_id", "occasion"),
+            "not yet sealed (#17)": ("value", "is_positive"),
+        },
+    )
     __table_args__ = (
         UniqueConstraint("response_id", "score_id"),
         CheckConstraint("occasion IN ('baseline', 'six_month')", "occasion_known"),
@@ -98,6 +120,19 @@ class AnswerCode(Base):
     stored; it expires, and works once."""
 
     __tablename__ = "answer_codes"
+    __sensitivity__ = classify(
+        sealed=("draft_enc",),
+        clear={
+            REFERENCES: ("id", "case_id", "letter_id"),
+            "not yet a keyed hash (#17): SHA-256 of the code": ("code_hash",),
+            "which occasion it answers and when it works": (
+                "occasion",
+                "created_at",
+                "expires_at",
+                "used_at",
+            ),
+        },
+    )
     __table_args__ = (CheckConstraint("occasion IN ('baseline', 'six_month')", "occasion_known"),)
 
     id: Mapped[intpk]

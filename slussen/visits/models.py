@@ -17,6 +17,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from slussen.db import Base, UtcDateTime, created_at, intpk, one_of
+from slussen.sensitivity import REFERENCES, classify
 
 VISIT_KINDS = ("mapping", "follow_up_1", "follow_up_2")
 VISIT_STATUSES = ("booked", "done", "cancelled")
@@ -33,6 +34,21 @@ class Visit(Base):
     """A booked or held visit: the 45-minute mapping visit or a follow-up."""
 
     __tablename__ = "visits"
+    __sensitivity__ = classify(
+        sealed=("notes_enc",),
+        clear={
+            REFERENCES: ("id", "case_id", "coach_id"),
+            "the coach's calendar and worklist need what kind of visit, when and its state": (
+                "kind",
+                "status",
+                "mode",
+                "starts_at",
+                "duration_minutes",
+                "created_at",
+            ),
+            "not yet sealed (#17)": ("place",),
+        },
+    )
     __table_args__ = (
         CheckConstraint(one_of("kind", VISIT_KINDS), "kind_known"),
         CheckConstraint(one_of("status", VISIT_STATUSES), "status_known"),
@@ -59,6 +75,19 @@ class NetworkEntry(Base):
     """A person or context in the patient's social network, for the network map."""
 
     __tablename__ = "network_entries"
+    __sensitivity__ = classify(
+        sealed=("label_enc",),
+        clear={
+            REFERENCES: ("id", "case_id"),
+            "not yet sealed (#17)": (
+                "relation_type",
+                "closeness",
+                "contact_frequency",
+                "is_could_deepen",
+                "is_could_resume",
+            ),
+        },
+    )
     __table_args__ = (
         CheckConstraint(one_of("relation_type", RELATION_TYPES), "relation_type_known"),
         CheckConstraint(
@@ -83,6 +112,9 @@ class CaseInterest(Base):
     """An interest area mapped at the visit (ids from forms/interest_mapping.toml)."""
 
     __tablename__ = "case_interests"
+    __sensitivity__ = classify(
+        clear={REFERENCES: ("id", "case_id"), "not yet sealed (#17)": ("interest",)}
+    )
     __table_args__ = (UniqueConstraint("case_id", "interest"),)
 
     id: Mapped[intpk]
@@ -94,6 +126,9 @@ class CaseBarrier(Base):
     """A barrier to community (ids: cost, anxiety, transport, language, digital, health, time…)."""
 
     __tablename__ = "case_barriers"
+    __sensitivity__ = classify(
+        clear={REFERENCES: ("id", "case_id"), "not yet sealed (#17)": ("barrier",)}
+    )
     __table_args__ = (UniqueConstraint("case_id", "barrier"),)
 
     id: Mapped[intpk]
@@ -105,6 +140,10 @@ class MappingRecord(Base):
     """The free-text parts of the mapping: barriers in the patient's words and notes."""
 
     __tablename__ = "mapping_records"
+    __sensitivity__ = classify(
+        sealed=("barrier_notes_enc", "notes_enc"),
+        clear={REFERENCES: ("id", "case_id"), "not yet sealed (#17)": ("area",)},
+    )
 
     id: Mapped[intpk]
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), unique=True)
@@ -118,6 +157,13 @@ class ActionPlan(Base):
     """One revision of the action plan; revisions are kept, the highest is current."""
 
     __tablename__ = "action_plans"
+    __sensitivity__ = classify(
+        sealed=("goals_enc",),
+        clear={
+            REFERENCES: ("id", "case_id", "created_by_id"),
+            "which revision, when": ("revision", "created_at"),
+        },
+    )
     __table_args__ = (UniqueConstraint("case_id", "revision"),)
 
     id: Mapped[intpk]
@@ -140,6 +186,18 @@ class PlanStep(Base):
     """A step of the plan: an activity, who acts, when, and how it went."""
 
     __tablename__ = "plan_steps"
+    __sensitivity__ = classify(
+        sealed=("text_enc", "outcome_note_enc"),
+        clear={
+            REFERENCES: ("id", "plan_id", "activity_id"),
+            "the step's order, who acts, its date and state (no fact about the patient)": (
+                "position",
+                "actor",
+                "due_on",
+                "outcome",
+            ),
+        },
+    )
     __table_args__ = (
         CheckConstraint(one_of("actor", STEP_ACTORS), "actor_known"),
         CheckConstraint(one_of("outcome", STEP_OUTCOMES), "outcome_known"),
@@ -164,6 +222,19 @@ class Handover(Base):
     """Sluss 2: an organisation is asked to meet the patient and go along the first time."""
 
     __tablename__ = "handovers"
+    __sensitivity__ = classify(
+        sealed=("notes_enc",),
+        clear={
+            REFERENCES: ("id", "case_id", "step_id", "organisation_id"),
+            "the request's state and the meeting's time, which the association's list queries": (
+                "status",
+                "meeting_at",
+                "outcome",
+                "created_at",
+            ),
+            "not yet sealed (#17)": ("organisation_name", "companion_name", "meeting_place"),
+        },
+    )
     __table_args__ = (
         CheckConstraint(one_of("status", HANDOVER_STATUSES), "status_known"),
         CheckConstraint(one_of("outcome", HANDOVER_OUTCOMES, nullable=True), "outcome_known"),
