@@ -11,7 +11,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Connection, Engine, inspect
 
 from slussen import migrate
 from slussen.db import make_engine
@@ -400,3 +400,144 @@ def test_corrections_are_kept_by_a_refused_downgrade(empty_engine: Engine) -> No
         conn.execute(text("DELETE FROM patient_corrections"))
     migrate.downgrade(empty_engine, "0017")
     assert "patient_corrections" not in inspect(empty_engine).get_table_names()
+
+
+def _insert(conn: Connection, table: str, columns: str, rows: list[tuple[Any, ...]]) -> None:
+    """Rows of `table` in raw Core, whatever the models say now (times typed as the app stores
+    them)."""
+    import sqlalchemy as sa
+
+    from slussen.db import UtcDateTime
+
+    names = columns.split()
+    typed = (sa.column(c, UtcDateTime() if c.endswith("_at") else None) for c in names)
+    conn.execute(
+        sa.insert(sa.table(table, *typed)), [dict(zip(names, r, strict=True)) for r in rows]
+    )
+
+
+def test_research_records_are_made_from_the_clinical_tables_and_scores_sealed(
+    empty_engine: Engine,
+) -> None:
+    """0014: every case of a patient not erased gets its research subject (covariates, status,
+    flag, the first day of each milestone, plan and hand-over) and its scores (the last value per
+    score and occasion); every score is sealed with its patient's key, an erased patient's
+    dropped. Without the ring nothing changes; the downgrade opens the seals again."""
+    import datetime as dt
+    import json
+
+    from sqlalchemy import text
+
+    from slussen import vault
+
+    ring = vault.KeyRing.generate()
+    migrate.upgrade(empty_engine, "0013")
+    at = dt.datetime(2026, 3, 31, 22, 30, tzinfo=dt.UTC)  # 1 April in Sweden
+    later = at + dt.timedelta(days=9)
+    key = vault.new_data_key()
+    # fmt: off
+    with empty_engine.begin() as conn:
+        _insert(conn, "units", "id name hsa_id street postcode town phone phone_hours created_at",
+                [(1, "VC", "SE2321000016-M001", "G 1", "722 15", "V", "0", "", at)])
+        _insert(conn, "data_keys", "id wrapped master_key_id created_at",
+                [(1, vault.wrap_data_key(ring, key, data_key_id=1), "m1", at),
+                 (2, None, None, at)])  # patient 2 was erased: the key is destroyed
+        _insert(conn, "patients", "id data_key_id identifier_kind identifier_issuer "
+                "preferred_language is_protected_identity birth_year sex created_at erased_at",
+                [(1, 1, "pnr", "x", "sv", False, 1960, "female", at, None),
+                 (2, 2, "pnr", "x", "sv", False, 1990, None, at, later)])
+        _insert(conn, "cases", "id reference unit_id patient_id state channel contact_channel "
+                "is_consent_to_contact opened_at state_entered_at closed_at screening_flag "
+                "version",
+                [(10, "S26-10", 1, 1, "closed_completed", "phone", "post", True, at, later,
+                  later, "resolved", 1),
+                 (11, "S26-11", 1, 2, "referred", "phone", "post", True, at, at, None, None, 1)])
+        _insert(conn, "case_events", "case_id event to_state actor_name actor_role occurred_at",
+                [(10, event, "x", "c", "coach", when) for event, when in (
+                    ("open", at), ("invite", later), ("invite", at + dt.timedelta(days=2)),
+                    ("register_baseline", later), ("decline", later))])
+        _insert(conn, "action_plans", "case_id revision goals_enc created_at",
+                [(10, 1, b"x", later)])
+        _insert(conn, "handovers", "case_id organisation_name status meeting_at created_at",
+                [(10, "F", "done", None, later), (10, "G", "accepted", at, at)])
+        _insert(conn, "questionnaire_responses", "id case_id form_id form_version occasion "
+                "source answers_enc is_verified submitted_at",
+                [(r, c, f, 1, "baseline", "paper", b"x", True, at)
+                 for r, c, f in ((1, 10, "ucla3"), (2, 10, "ucla3"), (3, 10, "mini_spin"),
+                                 (4, 11, "ucla3"))])
+        # Case 10 answered UCLA-3 twice, the second time with no value: the first value counts.
+        _insert(conn, "questionnaire_scores", "id response_id case_id form_id score_id "
+                "occasion value is_positive",
+                [(1, 1, 10, "ucla3", "total", "baseline", 7.0, True),
+                 (2, 2, 10, "ucla3", "total", "baseline", None, None),
+                 (3, 3, 10, "mini_spin", "total", "baseline", 8.0, True),
+                 (4, 4, 11, "ucla3", "total", "baseline", 5.0, False)])
+    # fmt: on
+
+    with pytest.raises(RuntimeError, match=r"2 case\(s\) need research records"):
+        migrate.upgrade(empty_engine)
+    assert migrate.current_revision(empty_engine) == "0013"  # nothing changed
+    migrate.upgrade(empty_engine, ring=ring)
+    with empty_engine.connect() as conn:
+        [subject] = conn.execute(text("SELECT * FROM research_subjects")).mappings().all()
+        scores = conn.execute(
+            text("SELECT form_id, value, is_positive FROM research_scores ORDER BY form_id")
+        ).all()
+        columns = {c["name"] for c in inspect(conn).get_columns("questionnaire_scores")}
+        sealed = dict(conn.execute(text("SELECT id, score_enc FROM questionnaire_scores")).all())
+    assert subject["pseudonym"] == vault.blind_index(ring, "research:case", "10")
+    assert subject["patient_pseudonym"] == vault.blind_index(ring, "research:patient", "1")
+    covariates = ("unit_id", "channel", "age_band", "sex", "status")
+    assert [subject[c] for c in covariates] == [1, "phone", "65-79", "female", "closed_completed"]
+    assert subject["is_flagged"]
+    days = {
+        name[: -len("_on")]: None if value is None else dt.date.fromisoformat(str(value)[:10])
+        for name, value in subject.items()
+        if name.endswith("_on")
+    }
+    assert days == {
+        "referred": dt.date(2026, 4, 1),
+        "invitation": dt.date(2026, 4, 3),  # the earliest invitation
+        "baseline": dt.date(2026, 4, 10),
+        "mapping_visit": None,
+        "action_plan": dt.date(2026, 4, 10),
+        "handover_done": dt.date(2026, 4, 10),  # the one done, not the one accepted
+        "follow_up_1": None,
+        "six_month": None,
+    }
+    assert [(f, v, bool(p)) for f, v, p in scores] == [
+        ("mini_spin", 8.0, True),
+        ("ucla3", 7.0, True),
+    ]
+    assert "value" not in columns and "is_positive" not in columns
+    cipher = vault.FieldCipher(key, 1)
+    opened = {
+        i: json.loads(
+            cipher.decrypt_str(sealed[i], table="questionnaire_scores", column="score", row_id=i)
+        )
+        for i in (1, 2, 3)
+    }
+    assert opened == {
+        1: {"value": 7.0, "is_positive": True},
+        2: {"value": None, "is_positive": None},
+        3: {"value": 8.0, "is_positive": True},
+    }
+    assert sealed[4] is None  # the erased patient's score went with their key
+
+    with pytest.raises(RuntimeError, match="Cannot unseal 3 score"):
+        migrate.downgrade(empty_engine, "0013")
+    migrate.downgrade(empty_engine, "0013", ring=ring)
+    with empty_engine.connect() as conn:
+        back = conn.execute(
+            text("SELECT id, value, is_positive FROM questionnaire_scores ORDER BY id")
+        ).all()
+        tables = inspect(conn).get_table_names()
+    assert [(i, v, None if p is None else bool(p)) for i, v, p in back] == [
+        (1, 7.0, True),
+        (2, None, None),
+        (3, 8.0, True),
+        (4, None, None),
+    ]
+    assert "research_subjects" not in tables and "research_scores" not in tables
+    migrate.upgrade(empty_engine, ring=ring)  # and up again
+    assert migrate.current_revision(empty_engine) == migrate.head_revision()

@@ -20,13 +20,23 @@ from sqlalchemy.orm.exc import StaleDataError
 from slussen import audit
 from slussen.audit import Actor
 from slussen.cases.models import Case, CaseEvent, DueDate, Referral, state_writer
-from slussen.cases.workflow import Transition, Workflow, add_duration
+from slussen.cases.workflow import Transition, Workflow, add_duration, needs_event
 from slussen.config import today_local
 from slussen.db import utcnow
 from slussen.errors import Conflict, Invalid, NotFound, NotPermitted
 from slussen.keystore import Keystore
 from slussen.letterqueue import queue_letter
-from slussen.patients.services import seal, unseal
+from slussen.patients.services import read_demographics, seal, unseal
+from slussen.research import services as research_records
+
+#: The events whose first firing is a step of the flow in the research records.
+RESEARCH_STEPS = {
+    "invitation": needs_event("invites"),
+    "baseline": needs_event("registers_baseline"),
+    "mapping_visit": needs_event("records_mapping_visit"),
+    "follow_up_1": needs_event("records_follow_up_1"),
+    "six_month": needs_event("registers_evaluation"),
+}
 
 
 class TransitionRefused(Invalid):
@@ -333,9 +343,28 @@ def fire(
         history.note_enc = seal(store, case.patient_id, "case_events", "note", history.id, text)
     if is_sealed:
         history.event_enc = seal(store, case.patient_id, "case_events", "event", history.id, event)
+    research_records.record(store, case.id, *_research_facts(workflow, t, result, now))
     audit_case_change(store, actor, case, SEALED_PURPOSE if is_sealed else event_purpose(event))
     session.flush()
     return history
+
+
+def _research_facts(
+    workflow: Workflow, t: Transition, result: Outcome, at: dt.datetime
+) -> list[research_records.Fact]:
+    """What firing `t` tells the research records: the case's status, the step of the flow it
+    reached (RESEARCH_STEPS), and a screening flag."""
+    facts: list[research_records.Fact] = [
+        research_records.Status(result.to_state if result.is_closed else research_records.OPEN)
+    ]
+    facts += [
+        research_records.Reached(step, at)
+        for step, part in RESEARCH_STEPS.items()
+        if workflow.event_for(part) == t.event
+    ]
+    if t.screening is not None:
+        facts.append(research_records.Flagged())
+    return facts
 
 
 def audit_case_change(store: Keystore, actor: Actor, case: Case, purpose: str) -> None:
@@ -404,6 +433,12 @@ def open_case(
     session.flush()
     if reason:
         referral.reason_enc = seal(store, patient_id, "referrals", "reason", referral.id, reason)
+    known = read_demographics(store, patient_id)
+    research_records.record(
+        store,
+        case.id,
+        research_records.Opened(patient_id, unit_id, channel, now, known.birth_year, known.sex),
+    )
     audit.record(
         session,
         store.ring,

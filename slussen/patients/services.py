@@ -30,6 +30,7 @@ from slussen.patients.models import (
     PatientCorrection,
     PatientLookup,
 )
+from slussen.research.services import erase_subjects
 
 LANGUAGES = ("sv", "en")
 
@@ -353,8 +354,9 @@ def update_patient(
 
 def erase_patient(store: Keystore, actor: Actor, patient: Patient, *, reason: str) -> None:
     """Crypto-shred a patient: destroy the data key and the blind index, clear the ciphertext,
-    and record the erasure. Only a coordinator, an admin or the system may erase; callers decide
-    whether the record may go (a self-referral that never became a case, or after retention)."""
+    delete the research records of the patient's cases, and record the erasure. Only a
+    coordinator, an admin or the system may erase; callers decide whether the record may go (a
+    self-referral that never became a case, or after retention)."""
     if actor.role not in (Role.COORDINATOR.value, Role.ADMIN.value, "system"):
         raise NotPermitted("Bara samordnare och administratörer får radera uppgifter.")
     if patient.erased_at is not None:
@@ -362,6 +364,7 @@ def erase_patient(store: Keystore, actor: Actor, patient: Patient, *, reason: st
     store.destroy(patient.data_key_id)
     for table in (PatientLookup, PatientCorrection, OfferedDetails):
         store.session.execute(delete(table).where(table.patient_id == patient.id))
+    erase_subjects(store, patient.id)
     for column in ("identifier", "name", "street", "postcode", "town", "phone", "demographics"):
         setattr(patient, f"{column}_enc", None)
     patient.erased_at = utcnow()

@@ -22,6 +22,7 @@ from slussen.errors import Invalid, NotFound
 from slussen.keystore import Keystore
 from slussen.letterqueue import queue_letter
 from slussen.patients.services import seal, unseal
+from slussen.research import services as research
 from slussen.text import has_forbidden_characters
 from slussen.visits.models import (
     CONTACT_FREQUENCIES,
@@ -377,6 +378,7 @@ def save_action_plan(
                 row.id,
                 _text(step.outcome_note, "utfallet"),
             )
+    research.record(store, case.id, research.Reached("action_plan", plan.created_at))
     session.flush()
     return plan
 
@@ -508,6 +510,10 @@ def update_handover(
     if note:
         handover.notes_enc = seal(
             store, case.patient_id, "handovers", "notes", handover.id, _text(note, "anteckningen")
+        )
+    if status == "done":
+        research.record(
+            store, case.id, research.Reached("handover_done", meeting_at or handover.created_at)
         )
     store.session.flush()
 

@@ -84,8 +84,8 @@ def _give_every_demo_patient_a_case(app: Any) -> list[str]:
             )
             fire(store, case, "invite", coach, workflow=workflow, note=f"Kallelse till {name}")
             fire(store, case, "register_baseline", coach, workflow=workflow, note=f"Svar {phone}")
-            add_score(session, case.id, "ucla3", "total", "baseline", 4 + index % 5)
-            add_score(session, case.id, "ucla3", "total", "six_month", 3 + index % 4)
+            add_score(store, case.id, "ucla3", "total", "baseline", 4 + index % 5)
+            add_score(store, case.id, "ucla3", "total", "six_month", 3 + index % 4)
             texts += [reason, f"Kallelse till {name}", f"Svar {phone}"]
     return texts
 
