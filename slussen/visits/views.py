@@ -253,11 +253,17 @@ def _steps_from_form() -> list[services.StepInput]:
             due_on = dt.date.fromisoformat(due) if due else None
         except ValueError as exc:
             raise Invalid(_("A step's date must be YYYY-MM-DD.")) from exc
+        # A step chosen from the directory keeps its activity when the plan is saved again; an
+        # id no integer column holds is no activity.
+        activity = request.form.get(f"step-{i}-activity") or ""
+        decimal = activity.isdecimal() and len(activity) <= 10
+        activity_id = int(activity) if decimal and 0 < int(activity) < 2**31 else None
         steps.append(
             services.StepInput(
                 text=text[:1000],
                 actor=request.form.get(f"step-{i}-actor", "patient"),
                 due_on=due_on,
+                activity_id=activity_id,
                 outcome=request.form.get(f"step-{i}-outcome", "pending"),
                 outcome_note=(request.form.get(f"step-{i}-note") or "")[:1000],
             )
