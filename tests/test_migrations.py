@@ -541,3 +541,147 @@ def test_research_records_are_made_from_the_clinical_tables_and_scores_sealed(
     assert "research_subjects" not in tables and "research_scores" not in tables
     migrate.upgrade(empty_engine, ring=ring)  # and up again
     assert migrate.current_revision(empty_engine) == migrate.head_revision()
+
+
+#: The revision that seals the visits' facts, and the one it follows (the chain may change).
+SEALED_VISITS = "0015"
+
+
+def test_visit_facts_are_sealed_and_come_back_in_clear_with_the_ring(
+    empty_engine: Engine,
+) -> None:
+    import datetime as dt
+
+    from sqlalchemy import text
+    from sqlalchemy.orm import Session
+
+    from slussen import vault
+    from slussen.cases.models import Case
+    from slussen.keystore import Keystore
+    from slussen.visits.services import (
+        NetworkInput,
+        case_handovers,
+        case_visits,
+        load_mapping,
+    )
+
+    ring = vault.KeyRing.generate()
+    raw = vault.new_data_key()
+    label = vault.FieldCipher(raw, 1).encrypt(
+        "Dottern Anna", table="network_entries", column="label", row_id=1
+    )
+    at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    migrate.upgrade(empty_engine, "0013")
+    statements = [
+        "INSERT INTO data_keys (id, wrapped, master_key_id, created_at) VALUES"
+        " (1, :wrapped, 'm1', :at), (2, NULL, NULL, :at)",
+        "INSERT INTO units (id, name, hsa_id, street, postcode, town, phone, phone_hours,"
+        " created_at) VALUES (7, 'Enhet 7', 'SE2321000016-B007', 'Gatan 1', '722 15',"
+        " 'Västerås', '021', '', :at)",
+        # Patient 2 was erased: their data key is destroyed.
+        "INSERT INTO patients (id, data_key_id, identifier_kind, identifier_issuer,"
+        " preferred_language, is_protected_identity, created_at) VALUES"
+        " (1, 1, 'pnr', '', 'sv', false, :at), (2, 2, 'pnr', '', 'sv', false, :at)",
+        "INSERT INTO cases (id, reference, unit_id, patient_id, state, channel, contact_channel,"
+        " is_consent_to_contact, opened_at, state_entered_at, version) VALUES"
+        " (1, 'S26-000001', 7, 1, 'plan_active', 'phone', 'post', true, :at, :at, 1),"
+        " (2, 'S26-000002', 7, 2, 'plan_active', 'phone', 'post', true, :at, :at, 1)",
+        "INSERT INTO visits (id, case_id, kind, status, mode, starts_at, duration_minutes, place,"
+        " created_at) VALUES (1, 1, 'mapping', 'done', 'at_unit', :at, 45, 'Solgläntan, rum 12',"
+        " :at), (2, 2, 'mapping', 'done', 'at_unit', :at, 45, 'Raderad plats', :at)",
+        "INSERT INTO network_entries (id, case_id, label_enc, relation_type, closeness,"
+        " contact_frequency, is_could_deepen, is_could_resume) VALUES"
+        " (1, 1, :label, 'family', 1, 'weekly', true, false),"
+        " (2, 2, :label, 'friend', 2, 'lost', false, true)",
+        "INSERT INTO case_interests (case_id, interest) VALUES (1, 'music'), (1, 'faith')",
+        "INSERT INTO case_barriers (case_id, barrier) VALUES (1, 'anxiety'), (2, 'health')",
+        "INSERT INTO mapping_records (case_id, area) VALUES (1, 'Bäckby')",
+        "INSERT INTO handovers (id, case_id, organisation_id, organisation_name, status,"
+        " companion_name, meeting_place, created_at) VALUES"
+        " (1, 1, 3, 'Sorgegruppen', 'accepted', 'Eva', 'Träffpunkten', :at)",
+    ]
+    values = {"at": at, "wrapped": vault.wrap_data_key(ring, raw, data_key_id=1), "label": label}
+    with empty_engine.begin() as conn:
+        for statement in statements:
+            conn.execute(text(statement), values)
+    script = ScriptDirectory.from_config(migrate.alembic_config("sqlite://"))
+    before = script.get_revision(SEALED_VISITS).down_revision
+    assert isinstance(before, str)
+    migrate.upgrade(empty_engine, before, ring=ring)
+
+    with pytest.raises(RuntimeError, match=r"row\(s\) of visits.*needs the key ring"):
+        migrate.upgrade(empty_engine, SEALED_VISITS)
+    assert migrate.current_revision(empty_engine) == before  # nothing changed
+    migrate.upgrade(empty_engine, SEALED_VISITS, ring=ring)
+    tables = set(inspect(empty_engine).get_table_names())
+    assert not tables & {"case_interests", "case_barriers"}
+    with empty_engine.connect() as conn:
+        stored = b"".join(
+            bytes(value)
+            for table in ("visits", "network_entries", "mapping_records", "handovers")
+            for row in conn.execute(text(f"SELECT * FROM {table}"))  # noqa: S608 - fixed names
+            for value in row
+            if isinstance(value, bytes | memoryview)
+        ).decode("latin-1")
+        for clear in ("Solgläntan", "Raderad", "family", "weekly", "music", "faith", "anxiety",
+                      "health", "Bäckby", "Sorgegruppen", "Eva", "Träffpunkten"):  # fmt: skip
+            assert clear not in stored and clear.encode().decode("latin-1") not in stored
+        # The erased patient's clear facts are dropped: no key is left to seal them with.
+        assert conn.execute(text("SELECT place_enc FROM visits WHERE id = 2")).scalar() is None
+        erased = text("SELECT barriers_enc FROM mapping_records WHERE case_id = 2")
+        assert conn.execute(erased).scalar_one() is None
+
+    migrate.upgrade(empty_engine, ring=ring)
+    with Session(empty_engine) as session:
+        store = Keystore(session, ring)
+        case = session.get(Case, 1)
+        assert case is not None
+        mapping = load_mapping(store, case)
+        assert mapping.network == [NetworkInput("Dottern Anna", "family", 1, "weekly", True)]
+        assert (mapping.interests, mapping.barriers, mapping.area) == (
+            ["faith", "music"],
+            ["anxiety"],
+            "Bäckby",
+        )
+        assert [v.place for v in case_visits(store, case)] == ["Solgläntan, rum 12"]
+        [handover] = case_handovers(store, case)
+        assert (handover.organisation_name, handover.companion_name, handover.meeting_place) == (
+            "Sorgegruppen",
+            "Eva",
+            "Träffpunkten",
+        )
+        assert handover.organisation_id == 3
+
+    migrate.downgrade(empty_engine, SEALED_VISITS, ring=ring)
+    with pytest.raises(RuntimeError, match="Cannot unseal the visit facts"):
+        migrate.downgrade(empty_engine, before)
+    migrate.downgrade(empty_engine, before, ring=ring)
+    with empty_engine.connect() as conn:
+
+        def rows(sql: str) -> list[tuple[Any, ...]]:
+            return [tuple(row) for row in conn.execute(text(sql))]
+
+        assert rows("SELECT id, place FROM visits ORDER BY id") == [
+            (1, "Solgläntan, rum 12"),
+            (2, ""),  # dropped with the erased patient's key
+        ]
+        # The erased patient's entry is gone with its key; the other is whole again.
+        assert rows(
+            "SELECT id, relation_type, closeness, contact_frequency, is_could_deepen,"
+            " is_could_resume FROM network_entries"
+        ) == [(1, "family", 1, "weekly", True, False)]
+        assert rows("SELECT case_id, interest FROM case_interests ORDER BY interest") == [
+            (1, "faith"),
+            (1, "music"),
+        ]
+        assert rows("SELECT case_id, barrier FROM case_barriers") == [(1, "anxiety")]
+        assert rows("SELECT case_id, area FROM mapping_records ORDER BY case_id") == [
+            (1, "Bäckby"),
+            (2, None),
+        ]
+        assert rows(
+            "SELECT organisation_id, organisation_name, companion_name, meeting_place"
+            " FROM handovers"
+        ) == [(3, "Sorgegruppen", "Eva", "Träffpunkten")]
+    migrate.upgrade(empty_engine, ring=ring)  # and up again
+    assert migrate.current_revision(empty_engine) == migrate.head_revision()

@@ -2,7 +2,7 @@
 index (HMAC-SHA256 under the key ring's blind-index key) of that SHA-256
 
 Revision ID: 0016
-Revises: 0014
+Revises: 0015
 Create Date: 2027-01-20 09:00:00.000000
 
 The new stored form is defined over the old one (`questionnaires.codes.code_hash` and
@@ -30,7 +30,7 @@ import slussen.db
 from slussen import vault
 
 revision = "0016"
-down_revision = "0014"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 

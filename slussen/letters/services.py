@@ -55,7 +55,7 @@ from slussen.patients.services import PatientIdentity, read_patient
 from slussen.questionnaires import codes
 from slussen.questionnaires.models import AnswerCode
 from slussen.visits.models import ActionPlan, Handover, Visit
-from slussen.visits.services import current_plan
+from slussen.visits.services import current_plan, handover_details, visit_place
 
 REPLY_DAYS = 14
 #: Ids from a URL above this are refused before they reach the database (integer columns).
@@ -245,7 +245,8 @@ def check_needs(store: Keystore, case: Case | _CaseRef, template: LetterTemplate
         return "Ärendet har ingen handlingsplan."
     if "handover" in needs:
         handover = _handover(session, case)
-        if handover is None or handover.meeting_at is None or not handover.meeting_place:
+        # The place is sealed: whether one was agreed is whether it has a sealed value.
+        if handover is None or handover.meeting_at is None or handover.meeting_place_enc is None:
             return "Överlämningen saknar tid eller plats."
     return None
 
@@ -305,7 +306,7 @@ def letter_data(
                 "per telefon – vi ringer dig" if language == "sv" else "by phone – we will call you"
             )
         else:
-            values["appointment_place"] = visit.place
+            values["appointment_place"] = visit_place(store, case.patient_id, visit)
         values["appointment_minutes"] = str(visit.duration_minutes)
     steps: tuple[StepText, ...] = ()
     if "plan" in needs:
@@ -324,14 +325,16 @@ def letter_data(
             for step in plan.steps
         )
     if "handover" in needs:
-        handover = _handover(session, case)
-        assert handover is not None and handover.meeting_at is not None
+        row = _handover(session, case)
+        assert row is not None
+        handover = handover_details(store, case.patient_id, row)
+        assert handover.meeting_at is not None
         values["handover_organisation"] = handover.organisation_name
         values["handover_companion"] = handover.companion_name or (
             "en person" if language == "sv" else "a person"
         )
         values["handover_time"] = format_letter_moment(handover.meeting_at, language)
-        values["handover_place"] = handover.meeting_place or ""
+        values["handover_place"] = handover.meeting_place
     code = url = None
     if template.asks_for_answers:
         code = codes.letter_code(store.ring, letter.id)
