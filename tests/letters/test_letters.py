@@ -705,7 +705,7 @@ def test_an_older_duplicate_is_cancelled_and_a_closed_case_s_letters_are_not_sen
     fire(store, case, "remind", coach, workflow=workflow)
     second = letters_of(session, case, "reminder")[-1]
     declined, kallelse = case_with_letter(session, ring, workflow, coach, unit, "kallelse")
-    fire(store, declined, "decline", coach, workflow=workflow, reason="Vill inte")
+    fire(store, declined, "decline", coach, workflow=workflow, reason="Vill inte", confirmed=True)
     services.print_batch(
         store, coordinator, unit.id, io.BytesIO(), context=context, settings=settings, today=TODAY
     )
