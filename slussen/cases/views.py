@@ -524,15 +524,17 @@ def confirm_event(case_id: int, event: str) -> ResponseReturnValue:
 _MIN_NAME_LENGTH = 2
 
 
-@bp.route("/sok")
+@bp.route("/sok", methods=["GET", "POST"])
 @require(Permission.WORK_CASES)
 @shows_patient_data
 def search() -> ResponseReturnValue:
     """Find a case in the user's units: by personnummer, samordningsnummer or the region's
     reservnummer (blind index), or by the patient's name (case and accents folded). Every
-    patient shown is recorded in the access log (`names_for_list`, "search")."""
-    query = (request.args.get("q") or "").strip()[:200]
-    is_reserve = request.args.get("reserve") == "1"
+    patient shown is recorded in the access log (`names_for_list`, "search"). The search is
+    posted, so what was typed (an identifier, a name) is never in a URL: not in the server's
+    request log, the browser's history or an error page's links."""
+    query = (request.form.get("q") or "").strip()[:200]
+    is_reserve = request.form.get("reserve") == "1"
     store = keystore()
     actor = current_actor()
     error = ""

@@ -26,7 +26,9 @@ def _search(page: Any, server: LiveServer, typed: str) -> None:
     page.goto(f"{server.url}/arbetslista")
     page.get_by_label("Hitta ett ärende: personnummer eller namn").fill(typed)
     page.get_by_role("button", name="Sök", exact=True).click()
-    page.wait_for_url(re.compile(r"/sok\?"))
+    page.wait_for_url(re.compile(r"/sok$"))
+    # What was typed is never in the address (posted, not in a URL).
+    assert typed not in page.url
 
 
 def test_find_by_personnummer_and_name_close_with_confirmation_and_reopen(

@@ -82,16 +82,16 @@ def test_a_case_is_found_by_personnummer_and_by_name_within_the_units_only(
     )
     # By name: case and accents do not matter, nor the order of the words; the other unit's
     # Åsa is not shown.
-    page = client.get("/sok", query_string={"q": "oberg asa"}).get_data(as_text=True)
+    page = client.post("/sok", data={"q": "oberg asa"}).get_data(as_text=True)
     assert "Åsa Öberg" in page and mine.reference in page
     assert "Öström" not in page and theirs.reference not in page and "Bertil" not in page
     assert shown(session, SHOWN_IN["search"]) == [mine.id]
     # By personnummer, in the 12- and the 10-digit form.
     for typed in (pnr_mine, f"{pnr_mine[2:8]}-{pnr_mine[8:]}"):
-        page = client.get("/sok", query_string={"q": typed}).get_data(as_text=True)
+        page = client.post("/sok", data={"q": typed}).get_data(as_text=True)
         assert "Per Nummer" in page, typed
     # The other unit's patient: nothing says they exist.
-    page = client.get("/sok", query_string={"q": "Öström"}).get_data(as_text=True)
+    page = client.post("/sok", data={"q": "Öström"}).get_data(as_text=True)
     assert "Inget ärende på dina enheter stämmer." in page
 
 
@@ -99,9 +99,9 @@ def test_a_mistyped_personnummer_and_a_too_short_name_say_why(
     client: FlaskClient, login: Callable[..., Any]
 ) -> None:
     login("coach")
-    page = client.get("/sok", query_string={"q": "19811218-9875"}).get_data(as_text=True)
+    page = client.post("/sok", data={"q": "19811218-9875"}).get_data(as_text=True)
     assert "Kontrollsiffran stämmer inte. Kontrollera personnumret." in page
-    page = client.get("/sok", query_string={"q": "å"}).get_data(as_text=True)
+    page = client.post("/sok", data={"q": "å"}).get_data(as_text=True)
     assert "Skriv minst två bokstäver av namnet." in page
 
 
@@ -135,7 +135,7 @@ def test_the_caseload_shows_every_state_and_the_coach_sees_the_unit(
     assert client.get("/enhet").status_code == 200
     worklist = client.get("/arbetslista").get_data(as_text=True)
     assert 'href="/enhet?state=assessed"' in worklist
-    assert 'action="/sok"' in worklist
+    assert 'action="/sok"' in worklist and 'method="post"' in worklist
 
 
 def test_closing_needs_a_confirmation_and_a_reason(
