@@ -170,6 +170,10 @@ class KeyRing:
         self.blind_index_key = blind_index_key
         self.audit_key = audit_key
         self.pseudonym_key = pseudonym_key
+        #: An AES-GCM object per master key, built on first use: rotation unwraps and wraps
+        #: every data key, a list page unwraps a key per patient, and building the object
+        #: costs about as much as wrapping a key.
+        self._aeads: dict[bytes, AESGCM] = {}
         self._validate()
 
     def __repr__(self) -> str:
@@ -410,6 +414,16 @@ class KeyRing:
             raise KeyRingError(f"Master key {key_id!r} is not in the key ring.")
         return mk.key
 
+    def _aead(self, key_id: str) -> AESGCM:
+        """The AES-GCM object of master key ``key_id``; KeyRingError like :meth:`master`.
+
+        Cached by the key itself, so a ring whose keys change never uses a stale object."""
+        key = self.master(key_id)
+        aead = self._aeads.get(key)
+        if aead is None:
+            aead = self._aeads[key] = AESGCM(key)
+        return aead
+
     def save(self) -> None:
         """Write the ring to its file atomically (mode 0o600); refuses an in-memory ring."""
         self._validate()
@@ -504,7 +518,7 @@ def wrap_data_key(ring: KeyRing, data_key: bytes, *, data_key_id: int) -> bytes:
     master_id = ring.active_master_id
     id_bytes = master_id.encode("ascii")
     nonce = os.urandom(NONCE_BYTES)
-    ct = AESGCM(ring.master(master_id)).encrypt(nonce, data_key, _dk_aad(data_key_id))
+    ct = ring._aead(master_id).encrypt(nonce, data_key, _dk_aad(data_key_id))
     return _VERSION_BYTE + bytes([len(id_bytes)]) + id_bytes + nonce + ct
 
 
@@ -516,9 +530,9 @@ def unwrap_data_key(ring: KeyRing, blob: bytes, *, data_key_id: int) -> bytes:
     """
     _check_data_key_id(data_key_id)
     key_id, nonce, ct = _parse_wrapped(blob)
-    master = ring.master(key_id)
+    aead = ring._aead(key_id)
     try:
-        return AESGCM(master).decrypt(nonce, ct, _dk_aad(data_key_id))
+        return aead.decrypt(nonce, ct, _dk_aad(data_key_id))
     except InvalidTag:
         raise DecryptionError(
             f"Data key {data_key_id} failed authentication under master key {key_id!r} "
