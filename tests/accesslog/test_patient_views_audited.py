@@ -93,6 +93,10 @@ CALLS: dict[str, Call] = {
     "cases.show": Call(
         role="coach", send=lambda client, demo: client.get(f"/arenden/{demo.case_id}")
     ),
+    "cases.details": Call(
+        role="coach",
+        send=lambda client, demo: client.get(f"/arenden/{demo.case_id}/uppgifter"),
+    ),
     "intake.incoming_show": Call(
         send=lambda client, demo: client.get(f"/inkomna-remisser/{demo.forwarded_id}"),
     ),
