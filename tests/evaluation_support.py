@@ -109,7 +109,15 @@ def case_with_scores(
     scores {"ucla3_total": (baseline, six_month)}."""
     if state == "no_answer":
         case = make_case(session, ring, workflow, coach, unit_id, "evaluation_sent", **identity)
-        fire(Keystore(session, ring), case, "complete", coach, workflow=workflow)
+        fire(
+            Keystore(session, ring),
+            case,
+            "complete",
+            coach,
+            workflow=workflow,
+            reason="Inga svar",
+            confirmed=True,
+        )
     else:
         case = make_case(session, ring, workflow, coach, unit_id, state, **identity)
     store = Keystore(session, ring)
