@@ -333,8 +333,9 @@ def seed(engine: Engine, cases: int) -> None:
                         if rng.random() < 0.3:
                             handovers.append(
                                 {
+                                    # The organisation's name is sealed (not read here).
                                     "case_id": case_id,
-                                    "organisation_name": "Förening",
+                                    "organisation_name_enc": b"x",
                                     "status": "done",
                                     "created_at": at,
                                     "meeting_at": at + dt.timedelta(days=9),

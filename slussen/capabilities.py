@@ -15,11 +15,16 @@ from slussen.config import Settings
 from slussen.content import Checker, Content, Problem, refuse_errors, run_checkers
 from slussen.directory.categories import check_interest_mapping
 from slussen.letters.definitions import check_letters
+from slussen.questionnaires import guards as questionnaire_guards
 from slussen.questionnaires.definitions import check_forms
 from slussen.visits import guards as visit_guards
 
 #: Every guard a workflow file may name, by name.
-GUARDS: dict[str, Guard] = {**case_guards.GUARDS, **visit_guards.GUARDS}
+GUARDS: dict[str, Guard] = {
+    **case_guards.GUARDS,
+    **visit_guards.GUARDS,
+    **questionnaire_guards.GUARDS,
+}
 
 CHECKERS: tuple[Checker, ...] = (
     functools.partial(check_workflow, guards=GUARDS),

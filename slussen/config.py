@@ -23,6 +23,7 @@ from flask import current_app, has_app_context
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from slussen.identifiers import ReserveFormat
 from slussen.paths import shipped_dir
 
 ENVIRONMENTS = ("development", "testing", "production")
@@ -87,6 +88,26 @@ class Settings:
     #: codes and answer links, the iCal feed) is built on it, never on a request's Host header.
     #: Required in production; empty elsewhere means http://<serve_host>:<serve_port>.
     public_base_url: str = ""
+    #: The region's reservnummer (reserve identity numbers for people without a personnummer):
+    #: the issuing system's OID (empty: no reservnummer can be entered), the value's shape as a
+    #: regular expression (upper case, no spaces or hyphens), its check digit rule ("none" or
+    #: "luhn") and an example for the field's hint (it must be valid itself).
+    reserve_number_issuer: str = ""
+    reserve_number_pattern: str = "[A-Z0-9]{4,20}"
+    reserve_number_check: str = "none"
+    reserve_number_example: str = ""
+
+    @property
+    def reserve_format(self) -> ReserveFormat | None:
+        """The region's reservnummer format, or None when it has none."""
+        if not self.reserve_number_issuer:
+            return None
+        return ReserveFormat(
+            issuer=self.reserve_number_issuer,
+            pattern=self.reserve_number_pattern,
+            check=self.reserve_number_check,
+            example=self.reserve_number_example,
+        )
 
     @property
     def is_production(self) -> bool:
@@ -257,6 +278,10 @@ def _validated(settings: Settings, source: str) -> Settings:
         ("https://", "http://")
     ):
         raise ConfigError("setting 'public_base_url' must start with https://")
+    try:
+        settings.reserve_format  # noqa: B018 - built to check it
+    except ValueError as exc:
+        raise ConfigError(f"settings 'reserve_number_*': {exc}") from None
     if settings.argon2_time_cost < 1 or settings.argon2_memory_kib < 8:
         raise ConfigError("settings 'argon2_time_cost'/'argon2_memory_kib' are too small")
     if settings.is_production:

@@ -33,12 +33,15 @@ __all__ = [
     "OID_SAMORDNINGSNUMMER",
     "IdentifierError",
     "PersonIdentifier",
+    "ReserveFormat",
     "format_postal_line",
     "luhn_check_digit",
     "normalise_phone",
     "normalise_postcode",
+    "parse_identifier",
     "parse_person_identifier",
     "parse_reserve_identifier",
+    "parse_reserve_number",
     "validate_hsa_id",
 ]
 
@@ -101,6 +104,12 @@ MSG_RESERVE_ISSUER: Final = (
 MSG_RESERVE_ISSUER_IS_PNR: Final = (
     "Ett reservnummer kan inte ha samma utfärdare som personnummer eller samordningsnummer."
 )
+
+MSG_RESERVE_NOT_REGION: Final = (
+    "Numret har inte regionens form för reservnummer. Kontrollera reservnumret."
+)
+MSG_RESERVE_CHECK_DIGIT: Final = "Reservnumrets kontrollsiffra stämmer inte. Kontrollera numret."
+MSG_RESERVE_NOT_USED: Final = "Regionen använder inte reservnummer här."
 
 MSG_LUHN_INPUT: Final = "Kontrollsiffran räknas fram ur exakt nio siffror."
 
@@ -344,6 +353,92 @@ def parse_reserve_identifier(text: str, *, issuer: str) -> PersonIdentifier:
     if _RESERVE_RE.fullmatch(value) is None:
         raise IdentifierError(MSG_RESERVE_FORMAT, code="format")
     return PersonIdentifier(kind="reserv", value=value, issuer=issuer)
+
+
+#: The check digit rules a region's reservnummer may have.
+RESERVE_CHECKS: Final = ("none", "luhn")
+
+
+@dataclass(frozen=True)
+class ReserveFormat:
+    """A region's reservnummer: the issuing system's OID, the shape as a regular expression
+    over the value (upper-cased, spaces and hyphens removed), and its check digit rule: "luhn"
+    (the last digit is the Luhn check digit, weights 2, 1, … from the right, over the value's
+    digits) or "none". `example` is shown in the field's hint."""
+
+    issuer: str
+    pattern: str
+    check: str = "none"
+    example: str = ""
+
+    def __post_init__(self) -> None:
+        """Refuse a format that could never be used (for the configuration check)."""
+        if _OID_RE.fullmatch(self.issuer) is None or self.issuer in (
+            OID_PERSONNUMMER,
+            OID_SAMORDNINGSNUMMER,
+        ):
+            raise ValueError(f"reserve number issuer {self.issuer!r} is not a region's OID")
+        try:
+            re.compile(self.pattern)
+        except re.error as exc:
+            raise ValueError(f"reserve number pattern {self.pattern!r}: {exc}") from None
+        if self.check not in RESERVE_CHECKS:
+            raise ValueError(f"reserve number check must be one of {', '.join(RESERVE_CHECKS)}")
+        if self.example and not self.matches(self.example):
+            raise ValueError(f"the reserve number example {self.example!r} is not valid itself")
+
+    def matches(self, text: str) -> bool:
+        """Whether `text` is a valid reservnummer of this format."""
+        try:
+            parse_reserve_number(text, self)
+        except IdentifierError:
+            return False
+        return True
+
+
+def _luhn_valid(digits: str) -> bool:
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        product = int(char) * (2 if index % 2 == 1 else 1)
+        total += product // 10 + product % 10
+    return total % 10 == 0
+
+
+def parse_reserve_number(text: str, region: ReserveFormat) -> PersonIdentifier:
+    """Parse a reservnummer in the region's format: spaces and hyphens are removed and letters
+    upper-cased, then the value must match the region's pattern whole and pass its check digit
+    rule. Raises :class:`IdentifierError` with a Swedish message."""
+    if not isinstance(text, str) or not text.strip():
+        raise IdentifierError(MSG_RESERVE_EMPTY, code="empty")
+    if len(text) > _MAX_INPUT_LENGTH:
+        raise IdentifierError(MSG_RESERVE_FORMAT, code="length")
+    value = "".join(text.replace("-", " ").split()).upper()
+    if _RESERVE_RE.fullmatch(value) is None:
+        raise IdentifierError(MSG_RESERVE_FORMAT, code="format")
+    if re.fullmatch(region.pattern, value) is None:
+        raise IdentifierError(MSG_RESERVE_NOT_REGION, code="region_format")
+    if region.check == "luhn":
+        digits = "".join(char for char in value if char in _DIGITS)
+        if len(digits) < 2 or not _luhn_valid(digits):
+            raise IdentifierError(MSG_RESERVE_CHECK_DIGIT, code="check_digit")
+    return PersonIdentifier(kind="reserv", value=value, issuer=region.issuer)
+
+
+def parse_identifier(
+    text: str,
+    *,
+    reserve: ReserveFormat | None = None,
+    is_reserve: bool = False,
+    today: date | None = None,
+) -> PersonIdentifier:
+    """Parse what a person typed in an identifier field: a reservnummer in the region's format
+    when `is_reserve` (the field's choice), else a personnummer or samordningsnummer
+    (`parse_person_identifier`). Refuses a reservnummer where the region has none configured."""
+    if is_reserve:
+        if reserve is None:
+            raise IdentifierError(MSG_RESERVE_NOT_USED, code="no_reserve")
+        return parse_reserve_number(text, reserve)
+    return parse_person_identifier(text, today=today)
 
 
 def normalise_postcode(text: str) -> str:

@@ -25,6 +25,7 @@ from sqlalchemy import (
     ForeignKey,
     LargeBinary,
     String,
+    bindparam,
     func,
     inspect,
     select,
@@ -366,6 +367,10 @@ def rotate_master_key(
     (`db.in_slices`, `batch_size` keys or a quarter of a second each), so pages never wait for
     a rotation; `progress(done, total)` after each slice.
 
+    Each slice's keys are rewrapped in memory and written by one executemany UPDATE just before
+    the slice commits. A key is written only if its row still holds the wrapped key that was
+    read, so a key destroyed (or made) meanwhile is left as it is, never brought back.
+
     Resumable: when data keys are still wrapped by an older key (an earlier run was interrupted),
     no new key is added and the run finishes the rewrap. Old master keys are retired only when no
     data key uses them any more; they stay in the ring (retired) so old backups remain readable.
@@ -377,9 +382,16 @@ def rotate_master_key(
     if not resumed:
         ring.add_master_key()
     active = ring.active_master_id
+    # Run on the session's connection (Core executemany), not through the ORM's bulk update.
+    rewrite = (
+        update(DataKey)
+        .where(DataKey.id == bindparam("key_id"), DataKey.wrapped == bindparam("read"))
+        .values(wrapped=bindparam("rewrapped"), master_key_id=active)
+    )
     with session_factory() as session:
         total = sum(count for key, count in key_usage(session).items() if key != active)
         rewrapped = 0
+        written: list[dict[str, object]] = []
 
         def pending() -> Iterator[tuple[int, bytes]]:
             last_id = 0
@@ -388,28 +400,23 @@ def rotate_master_key(
                 last_id = rows[-1][0]
 
         def rewrap(row: tuple[int, bytes]) -> list[int]:
-            nonlocal rewrapped
             key_id, wrapped = row
-            session.execute(
-                update(DataKey)
-                .where(DataKey.id == key_id, DataKey.wrapped == wrapped)
-                .values(
-                    wrapped=vault.rewrap_data_key(ring, wrapped, data_key_id=key_id),
-                    master_key_id=active,
-                )
-                .execution_options(synchronize_session=False)
-            )
-            rewrapped += 1
+            new = vault.rewrap_data_key(ring, wrapped, data_key_id=key_id)
+            written.append({"key_id": key_id, "read": wrapped, "rewrapped": new})
             return []
 
         commit = slice_commit(session)
 
-        def commit_and_report() -> None:
+        def write_commit_and_report() -> None:
+            nonlocal rewrapped
+            if written:
+                rewrapped += session.connection().execute(rewrite, written).rowcount
+                written.clear()
             commit()
             if progress:
                 progress(rewrapped, total)
 
-        for _ in in_slices(pending(), rewrap, commit=commit_and_report, size=batch_size):
+        for _ in in_slices(pending(), rewrap, commit=write_commit_and_report, size=batch_size):
             pass
     with session_factory() as session:
         usage = key_usage(session)

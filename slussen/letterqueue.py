@@ -9,15 +9,22 @@ capability (which prints the queue and sits above cases).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from typing import Any, Protocol
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from slussen.db import Base, created_at, intpk, one_of
 from slussen.sensitivity import REFERENCES, classify
 
 LETTER_STATUSES = ("queued", "held", "printed", "cancelled")
+#: The hold reasons of a letter whose address is missing or unusable (the print run's
+#: `letters.services.recipient_of` gives them); a corrected address releases such letters.
+NO_ADDRESS = "Adress saknas."
+BAD_POSTAL_LINE = "Postnumret eller orten är felaktig."
+ADDRESS_TOO_LONG = "Adressen får inte plats i kuvertets fönster."
+ADDRESS_HOLDS = (NO_ADDRESS, BAD_POSTAL_LINE, ADDRESS_TOO_LONG)
 
 
 class QueuedLetter(Base):
@@ -80,3 +87,24 @@ def queue_letter(session: Session | Any, case: _CaseLike, letter: str, event: st
     row = QueuedLetter(case_id=case.id, unit_id=case.unit_id, letter=letter, event=event)
     session.add(row)
     return row
+
+
+def release_address_holds(session: Session | Any, case_ids: Iterable[int]) -> int:
+    """Put the letters of these cases that are held for their address (ADDRESS_HOLDS) back in
+    the queue, for the next batch; returns how many. The caller has just corrected the address;
+    a letter the new address still cannot carry is held again, with the reason, at print time.
+    Refuses nothing; letters held for another reason stay held."""
+    ids = list(case_ids)
+    if not ids:
+        return 0
+    result = session.execute(
+        update(QueuedLetter)
+        .where(
+            QueuedLetter.case_id.in_(ids),
+            QueuedLetter.status == "held",
+            QueuedLetter.hold_reason.in_(ADDRESS_HOLDS),
+        )
+        .values(status="queued", hold_reason=None)
+        .execution_options(synchronize_session="fetch")
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -11,6 +11,7 @@ from slussen.intake import models as intake_models
 from slussen.letters import models as letters_models
 from slussen.patients import models as patients_models
 from slussen.questionnaires import models as questionnaires_models
+from slussen.research import models as research_models
 from slussen.visits import models as visits_models
 
 metadata = Base.metadata
@@ -27,5 +28,6 @@ __all__ = [
     "metadata",
     "patients_models",
     "questionnaires_models",
+    "research_models",
     "visits_models",
 ]

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import tomllib
 from typing import Any
 
+from flask import Flask
 from sqlalchemy.orm import Session
 
 from slussen import vault
 from slussen.audit import Actor
-from slussen.cases.engine import fire
+from slussen.cases.engine import fire, screening_of
 from slussen.cases.models import Case
 from slussen.cases.workflow import Workflow
 from slussen.identifiers import luhn_check_digit, parse_person_identifier
 from slussen.intake.services import refer_patient
-from slussen.keystore import Keystore
+from slussen.keystore import Keystore, current_key_ring
+from slussen.paths import shipped_dir
 from slussen.patients.services import PatientIdentity
+from slussen.questionnaires.definitions import FormDef, compile_form
+from slussen.questionnaires.scoring import check_answers
+from slussen.questionnaires.services import REGISTERED_BY, find_response, record_response
 from slussen.visits.services import (
     BOOKS_MAPPING_VISIT,
     RECORDS_FOLLOW_UP_1,
@@ -72,6 +79,30 @@ def path_to(workflow: Workflow, state: str) -> list[str]:
     return paths[state]
 
 
+@functools.cache
+def shipped_form(form_id: str) -> FormDef:
+    """A shipped form's definition (forms/<id>.toml), without an app."""
+    path = shipped_dir("forms") / f"{form_id}.toml"
+    with path.open("rb") as fh:
+        form, problems = compile_form(tomllib.load(fh), path)
+    assert form is not None, [str(p) for p in problems]
+    return form
+
+
+def key_in_first_form(
+    store: Keystore, actor: Actor, case: Case, workflow: Workflow, occasion: str
+) -> None:
+    """Key in the occasion's first form on paper with every item left empty (the answers the
+    event registering the occasion needs, without the answer service moving the case)."""
+    first = workflow.questionnaires["baseline" if occasion == "baseline" else "six_month"][0]
+    form = shipped_form(first)
+    if find_response(store.session, case, form.id, occasion) is not None:
+        return
+    record_response(
+        store, actor, case, form, occasion, check_answers(form, {}, require=False), source="paper"
+    )
+
+
 def make_case(
     session: Session,
     ring: vault.KeyRing,
@@ -99,6 +130,7 @@ def make_case(
     books = workflow.event_for(BOOKS_MAPPING_VISIT)
     records_visit = workflow.event_for(RECORDS_MAPPING_VISIT)
     follow_ups = {workflow.event_for(RECORDS_FOLLOW_UP_1), workflow.event_for(RECORDS_FOLLOW_UP_2)}
+    registers = {workflow.event_for(part): occasion for occasion, part in REGISTERED_BY.items()}
     for event in path_to(workflow, state):
         if event == books:
             book_mapping_visit(
@@ -121,8 +153,26 @@ def make_case(
             record_mapping_visit(store, coach, case, workflow=workflow)
         elif event in follow_ups:
             record_follow_up(store, coach, case, workflow=workflow, how_it_went="Bra")
+        elif event in registers:
+            key_in_first_form(store, coach, case, workflow, registers[event])
+            fire(store, case, event, coach, workflow=workflow)
         else:
-            fire(store, case, event, coach, workflow=workflow, reason="Skäl", note="Anteckning")
+            fire(
+                store,
+                case,
+                event,
+                coach,
+                workflow=workflow,
+                reason="Skäl",
+                note="Anteckning",
+                confirmed=True,
+            )
     session.flush()
     assert case.state == state
     return case
+
+
+def screening(app: Flask, session: Session, case: Case) -> str | None:
+    """The case's screening result, unsealed (what the case page shows)."""
+    with app.app_context():
+        return screening_of(Keystore(session, current_key_ring()), case)

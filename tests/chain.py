@@ -103,6 +103,11 @@ class ChainWalk:
         """A simple event of the case page's buttons (`text`: its reason or note)."""
         return self.post(f"/handelse/{self.event(name)}", {"text": text} if text else {})
 
+    def confirm(self, name: str, text: str) -> str:
+        """An event that asks first (`confirm = true`): answered on its confirmation page."""
+        path = f"/handelse/{self.event(name)}"
+        return self.post(path, {"confirmed": "1", "text": text}, form_page=f"{path}/bekrafta")
+
     def forms(self, occasion: str) -> list[FormDef]:
         """The forms the patient answers on `occasion`, as the app's settings choose them."""
         content = self.app.extensions["slussen.content"]

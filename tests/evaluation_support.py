@@ -1,5 +1,6 @@
 """Helpers for the evaluation tests: a content directory with a lower-is-better and a
-higher-is-better instrument, scores written beside real cases, and reading the exported CSV."""
+higher-is-better instrument, scores written into the research records of real cases, and reading
+the exported CSV."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from slussen.cases.workflow import Workflow
 from slussen.evaluation.services import Context
 from slussen.keystore import Keystore
 from slussen.paths import shipped_dir
-from slussen.questionnaires.models import QuestionnaireResponse, QuestionnaireScore
+from slussen.research import services as research
 from slussen.vault import KeyRing
 from tests.builders import make_case
 
@@ -78,7 +79,7 @@ def context(app: Flask) -> Context:
 
 
 def add_score(
-    session: Session,
+    store: Keystore,
     case_id: int,
     form_id: str,
     score_id: str,
@@ -87,28 +88,11 @@ def add_score(
     *,
     is_positive: bool | None = None,
 ) -> None:
-    response = QuestionnaireResponse(
-        case_id=case_id,
-        form_id=form_id,
-        form_version=1,
-        occasion=occasion,
-        source="paper",
-        answers_enc=b"x",
+    """A score of the case in its research records, through the one writer (as scoring an
+    answered form writes it): what the evaluation reads."""
+    research.record(
+        store, case_id, research.Scored(form_id, score_id, occasion, value, is_positive)
     )
-    session.add(response)
-    session.flush()
-    session.add(
-        QuestionnaireScore(
-            response_id=response.id,
-            case_id=case_id,
-            form_id=form_id,
-            score_id=score_id,
-            occasion=occasion,
-            value=value,
-            is_positive=is_positive,
-        )
-    )
-    session.flush()
 
 
 def case_with_scores(
@@ -125,14 +109,23 @@ def case_with_scores(
     scores {"ucla3_total": (baseline, six_month)}."""
     if state == "no_answer":
         case = make_case(session, ring, workflow, coach, unit_id, "evaluation_sent", **identity)
-        fire(Keystore(session, ring), case, "complete", coach, workflow=workflow)
+        fire(
+            Keystore(session, ring),
+            case,
+            "complete",
+            coach,
+            workflow=workflow,
+            reason="Inga svar",
+            confirmed=True,
+        )
     else:
         case = make_case(session, ring, workflow, coach, unit_id, state, **identity)
+    store = Keystore(session, ring)
     for key, (baseline, six_month) in scores.items():
         form_id, score_id = key.split("_", 1)
         for occasion, value in (("baseline", baseline), ("six_month", six_month)):
             if value is not None:
-                add_score(session, case.id, form_id, score_id, occasion, value)
+                add_score(store, case.id, form_id, score_id, occasion, value)
     return case
 
 

@@ -509,3 +509,42 @@ def test_valid_test_numbers_in_all_forms(
     assert pid.kind == ("snr" if coordination else "pnr")
     assert pid.sex() == ("male" if birth_number % 2 == 1 else "female")
     assert pid.birth_year() == birth.year
+
+
+# --- the 10-digit century rule and the region's reservnummer (issue #18) ----------------------
+
+
+def test_ten_digits_follow_the_minus_plus_century_rule_on_skatteverkets_test_numbers() -> None:
+    from slussen.identifiers import parse_person_identifier
+
+    today = date(2026, 12, 7)
+    # Skatteverket's test number 19811218-9876, typed in each accepted form.
+    for typed in ("198112189876", "19811218-9876", "811218-9876", "8112189876"):
+        assert parse_person_identifier(typed, today=today).value == "198112189876", typed
+    # 121212-1212 with "-" is someone under 100: born 2012; with "+" born 1912.
+    assert parse_person_identifier("121212-1212", today=today).value == "201212121212"
+    assert parse_person_identifier("121212+1212", today=today).value == "191212121212"
+
+
+def test_a_regions_reservnummer_is_checked_against_its_format_and_check_digit() -> None:
+    from slussen.identifiers import (
+        MSG_RESERVE_CHECK_DIGIT,
+        MSG_RESERVE_NOT_REGION,
+        MSG_RESERVE_NOT_USED,
+        ReserveFormat,
+        parse_identifier,
+    )
+
+    region = ReserveFormat(
+        issuer="1.2.752.97.3.1.3", pattern="99[0-9]{8}", check="luhn", example="9912345676"
+    )
+    parsed = parse_identifier("99-1234 5676", reserve=region, is_reserve=True)
+    assert (parsed.kind, parsed.value, parsed.issuer) == ("reserv", "9912345676", region.issuer)
+    with pytest.raises(IdentifierError, match=MSG_RESERVE_CHECK_DIGIT):
+        parse_identifier("9912345675", reserve=region, is_reserve=True)
+    with pytest.raises(IdentifierError, match=MSG_RESERVE_NOT_REGION):
+        parse_identifier("AB12345676", reserve=region, is_reserve=True)
+    with pytest.raises(IdentifierError, match=MSG_RESERVE_NOT_USED):
+        parse_identifier("9912345676", reserve=None, is_reserve=True)
+    with pytest.raises(ValueError, match="not valid itself"):
+        ReserveFormat(issuer="1.2.752.97.3.1.3", pattern="99[0-9]{8}", check="luhn", example="99")

@@ -11,17 +11,25 @@ import pytest
 from click.testing import CliRunner
 from flask import Flask
 from sqlalchemy import select
+from sqlalchemy.orm import sessionmaker
 
 from slussen import vault
 from slussen.accounts.models import User
 from slussen.accounts.services import enrol_totp, new_totp_secret, use_second_factor
-from slussen.audit import SYSTEM
+from slussen.audit import SYSTEM, AuditEvent
 from slussen.cli import cli
-from slussen.db import utcnow
-from slussen.keystore import Keystore, current_key_ring, key_usage, rotate_master_key
+from slussen.db import make_engine, utcnow
+from slussen.keystore import (
+    DataKey,
+    KeyDestroyed,
+    Keystore,
+    current_key_ring,
+    key_usage,
+    rotate_master_key,
+)
 from slussen.patients.models import Patient
 from slussen.patients.services import read_patient
-from tests.conftest import TEST_PASSWORD
+from tests.conftest import TEST_PASSWORD, DemoSite
 
 
 class Interrupted(Exception):
@@ -132,6 +140,63 @@ def test_interrupted_rotation_resumes(demo_app: Flask) -> None:
     with factory() as session:
         assert key_usage(session) == {"m2": 13}  # 12 patients and the canary
     assert read_all(demo_app) == before
+
+
+def test_a_key_erased_during_a_rotation_stays_erased(demo_site: DemoSite) -> None:
+    """A slice's keys are rewrapped in memory and written together before the slice commits: a
+    patient erased in between keeps no key (on SQLite and PostgreSQL), and the count and the
+    access log say how many keys were really rewrapped."""
+    engine = make_engine(demo_site.url)
+    factory = sessionmaker(bind=engine, expire_on_commit=False)
+    ring = demo_site.ring
+    try:
+        with factory() as session:
+            patients = session.execute(
+                select(Patient.id, Patient.data_key_id).order_by(Patient.id)
+            ).all()
+            before = {
+                p.id: read_patient(Keystore(session, ring), SYSTEM, p, purpose="test").name
+                for p in session.scalars(select(Patient).order_by(Patient.id))
+            }
+            session.rollback()
+            total = key_usage(session)["m1"]
+        erased_patient, erased_key = patients[-1]
+        reports: list[tuple[int, int]] = []
+
+        def erase_after_first_slice(done: int, of: int) -> None:
+            # Every key was read (one page of 2000) before the first slice committed; the erased
+            # one is written in a later slice.
+            if not reports:
+                with factory() as other:
+                    Keystore(other, ring).destroy(erased_key)
+                    other.commit()
+            reports.append((done, of))
+
+        result = rotate_master_key(factory, ring, batch_size=5, progress=erase_after_first_slice)
+
+        assert result.rewrapped == total - 1
+        assert reports[0] == (5, total) and reports[-1] == (total - 1, total)
+        with factory() as session:
+            assert key_usage(session) == {"m2": total - 1}
+            erased = session.get_one(DataKey, erased_key)
+            assert erased.wrapped is None and erased.master_key_id is None
+            store = Keystore(session, ring)
+            for patient in session.scalars(select(Patient).order_by(Patient.id)):
+                if patient.id == erased_patient:
+                    with pytest.raises(KeyDestroyed):
+                        read_patient(store, SYSTEM, patient, purpose="test")
+                else:
+                    assert (
+                        read_patient(store, SYSTEM, patient, purpose="test").name
+                        == (before[patient.id])
+                    )
+            session.rollback()
+            logged = session.scalars(
+                select(AuditEvent.purpose).where(AuditEvent.action == "key_rotate")
+            ).all()
+            assert logged == [f"rewrapped {total - 1} data keys"]
+    finally:
+        engine.dispose()
 
 
 def test_keys_init_refuses_to_overwrite(cli_env: Path, tmp_path: Path) -> None:

@@ -58,6 +58,7 @@ SENTINELS = {
         "SELFSTREET",
         "SELFTOWN",
         "DECLINE",  # the reason the self-referred person's case closes with (decline)
+        "COMPLETE",  # the reason the whole chain closes with (complete asks for one)
         "SCREENING",  # the reason field of the screening decision
         "PLACE",  # the mapping visit's place
         "NETONE",  # the network map's rows
@@ -245,7 +246,7 @@ def walk_the_chain(app: Flask) -> tuple[ChainWalk, list[str]]:
     coach = login(app, "coach")
     walk = ChainWalk(app, coach, app.test_client(), case_of(coach, NAME))
     declined = ChainWalk(app, coach, app.test_client(), case_of(coach, SELF_NAME))
-    pages = [declined.fire("decline", S["DECLINE"])]
+    pages = [declined.confirm("decline", S["DECLINE"])]
     pages.append(walk.fire("invite"))
     walk.answer("baseline", baseline_pick)  # the baseline forms have no free-text item
     pages.append(walk.resolve_screening(S["SCREENING"]))
@@ -281,7 +282,7 @@ def walk_the_chain(app: Flask) -> tuple[ChainWalk, list[str]]:
     pages.append(walk.follow_up(S["HOWTWO"], S["PROBLEMTWO"]))
     pages.append(walk.fire("send_evaluation"))
     walk.answer("six_month", six_month_pick, text=S["ANSWERSIXMONTH"])
-    page = walk.fire("complete")
+    page = walk.confirm("complete", S["COMPLETE"])
     pages.append(page)
     for response in sorted(set(re.findall(rf'href="({walk.url}/svar/\d+)"', page))):
         pages.append(coach.get(response).get_data(as_text=True))

@@ -217,6 +217,16 @@ def test_known_answer_field() -> None:
     assert c.decrypt_str(KAT_FIELD, **LOC) == "Tolvan Tolvansson"
 
 
+def test_known_answer_field_from_any_bytes_like_and_a_str_row_id() -> None:
+    # Drivers may hand back a bytearray or a memoryview; the row id may come as text.
+    c = FieldCipher(KAT_DATA_KEY, 7)
+    for blob in (bytearray(KAT_FIELD), memoryview(KAT_FIELD)):
+        assert c.decrypt(blob, **LOC) == b"Tolvan Tolvansson"
+        assert c.decrypt_str(blob, table="patient", column="name", row_id="42") == (
+            "Tolvan Tolvansson"
+        )
+
+
 def test_known_answer_wrapped_key() -> None:
     ring = KeyRing(
         path=None,

@@ -27,6 +27,7 @@ from slussen.cases.workflow import (
     unplayed_parts,
 )
 from slussen.paths import shipped_dir
+from tests.builders import screening
 from tests.chain import ChainWalk, PlanStepRow
 from tests.conftest import settings_for_tests
 from tests.intake.test_referral_pages import self_refer
@@ -215,7 +216,7 @@ def test_the_whole_chain_runs_on_a_renamed_workflow(
     walk.fire("invite")
     assert state() == "invited_x" and "Kallad" in page()
     walk.answer("baseline", lambda item: item.max_code)
-    assert state() == "assessed_x" and case.screening_flag == "positive"
+    assert state() == "assessed_x" and screening(app, session, case) == "positive"
     shown = page()
     assert "Bedömd" in shown and 'name="decision" value="continue"' in shown
     # The screening's events are never buttons.
@@ -223,7 +224,7 @@ def test_the_whole_chain_runs_on_a_renamed_workflow(
     assert "/handelse/resolve_screening_x" not in shown
 
     walk.resolve_screening()
-    assert state() == "assessed_x" and case.screening_flag == "resolved"
+    assert state() == "assessed_x" and screening(app, session, case) == "resolved"
     walk.book("Rum 3")
     assert state() == "mapping_booked_x" and "Besök bokat" in page()
     mapping = client.get(f"/arenden/{case.id}/kartlaggning").get_data(as_text=True)
@@ -237,7 +238,8 @@ def test_the_whole_chain_runs_on_a_renamed_workflow(
     assert state() == "evaluation_sent_x" and "Utvärdering skickad" in page()
     walk.answer("six_month", lambda item: item.min_code)
     assert state() == "evaluated_x" and "Utvärderad" in page()
-    walk.fire("complete")
+    # Closing asks for a confirmation and a reason (confirm = true in the file).
+    walk.confirm("complete", "Klart")
     assert state() == "closed_completed_x" and "Avslutat – genomfört" in page()
 
     events = list(
@@ -248,9 +250,9 @@ def test_the_whole_chain_runs_on_a_renamed_workflow(
     assert events == [
         "open",
         "invite_x",
-        "flag_screening_x",
+        "sealed",  # flag_screening_x: the history keeps screening events sealed
         "register_baseline_x",
-        "resolve_screening_x",
+        "sealed",  # resolve_screening_x
         "book_mapping_visit_x",
         "record_mapping_visit_x",
         "record_follow_up_x",

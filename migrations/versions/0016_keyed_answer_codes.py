@@ -1,8 +1,8 @@
 """answer codes and recovery codes stored as a keyed hash: each stored SHA-256 becomes the blind
 index (HMAC-SHA256 under the key ring's blind-index key) of that SHA-256
 
-Revision ID: 0016c
-Revises: 0013
+Revision ID: 0016
+Revises: 0015
 Create Date: 2027-01-20 09:00:00.000000
 
 The new stored form is defined over the old one (`questionnaires.codes.code_hash` and
@@ -33,8 +33,8 @@ from alembic import context, op
 import slussen.db
 from slussen import vault
 
-revision = "0016c"
-down_revision = "0013"
+revision = "0016"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
@@ -101,7 +101,7 @@ def downgrade() -> None:
     ).rowcount
     if answer or recovery:
         logging.getLogger("alembic.runtime.migration").warning(
-            "0016c downgrade: %s answer code(s) expired and %s recovery code(s) marked used: "
+            "0016 downgrade: %s answer code(s) expired and %s recovery code(s) marked used: "
             "their keyed hashes cannot be turned back into SHA-256.",
             answer,
             recovery,

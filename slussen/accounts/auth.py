@@ -111,6 +111,8 @@ PATIENT_PERMISSIONS = frozenset(
         Permission.VIEW_OWN_FLAGS,
         Permission.WORK_CASES,
         Permission.COORDINATE_UNIT,
+        Permission.PRINT_OWN_LETTERS,
+        Permission.VIEW_UNIT,
         Permission.REVIEW_ACCESS_LOG,
     }
 )

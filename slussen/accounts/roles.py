@@ -19,6 +19,11 @@ class Permission(StrEnum):
     VIEW_OWN_FLAGS = "view_own_flags"
     WORK_CASES = "work_cases"
     COORDINATE_UNIT = "coordinate_unit"
+    #: Print the queued letters of the cases one is the coach of (and reprint one's own batches).
+    PRINT_OWN_LETTERS = "print_own_letters"
+    #: See every case of one's units in the unit's list (coaches too: a case not due this week
+    #: must still be found).
+    VIEW_UNIT = "view_unit"
     MODERATE_DIRECTORY = "moderate_directory"
     REVIEW_ACCESS_LOG = "review_access_log"
     EVALUATE = "evaluate"
@@ -28,12 +33,21 @@ class Permission(StrEnum):
 
 _GRANTS: dict[Role, frozenset[Permission]] = {
     Role.STAFF: frozenset({Permission.FLAG_PATIENT, Permission.VIEW_OWN_FLAGS}),
-    Role.COACH: frozenset({Permission.FLAG_PATIENT, Permission.WORK_CASES}),
+    Role.COACH: frozenset(
+        {
+            Permission.FLAG_PATIENT,
+            Permission.WORK_CASES,
+            Permission.PRINT_OWN_LETTERS,
+            Permission.VIEW_UNIT,
+        }
+    ),
     Role.COORDINATOR: frozenset(
         {
             Permission.FLAG_PATIENT,
             Permission.WORK_CASES,
+            Permission.PRINT_OWN_LETTERS,
             Permission.COORDINATE_UNIT,
+            Permission.VIEW_UNIT,
             Permission.MODERATE_DIRECTORY,
             Permission.REVIEW_ACCESS_LOG,
         }

@@ -297,14 +297,14 @@ def _clean_code(code: str) -> str:
     return re.sub(r"[\s-]", "", code).upper()
 
 
-#: The blind-index kind of a recovery code's keyed hash; migration 0016c writes it too.
+#: The blind-index kind of a recovery code's keyed hash; migration 0016 writes it too.
 RECOVERY_HASH_KIND = "recovery-code"
 
 
 def _recovery_hash(ring: vault.KeyRing, clean: str) -> str:
     # 31^10 codes (about 50 bits): a plain SHA-256 in a database copy is searched through in
     # hours, for every user at once. Keyed as an answer code is (questionnaires.codes.code_hash):
-    # the blind index of the code's SHA-256, so 0016c converted the old hashes without the codes.
+    # the blind index of the code's SHA-256, so 0016 converted the old hashes without the codes.
     plain = hashlib.sha256(clean.encode()).hexdigest()
     return vault.blind_index(ring, RECOVERY_HASH_KIND, plain)
 

@@ -13,19 +13,30 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from flask import current_app
+from sqlalchemy import select
 from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.orm.exc import StaleDataError
 
 from slussen import audit
 from slussen.audit import Actor
 from slussen.cases.models import Case, CaseEvent, DueDate, Referral, state_writer
-from slussen.cases.workflow import Transition, Workflow, add_duration
+from slussen.cases.workflow import Transition, Workflow, add_duration, needs_event
 from slussen.config import today_local
 from slussen.db import utcnow
 from slussen.errors import Conflict, Invalid, NotFound, NotPermitted
 from slussen.keystore import Keystore
 from slussen.letterqueue import queue_letter
-from slussen.patients.services import seal
+from slussen.patients.services import read_demographics, seal, unseal
+from slussen.research import services as research_records
+
+#: The events whose first firing is a step of the flow in the research records.
+RESEARCH_STEPS = {
+    "invitation": needs_event("invites"),
+    "baseline": needs_event("registers_baseline"),
+    "mapping_visit": needs_event("records_mapping_visit"),
+    "follow_up_1": needs_event("records_follow_up_1"),
+    "six_month": needs_event("registers_evaluation"),
+}
 
 
 class TransitionRefused(Invalid):
@@ -49,10 +60,21 @@ def may_act_on(actor: Actor, case: Case) -> bool:
     return case.unit_id in actor.unit_ids
 
 
+#: Who fires events without a person deciding at a button: the daily tick, and the patient's
+#: own answers. They are never asked to confirm.
+UNASKED_ROLES = ("system", "patient")
+
+
+def asks_confirmation(t: Transition, role: str) -> bool:
+    """Whether `role` must confirm `t` and give a reason (`confirm = true` in the file)."""
+    return t.is_confirmed_step and role not in UNASKED_ROLES
+
+
 def _refuse_unless_allowed(
     workflow: Workflow, state: str, t: Transition, role: str, data: dict[str, Any]
 ) -> None:
-    """The transition table's rules for one case: from-state, role and required data."""
+    """The transition table's rules for one case: from-state, role, required data, and a
+    person's confirmation with a reason for a step that asks for one."""
     if state not in t.from_states:
         known = workflow.states.get(state)
         now = known.label.sv if known else state
@@ -65,6 +87,14 @@ def _refuse_unless_allowed(
             missing = {"reason": "ett skäl", "note": "en anteckning", "visit": "en besökstid"}
             raise TransitionRefused(
                 f"Ange {missing.get(kind, kind)} för att ”{t.label.sv.lower()}”."
+            )
+    if asks_confirmation(t, role):
+        reason = data.get("reason")
+        if not isinstance(reason, str) or not reason.strip():
+            raise TransitionRefused(f"Ange ett skäl för att ”{t.label.sv.lower()}”.")
+        if not data.get("confirmed"):
+            raise TransitionRefused(
+                f"Bekräfta att du vill ”{t.label.sv.lower()}”: det går inte att ångra."
             )
 
 
@@ -119,11 +149,13 @@ def outcome(
     due: Mapping[str, dt.date],
     today: dt.date,
     exact: Mapping[str, dt.date] | None = None,
+    previous: str | None = None,
 ) -> Outcome:
-    """The state and due dates after firing `t` from `state` on `today`: a terminal state clears
-    every due date; otherwise the transition's `clear` goes ("*" all), then its `due` durations
-    from today and the `exact` days are set. Pure."""
-    to_state = t.target(state)
+    """The state and due dates after firing `t` from `state` on `today` (`previous`: the state
+    before `state`, for a transition going back to it): a terminal state clears every due date;
+    otherwise the transition's `clear` goes ("*" all), then its `due` durations from today and
+    the `exact` days are set. Pure."""
+    to_state = t.target(state, previous)
     closed = workflow.states[to_state].is_terminal
     if closed:
         dates: dict[str, dt.date] = {}
@@ -153,7 +185,57 @@ def event_purpose(event: str) -> str:
     return f"händelse {event}"
 
 
+#: Where a case's screening result is sealed (table, column; the row is the case id).
+SCREENING_FIELD = ("cases", "screening")
+#: Every sealed screening value has this length, so ciphertexts do not tell them apart.
+_SCREENING_WIDTH = 10
+#: What the history and the access log show in clear of a transition that sets the screening
+#: flag: the event itself is sealed in the history row (`CaseEvent.event_enc`), as its name
+#: would say who screened positive.
+SEALED_EVENT = "sealed"
+SEALED_PURPOSE = "ändring av ärendet"
+
+
+def screening_of(store: Keystore, case: Case) -> str | None:
+    """The case's screening result: None (no flag), "positive" (the coach must decide) or
+    "resolved", unsealed with the patient's data key. The caller audits the read of the case."""
+    table, column = SCREENING_FIELD
+    value = unseal(store, case.patient_id, table, column, case.id, case.screening_enc).strip()
+    return value or None
+
+
+def _seal_screening(store: Keystore, case: Case, value: str | None) -> None:
+    table, column = SCREENING_FIELD
+    padded = (value or "").ljust(_SCREENING_WIDTH)
+    with state_writer():
+        case.screening_enc = seal(store, case.patient_id, table, column, case.id, padded)
+
+
+def event_name(store: Keystore, history: CaseEvent, patient_id: int) -> str:
+    """The event a history row records, unsealed when the row keeps it sealed."""
+    if history.event != SEALED_EVENT:
+        return history.event
+    return unseal(store, patient_id, "case_events", "event", history.id, history.event_enc)
+
+
 OPEN_PURPOSE = "ny remiss"
+
+
+def previous_state(session: Any, case: Case) -> str | None:
+    """The state the case was in before it entered its current one, from its history (the
+    latest row that moved it into the current state from another); None if it never moved."""
+    previous: str | None = session.scalar(
+        select(CaseEvent.from_state)
+        .where(
+            CaseEvent.case_id == case.id,
+            CaseEvent.to_state == case.state,
+            CaseEvent.from_state.is_not(None),
+            CaseEvent.from_state != case.state,
+        )
+        .order_by(CaseEvent.id.desc())
+        .limit(1)
+    )
+    return previous
 
 
 def _history(
@@ -197,12 +279,17 @@ def fire(
     reason: str | None = None,
     visit: Any = None,
     due_on: dict[str, dt.date] | None = None,
+    confirmed: bool = False,
 ) -> CaseEvent:
     """Fire `event` on `case` for `actor`: the only way a case changes state or screening flag.
-    `due_on` sets named due dates to exact days (e.g. the booked visit's day).
+    `due_on` sets named due dates to exact days (e.g. the booked visit's day); `confirmed`: the
+    person confirmed a step that asks for it (`confirm = true`). A transition going back
+    (`to = "<previous>"`, reopening) returns the case to the state before its current one and
+    clears its closing time; the history keeps every row.
 
     Refuses (nothing changes): an unknown event or one not allowed from the current state, a role
-    the transition does not list, missing required data, a failing guard (TransitionRefused); a
+    the transition does not list, missing required data, a step a person has not confirmed with a
+    reason, a failing guard (TransitionRefused); a
     case outside the actor's units (NotFound); a case changed since the actor loaded it
     (StaleCase, when `expected_version` is given). Writes state, history, letters, due dates and
     the audit row, and flushes; the caller commits."""
@@ -212,25 +299,38 @@ def fire(
     if expected_version is not None and case.version != expected_version:
         raise StaleCase("Någon annan har ändrat ärendet medan du arbetade.")
     t = _transition(workflow, event)
-    data = {"note": note, "reason": reason, "visit": visit}
+    data = {
+        "note": note,
+        "reason": reason,
+        "visit": visit,
+        "confirmed": confirmed,
+        "screening": screening_of(store, case),
+    }
     _check(session, workflow, t, case, actor, data)
 
     current = {d.name: d.due_on for d in case.due_dates}
-    result = outcome(workflow, t, case.state, current, today or today_local(), due_on)
+    previous = previous_state(session, case) if t.goes_back else None
+    if t.goes_back and previous is None:
+        raise TransitionRefused("Ärendet har inget tidigare läge att gå tillbaka till.")
+    result = outcome(workflow, t, case.state, current, today or today_local(), due_on, previous)
     now = utcnow()
-    history = CaseEvent(**_history(case.id, event, case.state, result.to_state, actor, now))
+    is_sealed = t.screening is not None
+    recorded = SEALED_EVENT if is_sealed else event
+    history = CaseEvent(**_history(case.id, recorded, case.state, result.to_state, actor, now))
     session.add(history)
     if result.is_entered:
         case.state_entered_at = now
     with state_writer():
         case.state = result.to_state
-        if t.screening is not None:
-            case.screening_flag = t.screening
+    if t.screening is not None:
+        _seal_screening(store, case, t.screening)
     # Every event gives the case a new version, a self-loop too (a reminder, a rebooking): the
     # row is updated even when no column of it changes, so concurrent events collide.
     flag_modified(case, "state")
     if result.is_closed:
         case.closed_at = now
+    elif t.goes_back:
+        case.closed_at = None
     _sync_due_dates(case, result.due)
     for letter in t.letters:
         queue_letter(session, case, letter, event)
@@ -241,9 +341,30 @@ def fire(
     text = note or reason
     if text:
         history.note_enc = seal(store, case.patient_id, "case_events", "note", history.id, text)
-    audit_case_change(store, actor, case, event_purpose(event))
+    if is_sealed:
+        history.event_enc = seal(store, case.patient_id, "case_events", "event", history.id, event)
+    research_records.record(store, case.id, *_research_facts(workflow, t, result, now))
+    audit_case_change(store, actor, case, SEALED_PURPOSE if is_sealed else event_purpose(event))
     session.flush()
     return history
+
+
+def _research_facts(
+    workflow: Workflow, t: Transition, result: Outcome, at: dt.datetime
+) -> list[research_records.Fact]:
+    """What firing `t` tells the research records: the case's status, the step of the flow it
+    reached (RESEARCH_STEPS), and a screening flag."""
+    facts: list[research_records.Fact] = [
+        research_records.Status(result.to_state if result.is_closed else research_records.OPEN)
+    ]
+    facts += [
+        research_records.Reached(step, at)
+        for step, part in RESEARCH_STEPS.items()
+        if workflow.event_for(part) == t.event
+    ]
+    if t.screening is not None:
+        facts.append(research_records.Flagged())
+    return facts
 
 
 def audit_case_change(store: Keystore, actor: Actor, case: Case, purpose: str) -> None:
@@ -304,6 +425,7 @@ def open_case(
     session.add(case)
     session.flush()
     case.reference = case_reference(case.id, now)
+    _seal_screening(store, case, None)
     _sync_due_dates(case, opening_due(workflow, today_local()))
     referral = Referral(case_id=case.id, channel=channel, created_by_id=actor.user_id, is_seen=True)
     history = CaseEvent(**_history(case.id, "open", None, workflow.initial, actor, now))
@@ -311,6 +433,12 @@ def open_case(
     session.flush()
     if reason:
         referral.reason_enc = seal(store, patient_id, "referrals", "reason", referral.id, reason)
+    known = read_demographics(store, patient_id)
+    research_records.record(
+        store,
+        case.id,
+        research_records.Opened(patient_id, unit_id, channel, now, known.birth_year, known.sex),
+    )
     audit.record(
         session,
         store.ring,

@@ -1,6 +1,7 @@
 """Guards named in the workflow file that judge the case itself (a capability above cases keeps
 its own, e.g. `slussen.visits.guards`; `slussen.capabilities` gathers them all). Each takes the
-session, the case an event is fired on and the event's data (note, reason, visit), and returns None
+session, the case an event is fired on and the event's data (note, reason, visit, and the case's
+unsealed screening result, see `engine.screening_of`), and returns None
 when the event may fire or a Swedish sentence saying why not. `engine.fire` calls them; nothing
 else decides these rules.
 """
@@ -26,7 +27,7 @@ def consented_to_contact(session: Session, case: Case, data: dict[str, Any]) -> 
 
 def screening_resolved(session: Session, case: Case, data: dict[str, Any]) -> str | None:
     """Refuses going on while a positive screening waits for the coach's decision."""
-    if case.screening_flag != "positive":
+    if data["screening"] != "positive":
         return None
     return (
         "Screeningen visar att patienten kan behöva annat stöd. Ta ställning först: "
@@ -36,7 +37,7 @@ def screening_resolved(session: Session, case: Case, data: dict[str, Any]) -> st
 
 def screening_positive(session: Session, case: Case, data: dict[str, Any]) -> str | None:
     """For resolving a screening: there is a positive one waiting for the coach."""
-    if case.screening_flag == "positive":
+    if data["screening"] == "positive":
         return None
     return "Det finns ingen positiv screening att ta ställning till."
 
@@ -44,7 +45,7 @@ def screening_positive(session: Session, case: Case, data: dict[str, Any]) -> st
 def screening_not_flagged(session: Session, case: Case, data: dict[str, Any]) -> str | None:
     """For flagging a positive screening: the case is not flagged yet. A screening the coach
     has resolved is not flagged again by later answers."""
-    if case.screening_flag is None:
+    if data["screening"] is None:
         return None
     return "Screeningen är redan flaggad för ärendet."
 

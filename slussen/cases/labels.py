@@ -33,6 +33,7 @@ def labels(language: str) -> dict[str, Callable[[str], str]]:
         "follow_up_2": _("Follow-up 2"),
         "evaluation": _("Six-month evaluation"),
         "evaluation_no_response": _("Close if the evaluation is not answered"),
+        "reopened": _("Take up the reopened case"),
     }
     opened = str(_("Case opened"))
 

@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 from collections.abc import Iterator
 from contextvars import ContextVar
+from typing import TypeVar
 
 from sqlalchemy import (
     Boolean,
@@ -23,6 +24,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 from slussen.db import Base, UtcDateTime, created_at, intpk, one_of
 from slussen.sensitivity import REFERENCES, classify
 
+T = TypeVar("T")
+
 CHANNELS = ("staff_flag", "self_referral", "phone", "message_1177")
 CONTACT_CHANNELS = ("post", "phone", "1177")
 
@@ -32,7 +35,7 @@ _WRITING_STATE: ContextVar[bool] = ContextVar("slussen_writing_state", default=F
 
 
 class StateWriteRefused(RuntimeError):
-    """Someone assigned Case.state or Case.screening_flag outside the workflow engine."""
+    """Someone assigned Case.state or Case.screening_enc outside the workflow engine."""
 
 
 @contextlib.contextmanager
@@ -47,12 +50,13 @@ def state_writer() -> Iterator[None]:
 
 
 class Case(Base):
-    """One patient's sluss. `state` and `screening_flag` are written only by
+    """One patient's sluss. `state` and `screening_enc` are written only by
     slussen.cases.engine (a validator refuses any other assignment); `version` makes two
     concurrent changes collide instead of mixing."""
 
     __tablename__ = "cases"
     __sensitivity__ = classify(
+        sealed=("screening_enc",),
         clear={
             REFERENCES: ("id", "unit_id", "patient_id", "coach_id", "flagged_by_id"),
             "printed on letters instead of any identifier": ("reference",),
@@ -69,7 +73,6 @@ class Case(Base):
                 "contact_channel",
                 "is_consent_to_contact",
             ),
-            "not yet sealed (#17)": ("screening_flag",),
         },
     )
     __table_args__ = (
@@ -105,9 +108,11 @@ class Case(Base):
     #: How the patient prefers to be contacted (post, phone, 1177).
     contact_channel: Mapped[str] = mapped_column(String(10), default="post")
     is_consent_to_contact: Mapped[bool] = mapped_column(Boolean)
-    #: Screening result needing the coach: NULL, "positive" (flag open) or "resolved". Written
-    #: only by the engine, by a transition that declares `screening = "…"`.
-    screening_flag: Mapped[str | None] = mapped_column(String(10))
+    #: The screening result needing the coach ("", "positive" = flag open, or "resolved"),
+    #: sealed with the patient's data key and padded to one length, so a copy of the database
+    #: tells no flagged case from another. Written only by the engine (`engine.screening_of`
+    #: reads it): at opening, and by a transition that declares `screening = "…"`.
+    screening_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     opened_at: Mapped[created_at]
     state_entered_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     closed_at: Mapped[dt.datetime | None]
@@ -121,8 +126,8 @@ class Case(Base):
         back_populates="case", cascade="all, delete-orphan", lazy="selectin"
     )
 
-    @validates("state", "screening_flag")
-    def _only_the_engine(self, key: str, value: str | None) -> str | None:
+    @validates("state", "screening_enc")
+    def _only_the_engine(self, key: str, value: T) -> T:
         if not _WRITING_STATE.get():
             raise StateWriteRefused(f"a case's {key} changes only through the workflow engine")
         return value
@@ -133,10 +138,10 @@ class CaseEvent(Base):
 
     __tablename__ = "case_events"
     __sensitivity__ = classify(
-        sealed=("note_enc",),
+        sealed=("note_enc", "event_enc"),
         clear={
             REFERENCES: ("id", "case_id", "actor_id"),
-            "the workflow's history: event and state names, who and when": (
+            "the history: events (a screening one only as 'sealed'), states, who, when": (
                 "event",
                 "from_state",
                 "to_state",
@@ -162,6 +167,9 @@ class CaseEvent(Base):
     occurred_at: Mapped[created_at]
     #: The actor's note, encrypted with the patient's data key.
     note_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: The event's name when `event` says only "sealed" (a screening result), sealed like the
+    #: note (see `engine.SEALED_EVENT`).
+    event_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class DueDate(Base):

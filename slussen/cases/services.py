@@ -6,18 +6,37 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Date, Integer, Select, bindparam, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Date,
+    Integer,
+    Select,
+    bindparam,
+    func,
+    or_,
+    select,
+)
+from sqlalchemy import (
+    case as sql_case,
+)
 from sqlalchemy.orm import Session
 
 from slussen.audit import Actor
-from slussen.cases.engine import may_act_on
+from slussen.cases.engine import event_name, may_act_on, screening_of
 from slussen.cases.models import Case, CaseEvent, Referral
 from slussen.cases.workflow import Workflow
 from slussen.errors import NotFound
+from slussen.identifiers import PersonIdentifier
 from slussen.keystore import DataKey, Keystore
 from slussen.letterqueue import QueuedLetter
 from slussen.patients.models import Patient
-from slussen.patients.services import PatientIdentity, read_patient, unseal
+from slussen.patients.services import (
+    PatientIdentity,
+    find_patient_id,
+    read_patient,
+    rows_matching_name,
+    unseal,
+)
 
 PAGE_SIZE = 50
 
@@ -55,7 +74,7 @@ LISTED = (
     Case.unit_id,
     Case.coach_id,
     Case.channel,
-    Case.screening_flag,
+    Case.screening_enc,
     Case.next_due_on,
     Case.version,
     Case.patient_id,
@@ -169,6 +188,8 @@ def state_counts(session: Session, unit_ids: frozenset[int]) -> dict[str, int]:
 @dataclass(frozen=True)
 class TimelineEntry:
     event: CaseEvent
+    #: The event's name (unsealed when the history keeps it sealed).
+    name: str
     note: str
 
 
@@ -185,7 +206,11 @@ def case_view(store: Keystore, actor: Actor, case: Case) -> dict[str, Any]:
         )
     )
     timeline = [
-        TimelineEntry(e, unseal(store, case.patient_id, "case_events", "note", e.id, e.note_enc))
+        TimelineEntry(
+            e,
+            event_name(store, e, case.patient_id),
+            unseal(store, case.patient_id, "case_events", "note", e.id, e.note_enc),
+        )
         for e in events
     ]
     referrals = list(
@@ -206,6 +231,7 @@ def case_view(store: Keystore, actor: Actor, case: Case) -> dict[str, Any]:
     return {
         "identity": identity,
         "patient": patient,
+        "screening": screening_of(store, case),
         "timeline": timeline,
         "referrals": referral_texts,
         "letters": letters,
@@ -236,3 +262,133 @@ def case_by_reference(session: Session, reference: str) -> Case:
     if case is None:
         raise NotFound(f"Inget ärende har referensen {reference}.")
     return case
+
+
+# --- finding any case ----------------------------------------------------------------------------
+
+#: How many cases a search shows at most; more matches ask for a longer name.
+SEARCH_LIMIT = 50
+#: How many cases' names are decrypted together while a name search goes through the units.
+_SEARCH_BATCH = 500
+
+
+@dataclass(frozen=True)
+class Found:
+    #: `LISTED` rows of the cases found, newest case first.
+    cases: list[Any]
+    #: More cases matched than are shown (SEARCH_LIMIT).
+    is_truncated: bool
+
+
+_CASES_OF_PATIENT = _listed_page(
+    [
+        Case.patient_id == bindparam("patient_id"),
+        Case.unit_id.in_(bindparam("unit_ids", expanding=True)),
+    ],
+    [Case.id.desc()],
+)
+
+
+def find_cases_by_identifier(store: Keystore, actor: Actor, identifier: PersonIdentifier) -> Found:
+    """The cases, in the actor's units, of the patient with this personnummer,
+    samordningsnummer or reservnummer, found by blind index (nothing is decrypted to look).
+    The caller shows them through `names_for_list`, which records each patient shown. A patient
+    with no case in the actor's units is not found (nothing tells that they exist)."""
+    patient_id = find_patient_id(store, identifier)
+    if patient_id is None or not actor.unit_ids:
+        return Found([], False)
+    rows = list(
+        store.session.execute(
+            _CASES_OF_PATIENT,
+            {
+                "patient_id": patient_id,
+                "unit_ids": sorted(actor.unit_ids),
+                "limit": SEARCH_LIMIT + 1,
+                "offset": 0,
+            },
+        )
+    )
+    return Found(rows[:SEARCH_LIMIT], len(rows) > SEARCH_LIMIT)
+
+
+_UNIT_BATCH = _listed_page(
+    [
+        Case.unit_id.in_(bindparam("unit_ids", expanding=True)),
+        Case.id < bindparam("before"),
+    ],
+    [Case.id.desc()],
+)
+
+
+def find_cases_by_name(store: Keystore, actor: Actor, query: str) -> Found:
+    """The cases in the actor's units whose patient's name holds every word of `query` (case
+    and accents folded), newest first, at most SEARCH_LIMIT. The names are sealed, so the
+    search decrypts the names of the units' cases in batches (`rows_matching_name`) and keeps
+    only the matches; the caller shows those through `names_for_list`, which records each one.
+
+    Refuses a role without patient access (NotPermitted)."""
+    found: list[Any] = []
+    before = 2**62
+    while len(found) <= SEARCH_LIMIT and actor.unit_ids:
+        batch = list(
+            store.session.execute(
+                _UNIT_BATCH,
+                {
+                    "unit_ids": sorted(actor.unit_ids),
+                    "before": before,
+                    "limit": _SEARCH_BATCH,
+                    "offset": 0,
+                },
+            )
+        )
+        found.extend(rows_matching_name(store, actor, batch, query))
+        if len(batch) < _SEARCH_BATCH:
+            break
+        before = batch[-1].id
+    return Found(found[:SEARCH_LIMIT], len(found) > SEARCH_LIMIT)
+
+
+#: The caseload's orders: by due date (none last), newest case first, by state.
+CASELOAD_SORTS = ("due", "newest", "state")
+
+
+@dataclass(frozen=True)
+class CaseloadFilters:
+    #: "" every case, "open" the open ones, "closed" the closed ones, or one state's name.
+    state: str = ""
+    sort: str = "due"
+
+
+def coach_caseload(
+    session: Session,
+    actor: Actor,
+    workflow: Workflow,
+    filters: CaseloadFilters,
+    *,
+    page: int = 1,
+) -> Page:
+    """Every case the coach is responsible for in their units, in every state (closed too),
+    filtered by state and sorted; one page of `LISTED` rows."""
+    where: list[ColumnElement[bool]] = [
+        Case.unit_id.in_(actor.unit_ids),
+        Case.coach_id == actor.user_id,
+    ]
+    if filters.state == "open":
+        where.append(Case.state.in_(workflow.active_states))
+    elif filters.state == "closed":
+        where.append(Case.state.in_(workflow.terminal_states))
+    elif filters.state in workflow.states:
+        where.append(Case.state == filters.state)
+    orders: dict[str, list[Any]] = {
+        "due": [Case.next_due_on.is_(None), Case.next_due_on, Case.id.desc()],
+        "newest": [Case.id.desc()],
+        # The workflow file's order of states (referred first, the closed ones last).
+        "state": [
+            sql_case({name: n for n, name in enumerate(workflow.states)}, value=Case.state),
+            Case.next_due_on.is_(None),
+            Case.next_due_on,
+            Case.id.desc(),
+        ],
+    }
+    order = orders.get(filters.sort, orders["due"])
+    return _paginate_listed(session, _listed_page(where, order), page)

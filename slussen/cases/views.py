@@ -26,18 +26,34 @@ from slussen.accounts.models import Membership, User
 from slussen.accounts.roles import Permission
 from slussen.audit import Actor
 from slussen.cases.access import current_actor, load_case
+from slussen.cases.corrections import (
+    Corrected,
+    accept_offered_details,
+    correct_details,
+    decline_offered_details,
+    details_view,
+)
 from slussen.cases.engine import (
+    SCREENING_FIELD,
     StaleCase,
     allowed_events,
+    asks_confirmation,
     current_workflow,
     fire,
 )
+from slussen.cases.forms import CorrectionForm
 from slussen.cases.labels import labels as case_labels
 from slussen.cases.models import CHANNELS, Case
 from slussen.cases.services import (
+    CASELOAD_SORTS,
+    CaseloadFilters,
+    Found,
     UnitFilters,
     case_view,
+    coach_caseload,
     coach_worklist,
+    find_cases_by_identifier,
+    find_cases_by_name,
     flagged_cases,
     mark_referrals_seen,
     state_counts,
@@ -49,8 +65,16 @@ from slussen.config import today_local
 from slussen.db import attempt, db_session
 from slussen.errors import Invalid
 from slussen.i18n import format_day, localised, ui_language
+from slussen.identifiers import IdentifierError, parse_identifier
 from slussen.keystore import keystore
-from slussen.patients.services import names_for_list, record_shown
+from slussen.patients.services import (
+    IDENTITY_FIELDS,
+    PatientIdentity,
+    has_pending_offer,
+    names_for_list,
+    record_shown,
+    unseal_listed,
+)
 
 bp = Blueprint("cases", __name__, template_folder="templates")
 
@@ -126,7 +150,9 @@ def case_urls(endpoint: str, **values: Any) -> Callable[[int], str]:
 _URL_MARKER = 987654321
 
 
-def _work_items(rows: list[Any], names: dict[int, str], actor: Actor) -> list[WorkItem]:
+def _work_items(
+    rows: list[Any], names: dict[int, str], screenings: dict[int, str], actor: Actor
+) -> list[WorkItem]:
     """The worklist's rows; labels, dates, URLs and the next step are worked out once per
     distinct value, not per row (a page has 50 rows but few states and days)."""
     workflow = current_workflow()
@@ -142,6 +168,9 @@ def _work_items(rows: list[Any], names: dict[int, str], actor: Actor) -> list[Wo
             endpoint = special.get(t.event) if t is not None else None
             if t is not None and endpoint is not None:
                 actions[row.state] = (localised(t.label), case_urls(endpoint), False)
+            elif t is not None and asks_confirmation(t, actor.role):
+                url = case_urls("cases.confirm_event", event=t.event)
+                actions[row.state] = (localised(t.label), url, False)
             elif t is not None and not t.requires:
                 url = case_urls("cases.fire_event", event=t.event)
                 actions[row.state] = (localised(t.label), url, True)
@@ -162,7 +191,7 @@ def _work_items(rows: list[Any], names: dict[int, str], actor: Actor) -> list[Wo
                 labels[row.state],
                 days[row.next_due_on],
                 bool(row.has_unseen_referral),
-                row.screening_flag == "positive",
+                screenings.get(row.id) == "positive",
                 (action[0], action[1](row.id), action[2]) if action else None,
                 row.version,
             )
@@ -181,11 +210,15 @@ def worklist() -> ResponseReturnValue:
     today = today_local()
     page = coach_worklist(session, actor, workflow, today=today, page=_page())
     counts = state_counts(session, actor.unit_ids)
-    names = names_for_list(keystore(), actor, page.cases, shown_in="worklist")
+    store = keystore()
+    names = names_for_list(store, actor, page.cases, shown_in="worklist")
+    screenings = unseal_listed(store, page.cases, *SCREENING_FIELD, lambda row: row.screening_enc)
     # Nothing below touches the database: render_audited ends the transaction.
     g.setdefault(NO_STORE_FLAG, True)
     groups: dict[str, list[WorkItem]] = {"overdue": [], "today": [], "week": []}
-    for row, item in zip(page.cases, _work_items(page.cases, names, actor), strict=True):
+    for row, item in zip(
+        page.cases, _work_items(page.cases, names, screenings, actor), strict=True
+    ):
         due = row.next_due_on
         groups["overdue" if due and due < today else "today" if due == today else "week"].append(
             item
@@ -196,18 +229,24 @@ def worklist() -> ResponseReturnValue:
         "cases/worklist.html",
         page=page,
         groups=groups,
+        # Each count links to the unit's list of the cases in that state (none for an empty one).
         state_counts=[
-            (counts.get(name, 0), localised(workflow.states[name].label))
+            (
+                counts.get(name, 0),
+                localised(workflow.states[name].label),
+                url_for("cases.unit", state=name) if counts.get(name) else None,
+            )
             for name in workflow.active_states
         ],
     )
 
 
 @bp.route("/enhet")
-@require(Permission.COORDINATE_UNIT)
+@require(Permission.VIEW_UNIT)
 @shows_patient_data
 def unit() -> ResponseReturnValue:
-    """The coordinator's view of the unit with filters (state, coach, overdue, channel)."""
+    """Every case of the user's units with filters (state, coach, overdue, channel): the
+    coordinator's view, and the coach's way to a case that is not due this week."""
     session = db_session()
     actor = current_actor()
     workflow = current_workflow()
@@ -286,7 +325,7 @@ def render_case(case: Case, *, typed: str = "", status: int = 200) -> ResponseRe
     actor = current_actor()
     workflow = current_workflow()
     panels: dict[str, Any] = {}
-    for panel in case_panels():
+    for panel in (*case_panels(), details_panel):
         panels.update(panel(case))
     events = offered_events(workflow, case, actor)
     # The audited read comes last: from there to the commit is a write transaction.
@@ -330,6 +369,7 @@ def fire_event(case_id: int, event: str) -> ResponseReturnValue:
     except ValueError:
         version = -1
     transition = workflow.transitions[event]
+    is_reason = "reason" in transition.requires or transition.is_confirmed_step
     try:
         # A refused event shows the case page again, whose audited read is committed: undo it.
         with attempt():
@@ -340,8 +380,9 @@ def fire_event(case_id: int, event: str) -> ResponseReturnValue:
                 current_actor(),
                 workflow=workflow,
                 expected_version=version,
-                reason=text if "reason" in transition.requires else None,
-                note=text if "reason" not in transition.requires and text else None,
+                reason=text if is_reason else None,
+                note=text if not is_reason and text else None,
+                confirmed=request.form.get("confirmed") == "1",
             )
     except StaleCase as exc:
         # The 409 rolls the request back; the page keeps what the user typed.
@@ -353,3 +394,203 @@ def fire_event(case_id: int, event: str) -> ResponseReturnValue:
         return render_case(load_case(case_id), typed=text, status=422)
     flash(_("Done: %(what)s.", what=localised(transition.label)), "success")
     return redirect(url_for("cases.show", case_id=case.id))
+
+
+# --- correcting a patient's details (issue #18) ---------------------------------------------------
+
+
+def _correction_form(identity: PatientIdentity, case: Case) -> CorrectionForm:
+    """The correction form, filled from the record on a GET and from the post on a POST."""
+    if request.method == "POST":
+        return CorrectionForm()
+    return CorrectionForm(
+        data={
+            "name": identity.name,
+            "street": identity.street,
+            "postcode": identity.postcode,
+            "town": identity.town,
+            "phone": identity.phone,
+            "contact_channel": case.contact_channel,
+        }
+    )
+
+
+def details_panel(case: Case) -> dict[str, Any]:
+    """The case page's part of the correction: whether a later referral's details wait for the
+    coach (read without decrypting anything)."""
+    return {"has_offered_details": has_pending_offer(db_session(), case.patient_id)}
+
+
+def _flash_corrected(message: str, done: Corrected) -> None:
+    flash(message, "success")
+    if done.released:
+        flash(_("Held letters released for the next batch: %(num)s.", num=done.released), "success")
+
+
+@bp.route("/arenden/<int:case_id>/uppgifter", methods=["GET", "POST"])
+@require(Permission.WORK_CASES)
+@shows_patient_data
+def details(case_id: int) -> ResponseReturnValue:
+    """Correct the patient's name, address, phone and contact channel with a reason (history
+    kept); shows the details a later referral offered and the earlier corrections. A refusal
+    shows the form again with everything typed and the reason why."""
+    case = load_case(case_id)
+    store = keystore()
+    actor = current_actor()
+    view = details_view(store, actor, case)
+    form = _correction_form(view.identity, case)
+    status = 200
+    if request.method == "POST":
+        status = 422
+        if form.validate_on_submit():
+            fields: tuple[str, ...] = IDENTITY_FIELDS
+            if view.identity.is_protected_identity:
+                # The address is not on the form: keep it as it is.
+                fields = tuple(f for f in fields if f not in ("street", "postcode", "town"))
+            changes = {field: form[field].data or "" for field in fields}
+            try:
+                with attempt():
+                    done = correct_details(
+                        store,
+                        actor,
+                        case,
+                        changes,
+                        contact_channel=form.contact_channel.data,
+                        reason=form.reason.data or "",
+                    )
+            except Invalid as exc:
+                flash(str(exc), "error")
+            else:
+                _flash_corrected(_("The details are corrected."), done)
+                return redirect(url_for("cases.show", case_id=case.id))
+    return render_audited("cases/details.html", status=status, case=case, form=form, view=view)
+
+
+@bp.route("/arenden/<int:case_id>/uppgifter/forslag/<int:offer_id>", methods=["POST"])
+@require(Permission.WORK_CASES)
+def decide_offer(case_id: int, offer_id: int) -> ResponseReturnValue:
+    """Accept (a correction, history kept) or decline the details a later referral offered."""
+    case = load_case(case_id)
+    store = keystore()
+    decision = request.form.get("decision")
+    # "use" or "keep" (not the workflow's words accept/decline, which name events).
+    if decision not in ("use", "keep"):
+        abort(400)
+    try:
+        with attempt():
+            if decision == "use":
+                done = accept_offered_details(store, current_actor(), case, offer_id)
+            else:
+                decline_offered_details(store, current_actor(), case, offer_id)
+    except Invalid as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("cases.details", case_id=case.id))
+    if decision == "keep":
+        flash(_("The details from the referral were declined."), "info")
+        return redirect(url_for("cases.details", case_id=case.id))
+    _flash_corrected(_("The details from the referral are in the record now."), done)
+    return redirect(url_for("cases.details", case_id=case.id))
+
+
+# --- confirming an irreversible step -------------------------------------------------------------
+
+
+@bp.route("/arenden/<int:case_id>/handelse/<event>/bekrafta")
+@require(Permission.WORK_CASES)
+def confirm_event(case_id: int, event: str) -> ResponseReturnValue:
+    """The question before a step that cannot be undone (`confirm = true`): what it does, a
+    reason, and the button that fires it. Shows the case's reference and state, nothing about
+    the patient."""
+    case = load_case(case_id)
+    workflow = current_workflow()
+    transition = workflow.transitions.get(event)
+    if transition is None or event in special_events(workflow):
+        abort(404)
+    if transition not in offered_events(workflow, case, current_actor()):
+        flash(_("That step is not open in the case's state."), "error")
+        return redirect(url_for("cases.show", case_id=case.id))
+    return render_template(
+        "cases/confirm.html",
+        case=case,
+        event=transition,
+        state_label=localised(workflow.states[case.state].label),
+        is_closing=workflow.states[transition.target(case.state)].is_terminal,
+    )
+
+
+# --- finding any case ----------------------------------------------------------------------------
+
+#: A name search needs this many letters, so a search does not list a whole unit.
+_MIN_NAME_LENGTH = 2
+
+
+@bp.route("/sok", methods=["GET", "POST"])
+@require(Permission.WORK_CASES)
+@shows_patient_data
+def search() -> ResponseReturnValue:
+    """Find a case in the user's units: by personnummer, samordningsnummer or the region's
+    reservnummer (blind index), or by the patient's name (case and accents folded). Every
+    patient shown is recorded in the access log (`names_for_list`, "search"). The search is
+    posted, so what was typed (an identifier, a name) is never in a URL: not in the server's
+    request log, the browser's history or an error page's links."""
+    query = (request.form.get("q") or "").strip()[:200]
+    is_reserve = request.form.get("reserve") == "1"
+    store = keystore()
+    actor = current_actor()
+    error = ""
+    found = Found([], False)
+    settings = current_app.extensions["slussen.settings"]
+    if query and (is_reserve or any(char.isdigit() for char in query)):
+        try:
+            identifier = parse_identifier(
+                query, reserve=settings.reserve_format, is_reserve=is_reserve
+            )
+        except IdentifierError as exc:
+            error = str(exc)
+        else:
+            found = find_cases_by_identifier(store, actor, identifier)
+    elif query and len(query) < _MIN_NAME_LENGTH:
+        error = _("Type at least two letters of the name.")
+    elif query:
+        found = find_cases_by_name(store, actor, query)
+    workflow = current_workflow()
+    # The audited read comes last: from there to the commit is a write transaction.
+    names = names_for_list(store, actor, found.cases, shown_in="search")
+    return render_audited(
+        "cases/search.html",
+        query=query,
+        is_reserve=is_reserve,
+        error=error,
+        found=found,
+        names=names,
+        workflow=workflow,
+        today=today_local(),
+    )
+
+
+@bp.route("/mina-arenden")
+@require(Permission.WORK_CASES)
+@shows_patient_data
+def caseload() -> ResponseReturnValue:
+    """The coach's whole caseload: every case they are responsible for, in every state (closed
+    ones too), filtered by state and sorted."""
+    session = db_session()
+    actor = current_actor()
+    workflow = current_workflow()
+    state = request.args.get("state", "")
+    sort = request.args.get("sort", "due")
+    filters = CaseloadFilters(
+        state=state if state in ("open", "closed") or state in workflow.states else "",
+        sort=sort if sort in CASELOAD_SORTS else "due",
+    )
+    page = coach_caseload(session, actor, workflow, filters, page=_page())
+    # The audited read comes last: from there to the commit is a write transaction.
+    names = names_for_list(keystore(), actor, page.cases, shown_in="caseload")
+    return render_audited(
+        "cases/caseload.html",
+        page=page,
+        names=names,
+        workflow=workflow,
+        filters=filters,
+        today=today_local(),
+    )

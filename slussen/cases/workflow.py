@@ -30,6 +30,10 @@ DATA_KINDS = ("reason", "note", "visit")
 #: `to = "*"`: the transition leaves the case in the state it fired in (a fact about the case
 #: that is not a step, e.g. a positive screening), in any of its `from` states.
 STAY = "*"
+#: `to = "<previous>"`: the transition takes the case back to the state it was in before it
+#: entered the current one (reopening a closed case); the only kind that may leave a terminal
+#: state. The engine reads that state from the case's history.
+PREVIOUS = "<previous>"
 #: The values a transition's `screening = "…"` may give the case's screening flag.
 SCREENING_VALUES = ("positive", "resolved")
 _DURATION = re.compile(r"^(\d{1,3})([dwm])$")
@@ -57,10 +61,23 @@ class Transition:
     requires: tuple[str, ...]
     #: What firing it writes into the case's screening flag (None: leaves it).
     screening: str | None = None
+    #: `confirm = true`: a person firing it must confirm it and give a reason (an irreversible
+    #: step such as closing); the daily tick and the patient's own answers are not asked.
+    is_confirmed_step: bool = False
 
-    def target(self, state: str) -> str:
-        """The state the case is in after firing from `state`."""
-        return state if self.to == STAY else self.to
+    def target(self, state: str, previous: str | None = None) -> str:
+        """The state the case is in after firing from `state` (`previous`: the state it was in
+        before, for a transition that goes back to it)."""
+        if self.to == STAY:
+            return state
+        if self.to == PREVIOUS:
+            return previous or state
+        return self.to
+
+    @property
+    def goes_back(self) -> bool:
+        """The transition takes the case back to its previous state (reopening)."""
+        return self.to == PREVIOUS
 
 
 @dataclass(frozen=True)
@@ -367,10 +384,14 @@ def compile_workflow(
         for state in from_states:
             if state not in states:
                 error(at("from"), f"event {event!r}: unknown state {state!r} in from")
-            elif states[state].is_terminal:
-                error(at("from"), f"event {event!r}: {state!r} is terminal; nothing leaves it")
+            elif states[state].is_terminal and raw.get("to") != PREVIOUS:
+                error(
+                    at("from"),
+                    f"event {event!r}: {state!r} is terminal; only a transition with "
+                    f'to = "{PREVIOUS}" (reopening) leaves it',
+                )
         to = raw.get("to")
-        if to != STAY and to not in states:
+        if to not in (STAY, PREVIOUS) and to not in states:
             error(at("to"), f"event {event!r}: unknown state {to!r} in to")
         screening = raw.get("screening")
         if screening is not None and screening not in SCREENING_VALUES:
@@ -405,6 +426,10 @@ def compile_workflow(
         ):
             error(at("due"), f'event {event!r}: due = {{ name = "14d" | "4w" | "6m" }}')
             due = {}
+        confirm = raw.get("confirm", False)
+        if not isinstance(confirm, bool):
+            error(at("confirm"), f"event {event!r}: confirm = true | false")
+            confirm = False
         clear = _strings(raw.get("clear", [])) or []
         requires = _strings(raw.get("requires", [])) or []
         for kind in requires:
@@ -425,6 +450,7 @@ def compile_workflow(
             "clear",
             "requires",
             "screening",
+            "confirm",
         }
         for key in sorted(unknown_keys):
             error(at(key), f"event {event!r}: unknown key {key!r}")
@@ -440,6 +466,7 @@ def compile_workflow(
             clear=tuple(clear),
             requires=tuple(requires),
             screening=screening,
+            is_confirmed_step=confirm,
         )
 
     timers: list[Timer] = []
@@ -601,7 +628,7 @@ def _check_graph(
     while changed:
         changed = False
         for t in transitions.values():
-            if t.to != STAY and t.from_states & reachable and t.to not in reachable:
+            if t.to not in (STAY, PREVIOUS) and t.from_states & reachable and t.to not in reachable:
                 reachable.add(t.to)
                 changed = True
     for name, state in states.items():
@@ -610,7 +637,10 @@ def _check_graph(
             problems.append(
                 Problem(path, line, f"state {name!r} cannot be reached from {initial!r}")
             )
-        leaves = any(name in t.from_states and t.target(name) != name for t in transitions.values())
+        leaves = any(
+            name in t.from_states and t.to not in (STAY, PREVIOUS, name)
+            for t in transitions.values()
+        )
         if not state.is_terminal and not leaves:
             problems.append(
                 Problem(path, line, f"state {name!r} is not terminal but has no way out")

@@ -4,7 +4,7 @@ role names, dates); each capability adds the labels of its own codes (`cases/lab
 
 from __future__ import annotations
 
-from flask import Blueprint, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import get_locale
 from flask_babel import gettext as _
@@ -14,9 +14,10 @@ from sqlalchemy.exc import OperationalError
 
 from slussen.accounts.auth import public
 from slussen.accounts.roles import ROLE_LABELS, Permission, Role
-from slussen.config import local_zone
+from slussen.config import Settings, local_zone
 from slussen.db import db_session
 from slussen.i18n import format_day, format_moment, localised, ui_language
+from slussen.identifiers import ReserveFormat
 
 bp = Blueprint("core", __name__, template_folder="templates")
 
@@ -60,8 +61,14 @@ def _layout_helpers() -> dict[str, object]:
     def nav_items() -> list[dict[str, object]]:
         items: list[tuple[str, str, Permission | None]] = [
             ("cases.worklist", _("Worklist"), Permission.WORK_CASES),
-            ("cases.unit", _("The unit"), Permission.COORDINATE_UNIT),
+            ("cases.caseload", _("My cases"), Permission.WORK_CASES),
+            ("cases.unit", _("The unit"), Permission.VIEW_UNIT),
             ("letters.index", _("Letters"), Permission.COORDINATE_UNIT),
+            *(
+                [("letters.own", _("My letters"), Permission.PRINT_OWN_LETTERS)]
+                if not current_user.can(Permission.COORDINATE_UNIT)
+                else []
+            ),
             ("intake.incoming", _("Referrals from other units"), Permission.COORDINATE_UNIT),
             ("intake.refer", _("Refer"), Permission.FLAG_PATIENT),
             ("cases.flagged", _("My referrals"), Permission.VIEW_OWN_FLAGS),
@@ -87,8 +94,25 @@ def _layout_helpers() -> dict[str, object]:
             return role
         return en if ui_language() == "en" else sv
 
+    def reserve_format() -> ReserveFormat | None:
+        settings: Settings = current_app.extensions["slussen.settings"]
+        return settings.reserve_format
+
+    def identifier_hint() -> str:
+        """The hint under every personnummer field: both forms, and the region's reservnummer."""
+        hint: str = _(
+            "12 or 10 digits, for example 19811218-9876 or 811218-9876 (with + instead of - "
+            "for a person aged 100 or more)."
+        )
+        region = reserve_format()
+        if region is not None and region.example:
+            hint += " " + _("A reserve number looks like %(example)s.", example=region.example)
+        return hint
+
     return {
         "sweden": local_zone(),
+        "reserve_format": reserve_format,
+        "identifier_hint": identifier_hint,
         "nav_items": nav_items,
         "role_label": role_label,
         "Permission": Permission,

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from slussen.accounts.models import Unit
+from slussen.cases.engine import screening_of
 from slussen.cases.models import Case
 from slussen.config import today_local
 from slussen.demo import walk
@@ -67,7 +68,7 @@ def seed_questionnaires(session: Session, ctx: DemoContext) -> None:
             walk.answer_online(sluss, case, "lonely")
         elif index == 2:  # the whole sluss: baseline lonely, six months later better
             walk.key_in(sluss, coach, case, "baseline", "lonely", screening_profile="lonely")
-            if case.screening_flag == "positive":  # the coach decides to go on
+            if screening_of(store, case) == "positive":  # the coach decides to go on
                 resolve_screening(store, coach, case, workflow=sluss.workflow, decision="continue")
             starts_at = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
             walk.book_visit(sluss, coach, case, starts_at, dt.datetime.now(dt.UTC))

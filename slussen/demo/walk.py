@@ -199,8 +199,12 @@ def fire_plain(sluss: Sluss, coach: Actor, case: Case, t: Transition, rng: rando
         actor,
         workflow=sluss.workflow,
         today=_counting_from(sluss.workflow, t, sluss.today, rng),
-        reason=rng.choice(CLOSING_REASONS) if "reason" in t.requires else None,
+        reason=rng.choice(CLOSING_REASONS)
+        if "reason" in t.requires or t.is_confirmed_step
+        else None,
         note=rng.choice(FOLLOW_UP_NOTES) if "note" in t.requires else None,
+        # The coach confirms a closing step at its button, with a reason.
+        confirmed=True,
     )
 
 

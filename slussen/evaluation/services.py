@@ -13,7 +13,6 @@ import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TextIO
-from zoneinfo import ZoneInfo
 
 import numpy as np
 from numpy.typing import NDArray
@@ -49,10 +48,6 @@ class Context:
     @property
     def definitions(self) -> list[ScoreDefinition]:
         return outcome_definitions(self.content)
-
-    @property
-    def timezone(self) -> ZoneInfo:
-        return ZoneInfo(self.settings.timezone)
 
 
 def _scope(session: Session, actor: Actor, filters: Filters) -> frozenset[int] | None:
@@ -99,9 +94,7 @@ def _records(
         session,
         context.definitions,
         filters,
-        workflow=context.workflow,
         screening_forms=screening_forms(context.content),
-        timezone=context.timezone,
         unit_ids=scope,
     )
 
@@ -215,10 +208,9 @@ def write_dataset(
     # csv module's per-field checks would cost more than everything else here.
     units = {u: _csv_fields([hsa.get(u, ""), name]) for u, name in names.items()}
     quoted = _Quoted()
-    pseudonym = vault.pseudonymiser(ring)
     rows = 0
     for batch in _records(session, context, filters, scope):
-        pseudonyms = list(map(pseudonym, map("case:{}".format, batch.case_id.tolist())))
+        pseudonyms = [f"P-{pseudonym[:16]}" for pseudonym in batch.pseudonym.tolist()]
         month = {step: months(batch.days[:, MOMENTS.index(step)]) for step in MILESTONE_COLUMNS}
         columns: list[list[str]] = [
             pseudonyms,

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import current_app
 from flask_babel import lazy_gettext as _l
 from wtforms import BooleanField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 
-from slussen.identifiers import IdentifierError, normalise_postcode, parse_person_identifier
+from slussen.identifiers import IdentifierError, normalise_postcode, parse_identifier
 from slussen.webforms import Form
 
 
-def valid_personnummer(_form: Any, field: Any) -> None:
+def valid_personnummer(form: Any, field: Any) -> None:
+    """A personnummer or samordningsnummer (12 or 10 digits, the `-`/`+` century rule), or the
+    region's reservnummer when the form's reservnummer box is ticked."""
+    is_reserve = bool(getattr(form, "is_reserve_number", None) and form.is_reserve_number.data)
+    reserve = current_app.extensions["slussen.settings"].reserve_format
     try:
-        field.parsed = parse_person_identifier(field.data or "")
+        field.parsed = parse_identifier(field.data or "", reserve=reserve, is_reserve=is_reserve)
     except IdentifierError as exc:
         raise ValidationError(str(exc)) from None
 
@@ -68,6 +73,7 @@ class IdentityFields(Form):
 class ReferralForm(IdentityFields):
     """Staff flag or a coach registers contact: everything on one screen."""
 
+    is_reserve_number = BooleanField(_l("The patient has a reserve number instead"))
     unit = SelectField(_l("Unit"), coerce=int, validators=[InputRequired()])
     channel = SelectField(
         _l("How did the referral come?"),

@@ -27,6 +27,7 @@ from slussen.patients.services import (
     PatientIdentity,
     erase_patient,
     find_patient_id,
+    offer_details,
     read_patient,
     register_patient,
     seal,
@@ -91,7 +92,8 @@ def refer_patient(
     referral for a patient with an open case never opens a twin: in the same unit it is attached
     to the open case and waits, unseen, for the coach; when the open case is in another unit it
     is forwarded to that unit's coordinators (`forward_referral`) and the referrer learns
-    nothing (the result holds no case)."""
+    nothing (the result holds no case). A second referral that gives an address or phone other
+    than the record's offers them to the coach (`patients.services.offer_details`)."""
     check_referral(
         actor,
         unit_id=unit_id,
@@ -102,6 +104,10 @@ def refer_patient(
     patient_id = find_patient_id(store, identity.identifier)
     if patient_id is not None:
         existing = open_case_of_patient(store, workflow, patient_id)
+        if existing is None or existing.unit_id == unit_id:
+            # A different address or phone is offered to the coach, never written over the
+            # record (`offer_details`); a referral forwarded to another unit offers nothing.
+            offer_details(store, actor, patient_id, identity, unit_id=unit_id)
         if existing is not None and existing.unit_id != unit_id:
             forward_referral(
                 store, actor, existing, from_unit_id=unit_id, channel=channel, reason=reason

@@ -661,18 +661,31 @@ def form_story(
     kinds = {i.get("type", "choice") for i in form.get("items", []) if isinstance(i, dict)}
     hint = w["tick_one"] if kinds <= {"choice"} else w["tick_many"]
     story.append(Paragraph(_text(hint), styles.form_text))
-    for number, (group_id, item) in enumerate(_ordered_items(form), start=1):
+    # Tick items (an interest area each) are one box each, beside their text; the boxes of a
+    # group are drawn together, never split from each other.
+    ticks: list[str] = []
+
+    def end_ticks() -> None:
+        if ticks:
+            story.append(_TickBoxes(list(ticks), styles.form_text))
+            story.append(Spacer(1, 6))
+            ticks.clear()
+
+    number = 0
+    for group_id, item in _ordered_items(form):
         if group_id is not None and len(groups) > 1:
+            end_ticks()
             title = _label(groups[group_id].get("title"), language)
             if title:
                 story.append(Paragraph(_text(title), styles.form_title))
-        parts: list[Flowable] = [
-            Paragraph(
-                f"{number}. " + _text(_label(item.get("text"), language, item.get("id", ""))),
-                styles.form_item,
-            )
-        ]
         kind = item.get("type", "choice")
+        text = _label(item.get("text"), language, item.get("id", ""))
+        if kind == "tick":
+            ticks.append(text)
+            continue
+        end_ticks()
+        number += 1
+        parts: list[Flowable] = [Paragraph(f"{number}. " + _text(text), styles.form_item)]
         if kind == "text":
             parts.append(Paragraph(_text(w["write"]), styles.form_text))
             parts.append(_WriteLines(3, styles.form_text.fontSize))
@@ -682,6 +695,7 @@ def form_story(
                 parts.append(Paragraph(_text(w["tick_many"]), styles.form_text))
             parts.append(_TickBoxes(labels, styles.form_text))
         story.append(_Together(parts))
+    end_ticks()
     if form.get("copyright"):
         story.append(Spacer(1, 6))
         story.append(Paragraph(_text(str(form["copyright"])), styles.form_small))

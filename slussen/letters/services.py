@@ -34,7 +34,7 @@ from slussen.directory.services import next_occasions
 from slussen.errors import Invalid, NotFound
 from slussen.identifiers import IdentifierError, format_postal_line
 from slussen.keystore import Keystore
-from slussen.letterqueue import QueuedLetter
+from slussen.letterqueue import ADDRESS_TOO_LONG, BAD_POSTAL_LINE, NO_ADDRESS, QueuedLetter
 from slussen.letters.definitions import LetterTemplate
 from slussen.letters.models import LetterBatch
 from slussen.letters.render import (
@@ -53,8 +53,9 @@ from slussen.letters.render import (
 from slussen.patients.models import Patient
 from slussen.patients.services import PatientIdentity, read_patient
 from slussen.questionnaires import codes
+from slussen.questionnaires.models import AnswerCode
 from slussen.visits.models import ActionPlan, Handover, Visit
-from slussen.visits.services import current_plan
+from slussen.visits.services import current_plan, handover_details, visit_place
 
 REPLY_DAYS = 14
 #: Ids from a URL above this are refused before they reach the database (integer columns).
@@ -108,8 +109,10 @@ def create_answer_code(
 ) -> str:
     """Make the letter's derived code (codes.letter_code) valid for answering at /svar, through
     the one answer-code service (hash only, expiry, single use). Idempotent: a letter printed
-    again keeps its one code."""
-    return codes.create_answer_code(
+    again keeps its one code. A preview makes it too, so the code a coach reads out from a
+    queued letter works at once; each later call (the print) moves its expiry to a full
+    `answer_code_days` from `now`, so the printed letter's code runs as long as any."""
+    code = codes.create_answer_code(
         store.session,
         store.ring,
         case,
@@ -119,6 +122,16 @@ def create_answer_code(
         now=now,
         code=codes.letter_code(store.ring, letter.id),
     )
+    expires = now + dt.timedelta(days=settings.answer_code_days)
+    for row in store.session.scalars(
+        select(AnswerCode).where(
+            AnswerCode.letter_id == letter.id,
+            AnswerCode.used_at.is_(None),
+            AnswerCode.expires_at < expires,
+        )
+    ):
+        row.expires_at = expires
+    return code
 
 
 def answer_url(settings: Settings, code: str) -> str:
@@ -172,14 +185,14 @@ def recipient_of(identity: PatientIdentity, layout: Layout) -> Recipient:
     if identity.is_protected_identity:
         return Recipient(identity.name, (), identity.preferred_language, "", True)
     if not identity.has_postal_address:
-        raise LetterIncomplete("Adress saknas.")
+        raise LetterIncomplete(NO_ADDRESS)
     try:
         postal_line = format_postal_line(identity.postcode, identity.town)
     except IdentifierError:
-        raise LetterIncomplete("Postnumret eller orten är felaktig.") from None
+        raise LetterIncomplete(BAD_POSTAL_LINE) from None
     lines = (identity.name.strip(), identity.street.strip(), postal_line)
     if address_font_size(lines, layout) is None:
-        raise LetterIncomplete("Adressen får inte plats i kuvertets fönster.")
+        raise LetterIncomplete(ADDRESS_TOO_LONG)
     digits = postal_line[:6].replace(" ", "")
     return Recipient(identity.name.strip(), lines, identity.preferred_language, digits, False)
 
@@ -232,7 +245,8 @@ def check_needs(store: Keystore, case: Case | _CaseRef, template: LetterTemplate
         return "Ärendet har ingen handlingsplan."
     if "handover" in needs:
         handover = _handover(session, case)
-        if handover is None or handover.meeting_at is None or not handover.meeting_place:
+        # The place is sealed: whether one was agreed is whether it has a sealed value.
+        if handover is None or handover.meeting_at is None or handover.meeting_place_enc is None:
             return "Överlämningen saknar tid eller plats."
     return None
 
@@ -292,7 +306,7 @@ def letter_data(
                 "per telefon – vi ringer dig" if language == "sv" else "by phone – we will call you"
             )
         else:
-            values["appointment_place"] = visit.place
+            values["appointment_place"] = visit_place(store, case.patient_id, visit)
         values["appointment_minutes"] = str(visit.duration_minutes)
     steps: tuple[StepText, ...] = ()
     if "plan" in needs:
@@ -311,14 +325,16 @@ def letter_data(
             for step in plan.steps
         )
     if "handover" in needs:
-        handover = _handover(session, case)
-        assert handover is not None and handover.meeting_at is not None
+        row = _handover(session, case)
+        assert row is not None
+        handover = handover_details(store, case.patient_id, row)
+        assert handover.meeting_at is not None
         values["handover_organisation"] = handover.organisation_name
         values["handover_companion"] = handover.companion_name or (
             "en person" if language == "sv" else "a person"
         )
         values["handover_time"] = format_letter_moment(handover.meeting_at, language)
-        values["handover_place"] = handover.meeting_place or ""
+        values["handover_place"] = handover.meeting_place
     code = url = None
     if template.asks_for_answers:
         code = codes.letter_code(store.ring, letter.id)
@@ -381,8 +397,10 @@ def preview_letter(
 ) -> bytes:
     """The letter as it will print (a printed letter as it was printed: its batch's date).
 
-    An audited read of the patient. Refuses a letter outside the actor's units (NotFound) and
-    one that cannot be printed correctly now (LetterIncomplete, with the reason)."""
+    An audited read of the patient. A letter that asks for answers gets its answer code
+    (`create_answer_code`), so the code on the preview works before the letter is printed.
+    Refuses a letter outside the actor's units (NotFound) and one that cannot be printed
+    correctly now (LetterIncomplete, with the reason)."""
     letter = load_letter(store, actor, letter_id)
     session = store.session
     case = session.get(Case, letter.case_id)
@@ -404,6 +422,10 @@ def preview_letter(
         settings=settings,
         letter_date=letter_date,
     )
+    template = context.templates[letter.letter]
+    if template.asks_for_answers and template.occasion and letter.status != "cancelled":
+        # The code the preview shows works from the letter's queueing on, not from its print.
+        create_answer_code(store, case, template.occasion, letter, settings=settings, now=utcnow())
     return render_letter(data, context)
 
 
@@ -453,21 +475,55 @@ def _check_coordinator(actor: Actor, unit_id: int) -> None:
         raise NotFound("Du samordnar inte den enheten.")
 
 
+def _check_printer(actor: Actor, unit_id: int, *, own_cases: bool) -> int | None:
+    """Who may print the unit's letters: its coordinators all of them, a coach (`own_cases`)
+    those of the cases they are the coach of. Returns the coach whose cases the print is
+    narrowed to (None: the whole unit); refuses (NotFound) anyone else."""
+    if not own_cases:
+        _check_coordinator(actor, unit_id)
+        return None
+    if (
+        actor.user_id is None
+        or not grants(actor.role, Permission.PRINT_OWN_LETTERS)
+        or unit_id not in actor.unit_ids
+    ):
+        raise NotFound("Du arbetar inte på den enheten.")
+    return actor.user_id
+
+
+def _refuse_others_letters(store: Keystore, coach_id: int, letter_ids: list[int]) -> None:
+    """Refuse (NotFound, as if they did not exist) letters that are not of the coach's cases."""
+    wanted = {i for i in letter_ids if 0 < i < MAX_ID}
+    own = set(
+        store.session.scalars(
+            select(QueuedLetter.id)
+            .join(Case, Case.id == QueuedLetter.case_id)
+            .where(QueuedLetter.id.in_(sorted(wanted)), Case.coach_id == coach_id)
+        )
+    )
+    if wanted != own or len(wanted) != len(set(letter_ids)):
+        raise NotFound("Brevet finns inte.")
+
+
 def pending_letters(
-    store: Keystore, unit_id: int, *, forwarding: bool
+    store: Keystore, unit_id: int, *, forwarding: bool, coach_id: int | None = None
 ) -> list[tuple[QueuedLetter, Case]]:
-    """Queued and held letters of the unit: to patients with protected identity (the forwarding
-    queue) or to everyone else. Reads no patient data."""
+    """Queued and held letters of the unit (of the cases `coach_id` is the coach of, when
+    given): to patients with protected identity (the forwarding queue) or to everyone else.
+    Reads no patient data."""
     rows = store.session.execute(
-        _in_queue(select(QueuedLetter, Case), unit_id, forwarding=forwarding)
+        _in_queue(select(QueuedLetter, Case), unit_id, forwarding=forwarding, coach_id=coach_id)
     )
     return [(letter, case) for letter, case in rows]
 
 
-def _in_queue(query: Select[*Row], unit_id: int, *, forwarding: bool) -> Select[*Row]:
+def _in_queue(
+    query: Select[*Row], unit_id: int, *, forwarding: bool, coach_id: int | None = None
+) -> Select[*Row]:
     """`query` narrowed to the letters waiting in one of the unit's two print queues (queued or
-    held; to patients with protected identity or to everyone else), oldest first."""
-    return (
+    held; to patients with protected identity or to everyone else), oldest first; with
+    `coach_id`, to the letters of the cases they are the coach of."""
+    query = (
         query.join(Case, Case.id == QueuedLetter.case_id)
         .join(Patient, Patient.id == Case.patient_id)
         .where(
@@ -477,6 +533,9 @@ def _in_queue(query: Select[*Row], unit_id: int, *, forwarding: bool) -> Select[
         )
         .order_by(QueuedLetter.id)
     )
+    if coach_id is not None:
+        query = query.where(Case.coach_id == coach_id)
+    return query
 
 
 def unfinished_batch(session: Session, unit_id: int, *, forwarding: bool) -> LetterBatch | None:
@@ -505,6 +564,7 @@ def print_batch(
     settings: Settings,
     letter_ids: list[int] | None = None,
     forwarding: bool = False,
+    own_cases: bool = False,
     today: dt.date | None = None,
     progress: Callable[[int, int], None] | None = None,
     commit: Callable[[], None] | None = None,
@@ -532,16 +592,21 @@ def print_batch(
     time, no coach…) and are tried again in the next batch; an older duplicate of a newer queued
     letter of the same kind, and a letter queued before its case was closed, are cancelled.
     `forwarding` prints the letters to patients with protected identity (no address).
-    Refuses an actor who does not coordinate the unit (NotFound), and a letter of an unfinished
-    batch that can no longer be printed (Invalid). With nothing to print, returns a result
-    without batch and writes nothing to `out`."""
-    _check_coordinator(actor, unit_id)
+    `own_cases` prints only the letters of the cases the actor is the coach of (a coach's own
+    print, audited the same way); it never finishes another run's unfinished batch.
+    Refuses an actor who does not coordinate the unit (NotFound; with `own_cases`, one who
+    does not work in it or may not print), a selected letter that is not of the coach's cases
+    (NotFound), and a letter of an unfinished batch that can no longer be printed (Invalid).
+    With nothing to print, returns a result without batch and writes nothing to `out`."""
+    coach_id = _check_printer(actor, unit_id, own_cases=own_cases)
+    if coach_id is not None and letter_ids:
+        _refuse_others_letters(store, coach_id, letter_ids)
     session = store.session
     unit = session.get(Unit, unit_id)
     if unit is None:
         raise NotFound("Enheten finns inte.")
     now = utcnow()
-    batch = unfinished_batch(session, unit_id, forwarding=forwarding)
+    batch = None if own_cases else unfinished_batch(session, unit_id, forwarding=forwarding)
     letter_date = batch.letter_date if batch else today or today_local()
     # Plain rows, not ORM objects: a batch of thousands keeps only ids and window lines.
     query = _in_queue(
@@ -556,6 +621,7 @@ def print_batch(
         ),
         unit_id,
         forwarding=forwarding,
+        coach_id=coach_id,
     )
     if letter_ids is not None:
         query = query.where(QueuedLetter.id.in_(letter_ids))
@@ -785,13 +851,15 @@ def reprint_batch(
     """Print a batch again: the same letters in the same order with the batch's date. Changes no
     letter and no batch; writes an audited read and a "print" audit row per letter (printing
     patient data again is an access). `is_identical` says whether the bytes equal the first
-    print. Refuses a batch of a unit the actor does not coordinate (NotFound), and one whose print
-    stopped half way (Invalid: the next print of the unit's letters finishes it)."""
+    print. Refuses a batch of a unit the actor does not coordinate, unless it is a coach's own
+    batch whose cases are all still theirs (NotFound), and one whose print stopped half way
+    (Invalid: the next print of the unit's letters finishes it)."""
     session = store.session
     batch = session.get(LetterBatch, batch_id) if 0 < batch_id < MAX_ID else None
     if batch is None:
         raise NotFound("Utskriftsomgången finns inte.")
-    _check_coordinator(actor, batch.unit_id)
+    if not may_reprint(store, actor, batch):
+        raise NotFound("Utskriftsomgången finns inte.")
     if not batch.sha256:
         raise Invalid(
             f"Utskriftsomgång {batch.id} avbröts innan den var klar: skriv ut enhetens brev igen "
@@ -845,12 +913,37 @@ def reprint_batch(
     return BatchResult(batch, total, [], is_identical=fingerprint == batch.sha256)
 
 
-def unit_batches(store: Keystore, unit_id: int, limit: int = 20) -> list[LetterBatch]:
-    return list(
-        store.session.scalars(
-            select(LetterBatch)
-            .where(LetterBatch.unit_id == unit_id)
-            .order_by(LetterBatch.id.desc())
-            .limit(limit)
+def may_reprint(store: Keystore, actor: Actor, batch: LetterBatch) -> bool:
+    """A batch may be printed again by the unit's coordinators, and by the coach who printed it
+    while every letter in it is still of a case they are the coach of."""
+    if actor.role == "system" or (
+        grants(actor.role, Permission.COORDINATE_UNIT) and batch.unit_id in actor.unit_ids
+    ):
+        return True
+    if (
+        actor.user_id is None
+        or batch.created_by_id != actor.user_id
+        or batch.unit_id not in actor.unit_ids
+        or not grants(actor.role, Permission.PRINT_OWN_LETTERS)
+    ):
+        return False
+    others = store.session.scalar(
+        select(QueuedLetter.id)
+        .join(Case, Case.id == QueuedLetter.case_id)
+        .where(
+            QueuedLetter.batch_id == batch.id,
+            (Case.coach_id != actor.user_id) | Case.coach_id.is_(None),
         )
+        .limit(1)
     )
+    return others is None
+
+
+def unit_batches(
+    store: Keystore, unit_id: int, limit: int = 20, *, created_by_id: int | None = None
+) -> list[LetterBatch]:
+    """The unit's latest batches (those `created_by_id` printed, when given), newest first."""
+    query = select(LetterBatch).where(LetterBatch.unit_id == unit_id)
+    if created_by_id is not None:
+        query = query.where(LetterBatch.created_by_id == created_by_id)
+    return list(store.session.scalars(query.order_by(LetterBatch.id.desc()).limit(limit)))

@@ -1,5 +1,6 @@
-"""The letters page (the coordinator's queue, held letters, forwarding queue, batches), printing a
-batch, printing it again, and a coach's preview of any queued letter."""
+"""The letters page (the coordinator's queue, held letters, forwarding queue, batches), a coach's
+own letters page (the letters of their cases), printing a batch, printing it again, and a coach's
+preview of any queued letter."""
 
 from __future__ import annotations
 
@@ -81,23 +82,37 @@ def _pdf(data: bytes, filename: str, *, inline: bool) -> ResponseReturnValue:
 def index() -> ResponseReturnValue:
     """Queued and held letters, the forwarding queue and recent batches. No patient names: the
     case reference links to the case; each case shown is recorded in its patient's access log."""
+    return _queue_page(own=False)
+
+
+@bp.route("/brev/mina")
+@require(Permission.PRINT_OWN_LETTERS)
+def own() -> ResponseReturnValue:
+    """A coach's letters: the queued and held letters of the cases they are the coach of, and
+    the batches they printed; as the letters page, narrowed to them."""
+    return _queue_page(own=True)
+
+
+def _queue_page(*, own: bool) -> ResponseReturnValue:
     unit = _unit()
     store = keystore()
     actor = current_actor()
+    coach_id = actor.user_id if own else None
     units = [db_session().get(Unit, uid) for uid in sorted(actor.unit_ids)]
     templates = current_app.extensions["slussen.content"].compiled["letters"]
-    pending = services.pending_letters(store, unit.id, forwarding=False)
-    forwarding = services.pending_letters(store, unit.id, forwarding=True)
+    pending = services.pending_letters(store, unit.id, forwarding=False, coach_id=coach_id)
+    forwarding = services.pending_letters(store, unit.id, forwarding=True, coach_id=coach_id)
     # Each case the queue shows is recorded once in its patient's access log.
     shown = {c.id: (c.id, c.unit_id, c.patient_id) for _letter, c in [*pending, *forwarding]}
     record_shown(store, actor, shown.values(), shown_in="letters")
     return render_template(
         "letters/index.html",
+        own=own,
         unit=unit,
         units=[u for u in units if u is not None],
         pending=pending,
         forwarding=forwarding,
-        batches=services.unit_batches(store, unit.id),
+        batches=services.unit_batches(store, unit.id, created_by_id=coach_id),
         title_of=lambda letter_id: _title(templates, letter_id),
     )
 
@@ -113,6 +128,19 @@ def _title(templates: dict[str, Any], letter_id: str) -> str:
 @require(Permission.COORDINATE_UNIT)
 def print_batch() -> ResponseReturnValue:
     """Print all queued letters of the unit, or the ticked ones, as one batch."""
+    return _print(own=False)
+
+
+@bp.route("/brev/mina/skriv-ut", methods=["POST"])
+@require(Permission.PRINT_OWN_LETTERS)
+def print_own() -> ResponseReturnValue:
+    """Print the queued letters of the coach's own cases, or the ticked ones, as one batch; a
+    letter of another's case is refused with 404."""
+    return _print(own=True)
+
+
+def _print(*, own: bool) -> ResponseReturnValue:
+    back = "letters.own" if own else "letters.index"
     unit = _unit()
     selected = [int(v) for v in request.form.getlist("letter") if re.fullmatch(r"[0-9]{1,9}", v)]
     forwarding = request.form.get("forwarding") == "1"
@@ -128,15 +156,16 @@ def print_batch() -> ResponseReturnValue:
                     settings=current_app.extensions["slussen.settings"],
                     letter_ids=selected or None,
                     forwarding=forwarding,
+                    own_cases=own,
                 )
         except Invalid as exc:
             flash(str(exc), "error")
-            return redirect(url_for("letters.index", enhet=unit.id))
+            return redirect(url_for(back, enhet=unit.id))
     for _letter_id, reason in result.held[:5]:
         flash(_("A letter was held back: %(reason)s", reason=reason), "error")
     if result.batch is None:
         flash(_("There were no letters to print."), "info")
-        return redirect(url_for("letters.index", enhet=unit.id))
+        return redirect(url_for(back, enhet=unit.id))
     flash(
         _(
             "Batch %(id)s is ready: %(n)s letters. Download the PDF and print it.",
@@ -145,13 +174,14 @@ def print_batch() -> ResponseReturnValue:
         ),
         "success",
     )
-    return redirect(url_for("letters.index", enhet=unit.id))
+    return redirect(url_for(back, enhet=unit.id))
 
 
 @bp.route("/brev/omgang/<int:batch_id>.pdf")
-@require(Permission.COORDINATE_UNIT)
+@require(Permission.PRINT_OWN_LETTERS)
 def batch_pdf(batch_id: int) -> ResponseReturnValue:
-    """The batch's PDF, rendered again from the same letters (the same bytes)."""
+    """The batch's PDF, rendered again from the same letters (the same bytes): the unit's
+    coordinators, or the coach who printed it (`services.may_reprint`); others get 404."""
     with tempfile.TemporaryFile() as out:
         try:
             with attempt():

@@ -8,14 +8,13 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     ForeignKey,
-    Integer,
     LargeBinary,
     String,
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from slussen.db import Base, created_at, intpk
+from slussen.db import Base, created_at, intpk, one_of
 from slussen.sensitivity import REFERENCES, classify
 
 #: Columns holding AES-GCM ciphertext (vault format v1), bound to table, column and row.
@@ -35,6 +34,7 @@ class Patient(Base):
             "postcode_enc",
             "town_enc",
             "phone_enc",
+            "demographics_enc",
         ),
         clear={
             REFERENCES: ("id", "data_key_id", "registered_unit_id"),
@@ -47,12 +47,10 @@ class Patient(Base):
                 "is_protected_identity",
             ),
             "record life cycle (erasure)": ("created_at", "erased_at"),
-            "not yet sealed (#17)": ("birth_year", "sex"),
         },
     )
     __table_args__ = (
         CheckConstraint("identifier_kind IN ('pnr', 'snr', 'reserv')", "identifier_kind_known"),
-        CheckConstraint("sex IN ('female', 'male') OR sex IS NULL", "sex_known"),
     )
 
     id: Mapped[intpk]
@@ -72,9 +70,10 @@ class Patient(Base):
     preferred_language: Mapped[str] = mapped_column(String(8), default="sv")
     #: Skyddad identitet: the address is never printed or shown.
     is_protected_identity: Mapped[bool] = mapped_column(Boolean, default=False)
-    #: Derived from the identifier for evaluation age bands and sex; not identifying alone.
-    birth_year: Mapped[int | None] = mapped_column(Integer)
-    sex: Mapped[str | None] = mapped_column(String(6))
+    #: Birth year and sex derived from the identifier, for the evaluation's coarse covariates:
+    #: JSON sealed with the patient's data key, padded to one length (see
+    #: `patients.services.read_demographics`).
+    demographics_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[created_at]
     erased_at: Mapped[dt.datetime | None]
 
@@ -98,3 +97,66 @@ class PatientLookup(Base):
     )
     kind: Mapped[str] = mapped_column(String(10))
     digest: Mapped[str] = mapped_column(String(64))
+
+
+#: What a correction of a patient's details may change (`patients.services.correct_patient`).
+CORRECTABLE_FIELDS = ("name", "street", "postcode", "town", "phone", "contact_channel")
+OFFER_STATUSES = ("pending", "accepted", "declined")
+
+
+class PatientCorrection(Base):
+    """One correction of a patient's details: who, when, and, sealed with the patient's data
+    key, why and the values the correction replaced (a small JSON text), so the history of a
+    record is kept without any earlier value in clear."""
+
+    __tablename__ = "patient_corrections"
+    __sensitivity__ = classify(
+        sealed=("reason_enc", "earlier_enc"),
+        clear={
+            REFERENCES: ("id", "patient_id", "corrected_by_id", "unit_id"),
+            "when the record was corrected (the history's order)": ("corrected_at",),
+        },
+    )
+
+    id: Mapped[intpk]
+    patient_id: Mapped[int] = mapped_column(
+        ForeignKey("patients.id", ondelete="CASCADE"), index=True
+    )
+    corrected_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    #: The unit the correction was made for (the case's unit).
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"))
+    corrected_at: Mapped[created_at]
+    #: Why, in the corrector's words.
+    reason_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: JSON {field: earlier value} of the fields this correction changed.
+    earlier_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class OfferedDetails(Base):
+    """Contact details a later referral gave that differ from the record's: sealed while they
+    wait for the coach to accept (they become a correction) or decline them."""
+
+    __tablename__ = "offered_details"
+    __sensitivity__ = classify(
+        sealed=("details_enc",),
+        clear={
+            REFERENCES: ("id", "patient_id", "decided_by_id"),
+            "whether the offer still waits, and when it came and was decided": (
+                "status",
+                "offered_at",
+                "decided_at",
+            ),
+        },
+    )
+    __table_args__ = (CheckConstraint(one_of("status", OFFER_STATUSES), "status_known"),)
+
+    id: Mapped[intpk]
+    patient_id: Mapped[int] = mapped_column(
+        ForeignKey("patients.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    offered_at: Mapped[created_at]
+    #: JSON {street, postcode, town, phone} as the referral gave them.
+    details_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    decided_at: Mapped[dt.datetime | None]

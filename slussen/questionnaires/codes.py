@@ -35,7 +35,7 @@ LETTER_CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 CODE_LENGTH = 10
 #: How long a code works when the setting `answer_code_days` is not at hand.
 DEFAULT_CODE_DAYS = 60
-#: The blind-index kind of an answer code's keyed hash; migration 0016c writes it too.
+#: The blind-index kind of an answer code's keyed hash; migration 0016 writes it too.
 CODE_HASH_KIND = "answer-code"
 
 
@@ -55,7 +55,7 @@ def code_hash(ring: KeyRing, text: str) -> str:
 
     Why keyed: a code has only 25^10 or 32^10 values (about 46 and 50 bits), so a plain hash in a
     copy of the database is found by hashing every code of the alphabet; without the key ring
-    nobody can compute this one. Why over the SHA-256 and not the code: migration 0016c turns the
+    nobody can compute this one. Why over the SHA-256 and not the code: migration 0016 turns the
     hashes stored before it into these without knowing the codes. The kind keeps it apart from a
     personnummer's blind index; letter codes and audit pseudonyms use another key."""
     plain = hashlib.sha256(normalise_code(text).encode()).hexdigest()

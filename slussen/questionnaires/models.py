@@ -7,7 +7,6 @@ import datetime as dt
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
-    Float,
     ForeignKey,
     Index,
     Integer,
@@ -72,32 +71,21 @@ class QuestionnaireResponse(Base):
 
 
 class QuestionnaireScore(Base):
-    """A computed score beside the answers, for evaluation. Holds a number and a case id only:
-    without the key ring it cannot be linked to a person."""
+    """A computed score beside the answers, for the case page and the screening: which score
+    of which form and occasion in clear, the value and whether it is at the cut-off sealed with
+    the patient's data key. The evaluation reads the research records instead."""
 
     __tablename__ = "questionnaire_scores"
     __sensitivity__ = classify(
+        sealed=("score_enc",),
         clear={
             REFERENCES: ("id", "response_id", "case_id"),
             "which score of which form and occasion": ("form_id", "score_id", "occasion"),
-            "not yet sealed (#17)": ("value", "is_positive"),
         },
     )
     __table_args__ = (
         UniqueConstraint("response_id", "score_id"),
         CheckConstraint("occasion IN ('baseline', 'six_month')", "occasion_known"),
-        # The evaluation reads each score's values per occasion, in case and response order,
-        # from this index alone (it also serves lookups by form, score and occasion).
-        Index(
-            "ix_questionnaire_scores_form_id_score_id_occasion_case_id",
-            "form_id",
-            "score_id",
-            "occasion",
-            "case_id",
-            "id",
-            "value",
-            "is_positive",
-        ),
     )
 
     id: Mapped[intpk]
@@ -109,10 +97,12 @@ class QuestionnaireScore(Base):
     #: The score's id within the form ("total", "life_satisfaction", …).
     score_id: Mapped[str] = mapped_column(String(40))
     occasion: Mapped[str] = mapped_column(String(10))
-    #: NULL when the missing-item rule says the score cannot be computed.
-    value: Mapped[float | None] = mapped_column(Float)
-    #: True when the value is at or beyond the form's cut-off (screen-positive, "lonely").
-    is_positive: Mapped[bool | None] = mapped_column(Boolean)
+    #: JSON {"value": number or null, "is_positive": true, false or null}, sealed with the
+    #: patient's data key (questionnaire_scores/score/<id>): the value is null when the
+    #: missing-item rule says it cannot be computed, is_positive true at or beyond the form's
+    #: cut-off (screen-positive, "lonely"). NULL only for a patient erased before scores were
+    #: sealed (migration 0014): the key that could have sealed them was gone.
+    score_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class AnswerCode(Base):

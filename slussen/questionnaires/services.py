@@ -1,7 +1,8 @@
-"""Answers: store a response (answers sealed with the patient's data key, scores beside them),
-the drafts kept with an answer code (the codes themselves live in `codes.py`), paper entry with
-optional double keying, and the workflow events the answers fire (the events playing
-`registers_baseline`, `registers_evaluation` and `flags_screening` in the workflow's [parts]).
+"""Answers: store a response (answers and scores sealed with the patient's data key, the scores'
+research records beside them), the drafts kept with an answer code (the codes themselves live in
+`codes.py`), paper entry with optional double keying, and the workflow events the answers fire
+(the events playing `registers_baseline`, `registers_evaluation` and `flags_screening` in the
+workflow's [parts]).
 
 Services take the Keystore and the acting person explicitly, raise `Invalid` (Swedish
 message) and only flush; views and commands commit.
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from slussen import audit
 from slussen.audit import Actor
-from slussen.cases.engine import fire, may_act_on
+from slussen.cases.engine import fire, may_act_on, screening_of
 from slussen.cases.models import Case
 from slussen.cases.services import case_by_reference
 from slussen.cases.workflow import Workflow, needs_event, needs_states
@@ -38,6 +39,7 @@ from slussen.questionnaires.models import (
     QuestionnaireScore,
 )
 from slussen.questionnaires.scoring import Answer, Checked, ScoreResult, check_answers, score_form
+from slussen.research import services as research
 
 #: The patient answering online, as the audit log and the case history name them.
 PATIENT = Actor(None, "(patient)", "patient")
@@ -136,6 +138,31 @@ def read_answers(
     return loaded
 
 
+#: Where a score's value is sealed (table, column; the row is the score's id).
+SCORE_FIELD = ("questionnaire_scores", "score")
+
+
+@dataclass(frozen=True)
+class StoredScore:
+    """A stored score, unsealed: what the case page and the response page show."""
+
+    score_id: str
+    value: float | None
+    is_positive: bool | None
+
+
+def _seal_score(store: Keystore, case: Case, row: QuestionnaireScore, result: ScoreResult) -> bytes:
+    text = json.dumps({"value": result.value, "is_positive": result.is_positive})
+    return seal(store, case.patient_id, *SCORE_FIELD, row.id, text)
+
+
+def read_score(store: Keystore, case: Case, row: QuestionnaireScore) -> StoredScore:
+    """Unseal one stored score (no value when it could not be sealed: see the model)."""
+    text = unseal(store, case.patient_id, *SCORE_FIELD, row.id, row.score_enc)
+    loaded: dict[str, Any] = json.loads(text) if text else {}
+    return StoredScore(row.score_id, loaded.get("value"), loaded.get("is_positive"))
+
+
 def _store_answers(
     store: Keystore,
     case: Case,
@@ -143,7 +170,8 @@ def _store_answers(
     response: QuestionnaireResponse,
     answers: Mapping[str, Answer],
 ) -> list[ScoreResult]:
-    """Seal checked answers into the response and (re)write its scores; the caller audits."""
+    """Seal checked answers into the response, (re)write its scores sealed beside them, and the
+    scores' research records; the caller audits."""
     response.answers_enc = _seal_answers(store, case, response.id, "answers", answers)
     results = score_form(form, answers)
     session = store.session
@@ -153,6 +181,7 @@ def _store_answers(
             select(QuestionnaireScore).where(QuestionnaireScore.response_id == response.id)
         )
     }
+    rows = []
     for result in results:
         row = existing.get(result.score_id)
         if row is None:
@@ -164,8 +193,18 @@ def _store_answers(
                 occasion=response.occasion,
             )
             session.add(row)
-        row.value = result.value
-        row.is_positive = result.is_positive
+        rows.append((row, result))
+    session.flush()  # new rows get the ids their seals are bound to
+    for row, result in rows:
+        row.score_enc = _seal_score(store, case, row, result)
+    research.record(
+        store,
+        case.id,
+        *(
+            research.Scored(response.form_id, r.score_id, response.occasion, r.value, r.is_positive)
+            for r in results
+        ),
+    )
     return results
 
 
@@ -264,7 +303,7 @@ def advance_case(
     are stored all the same."""
     fired = None
     screening = screening_ids(workflow)
-    if case.screening_flag is None and any(
+    if screening_of(store, case) is None and any(
         form_id in screening and any(r.is_positive for r in found)
         for form_id, found in results.items()
     ):
@@ -477,11 +516,13 @@ def _audit_response_change(
 class ResponseSummary:
     response: QuestionnaireResponse
     form: FormDef | None
-    scores: list[QuestionnaireScore]
+    scores: list[StoredScore]
 
 
-def case_responses(session: Session, case: Case, forms: Mapping[str, FormDef]) -> dict[str, Any]:
-    """The case's responses with their scores, by occasion (scores only: nothing decrypted)."""
+def case_responses(store: Keystore, case: Case, forms: Mapping[str, FormDef]) -> dict[str, Any]:
+    """The case's responses with their scores (unsealed), by occasion; the answers stay sealed.
+    The caller's page audits the read."""
+    session = store.session
     responses = list(
         session.scalars(
             select(QuestionnaireResponse)
@@ -489,14 +530,14 @@ def case_responses(session: Session, case: Case, forms: Mapping[str, FormDef]) -
             .order_by(QuestionnaireResponse.id)
         )
     )
-    scores: dict[int, list[QuestionnaireScore]] = {}
+    scores: dict[int, list[StoredScore]] = {}
     if responses:
         for score in session.scalars(
             select(QuestionnaireScore)
             .where(QuestionnaireScore.response_id.in_([r.id for r in responses]))
             .order_by(QuestionnaireScore.id)
         ):
-            scores.setdefault(score.response_id, []).append(score)
+            scores.setdefault(score.response_id, []).append(read_score(store, case, score))
     by_occasion: dict[str, list[ResponseSummary]] = {o: [] for o in OCCASIONS}
     for response in responses:
         by_occasion[response.occasion].append(

@@ -380,7 +380,7 @@ def _render_response(
         patient_id=case.patient_id,
         unit_id=case.unit_id,
     )
-    summary = services.case_responses(store.session, case, forms())
+    summary = services.case_responses(store, case, forms())
     scores: list[Any] = next(
         (s.scores for s in summary[response.occasion] if s.response.id == response.id), []
     )
@@ -482,10 +482,11 @@ def new_code(case_id: int) -> ResponseReturnValue:
 
 
 def questionnaire_panel(case: Case) -> dict[str, Any]:
-    """What the case page shows of questionnaires: scores per occasion and the forms still
-    missing (scores only; nothing decrypted, the case page's own audit row covers it)."""
-    session_db = db_session()
-    by_occasion = services.case_responses(session_db, case, forms())
+    """What the case page shows of questionnaires: scores per occasion (unsealed; the answers
+    stay sealed) and the forms still missing; the case page's own audit row covers it."""
+    store = keystore()
+    session_db = store.session
+    by_occasion = services.case_responses(store, case, forms())
     missing = {}
     for occasion in OCCASIONS:
         answered = {s.response.form_id for s in by_occasion[occasion]}

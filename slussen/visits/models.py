@@ -1,11 +1,14 @@
-"""What a coach records at the visits. Free text is encrypted with the patient's data key."""
+"""What a coach records at the visits. Every health fact and every free text is sealed with the
+patient's data key (`slussen.patients.services.seal`, bound to table/column/row): the network's
+entries, the interests, barriers and home area, notes, plan goals and steps, visit places and the
+hand-overs' names and places. Clear are only what a query needs: ids, kinds, states and the times
+worklists, letters and reminders look for; each such column says why."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 from sqlalchemy import (
-    Boolean,
     CheckConstraint,
     Date,
     ForeignKey,
@@ -35,7 +38,7 @@ class Visit(Base):
 
     __tablename__ = "visits"
     __sensitivity__ = classify(
-        sealed=("notes_enc",),
+        sealed=("notes_enc", "place_enc"),
         clear={
             REFERENCES: ("id", "case_id", "coach_id"),
             "the coach's calendar and worklist need what kind of visit, when and its state": (
@@ -46,7 +49,6 @@ class Visit(Base):
                 "duration_minutes",
                 "created_at",
             ),
-            "not yet sealed (#17)": ("place",),
         },
     )
     __table_args__ = (
@@ -58,13 +60,17 @@ class Visit(Base):
 
     id: Mapped[intpk]
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    #: Clear: which visit of the sluss; the booking, the letters and the follow-ups query it.
     kind: Mapped[str] = mapped_column(String(20))
+    #: Clear: the booked visit is found by it (letters, rebooking).
     status: Mapped[str] = mapped_column(String(10), default="booked")
     mode: Mapped[str] = mapped_column(String(10), default="at_unit")
+    #: Clear: a date worklists and letters order and look up by.
     starts_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), index=True)
     duration_minutes: Mapped[int] = mapped_column(Integer, default=45)
-    #: Where, e.g. "Vårdcentralen Solgläntan, rum 12" (not sensitive, printed in letters).
-    place: Mapped[str] = mapped_column(String(200))
+    #: Where, e.g. "Vårdcentralen Solgläntan, rum 12" — sealed (visits/place); printed in
+    #: letters. NULL only for an erased patient's visit, whose place migration 0015 dropped.
+    place_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     coach_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     #: How has it gone / problem solving / notes — encrypted.
     notes_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
@@ -76,81 +82,43 @@ class NetworkEntry(Base):
 
     __tablename__ = "network_entries"
     __sensitivity__ = classify(
-        sealed=("label_enc",),
-        clear={
-            REFERENCES: ("id", "case_id"),
-            "not yet sealed (#17)": (
-                "relation_type",
-                "closeness",
-                "contact_frequency",
-                "is_could_deepen",
-                "is_could_resume",
-            ),
-        },
-    )
-    __table_args__ = (
-        CheckConstraint(one_of("relation_type", RELATION_TYPES), "relation_type_known"),
-        CheckConstraint(
-            one_of("contact_frequency", CONTACT_FREQUENCIES), "contact_frequency_known"
-        ),
-        CheckConstraint("closeness BETWEEN 1 AND 3", "closeness_range"),
+        sealed=("label_enc", "facts_enc"), clear={REFERENCES: ("id", "case_id")}
     )
 
     id: Mapped[intpk]
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
-    #: Who or what ("dottern Anna", "kören") — encrypted.
+    #: Who or what ("dottern Anna", "kören") — sealed (network_entries/label).
     label_enc: Mapped[bytes] = mapped_column(LargeBinary)
-    relation_type: Mapped[str] = mapped_column(String(20))
-    #: 1 = closest ring of the map, 3 = outermost.
-    closeness: Mapped[int] = mapped_column(Integer)
-    contact_frequency: Mapped[str] = mapped_column(String(10))
-    is_could_deepen: Mapped[bool] = mapped_column(Boolean, default=False)
-    is_could_resume: Mapped[bool] = mapped_column(Boolean, default=False)
-
-
-class CaseInterest(Base):
-    """An interest area mapped at the visit (ids from forms/interest_mapping.toml)."""
-
-    __tablename__ = "case_interests"
-    __sensitivity__ = classify(
-        clear={REFERENCES: ("id", "case_id"), "not yet sealed (#17)": ("interest",)}
-    )
-    __table_args__ = (UniqueConstraint("case_id", "interest"),)
-
-    id: Mapped[intpk]
-    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
-    interest: Mapped[str] = mapped_column(String(40))
-
-
-class CaseBarrier(Base):
-    """A barrier to community (ids: cost, anxiety, transport, language, digital, health, time…)."""
-
-    __tablename__ = "case_barriers"
-    __sensitivity__ = classify(
-        clear={REFERENCES: ("id", "case_id"), "not yet sealed (#17)": ("barrier",)}
-    )
-    __table_args__ = (UniqueConstraint("case_id", "barrier"),)
-
-    id: Mapped[intpk]
-    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
-    barrier: Mapped[str] = mapped_column(String(40))
+    #: The entry's structured facts as one sealed JSON object (network_entries/facts):
+    #: relation_type (RELATION_TYPES), closeness (1 = closest ring of the map, 3 = outermost),
+    #: contact_frequency (CONTACT_FREQUENCIES), could_deepen, could_resume. No query needs
+    #: them; the service checks them. NULL only for an erased patient's entry (migration 0015).
+    facts_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class MappingRecord(Base):
-    """The free-text parts of the mapping: barriers in the patient's words and notes."""
+    """What the mapping holds besides the network, all sealed: the interest areas and barriers
+    ticked, barriers in the patient's words, notes and the home area. One row per mapped case."""
 
     __tablename__ = "mapping_records"
     __sensitivity__ = classify(
-        sealed=("barrier_notes_enc", "notes_enc"),
-        clear={REFERENCES: ("id", "case_id"), "not yet sealed (#17)": ("area",)},
+        sealed=("barrier_notes_enc", "notes_enc", "interests_enc", "barriers_enc", "area_enc"),
+        clear={REFERENCES: ("id", "case_id")},
     )
 
     id: Mapped[intpk]
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), unique=True)
     barrier_notes_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     notes_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
-    #: The patient's home area, for suggesting activities nearby (not identifying).
-    area: Mapped[str | None] = mapped_column(String(100))
+    #: The interest areas ticked (ids from forms/interest_mapping.toml), a sealed JSON list
+    #: (mapping_records/interests). NULL: none ticked.
+    interests_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: The barriers ticked (ids from forms/barriers.toml: cost, anxiety, health …), a sealed
+    #: JSON list (mapping_records/barriers). NULL: none ticked.
+    barriers_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: The patient's home area, for suggesting activities nearby — sealed
+    #: (mapping_records/area). NULL: not given.
+    area_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class ActionPlan(Base):
@@ -210,8 +178,12 @@ class PlanStep(Base):
     activity_id: Mapped[int | None] = mapped_column(Integer)
     #: What to do, in words (free text or the activity's title) — encrypted.
     text_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    #: Clear: who acts (patient, coach, companion), a state of the step with no health fact.
     actor: Mapped[str] = mapped_column(String(10))
+    #: Clear: a date, no health fact (dates may stay clear); printed in the plan letter.
     due_on: Mapped[dt.date | None] = mapped_column(Date)
+    #: Clear: the step's state (pending, done, not done, barrier); what happened is in the sealed
+    #: outcome note.
     outcome: Mapped[str] = mapped_column(String(10), default="pending")
     outcome_note_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
 
@@ -223,8 +195,10 @@ class Handover(Base):
 
     __tablename__ = "handovers"
     __sensitivity__ = classify(
-        sealed=("notes_enc",),
+        sealed=("notes_enc", "organisation_name_enc", "companion_name_enc", "meeting_place_enc"),
         clear={
+            # The organisation asked stays clear: its representatives must find the requests
+            # addressed to it (sluss 2). Its name as written is sealed.
             REFERENCES: ("id", "case_id", "step_id", "organisation_id"),
             "the request's state and the meeting's time, which the association's list queries": (
                 "status",
@@ -232,7 +206,6 @@ class Handover(Base):
                 "outcome",
                 "created_at",
             ),
-            "not yet sealed (#17)": ("organisation_name", "companion_name", "meeting_place"),
         },
     )
     __table_args__ = (
@@ -243,14 +216,21 @@ class Handover(Base):
     id: Mapped[intpk]
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
     step_id: Mapped[int | None] = mapped_column(ForeignKey("plan_steps.id"))
-    #: The organisation (directory id when known) and its name as written.
+    #: Clear: the directory's organisation when known, so that the association's users can find
+    #: the requests addressed to it (a query by organisation); it names no patient.
     organisation_id: Mapped[int | None] = mapped_column(Integer)
-    organisation_name: Mapped[str] = mapped_column(String(200))
+    #: The organisation's name as written — sealed (handovers/organisation_name). NULL only for
+    #: an erased patient's hand-over (migration 0015).
+    organisation_name_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: Clear: a state name; the letters and the organisation's requests are found by it.
     status: Mapped[str] = mapped_column(String(10), default="requested")
-    #: First name of the companion who accepted (what the org_rep may see of the patient too).
-    companion_name: Mapped[str | None] = mapped_column(String(100))
+    #: First name of the companion who accepted — sealed (handovers/companion_name); NULL: none.
+    companion_name_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: Clear: a date; the letters' hold check asks whether it is set without decrypting.
     meeting_at: Mapped[dt.datetime | None]
-    meeting_place: Mapped[str | None] = mapped_column(String(200))
+    #: Where they meet — sealed (handovers/meeting_place); NULL: not agreed yet (a letter
+    #: needs one, and checks for it without decrypting).
+    meeting_place_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     outcome: Mapped[str | None] = mapped_column(String(20))
     notes_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[created_at]

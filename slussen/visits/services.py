@@ -2,14 +2,19 @@
 action plan and its revisions, sluss 2 hand-overs, and follow-ups.
 
 Each function takes the Keystore (session + key ring) and the acting user, checks that the actor
-may act on the case, encrypts free text with the patient's data key, and flushes; state changes go
-through slussen.cases.engine.fire.
+may act on the case, seals every health fact and free text with the patient's data key
+(`slussen.patients.services.seal`; structured facts as a small JSON text), and flushes; state
+changes go through slussen.cases.engine.fire. The readers here (`load_mapping`, `case_visits`,
+`case_handovers`, `visit_place`, `handover_details`, `current_plan`) are the only way to see these
+fields in clear; the caller writes the read's audit row.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import delete, func, select
 
@@ -19,9 +24,10 @@ from slussen.cases.models import Case
 from slussen.cases.workflow import Workflow, needs_event, needs_states
 from slussen.config import local_zone
 from slussen.errors import Invalid, NotFound
-from slussen.keystore import Keystore
+from slussen.keystore import KeyDestroyed, Keystore
 from slussen.letterqueue import queue_letter
 from slussen.patients.services import seal, unseal
+from slussen.research import services as research
 from slussen.text import has_forbidden_characters
 from slussen.visits.models import (
     CONTACT_FREQUENCIES,
@@ -32,8 +38,6 @@ from slussen.visits.models import (
     STEP_OUTCOMES,
     VISIT_MODES,
     ActionPlan,
-    CaseBarrier,
-    CaseInterest,
     Handover,
     MappingRecord,
     NetworkEntry,
@@ -57,6 +61,30 @@ MAPPING_OPEN = needs_states("mapping_open")
 def _require(actor: Actor, case: Case) -> None:
     if actor.role not in ("coach", "coordinator") or not may_act_on(actor, case):
         raise NotFound("Ärendet finns inte.")
+
+
+def _seal_json(
+    store: Keystore, case: Case, table: str, column: str, row_id: int, value: Any
+) -> bytes:
+    """Seal a structured fact (a list of ids, a network entry's fields) as compact JSON."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    return seal(store, case.patient_id, table, column, row_id, text)
+
+
+def _unseal_json(
+    store: Keystore, case: Case, table: str, column: str, row_id: int, blob: bytes | None
+) -> Any:
+    """What `_seal_json` sealed; None for no value."""
+    if blob is None:
+        return None
+    return json.loads(unseal(store, case.patient_id, table, column, row_id, blob))
+
+
+def _seal_text(
+    store: Keystore, case: Case, table: str, column: str, row_id: int, text: str
+) -> bytes | None:
+    """Seal a short text; None for an empty one (so that a query can ask whether it is set)."""
+    return seal(store, case.patient_id, table, column, row_id, text) if text else None
 
 
 def _text(value: str, what: str, *, required: bool = False) -> str:
@@ -114,12 +142,12 @@ def book_mapping_visit(
         case_id=case.id,
         kind="mapping",
         starts_at=starts_at,
-        place=place,
         duration_minutes=duration_minutes,
         coach_id=coach_id or actor.user_id,
     )
     session.add(visit)
     session.flush()
+    visit.place_enc = seal(store, case.patient_id, "visits", "place", visit.id, place)
     if case.coach_id is None:
         case.coach_id = coach_id or actor.user_id
     event = workflow.event_for(REBOOKS_MAPPING_VISIT if rebooking else BOOKS_MAPPING_VISIT)
@@ -138,11 +166,52 @@ def book_mapping_visit(
 
 
 def booked_visit(store: Keystore, case: Case, kind: str = "mapping") -> Visit | None:
+    """The case's booked visit of `kind` (the latest), or None; its place is sealed
+    (`visit_place`)."""
     return store.session.scalar(
         select(Visit)
         .where(Visit.case_id == case.id, Visit.kind == kind, Visit.status == "booked")
         .order_by(Visit.starts_at.desc())
     )
+
+
+@dataclass(frozen=True)
+class VisitView:
+    """A visit in clear text, for the case page."""
+
+    id: int
+    kind: str
+    status: str
+    mode: str
+    starts_at: dt.datetime
+    duration_minutes: int
+    place: str
+
+
+def visit_place(store: Keystore, patient_id: int, visit: Visit) -> str:
+    """Where the visit is, decrypted ("" for an erased patient's visit whose place was
+    dropped). The caller has audited the read (a letter: the patient read)."""
+    return unseal(store, patient_id, "visits", "place", visit.id, visit.place_enc)
+
+
+def case_visits(store: Keystore, case: Case) -> list[VisitView]:
+    """The case's visits in time order, places decrypted (one data key for all). The caller
+    audits the read."""
+    visits = store.session.scalars(
+        select(Visit).where(Visit.case_id == case.id).order_by(Visit.starts_at, Visit.id)
+    )
+    return [
+        VisitView(
+            id=v.id,
+            kind=v.kind,
+            status=v.status,
+            mode=v.mode,
+            starts_at=v.starts_at,
+            duration_minutes=v.duration_minutes,
+            place=visit_place(store, case.patient_id, v),
+        )
+        for v in visits
+    ]
 
 
 # --- the mapping --------------------------------------------------------------------------------
@@ -200,20 +269,11 @@ def save_mapping(
     if unknown := set(mapping.barriers) - known_barriers:
         raise Invalid(f"Okänt hinder: {', '.join(sorted(unknown))}.")
     session = store.session
-    for model in (NetworkEntry, CaseInterest, CaseBarrier):
-        session.execute(delete(model).where(model.case_id == case.id))
-    for entry in mapping.network:
-        row = NetworkEntry(
-            case_id=case.id,
-            label_enc=b"",
-            relation_type=entry.relation_type,
-            closeness=entry.closeness,
-            contact_frequency=entry.contact_frequency,
-            is_could_deepen=entry.is_could_deepen,
-            is_could_resume=entry.is_could_resume,
-        )
-        session.add(row)
-        session.flush()
+    session.execute(delete(NetworkEntry).where(NetworkEntry.case_id == case.id))
+    rows = [NetworkEntry(case_id=case.id, label_enc=b"") for _ in mapping.network]
+    session.add_all(rows)
+    session.flush()
+    for row, entry in zip(rows, mapping.network, strict=True):
         row.label_enc = seal(
             store,
             case.patient_id,
@@ -222,16 +282,39 @@ def save_mapping(
             row.id,
             _text(entry.label, "vem eller vad", required=True)[:200],
         )
-    session.add_all(
-        CaseInterest(case_id=case.id, interest=i) for i in sorted(set(mapping.interests))
-    )
-    session.add_all(CaseBarrier(case_id=case.id, barrier=b) for b in sorted(set(mapping.barriers)))
+        row.facts_enc = _seal_json(
+            store,
+            case,
+            "network_entries",
+            "facts",
+            row.id,
+            {
+                "relation_type": entry.relation_type,
+                "closeness": entry.closeness,
+                "contact_frequency": entry.contact_frequency,
+                "could_deepen": bool(entry.is_could_deepen),
+                "could_resume": bool(entry.is_could_resume),
+            },
+        )
     record = session.scalar(select(MappingRecord).where(MappingRecord.case_id == case.id))
     if record is None:
         record = MappingRecord(case_id=case.id)
         session.add(record)
         session.flush()
-    record.area = _text(mapping.area, "område")[:100] or None
+    interests, barriers = sorted(set(mapping.interests)), sorted(set(mapping.barriers))
+    record.interests_enc = (
+        _seal_json(store, case, "mapping_records", "interests", record.id, interests)
+        if interests
+        else None
+    )
+    record.barriers_enc = (
+        _seal_json(store, case, "mapping_records", "barriers", record.id, barriers)
+        if barriers
+        else None
+    )
+    record.area_enc = _seal_text(
+        store, case, "mapping_records", "area", record.id, _text(mapping.area, "område")[:100]
+    )
     record.barrier_notes_enc = seal(
         store,
         case.patient_id,
@@ -251,47 +334,48 @@ def save_mapping(
     session.flush()
 
 
+def _network_entry(store: Keystore, case: Case, row: NetworkEntry) -> NetworkInput:
+    label = unseal(store, case.patient_id, "network_entries", "label", row.id, row.label_enc)
+    facts = _unseal_json(store, case, "network_entries", "facts", row.id, row.facts_enc)
+    if facts is None:  # only an erased patient's entry has none, and its label did not open
+        raise KeyDestroyed("the record was erased; its data can no longer be read")
+    return NetworkInput(
+        label=label,
+        relation_type=facts["relation_type"],
+        closeness=facts["closeness"],
+        contact_frequency=facts["contact_frequency"],
+        is_could_deepen=facts["could_deepen"],
+        is_could_resume=facts["could_resume"],
+    )
+
+
 def load_mapping(store: Keystore, case: Case) -> Mapping:
-    """Decrypt the mapping. The caller has written the case's read audit row."""
+    """Decrypt the mapping (one data key for the whole case). The caller has written the case's
+    read audit row."""
     session = store.session
     network = [
-        NetworkInput(
-            label=unseal(store, case.patient_id, "network_entries", "label", e.id, e.label_enc),
-            relation_type=e.relation_type,
-            closeness=e.closeness,
-            contact_frequency=e.contact_frequency,
-            is_could_deepen=e.is_could_deepen,
-            is_could_resume=e.is_could_resume,
-        )
+        _network_entry(store, case, e)
         for e in session.scalars(
             select(NetworkEntry).where(NetworkEntry.case_id == case.id).order_by(NetworkEntry.id)
         )
     ]
     record = session.scalar(select(MappingRecord).where(MappingRecord.case_id == case.id))
+    if record is None:
+        return Mapping(network=network)
+    pid, rid = case.patient_id, record.id
     return Mapping(
         network=network,
-        interests=list(
-            session.scalars(select(CaseInterest.interest).where(CaseInterest.case_id == case.id))
-        ),
-        barriers=list(
-            session.scalars(select(CaseBarrier.barrier).where(CaseBarrier.case_id == case.id))
-        ),
+        interests=_unseal_json(
+            store, case, "mapping_records", "interests", rid, record.interests_enc
+        )
+        or [],
+        barriers=_unseal_json(store, case, "mapping_records", "barriers", rid, record.barriers_enc)
+        or [],
         barrier_notes=unseal(
-            store,
-            case.patient_id,
-            "mapping_records",
-            "barrier_notes",
-            record.id,
-            record.barrier_notes_enc,
-        )
-        if record
-        else "",
-        notes=unseal(
-            store, case.patient_id, "mapping_records", "notes", record.id, record.notes_enc
-        )
-        if record
-        else "",
-        area=(record.area or "") if record else "",
+            store, pid, "mapping_records", "barrier_notes", rid, record.barrier_notes_enc
+        ),
+        notes=unseal(store, pid, "mapping_records", "notes", rid, record.notes_enc),
+        area=unseal(store, pid, "mapping_records", "area", rid, record.area_enc),
     )
 
 
@@ -377,6 +461,7 @@ def save_action_plan(
                 row.id,
                 _text(step.outcome_note, "utfallet"),
             )
+    research.record(store, case.id, research.Reached("action_plan", plan.created_at))
     session.flush()
     return plan
 
@@ -464,10 +549,12 @@ def request_handover(
         )
         if owner != case.id:
             raise Invalid("Steget finns inte i ärendets plan.")
-    handover = Handover(
-        case_id=case.id, step_id=step_id, organisation_name=name, organisation_id=organisation_id
-    )
+    handover = Handover(case_id=case.id, step_id=step_id, organisation_id=organisation_id)
     store.session.add(handover)
+    store.session.flush()
+    handover.organisation_name_enc = seal(
+        store, case.patient_id, "handovers", "organisation_name", handover.id, name
+    )
     store.session.flush()
     return handover
 
@@ -501,15 +588,77 @@ def update_handover(
         # The patient gets a confirmation letter with the agreed time and place.
         queue_letter(store.session, case, "handover", "handover_accepted")
     handover.status = status
-    handover.companion_name = _text(companion_name, "följeslagarens förnamn")[:100] or None
+    handover.companion_name_enc = _seal_text(
+        store,
+        case,
+        "handovers",
+        "companion_name",
+        handover.id,
+        _text(companion_name, "följeslagarens förnamn")[:100],
+    )
     handover.meeting_at = meeting_at
-    handover.meeting_place = _text(meeting_place, "mötesplatsen")[:200] or None
+    handover.meeting_place_enc = _seal_text(
+        store,
+        case,
+        "handovers",
+        "meeting_place",
+        handover.id,
+        _text(meeting_place, "mötesplatsen")[:200],
+    )
     handover.outcome = outcome
     if note:
         handover.notes_enc = seal(
             store, case.patient_id, "handovers", "notes", handover.id, _text(note, "anteckningen")
         )
+    if status == "done":
+        research.record(
+            store, case.id, research.Reached("handover_done", meeting_at or handover.created_at)
+        )
     store.session.flush()
+
+
+@dataclass(frozen=True)
+class HandoverView:
+    """A hand-over in clear text, for the case page and the hand-over letter."""
+
+    id: int
+    step_id: int | None
+    organisation_id: int | None
+    organisation_name: str
+    status: str
+    companion_name: str
+    meeting_at: dt.datetime | None
+    meeting_place: str
+    outcome: str | None
+
+
+def handover_details(store: Keystore, patient_id: int, handover: Handover) -> HandoverView:
+    """One hand-over with its organisation's name, the companion and the meeting place
+    decrypted ("" where none was given). The caller has audited the read."""
+
+    def opened(column: str, blob: bytes | None) -> str:
+        return unseal(store, patient_id, "handovers", column, handover.id, blob)
+
+    return HandoverView(
+        id=handover.id,
+        step_id=handover.step_id,
+        organisation_id=handover.organisation_id,
+        organisation_name=opened("organisation_name", handover.organisation_name_enc),
+        status=handover.status,
+        companion_name=opened("companion_name", handover.companion_name_enc),
+        meeting_at=handover.meeting_at,
+        meeting_place=opened("meeting_place", handover.meeting_place_enc),
+        outcome=handover.outcome,
+    )
+
+
+def case_handovers(store: Keystore, case: Case) -> list[HandoverView]:
+    """The case's hand-overs in the order they were requested, decrypted (one data key for
+    all). The caller audits the read."""
+    rows = store.session.scalars(
+        select(Handover).where(Handover.case_id == case.id).order_by(Handover.id)
+    )
+    return [handover_details(store, case.patient_id, h) for h in rows]
 
 
 # --- follow-ups ---------------------------------------------------------------------------------
@@ -568,10 +717,11 @@ def book_follow_up(
         mode=mode,
         starts_at=starts_at,
         duration_minutes=duration_minutes,
-        place=place,
         coach_id=actor.user_id,
     )
     session.add(visit)
+    session.flush()
+    visit.place_enc = seal(store, case.patient_id, "visits", "place", visit.id, place)
     if case.coach_id is None:
         case.coach_id = actor.user_id
     queue_letter(session, case, "follow_up", "follow_up_booked")
@@ -609,7 +759,6 @@ def record_follow_up(
         kind=kind,
         starts_at=dt.datetime.now(dt.UTC),
         duration_minutes=30,
-        place="Telefon" if mode == "phone" else "Vårdcentralen",
         coach_id=actor.user_id,
     )
     visit.status = "done"
@@ -617,6 +766,9 @@ def record_follow_up(
     fire(store, case, event, actor, workflow=workflow, note=note, expected_version=expected_version)
     store.session.add(visit)
     store.session.flush()
+    if booked is None:
+        place = "Telefon" if mode == "phone" else "Vårdcentralen"
+        visit.place_enc = seal(store, case.patient_id, "visits", "place", visit.id, place)
     visit.notes_enc = seal(store, case.patient_id, "visits", "notes", visit.id, note)
     store.session.flush()
     return visit

@@ -11,7 +11,6 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from markupsafe import Markup, escape
-from sqlalchemy import select
 
 from slussen.accesslog.markers import render_audited, shows_patient_data
 from slussen.accounts.auth import require
@@ -36,7 +35,6 @@ from slussen.visits.models import (
     STEP_ACTORS,
     STEP_OUTCOMES,
     Handover,
-    Visit,
 )
 
 bp = Blueprint("visits", __name__, template_folder="templates")
@@ -117,14 +115,9 @@ def case_page_panel(case: Case) -> dict[str, Any]:
 
 def visit_panel(store: Keystore, case: Case, workflow: Workflow) -> dict[str, Any]:
     """What the case page shows of visits, mapping, plan and hand-overs (the caller audits)."""
-    session = store.session
     mapping = services.load_mapping(store, case)
-    visits = list(
-        session.scalars(select(Visit).where(Visit.case_id == case.id).order_by(Visit.starts_at))
-    )
-    handovers = list(
-        session.scalars(select(Handover).where(Handover.case_id == case.id).order_by(Handover.id))
-    )
+    visits = services.case_visits(store, case)
+    handovers = services.case_handovers(store, case)
     plan = services.current_plan(store, case)
     return {
         "mapping": mapping,
@@ -253,11 +246,17 @@ def _steps_from_form() -> list[services.StepInput]:
             due_on = dt.date.fromisoformat(due) if due else None
         except ValueError as exc:
             raise Invalid(_("A step's date must be YYYY-MM-DD.")) from exc
+        # A step chosen from the directory keeps its activity when the plan is saved again; an
+        # id no integer column holds is no activity.
+        activity = request.form.get(f"step-{i}-activity") or ""
+        decimal = activity.isdecimal() and len(activity) <= 10
+        activity_id = int(activity) if decimal and 0 < int(activity) < 2**31 else None
         steps.append(
             services.StepInput(
                 text=text[:1000],
                 actor=request.form.get(f"step-{i}-actor", "patient"),
                 due_on=due_on,
+                activity_id=activity_id,
                 outcome=request.form.get(f"step-{i}-outcome", "pending"),
                 outcome_note=(request.form.get(f"step-{i}-note") or "")[:1000],
             )

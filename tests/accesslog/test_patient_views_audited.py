@@ -82,8 +82,20 @@ CALLS: dict[str, Call] = {
     ),
     "cases.worklist": Call(role="coach", send=lambda client, demo: client.get("/arbetslista")),
     "cases.unit": Call(send=lambda client, demo: client.get("/enhet")),
+    "cases.search": Call(
+        role="coach", send=lambda client, demo: client.post("/sok", data={"q": demo.pnr})
+    ),
+    "cases.caseload": Call(
+        role="coach",
+        prepare=lambda client, demo: client.post(f"/arenden/{demo.case_id}/ta"),
+        send=lambda client, demo: client.get("/mina-arenden"),
+    ),
     "cases.show": Call(
         role="coach", send=lambda client, demo: client.get(f"/arenden/{demo.case_id}")
+    ),
+    "cases.details": Call(
+        role="coach",
+        send=lambda client, demo: client.get(f"/arenden/{demo.case_id}/uppgifter"),
     ),
     "intake.incoming_show": Call(
         send=lambda client, demo: client.get(f"/inkomna-remisser/{demo.forwarded_id}"),

@@ -41,6 +41,19 @@ def test_self_referral_to_follow_up(browser: Any, live_server: LiveServer) -> No
 
     page.get_by_role("button", name="Skicka kallelse").click()
     assert "Kallad" in page.content()
+    # With no answers in, registering them is refused with the reason.
+    page.get_by_role("button", name="Registrera inkomna svar").click()
+    assert "Inga svar är registrerade ännu" in page.content()
+    # The paper UCLA-3 keyed in (the first option of each question), then registered.
+    case_url = page.url.split("/handelse/")[0]
+    page.goto(f"{case_url}/formular/baseline/ucla3")
+    names = page.eval_on_selector_all(
+        "input[type=radio]", "els => [...new Set(els.map(e => e.name))]"
+    )
+    for name in names:
+        page.locator(f"input[type=radio][name='{name}']").first.check()
+    page.get_by_role("button", name="Spara svaren").click()
+    page.goto(case_url)
     page.get_by_role("button", name="Registrera inkomna svar").click()
     assert "Bedömd" in page.content()
 

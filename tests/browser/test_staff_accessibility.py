@@ -36,6 +36,9 @@ PAGES = {
     ],
     "coach": [
         "/arbetslista",
+        "/mina-arenden",
+        "/enhet",
+        "/sok",
         "/remiss",
         "/katalog",
         "/konto/losenord",

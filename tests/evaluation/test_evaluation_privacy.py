@@ -23,6 +23,7 @@ from slussen.demo import patients as patient_demo
 from slussen.demo.patients import DEMO_PATIENTS
 from slussen.keystore import Keystore, current_key_ring
 from slussen.patients.models import Patient
+from tests.builders import key_in_first_form
 from tests.conftest import TEST_PASSWORD
 from tests.evaluation_support import add_score
 
@@ -83,9 +84,10 @@ def _give_every_demo_patient_a_case(app: Any) -> list[str]:
                 reason=reason,
             )
             fire(store, case, "invite", coach, workflow=workflow, note=f"Kallelse till {name}")
+            key_in_first_form(store, coach, case, workflow, "baseline")
             fire(store, case, "register_baseline", coach, workflow=workflow, note=f"Svar {phone}")
-            add_score(session, case.id, "ucla3", "total", "baseline", 4 + index % 5)
-            add_score(session, case.id, "ucla3", "total", "six_month", 3 + index % 4)
+            add_score(store, case.id, "ucla3", "total", "baseline", 4 + index % 5)
+            add_score(store, case.id, "ucla3", "total", "six_month", 3 + index % 4)
             texts += [reason, f"Kallelse till {name}", f"Svar {phone}"]
     return texts
 

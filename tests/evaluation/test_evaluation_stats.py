@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from flask import Flask
 from scipy import stats as sps
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from slussen import vault
@@ -22,7 +22,9 @@ from slussen.evaluation import dataset
 from slussen.evaluation.dataset import STEPS, Filters
 from slussen.evaluation.report import Count
 from slussen.evaluation.services import build_report, write_dataset
-from slussen.patients.models import Patient
+from slussen.identifiers import PersonIdentifier
+from slussen.keystore import Keystore
+from slussen.research import services as research
 from tests.evaluation_support import case_with_scores, context, read_csv
 
 K = 5
@@ -218,16 +220,21 @@ def test_filters_narrow_the_population(
 
 @pytest.mark.usefixtures("backend", "seeded")
 def test_a_patient_without_birth_year_or_sex_counts_as_unknown(
-    app: Flask, session: Session, ring: vault.KeyRing, evaluator: Actor
+    app: Flask, session: Session, ring: vault.KeyRing, coach: Actor, unit: Any, evaluator: Actor
 ) -> None:
-    first = session.scalar(select(func.min(Patient.id)))
-    session.execute(update(Patient).where(Patient.id == first).values(birth_year=None, sex=None))
+    # A reserve number says neither birth year nor sex (read_demographics gives None for both).
+    reserve = PersonIdentifier(kind="reserv", value="19810829M071", issuer="1.2.752.97.3.1.3")
+    case_with_scores(
+        session, ring, context(app).workflow, coach, unit.id, "referred", {}, identifier=reserve
+    )
     _c, rows = read_csv(_export(app, session, ring, evaluator))
     unknown = [r for r in rows if r["sex"] == "unknown"]
-    assert unknown and all(r["age_band"] == "unknown" for r in unknown)
+    assert len(unknown) == 1 and unknown[0]["age_band"] == "unknown"
     assert {r["age_band"] for r in rows if r["sex"] != "unknown"} == {"80+"}
     _c, chosen = read_csv(_export(app, session, ring, evaluator, sex="unknown"))
-    assert sorted(r["pseudonym"] for r in chosen) == sorted(r["pseudonym"] for r in unknown)
+    assert [r["pseudonym"] for r in chosen] == [unknown[0]["pseudonym"]]
+    _c, banded = read_csv(_export(app, session, ring, evaluator, age_band="unknown"))
+    assert [r["pseudonym"] for r in banded] == [unknown[0]["pseudonym"]]
 
 
 @pytest.mark.usefixtures("seeded")
@@ -324,7 +331,6 @@ def test_batches_of_any_size_give_the_same_csv_and_report(
 ) -> None:
     """The stream reads the cases a batch at a time: batches of 4 (the last one short) must give
     every case once, the same rows in the same order and the same report as one batch."""
-    from slussen.evaluation import dataset
 
     whole_csv = _export(app, session, ring, evaluator)
     whole = _report(app, session, ring, evaluator)
@@ -339,25 +345,44 @@ def test_batches_of_any_size_give_the_same_csv_and_report(
 
 
 @pytest.mark.usefixtures("backend")
-def test_a_later_answer_replaces_an_earlier_one_unless_it_has_no_value(
-    app: Flask, session: Session, ring: vault.KeyRing, coach: Actor, unit: Any, evaluator: Actor
+def test_a_score_computed_again_replaces_the_earlier_one(
+    app: Flask,
+    session: Session,
+    ring: vault.KeyRing,
+    coach: Actor,
+    unit: Any,
+    evaluator: Actor,
+    make_user: Any,
 ) -> None:
-    from tests.evaluation_support import add_score
+    """Double keying: the second keying disagrees, and the answers read off the paper are
+    scored again: the evaluation has the score they give, or none when too many items are
+    missing, as the case page does."""
+    from slussen.questionnaires import services as answers
+    from slussen.questionnaires.definitions import forms
 
     workflow = context(app).workflow
-    replaced = case_with_scores(
-        session, ring, workflow, coach, unit.id, "closed_completed", {"ucla3_total": (4, 5)}, n=1
-    )
-    add_score(session, replaced.id, "ucla3", "total", "six_month", 8)
-    kept = case_with_scores(
-        session, ring, workflow, coach, unit.id, "closed_completed", {"ucla3_total": (6, 7)}, n=2
-    )
-    add_score(session, kept.id, "ucla3", "total", "six_month", None)
+    with app.app_context():
+        ucla3 = forms()["ucla3"]
+    store = Keystore(session, ring)
+    second = Actor.of(make_user("coach", "coach-andra"))
+    items = [item.id for item in ucla3.items]
+    results = {}
+    for n, resolved in ((1, {i: 3 for i in items}), (2, {items[0]: 3})):
+        case = case_with_scores(session, ring, workflow, coach, unit.id, "evaluation_sent", {}, n=n)
+        first = {i: 1 for i in items}
+        stored = answers.key_in_paper(
+            store, coach, case, ucla3, "six_month", first, workflow=workflow, forms=[ucla3]
+        )
+        mismatches = answers.key_in_second(
+            store, second, case, ucla3, stored.response, {i: 2 for i in items}
+        )
+        assert mismatches
+        answers.resolve_mismatch(store, coach, case, ucla3, stored.response, resolved)
+        results[n] = answers.case_responses(store, case, {"ucla3": ucla3})["six_month"]
     _c, rows = read_csv(_export(app, session, ring, evaluator))
-    assert [(r["ucla3_total_baseline"], r["ucla3_total_six_month"]) for r in rows] == [
-        ("4", "8"),
-        ("6", "7"),
-    ]
+    assert sorted(r["ucla3_total_six_month"] for r in rows) == ["", "9"]
+    assert [s.value for s in results[1][0].scores] == [9]
+    assert [s.value for s in results[2][0].scores] == [None]
 
 
 @pytest.mark.usefixtures("backend")
@@ -373,7 +398,7 @@ def test_texts_in_the_csv_are_quoted_where_needed(
     assert [(r["unit_hsa_id"], r["unit_name"], r["status"]) for r in rows] == [
         (unit.hsa_id, unit.name, "open")
     ]
-    assert rows[0]["pseudonym"] == vault.pseudonym(ring, f"case:{case.id}")
+    assert rows[0]["pseudonym"] == "P-" + research.subject_pseudonym(ring, case.id)[:16]
 
 
 def test_the_pseudonymiser_gives_the_pseudonyms() -> None:
@@ -383,15 +408,3 @@ def test_the_pseudonymiser_gives_the_pseudonyms() -> None:
         assert pseudonym(value) == vault.pseudonym(ring, value)
     with pytest.raises(vault.VaultError):
         pseudonym("\ud800")
-
-
-@pytest.mark.parametrize("order", [[0, 1, 2, 3], [3, 1, 0, 2], [2, 3, 1, 0]])
-def test_earliest_moment_and_last_answer_per_case_whatever_the_row_order(order: list[int]) -> None:
-    # (case id, number, score row id), rows 0–3; the server may send them in any order.
-    ids = np.array([1.0, 1.0, 2.0, 2.0])[order]
-    values = np.array([9.0, 7.0, 3.0, 5.0])[order]
-    rows = np.array([11.0, 4.0, 10.0, 12.0])[order]
-    first = dataset._first(ids, values)
-    assert first.ids.tolist() == [1, 2] and first.values.tolist() == [7.0, 3.0]
-    last = dataset._last(ids, values, rows)
-    assert last.ids.tolist() == [1, 2] and last.values.tolist() == [9.0, 5.0]

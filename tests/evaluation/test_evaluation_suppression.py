@@ -152,7 +152,7 @@ def synthetic_records(seed: int, n: int) -> list[CaseRecord]:
         moments["handover_done"] = day if depth >= 4 and rng.random() < 0.3 else None
         records.append(
             CaseRecord(
-                case_id=i,
+                pseudonym=f"S{i:06d}",
                 unit_id=rng.choice([1, 2, 3]),
                 channel=rng.choice(["phone", "staff_flag"]),
                 age_band=rng.choice(["65-79", "80+"]),

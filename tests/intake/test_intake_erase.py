@@ -32,7 +32,7 @@ def test_closed_self_referral_is_shredded(app: Any, session: Session, unit: Any,
     ring = vault.KeyRing.generate()
     case, workflow, store = self_referral(session, ring, app, unit)
     coach = Actor.of(make_user("coach"))
-    fire(store, case, "decline", coach, workflow=workflow, reason="Ångrade sig")
+    fire(store, case, "decline", coach, workflow=workflow, reason="Ångrade sig", confirmed=True)
     erase_self_referral(store, SYSTEM, case, reason="Egenanmälan som aldrig blev ärende")
     patient = session.get(Patient, case.patient_id)
     assert patient is not None and patient.erased_at is not None and patient.name_enc is None
@@ -47,7 +47,7 @@ def test_a_worked_case_is_never_erased(app: Any, session: Session, unit: Any,
     with pytest.raises(Invalid, match="Bara en egenanmälan"):
         erase_self_referral(store, SYSTEM, case, reason="x")  # still open
     fire(store, case, "invite", coach, workflow=workflow)
-    fire(store, case, "decline", coach, workflow=workflow, reason="Nej tack")
+    fire(store, case, "decline", coach, workflow=workflow, reason="Nej tack", confirmed=True)
     with pytest.raises(Invalid, match="Bara en egenanmälan"):
         erase_self_referral(store, SYSTEM, case, reason="x")  # it was worked on
 

@@ -153,3 +153,27 @@ def test_staff_flag_and_see_only_state(
     assert "Inkommen" in page
     assert "Margit" not in page and "diabetes" not in page
     assert client.get(f"/arenden/{session.scalars(select(Case)).one().id}").status_code == 403
+
+
+@pytest.mark.settings(
+    reserve_number_issuer="1.2.752.97.3.1.3",
+    reserve_number_pattern="99[0-9]{8}",
+    reserve_number_check="luhn",
+    reserve_number_example="9912345676",
+)
+def test_a_reservnummer_is_entered_in_the_regions_format(
+    client: FlaskClient, login: Callable[..., Any], session: Session, unit: Any
+) -> None:
+    login("coach")
+    form = client.get("/remiss").get_data(as_text=True)
+    assert "Patienten har ett reservnummer i stället" in form and "9912345676" in form
+    assert "12 eller 10 siffror" in form
+    refused = staff_referral(client, unit, personnummer="9912345675", is_reserve_number="y")
+    assert refused.status_code == 422
+    assert "Reservnumrets kontrollsiffra stämmer inte." in refused.get_data(as_text=True)
+    assert (
+        staff_referral(client, unit, personnummer="9912345676", is_reserve_number="y").status_code
+        == 302
+    )
+    patient = session.scalars(select(Patient)).one()
+    assert (patient.identifier_kind, patient.identifier_issuer) == ("reserv", "1.2.752.97.3.1.3")

@@ -196,6 +196,29 @@ def test_each_letter_prints_name_address_date_and_appointment(
         assert any(f"Formulär {form_id} " in p for p in enclosure_pages), form_id
 
 
+def test_a_handover_letter_waits_for_an_agreed_place_without_decrypting_it(
+    session: Session,
+    ring: vault.KeyRing,
+    workflow: Workflow,
+    coach: Actor,
+    unit: Any,
+    context: RenderContext,
+) -> None:
+    """The meeting place is sealed; whether one is agreed is whether a sealed value is stored,
+    so the hold check needs no key (here: a ring that opens nothing of this patient's)."""
+    store = Keystore(session, ring)
+    case = make_case(session, ring, workflow, coach, unit.id, "plan_active")
+    handover = request_handover(store, coach, case, organisation_name="Röda Korset")
+    update_handover(store, coach, case, handover, status="accepted", meeting_at=FUTURE)
+    template = context.templates["handover"]
+    blind = Keystore(session, vault.KeyRing.generate())
+    assert services.check_needs(blind, case, template) == "Överlämningen saknar tid eller plats."
+    update_handover(
+        store, coach, case, handover, status="accepted", meeting_at=FUTURE, meeting_place="Kafét"
+    )
+    assert services.check_needs(blind, case, template) is None
+
+
 def test_the_same_letter_renders_to_the_same_bytes(
     session: Session,
     ring: vault.KeyRing,
@@ -705,7 +728,7 @@ def test_an_older_duplicate_is_cancelled_and_a_closed_case_s_letters_are_not_sen
     fire(store, case, "remind", coach, workflow=workflow)
     second = letters_of(session, case, "reminder")[-1]
     declined, kallelse = case_with_letter(session, ring, workflow, coach, unit, "kallelse")
-    fire(store, declined, "decline", coach, workflow=workflow, reason="Vill inte")
+    fire(store, declined, "decline", coach, workflow=workflow, reason="Vill inte", confirmed=True)
     services.print_batch(
         store, coordinator, unit.id, io.BytesIO(), context=context, settings=settings, today=TODAY
     )

@@ -51,20 +51,27 @@ def test_every_revision_down_and_up_with_demo_data(tmp_path: Path) -> None:
                     # refuse and change nothing, so the walk ends here (tests/test_migrations.py
                     # takes a one-chain log below 0011 and back).
                     with pytest.raises(RuntimeError, match="Refusing to downgrade below 0011"):
-                        migrate.downgrade(engine, target)
+                        migrate.downgrade(engine, target, ring=ring)
                     assert data_counts(engine) == counts
                     assert_log_verifies(engine, ring, "after the refused downgrade")
                     break
-                migrate.downgrade(engine, target)
+                migrate.downgrade(engine, target, ring=ring)
                 down = data_counts(engine)
-                lost = {name: (counts[name], n) for name, n in down.items() if n != counts[name]}
+                # A table a downgrade brings back (0015's case_barriers, filled again from the
+                # sealed mapping) is not compared: only the tables that survive it.
+                lost = {
+                    name: (counts[name], n)
+                    for name, n in down.items()
+                    if name in counts and n != counts[name]
+                }
                 assert not lost, f"rows lost going down to {target}: {lost}"
                 assert_log_verifies(engine, ring, f"at {target}")
 
                 migrate.upgrade(engine, ring=ring)
                 assert migrate.current_revision(engine) == revisions[-1]
                 up = data_counts(engine)
-                assert {name: up[name] for name in down} == down, f"rows lost back up from {target}"
+                kept = {name: n for name, n in down.items() if name in counts}
+                assert {name: up[name] for name in kept} == kept, f"rows lost back up from {target}"
                 assert_log_verifies(engine, ring, f"back at head from {target}")
                 counts = up
             assert set(counts) == set(data_counts(engine))

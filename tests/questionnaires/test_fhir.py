@@ -118,10 +118,11 @@ def test_demo_cases_have_answers_and_export_as_responses(
     engine = create_engine(f"sqlite:///{cli_env / 'slussen.sqlite3'}")
     with engine.connect() as conn:
         states = dict(conn.execute(text("SELECT reference, state FROM cases")).all())
-        flags = {r for (r,) in conn.execute(text("SELECT screening_flag FROM cases"))}
+        events = {r for (r,) in conn.execute(text("SELECT event FROM case_events"))}
     engine.dispose()
     assert sorted(states.values()) == ["assessed", "assessed", "evaluated", "invited"]
-    assert "positive" in flags and "resolved" in flags
+    # The demo flags and resolves a screening: the history keeps those events sealed.
+    assert "sealed" in events and not {"flag_screening", "resolve_screening"} & events
     evaluated = next(ref for ref, state in states.items() if state == "evaluated")
     out = tmp_path / "fhir"
     result = runner.invoke(cli, ["forms", "export-fhir", str(out), "--case", evaluated])

@@ -17,13 +17,14 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from slussen.audit import Actor
+from slussen.cases.engine import event_name, screening_of
 from slussen.cases.models import Case, CaseEvent
 from slussen.cases.workflow import Workflow
-from slussen.keystore import current_key_ring
+from slussen.keystore import Keystore, current_key_ring
 from slussen.questionnaires import codes, services
 from slussen.questionnaires.definitions import FormDef
 from slussen.questionnaires.models import AnswerCode, QuestionnaireResponse, QuestionnaireScore
-from tests.builders import make_case
+from tests.builders import make_case, screening
 
 pytestmark = pytest.mark.settings(use_demo_forms=True)
 
@@ -51,6 +52,13 @@ def case_in(
 
 def baseline_forms(workflow: Workflow, forms: dict[str, FormDef]) -> list[FormDef]:
     return services.occasion_forms(workflow, forms, "baseline", demo_forms=True)
+
+
+def stored_score(app: Flask, session: Session, case: Case, row: QuestionnaireScore) -> Any:
+    """A stored score unsealed with the patient's data key, after checking it is sealed."""
+    assert row.score_enc is not None and b"value" not in row.score_enc
+    with app.app_context():
+        return services.read_score(Keystore(session, current_key_ring()), case, row)
 
 
 def answers_for(form: FormDef, pick: Callable[[Any], int] = lambda item: item.min_code) -> dict:
@@ -144,7 +152,7 @@ def test_online_answers_move_the_case_and_the_code_then_fails(
     assert "Tack" in client.get("/svar/tack").get_data(as_text=True)
 
     session.refresh(case)
-    assert case.state == "assessed" and case.screening_flag is None
+    assert case.state == "assessed" and screening(app, session, case) is None
     last = session.scalars(select(CaseEvent).order_by(CaseEvent.id.desc())).first()
     assert last is not None and last.event == "register_baseline"
     assert last.actor_role == "patient"
@@ -156,7 +164,8 @@ def test_online_answers_move_the_case_and_the_code_then_fails(
     total = session.scalars(
         select(QuestionnaireScore).where(QuestionnaireScore.response_id == ucla.id)
     ).one()
-    assert (total.value, total.is_positive) == (3, False)
+    score = stored_score(app, session, case, total)
+    assert (score.value, score.is_positive) == (3, False)
 
     again = client.post("/svar", data={"code": code})
     assert again.status_code == 422
@@ -178,7 +187,7 @@ def test_a_screen_positive_answer_flags_but_never_excludes(
     answer_every_step(client, baseline_forms(workflow, forms), lambda i: i.max_code, start)
     assert client.post("/svar/skicka").status_code == 302
     session.refresh(case)
-    assert case.state == "assessed" and case.screening_flag == "positive"
+    assert case.state == "assessed" and screening(app, session, case) == "positive"
 
 
 def test_an_expired_code_fails(
@@ -251,6 +260,7 @@ def test_answers_are_saved_step_by_step(
 
 
 def test_paper_entry_flags_out_of_range_and_saves_with_missing_items(
+    app: Flask,
     client: FlaskClient,
     session: Session,
     login: Callable[..., Any],
@@ -279,7 +289,7 @@ def test_paper_entry_flags_out_of_range_and_saves_with_missing_items(
     page = client.get(saved.location).get_data(as_text=True)
     assert "not answered" in page or "inte besvarad" in page
     score = session.scalars(select(QuestionnaireScore)).one()
-    assert score.value is None
+    assert stored_score(app, session, case, score).value is None
 
 
 def test_paper_entry_of_the_whole_baseline_moves_the_case_as_the_coach(
@@ -363,7 +373,8 @@ def test_double_keying_by_another_person_reports_mismatches(
     assert settled.status_code == 302
     session.refresh(response)
     assert response.is_verified and response.second_answers_enc is None
-    assert session.scalars(select(QuestionnaireScore)).one().value == 6
+    score = session.scalars(select(QuestionnaireScore)).one()
+    assert stored_score(app, session, case, score).value == 6
 
 
 def test_another_units_coach_gets_404(
@@ -532,14 +543,17 @@ def test_positive_screening_and_its_resolution_are_case_events(
             forms=wanted,
         )
         session.flush()
-        assert case.state == "invited" and case.screening_flag == "positive"
+        assert case.state == "invited" and screening_of(store, case) == "positive"
         assert case.version > before
         flagged = last_event()
+        # The history keeps a screening event's name sealed: its name would tell who screened
+        # positive.
         assert (flagged.event, flagged.from_state, flagged.to_state) == (
-            "flag_screening",
+            "sealed",
             "invited",
             "invited",
         )
+        assert event_name(store, flagged, case.patient_id) == "flag_screening"
         assert flagged.actor_role == "coordinator"
         audit_row = last_audit()
         assert (audit_row.object_type, audit_row.object_id, audit_row.action) == (
@@ -547,7 +561,7 @@ def test_positive_screening_and_its_resolution_are_case_events(
             str(case.id),
             "update",
         )
-        assert audit_row.purpose == "händelse flag_screening"
+        assert audit_row.purpose == "ändring av ärendet"
 
         before = case.version
         resolve_screening(
@@ -559,9 +573,9 @@ def test_positive_screening_and_its_resolution_are_case_events(
             expected_version=before,
         )
         session.flush()
-        assert case.screening_flag == "resolved" and case.version > before
-        assert last_event().event == "resolve_screening"
-        assert last_audit().purpose == "händelse resolve_screening"
+        assert screening_of(store, case) == "resolved" and case.version > before
+        assert event_name(store, last_event(), case.patient_id) == "resolve_screening"
+        assert last_audit().purpose == "ändring av ärendet"
 
         # Answers coming in later (the paper keyed in again after a mix-up) do not flag again.
         session.execute(
@@ -578,8 +592,8 @@ def test_positive_screening_and_its_resolution_are_case_events(
             forms=wanted,
         )
         session.flush()
-        assert case.screening_flag == "resolved"
-        assert last_event().event == "resolve_screening"
+        assert screening_of(store, case) == "resolved"
+        assert event_name(store, last_event(), case.patient_id) == "resolve_screening"
 
 
 @pytest.mark.settings(use_demo_forms=True, public_base_url="https://slussen.example.se")
