@@ -68,7 +68,15 @@ def test_a_case_gets_its_subject_when_it_is_opened_and_its_steps_as_they_happen(
         "six_month": None,
     }
 
-    fire(Keystore(session, ring), case, "decline", coach, workflow=workflow, reason="Vill inte")
+    fire(
+        Keystore(session, ring),
+        case,
+        "decline",
+        coach,
+        workflow=workflow,
+        reason="Vill inte",
+        confirmed=True,
+    )
     assert subject_of(session, ring, case).status == "closed_declined"
 
 
