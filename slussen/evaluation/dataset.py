@@ -19,7 +19,19 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import ColumnElement, Select, and_, case, func, literal, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Date,
+    Select,
+    String,
+    and_,
+    case,
+    func,
+    literal,
+    select,
+    true,
+    type_coerce,
+)
 from sqlalchemy.orm import Session
 
 from slussen.cases.models import CHANNELS
@@ -262,7 +274,13 @@ def subjects_query(
     )
     return (
         select(
-            *_SUBJECT_COLUMNS,
+            # Days as the driver reads them (text on SQLite): `_days` parses a whole column at once.
+            *(
+                type_coerce(column, String).label(column.name)
+                if isinstance(column.type, Date)
+                else column
+                for column in _SUBJECT_COLUMNS
+            ),
             *(scores.c[column.name] for column in values),
             func.coalesce(scores.c.positive, literal(0)),
         )
@@ -272,9 +290,12 @@ def subjects_query(
     )
 
 
-def _days(column: Sequence[dt.date | None]) -> list[float]:
-    nan = float("nan")
-    return [nan if day is None else float(day.toordinal() - _EPOCH) for day in column]
+def _days(column: Sequence[dt.date | str | None]) -> Floats:
+    """Day numbers of a date column as the driver gives it (dates, or ISO strings where the
+    query reads them as text), NaN for None."""
+    days = np.array(column, dtype="datetime64[D]")
+    result: Floats = np.where(np.isnat(days), np.nan, days.astype(np.int64).astype(np.float64))
+    return result
 
 
 def _batch(rows: Sequence[Any], keys: tuple[str, ...]) -> CaseBatch:
@@ -338,7 +359,8 @@ def stream_cases(
     time in pseudonym order."""
     keys = tuple(d.key for d in definitions)
     query = subjects_query(definitions, screening_forms, _conditions(filters, unit_ids))
-    result = session.execute(query, execution_options={"yield_per": READ_BATCH})
+    # Core rows, not ORM entities: the stream only wants the values.
+    result = session.connection().execute(query.execution_options(yield_per=READ_BATCH))
     for rows in result.partitions():
         yield _batch(rows, keys)
 
