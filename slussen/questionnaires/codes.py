@@ -43,9 +43,15 @@ class AnswerCodeError(Invalid):
     """The code does not work (unknown, used or expired); views count it as a failed try."""
 
 
+#: Letters a person may type for a digit they read (Crockford's decoding): neither alphabet has
+#: them, so reading them as the digit only ever finds the code that was meant.
+_READ_AS_DIGIT = str.maketrans("OIL", "011")
+
+
 def normalise_code(text: str) -> str:
-    """What a person typed, as stored: capitals, without spaces and dashes."""
-    return re.sub(r"[^A-Z0-9]", "", text.upper())[:40]
+    """What a person typed, as stored: capitals, without spaces and dashes, with O read as 0 and
+    I or L as 1."""
+    return re.sub(r"[^A-Z0-9]", "", text.upper().translate(_READ_AS_DIGIT))[:40]
 
 
 def code_hash(ring: KeyRing, text: str) -> str:

@@ -53,6 +53,17 @@ def test_a_typed_code_is_normalised_before_hashing_and_grouped_for_print(ring: K
     assert len(raw) == codes.CODE_LENGTH and set(raw) <= set(codes.CODE_ALPHABET)
 
 
+def test_a_code_typed_with_o_for_0_or_i_for_1_is_read_as_meant(
+    session: Session, ring: KeyRing, case: Case
+) -> None:
+    assert not set("OIL") & set(codes.CODE_ALPHABET + codes.LETTER_CODE_ALPHABET)
+    code = codes.create_answer_code(session, ring, case, "baseline", code="K7QM-40TZ-1C")
+    typed = "k7qm-4otz-ic"
+    assert codes.normalise_code(typed) == "K7QM40TZ1C"
+    assert codes.redeem_code(session, ring, typed).id == (codes.redeem_code(session, ring, code).id)
+    assert codes.redeem_code(session, ring, "K7QM 4OTZ LC").case_id == case.id
+
+
 def test_the_answer_address_is_grouped_on_screen_and_plain_in_a_letter() -> None:
     assert codes.answer_url("acdefghjkm", "https://x.se/") == "https://x.se/svar/ACDE-FGHJ-KM"
     assert codes.answer_url("ACDE-FGHJ-KM", "https://x.se", grouped=False) == (
