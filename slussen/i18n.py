@@ -48,9 +48,19 @@ def _format_day(value: dt.date, style: str, locale: str) -> str:
     return format_date(value, style, locale=locale)
 
 
-def format_moment(value: dt.datetime | None) -> str:
-    """A time in Swedish form in the app's time zone: "torsdag 5 mars 2026 kl. 10.00"."""
+def format_clock(value: dt.datetime | dt.time, *, seconds: bool = False) -> str:
+    """A time of day as Swedish writes it, "10.00" ("10.00.05" with seconds); "10:00" in
+    English. A datetime is given in its own zone (callers convert first)."""
+    separator = ":" if ui_language() == "en" else "."
+    parts = [value.hour, value.minute, *([value.second] if seconds else [])]
+    return separator.join(f"{part:02d}" for part in parts)
+
+
+def format_moment(value: dt.datetime | None, style: str = "full", *, seconds: bool = False) -> str:
+    """A moment in the app's time zone: "torsdag 5 mars 2026 kl. 10.00" ("5 mars 2026 kl.
+    10.00.05" with style="long" and seconds); "Thursday, March 5, 2026 at 10:00" in English."""
     if value is None:
         return ""
     local = to_user_timezone(value)
-    return f"{format_day(local.date(), 'full')} kl. {local:%H.%M}"
+    at = "at" if ui_language() == "en" else "kl."
+    return f"{format_day(local.date(), style)} {at} {format_clock(local, seconds=seconds)}"

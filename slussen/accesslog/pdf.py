@@ -84,7 +84,8 @@ def render_log_extract(extract: PatientExtract, *, timezone: str, language: str 
     zone = ZoneInfo(timezone)
 
     def when(moment: dt.datetime) -> str:
-        return format_datetime(moment, "d MMMM y HH:mm", tzinfo=zone, locale=language)
+        clock = "'at' HH:mm" if language == "en" else "'kl.' HH.mm"
+        return format_datetime(moment, f"d MMMM y {clock}", tzinfo=zone, locale=language)
 
     base = ParagraphStyle("body", fontName=regular, fontSize=10, leading=14)
     heading = ParagraphStyle("h1", parent=base, fontName=bold, fontSize=16, leading=20)

@@ -59,6 +59,12 @@ OBJECT_LABELS = {
     "patient_log_extract": _l("Log extract"),
     "keyring": _l("Key ring"),
     "user": _l("User"),
+    "case": _l("Case"),
+    "answer_code": _l("Answer code"),
+    "evaluation": _l("Evaluation"),
+    "letter": _l("Letter"),
+    "patient_correction": _l("Correction of details"),
+    "questionnaire_response": _l("Questionnaire answers"),
     LISTED: _l("Case in a list"),
 }
 

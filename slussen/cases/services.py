@@ -21,6 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from slussen.accounts.models import User
 from slussen.audit import Actor
 from slussen.cases.engine import event_name, may_act_on, screening_of
 from slussen.cases.models import Case, CaseEvent, Referral
@@ -191,6 +192,9 @@ class TimelineEntry:
     #: The event's name (unsealed when the history keeps it sealed).
     name: str
     note: str
+    #: Who did it, as people know them: the user's display name (the username only for an
+    #: account that no longer exists); empty when no user did (Slussen itself, the patient).
+    actor: str = ""
 
 
 def case_view(store: Keystore, actor: Actor, case: Case) -> dict[str, Any]:
@@ -205,11 +209,19 @@ def case_view(store: Keystore, actor: Actor, case: Case) -> dict[str, Any]:
             select(CaseEvent).where(CaseEvent.case_id == case.id).order_by(CaseEvent.id)
         )
     )
+    actor_ids = {e.actor_id for e in events if e.actor_id is not None}
+    people: dict[int, str] = {
+        user_id: name
+        for user_id, name in session.execute(
+            select(User.id, User.display_name).where(User.id.in_(actor_ids))
+        )
+    }
     timeline = [
         TimelineEntry(
             e,
             event_name(store, e, case.patient_id),
             unseal(store, case.patient_id, "case_events", "note", e.id, e.note_enc),
+            "" if e.actor_id is None else people.get(e.actor_id, e.actor_name),
         )
         for e in events
     ]

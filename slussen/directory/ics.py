@@ -11,7 +11,7 @@ icalendar library and expand it with dateutil to check it round-trips the occasi
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from slussen.config import local_zone
 from slussen.directory.models import Activity
@@ -85,8 +85,11 @@ def _until_utc(rule: str) -> str:
     return f"{head};UNTIL={local.astimezone(dt.UTC).strftime('%Y%m%dT%H%M%SZ')}"
 
 
-def activity_lines(activity: Activity, url: str, stamp: str) -> list[str]:
-    """The VEVENT lines of one published activity (unfolded)."""
+def activity_lines(
+    activity: Activity, url: str, stamp: str, category_names: Mapping[str, str]
+) -> list[str]:
+    """The VEVENT lines of one published activity (unfolded); its categories by their names
+    in `category_names` (a person reads them in their calendar), never by their codes."""
     revision = activity.published
     assert revision is not None
     schedule = schedule_of(revision)
@@ -126,7 +129,8 @@ def activity_lines(activity: Activity, url: str, stamp: str) -> list[str]:
         text.append(f"Kontakt: {revision.contact_name} {revision.contact_phone}".strip())
     lines.append("DESCRIPTION:" + escape("\n".join(t for t in text if t)))
     if revision.categories:
-        lines.append("CATEGORIES:" + ",".join(escape(c) for c in revision.categories))
+        names = (category_names.get(code, code) for code in revision.categories)
+        lines.append("CATEGORIES:" + ",".join(escape(name) for name in names))
     if url:
         lines.append(f"URL:{url}")
     lines.append("END:VEVENT")
@@ -134,11 +138,15 @@ def activity_lines(activity: Activity, url: str, stamp: str) -> list[str]:
 
 
 def build_calendar(
-    activities: Iterable[Activity], url_for_activity: dict[int, str] | None = None
+    activities: Iterable[Activity],
+    url_for_activity: dict[int, str] | None = None,
+    category_names: Mapping[str, str] | None = None,
 ) -> bytes:
-    """The iCalendar text of `activities` (published ones; others are skipped)."""
+    """The iCalendar text of `activities` (published ones; others are skipped), categories
+    named by `category_names` (code → name)."""
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     urls = url_for_activity or {}
+    names = category_names or {}
     lines = [
         "BEGIN:VCALENDAR",
         "VERSION:2.0",
@@ -152,6 +160,6 @@ def build_calendar(
     for activity in activities:
         if activity.published is None or activity.is_withdrawn:
             continue
-        lines.extend(activity_lines(activity, urls.get(activity.id, ""), stamp))
+        lines.extend(activity_lines(activity, urls.get(activity.id, ""), stamp, names))
     lines.append("END:VCALENDAR")
     return ("\r\n".join(fold(line) for line in lines) + "\r\n").encode("utf-8")

@@ -86,7 +86,7 @@ from slussen.directory.services import (
     verify_activity,
 )
 from slussen.errors import Conflict, Invalid
-from slussen.i18n import ui_language
+from slussen.i18n import format_clock, ui_language
 
 bp = Blueprint("directory", __name__, template_folder="templates")
 
@@ -112,8 +112,7 @@ def long_date(day: dt.date) -> str:
 @bp.app_template_filter("clock")
 def clock(moment: dt.datetime | dt.time) -> str:
     """ "10.00" in Swedish, "10:00" in English."""
-    separator = ":" if ui_language() == "en" else "."
-    return f"{moment.hour:02d}{separator}{moment.minute:02d}"
+    return format_clock(moment)
 
 
 def category_label(code: str) -> str:
@@ -332,7 +331,7 @@ def ics_feed() -> ResponseReturnValue:
         for a in activities
     }
     return Response(
-        ics.build_calendar(activities, urls),
+        ics.build_calendar(activities, urls, category_labels(ui_language())),
         mimetype="text/calendar",
         headers={"Content-Disposition": 'inline; filename="aktiviteter.ics"'},
     )

@@ -41,7 +41,13 @@ bp = Blueprint("letters", __name__, template_folder="templates")
 
 @bp.app_context_processor
 def _labels() -> dict[str, object]:
-    return dict(letter_labels(ui_language()))
+    return {**letter_labels(ui_language()), "letter_title": letter_title}
+
+
+def letter_title(letter_id: str) -> str:
+    """A letter's title in the user's language ("Kallelse"), for every page naming a letter."""
+    template = current_app.extensions["slussen.content"].compiled["letters"].get(letter_id)
+    return letter_id if template is None else str(template.title[ui_language()])
 
 
 def _context(large_print: bool | None = None) -> Any:
@@ -99,7 +105,6 @@ def _queue_page(*, own: bool) -> ResponseReturnValue:
     actor = current_actor()
     coach_id = actor.user_id if own else None
     units = [db_session().get(Unit, uid) for uid in sorted(actor.unit_ids)]
-    templates = current_app.extensions["slussen.content"].compiled["letters"]
     pending = services.pending_letters(store, unit.id, forwarding=False, coach_id=coach_id)
     forwarding = services.pending_letters(store, unit.id, forwarding=True, coach_id=coach_id)
     # Each case the queue shows is recorded once in its patient's access log.
@@ -113,15 +118,7 @@ def _queue_page(*, own: bool) -> ResponseReturnValue:
         pending=pending,
         forwarding=forwarding,
         batches=services.unit_batches(store, unit.id, created_by_id=coach_id),
-        title_of=lambda letter_id: _title(templates, letter_id),
     )
-
-
-def _title(templates: dict[str, Any], letter_id: str) -> str:
-    template = templates.get(letter_id)
-    if template is None:
-        return letter_id
-    return str(template.title[ui_language()])
 
 
 @bp.route("/brev/skriv-ut", methods=["POST"])

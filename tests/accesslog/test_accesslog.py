@@ -232,7 +232,7 @@ def test_keyset_pages_cover_every_row_once(
     links: list[str] = []
     while url:
         page = client.get(url).get_data(as_text=True)
-        seen += re.findall(r"letter L(\d{3})", page)
+        seen += re.findall(r"Brev L(\d{3})", page)
         older = re.search(r'href="([^"]+)" rel="next"', page)
         url = html.unescape(older.group(1)) if older else ""
         links.append(url)
@@ -243,7 +243,7 @@ def test_keyset_pages_cover_every_row_once(
     newer = re.search(r'href="([^"]+)" rel="prev"', second)
     assert newer is not None
     first = client.get(html.unescape(newer.group(1))).get_data(as_text=True)
-    assert re.findall(r"letter L(\d{3})", first) == seen[:50]
+    assert re.findall(r"Brev L(\d{3})", first) == seen[:50]
     assert 'rel="prev"' not in first
 
 
@@ -276,7 +276,7 @@ def test_filter_by_date_in_swedish_time(
     monkeypatch.undo()
     session.flush()
     page = client.get("/atkomstlogg?date_from=2026-03-05&date_to=2026-03-05").get_data(as_text=True)
-    assert "5 mars 2026 00:30:00" in page and "Utskrift" in page
+    assert "5 mars 2026 kl. 00.30.00" in page and "Utskrift" in page
     page = client.get("/atkomstlogg?date_from=2026-03-04&date_to=2026-03-04").get_data(as_text=True)
     assert "Inga loggrader" in page
 
@@ -379,7 +379,7 @@ def test_extract_renders_an_empty_and_a_long_log(app: Flask) -> None:
     assert "Ingen åtkomst är registrerad" in pdf_text(empty)
     reader = PdfReader(io.BytesIO(long))
     assert len(reader.pages) > 5
-    assert "Åsa Öberg" in pdf_text(long) and "5 mars 2026 13:00" in pdf_text(long)
+    assert "Åsa Öberg" in pdf_text(long) and "5 mars 2026 kl. 13.00" in pdf_text(long)
     assert "Datum och tid" in reader.pages[3].extract_text()  # the header repeats
     fonts = {str(f) for page in reader.pages for f in page["/Resources"]["/Font"].values()}
     assert fonts and long == again  # deterministic
