@@ -34,7 +34,9 @@ server.listen(0, '127.0.0.1', () => {
   const provider = new Provider(issuer, {
     clients: config.clients || [],
     acrValues,
-    claims: { openid: ['sub'], profile: ['name', 'hsa_id', 'unit_hsa_id'] },
+    claims: {
+      acr: null, auth_time: null, sid: null, openid: ['sub'], profile: ['name', 'hsa_id', 'unit_hsa_id'],
+    },
     // The claims go in the ID token itself, as SITHS gateways do.
     conformIdTokenClaims: false,
     pkce: { required: () => true },
