@@ -41,7 +41,7 @@ from werkzeug.wrappers import Request, Response
 PROVIDER_DIR = Path(__file__).resolve().parent / "oidc_provider"
 REQUIRE = "1" in (os.environ.get("SLUSSEN_REQUIRE_OIDC"), os.environ.get("SLUSSEN_REQUIRE_OPS"))
 CLIENT_ID = "slussen"
-CLIENT_SECRET = "test-client-secret-that-is-long-enough-0123"  # noqa: S105 - a test's client
+CLIENT_SECRET = "test-client-secret-that-is-long-enough-0123"
 #: The authentication levels the local provider offers; the tests count "loa3" as strong.
 ACR_STRONG = "http://id.elegnamnden.se/loa/1.0/loa3"
 ACR_WEAK = "http://id.elegnamnden.se/loa/1.0/loa2"
@@ -208,7 +208,7 @@ class TokenProvider:
         header = {"alg": "RS256", "kid": key.kid}
         return jwt.encode(header, claims, key)
 
-    def claims(self, nonce: str, **changes: Any) -> dict[str, Any]:
+    def claims(self, nonce: str, /, **changes: Any) -> dict[str, Any]:
         """Good ID token claims for a login with `nonce`, changed by `changes`."""
         now = int(time.time())
         return {

@@ -243,16 +243,23 @@ class OidcClient:
     ) -> VerifiedLogin:
         """Check the provider's answer (the callback's query `args`) against the login the
         session started, exchange the code and check the ID token. Refuses (OidcRefused): an
-        answer to no login started here or with another `state`, the provider's own error, a
-        code the provider does not accept (used already, or too old), and an ID token that is
-        badly signed, by an unknown key, from another issuer, for another client, expired,
-        issued in the future, or for another login (`nonce`)."""
+        answer to no login started here or with another `state`, one naming another issuer
+        (`iss`, RFC 9207), the provider's own error, a code the provider does not accept (used
+        already, or too old), and an ID token that is badly signed, by an unknown key, from
+        another issuer, for another client, expired, issued in the future, or for another
+        login (`nonce`)."""
         state = args.get("state", "")
         if pending is None or not secrets.compare_digest(state, pending.state):
             raise OidcRefused(
                 "Svaret från inloggningstjänsten hör inte till någon inloggning som du har "
                 "påbörjat i den här webbläsaren. " + START_AGAIN,
                 reason="svaret hörde inte till någon påbörjad inloggning",
+            )
+        # RFC 9207: a provider that names itself in the answer must be ours (mix-up attacks).
+        if args.get("iss") and args["iss"].rstrip("/") != self.metadata().issuer.rstrip("/"):
+            raise OidcRefused(
+                "Svaret kommer inte från regionens inloggningstjänst. " + START_AGAIN,
+                reason="svaret kom från fel utfärdare",
             )
         if args.get("error"):
             raise OidcRefused(
