@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import requests
 from authlib.integrations.base_client.errors import OAuthError
@@ -137,6 +137,11 @@ class OidcClient:
         self.jwks_fetches = 0
 
     # --- the provider's documents -------------------------------------------------------------
+
+    @property
+    def cached_metadata(self) -> Metadata | None:
+        """The discovery document if it was fetched (never fetches)."""
+        return self._metadata
 
     def _get_json(self, url: str, what: str) -> dict[str, Any]:
         try:
@@ -397,3 +402,19 @@ class OidcClient:
             query["id_token_hint"] = id_token
         separator = "&" if "?" in endpoint else "?"
         return endpoint + separator + urlencode(query)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def provider_origins(settings: Settings, client: OidcClient | None) -> set[str]:
+    """The provider's origins a page's form may lead to (the Content-Security-Policy's
+    form-action): the issuer's, and the end-session endpoint's once the discovery document is
+    known (it is fetched at the first login, before any logout button is shown)."""
+    origins = {_origin(settings.oidc_issuer)}
+    metadata = client.cached_metadata if client is not None else None
+    if metadata is not None and metadata.end_session_endpoint:
+        origins.add(_origin(metadata.end_session_endpoint))
+    return origins

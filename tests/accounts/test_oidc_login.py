@@ -222,3 +222,12 @@ def test_logout_ends_the_provider_session_too(
     log_in_at_provider(app.test_client(), person, "coach-1")
     assert "Användar-id" in person.last_page
     assert "även hos regionens inloggning" in log_rows(session, "logout")[-1].purpose
+
+
+def test_forms_may_lead_to_the_provider_for_its_logout(
+    client: FlaskClient, provider: LocalProvider
+) -> None:
+    """The logout button's POST is answered with a redirect to the provider: the CSP's
+    form-action allows the provider's origin, and only it."""
+    csp = client.get("/login").headers["Content-Security-Policy"]
+    assert f"form-action 'self' {provider.issuer};" in csp
