@@ -16,6 +16,7 @@ redirect back to Slussen.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -72,6 +73,19 @@ def oidc_settings(issuer: str, **extra: Any) -> dict[str, Any]:
     }
 
 
+def install_provider() -> None:
+    """`npm ci` the provider when node_modules is missing; one test process at a time."""
+    with (PROVIDER_DIR / ".install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (PROVIDER_DIR / "node_modules" / "oidc-provider").is_dir():
+            subprocess.run(
+                ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+                cwd=PROVIDER_DIR,
+                check=True,
+                timeout=300,
+            )
+
+
 @dataclass
 class LocalProvider:
     issuer: str
@@ -85,13 +99,7 @@ def local_provider(
     """Run the local OpenID provider with one client, Slussen at `base_url`, and `accounts`
     (subject: claims); stop it at the end."""
     need_node()
-    if not (PROVIDER_DIR / "node_modules" / "oidc-provider").is_dir():
-        subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=PROVIDER_DIR,
-            check=True,
-            timeout=300,
-        )
+    install_provider()
     config = {
         "clients": [
             {

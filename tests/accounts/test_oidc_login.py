@@ -231,3 +231,19 @@ def test_forms_may_lead_to_the_provider_for_its_logout(
     form-action allows the provider's origin, and only it."""
     csp = client.get("/login").headers["Content-Security-Policy"]
     assert f"form-action 'self' {provider.issuer};" in csp
+
+
+def test_the_access_log_shows_a_refused_federated_login_in_swedish(
+    client: FlaskClient,
+    person: ProviderBrowser,
+    coach: User,
+    login: Callable[..., Any],
+) -> None:
+    back = log_in_at_provider(client, person, "stranger-1")
+    assert client.get(callback_path(back)).status_code == 403
+    login("coordinator")
+    page = client.get("/atkomstlogg").get_data(as_text=True)
+    row = next(r for r in page.split("<tr>") if "stranger-1" in r)
+    assert "Misslyckad inloggning" in row and "Okänd person" in row
+    assert "regionens inloggning, subjekt stranger-1" in row
+    assert "login_failed" not in row and "unknown" not in row
