@@ -220,9 +220,7 @@ def user_create(
 def user_reset_totp(username: str) -> None:
     app = _app()
     with app.app_context(), session_scope(app) as session:
-        user = session.scalar(select(User).where(User.username == username.strip().lower()))
-        if user is None:
-            raise Failure(f"There is no user {username}.")
+        user = _user_named(session, username)
         reset_totp(session, current_key_ring(), audit.SYSTEM, user)
     click.echo(f"Two-factor login of {user.username} is off; they set it up at the next login.")
 
