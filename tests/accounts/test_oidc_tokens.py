@@ -184,3 +184,27 @@ def test_an_answer_naming_another_issuer_is_refused(
     response = client.get(f"/login/oidc/svar?code=c&state={state}&iss=https://evil.example")
     assert response.status_code == 403
     assert "svaret kom från fel utfärdare" in last_refusal(session)
+
+
+def test_without_an_end_session_endpoint_logout_ends_slussens_session_only(
+    client: FlaskClient, session: Session, provider: TokenProvider, coach: User
+) -> None:
+    assert answer_with(client, provider, lambda n: provider.sign(provider.claims(n)))[0] == 302
+    logout = client.post("/logout")
+    assert logout.headers["Location"] == "/login"
+    assert client.get("/arbetslista").status_code == 302
+    row = session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "logout").order_by(AuditEvent.id)
+    ).all()[-1]
+    assert row.purpose == "utloggning (regionens inloggning, subjekt person-1)"
+
+
+def test_the_providers_own_refusal_is_shown_and_logged(
+    client: FlaskClient, session: Session, provider: TokenProvider, coach: User
+) -> None:
+    start = client.get("/login/oidc")
+    state = query_of(start.headers["Location"])["state"]
+    response = client.get(f"/login/oidc/svar?error=access_denied&state={state}")
+    assert response.status_code == 403
+    assert "avbröt inloggningen" in response.get_data(as_text=True)
+    assert "identitetstjänsten avbröt inloggningen" in last_refusal(session)
