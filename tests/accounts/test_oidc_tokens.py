@@ -208,3 +208,23 @@ def test_the_providers_own_refusal_is_shown_and_logged(
     assert response.status_code == 403
     assert "avbröt inloggningen" in response.get_data(as_text=True)
     assert "identitetstjänsten avbröt inloggningen" in last_refusal(session)
+
+
+@pytest.mark.parametrize("token", ["", "garbage", "a.b.c", "x" * 20_000, "e30.e30.", "..."])
+def test_a_token_that_is_not_a_jwt_is_refused(
+    client: FlaskClient, session: Session, provider: TokenProvider, coach: User, token: str
+) -> None:
+    status, page = answer_with(client, provider, lambda _nonce: token)
+    assert status == 403 and "Inloggningen nekades" in page
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["", "state=", "code=x", "state=%00", "code=" + "x" * 5000 + "&state=y", "error=x&state=y"],
+)
+def test_an_answer_without_a_started_login_is_refused(
+    client: FlaskClient, session: Session, provider: TokenProvider, query: str
+) -> None:
+    response = client.get(f"/login/oidc/svar?{query}")
+    assert response.status_code in (400, 403)
+    assert "Slussen" in response.get_data(as_text=True)
