@@ -6,7 +6,7 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, g, render_template, request, session
+from flask import Flask, current_app, g, render_template, request, session
 from flask.typing import ResponseReturnValue
 from flask_babel import Babel
 from flask_wtf.csrf import CSRFError, CSRFProtect
@@ -18,6 +18,7 @@ from slussen import capabilities, db
 from slussen.accesslog.markers import NO_STORE_FLAG
 from slussen.accesslog.views import bp as accesslog_bp
 from slussen.accounts import auth, sessions, throttle
+from slussen.accounts.oidc import provider_origins
 from slussen.accounts.views import bp as accounts_bp
 from slussen.cases.views import bp as cases_bp
 from slussen.config import Settings, load_settings
@@ -182,10 +183,22 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     return app
 
 
+def _csp() -> str:
+    """The Content-Security-Policy. With the federated login on, a form may also lead to the
+    identity provider: the logout button's POST is answered with a redirect to the provider's
+    end-session endpoint, and browsers hold a form's redirects to `form-action` too."""
+    settings = _settings()
+    if not settings.oidc_enabled:
+        return CSP
+    client = current_app.extensions.get("slussen.oidc")
+    origins = " ".join(sorted(provider_origins(settings, client)))
+    return CSP.replace("form-action 'self'", f"form-action 'self' {origins}")
+
+
 def _register_security_headers(app: Flask) -> None:
     @app.after_request
     def _headers(response: Any) -> Any:
-        response.headers["Content-Security-Policy"] = CSP
+        response.headers["Content-Security-Policy"] = _csp()
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "no-referrer"
         response.headers["X-Frame-Options"] = "DENY"

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from slussen import audit, serve, vault
 from slussen.accounts.models import User
 from slussen.accounts.passwords import PasswordRejected
-from slussen.accounts.services import create_user, reset_totp
+from slussen.accounts.services import create_user, link_oidc_subject, reset_totp
 from slussen.capabilities import check_content
 from slussen.cases.engine import current_workflow
 from slussen.cases.timers import run_timers
@@ -220,11 +220,48 @@ def user_create(
 def user_reset_totp(username: str) -> None:
     app = _app()
     with app.app_context(), session_scope(app) as session:
-        user = session.scalar(select(User).where(User.username == username.strip().lower()))
-        if user is None:
-            raise Failure(f"There is no user {username}.")
+        user = _user_named(session, username)
         reset_totp(session, current_key_ring(), audit.SYSTEM, user)
     click.echo(f"Two-factor login of {user.username} is off; they set it up at the next login.")
+
+
+def _user_named(session: Session, username: str) -> User:
+    user = session.scalar(select(User).where(User.username == username.strip().lower()))
+    if user is None:
+        raise Failure(f"There is no user {username}.")
+    return user
+
+
+@user_group.command(
+    "link-oidc",
+    help="Link a user to the region's identity provider: a federated login with this subject "
+    "(the provider's `sub`) is this user.",
+)
+@click.argument("username")
+@click.argument("subject")
+@click.option("--hsa-id", default="", help="The person's own HSA-id, when logins match on it.")
+@fails_cleanly
+def user_link_oidc(username: str, subject: str, hsa_id: str) -> None:
+    app = _app()
+    with app.app_context(), session_scope(app) as session:
+        user = _user_named(session, username)
+        link_oidc_subject(session, user, subject, hsa_id.strip())
+    click.echo(f"{user.username} logs in through the identity provider as {subject}.")
+
+
+@user_group.command(
+    "local-password",
+    help="Turn a user's local password login off (federated login only) or on again.",
+)
+@click.argument("username")
+@click.option("--off/--on", "off", required=True)
+@fails_cleanly
+def user_local_password(username: str, off: bool) -> None:
+    app = _app()
+    with app.app_context(), session_scope(app) as session:
+        user = _user_named(session, username)
+        user.is_local_password_disabled = off
+    click.echo(f"Local password login of {user.username} is {'off' if off else 'on'}.")
 
 
 @cli.group("content", help="Check the content directories (workflows, forms, letters).")

@@ -96,6 +96,44 @@ class Settings:
     reserve_number_pattern: str = "[A-Z0-9]{4,20}"
     reserve_number_check: str = "none"
     reserve_number_example: str = ""
+    #: Federated staff login (OpenID Connect): the region's identity provider. An empty issuer
+    #: turns it off. The issuer is the URL its discovery document lives under
+    #: (<issuer>/.well-known/openid-configuration); https:// in production.
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: str = field(default="", repr=False)
+    #: Scopes asked for, space separated ("openid" is always among them).
+    oidc_scopes: str = "openid profile"
+    #: How a login finds its user: "subject" (the provider's `sub`, linked by the administrator
+    #: or at just-in-time provisioning) or "hsa_id" (the claim `oidc_hsa_id_claim`).
+    oidc_match_on: str = "subject"
+    #: The claim carrying the person's HSA-id, and the one carrying the HSA-id (or a list of
+    #: HSA-ids) of the units they work in; empty: not read. With a unit claim, the user's units
+    #: follow it at every login; without one they come from the administrator.
+    oidc_hsa_id_claim: str = ""
+    oidc_unit_claim: str = ""
+    #: The `acr` values that count as strong authentication (space or comma separated): a login
+    #: with another value (or none) may log in but never reaches patient data.
+    oidc_strong_acr_values: str = ""
+    #: Create a user at their first federated login; off means the administrator links each one.
+    oidc_jit_provisioning: bool = False
+    #: The role a just-in-time provisioned user gets.
+    oidc_jit_role: str = "staff"
+    #: How far the provider's clock may differ from ours when checking `exp` and `iat` (seconds).
+    oidc_clock_skew_seconds: int = 60
+    #: Seconds an unanswered call to the provider may take.
+    oidc_timeout_seconds: int = 10
+    #: Local passwords off for the whole installation: only federated login.
+    local_passwords_disabled: bool = False
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer)
+
+    @property
+    def oidc_strong_acrs(self) -> frozenset[str]:
+        """The accepted strong-authentication `acr` values."""
+        return frozenset(self.oidc_strong_acr_values.replace(",", " ").split())
 
     @property
     def reserve_format(self) -> ReserveFormat | None:
@@ -282,6 +320,7 @@ def _validated(settings: Settings, source: str) -> Settings:
         settings.reserve_format  # noqa: B018 - built to check it
     except ValueError as exc:
         raise ConfigError(f"settings 'reserve_number_*': {exc}") from None
+    _check_oidc(settings)
     if settings.argon2_time_cost < 1 or settings.argon2_memory_kib < 8:
         raise ConfigError("settings 'argon2_time_cost'/'argon2_memory_kib' are too small")
     if settings.is_production:
@@ -305,6 +344,34 @@ def _validated(settings: Settings, source: str) -> Settings:
                 "(SLUSSEN_PUBLIC_BASE_URL)"
             )
     return settings
+
+
+def _check_oidc(settings: Settings) -> None:
+    """The federated login's settings hang together (only checked when it is turned on)."""
+    if settings.local_passwords_disabled and not settings.oidc_enabled:
+        raise ConfigError(
+            "setting 'local_passwords_disabled' needs 'oidc_issuer': nobody could log in"
+        )
+    if not settings.oidc_enabled:
+        return
+    if not settings.oidc_issuer.startswith(("https://", "http://")):
+        raise ConfigError("setting 'oidc_issuer' must be the provider's https:// URL")
+    if settings.is_production and not settings.oidc_issuer.startswith("https://"):
+        raise ConfigError("setting 'oidc_issuer' must start with https:// in production")
+    if not settings.oidc_client_id or not settings.oidc_client_secret:
+        raise ConfigError("settings 'oidc_client_id' and 'oidc_client_secret' are required")
+    if settings.oidc_match_on not in ("subject", "hsa_id"):
+        raise ConfigError("setting 'oidc_match_on' must be 'subject' or 'hsa_id'")
+    if settings.oidc_match_on == "hsa_id" and not settings.oidc_hsa_id_claim:
+        raise ConfigError("setting 'oidc_match_on' = 'hsa_id' needs 'oidc_hsa_id_claim'")
+    if not settings.oidc_strong_acrs:
+        raise ConfigError(
+            "setting 'oidc_strong_acr_values' must name the acr values of strong authentication"
+        )
+    if not 0 <= settings.oidc_clock_skew_seconds <= 300:
+        raise ConfigError("setting 'oidc_clock_skew_seconds' must be between 0 and 300")
+    if not 1 <= settings.oidc_timeout_seconds <= 60:
+        raise ConfigError("setting 'oidc_timeout_seconds' must be between 1 and 60")
 
 
 def load_settings(

@@ -2,7 +2,9 @@
 the workflow, the key rings, the keystore and the actors every capability's tests share.
 
 PostgreSQL tests run when SLUSSEN_TEST_DATABASE_URL is set; with SLUSSEN_REQUIRE_POSTGRES=1 (CI)
-a PostgreSQL test that cannot run fails instead of being skipped.
+a PostgreSQL test that cannot run fails instead of being skipped. The federated-login tests need
+Node and npm for their OpenID provider (tests/oidc_support.py); with SLUSSEN_REQUIRE_OIDC=1 (CI)
+or SLUSSEN_REQUIRE_OPS=1 they fail without them instead of being skipped.
 
 Layout: tests/ mirrors slussen/. A capability's tests live in its folder (tests/cases/,
 tests/visits/, tests/letters/, ...; a fixture only one folder uses goes in that folder's

@@ -8,14 +8,17 @@ from dataclasses import dataclass
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Flask, abort, current_app, g, redirect, request, url_for
+from flask import Flask, abort, current_app, g, redirect, render_template, request, session, url_for
 from flask_login import AnonymousUserMixin, LoginManager, current_user
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from slussen.accounts.models import Membership, User
+from slussen.accounts.oidc import OidcRefused
 from slussen.accounts.roles import PATIENT_DATA_ROLES, Permission, grants
-from slussen.db import db_session
+from slussen.accounts.services import record_federated_refusal
+from slussen.db import commit_request, db_session
+from slussen.keystore import current_key_ring
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -118,9 +121,42 @@ PATIENT_PERMISSIONS = frozenset(
 )
 
 
+#: The session's record of a federated login: the provider's subject, the `acr` and whether it
+#: counts as strong authentication, and the ID token (for the provider's logout).
+FEDERATED_KEY = "federated_login"
+
+
+def has_strong_authentication() -> bool:
+    """Whether this session may reach patient data: a local login (password, and TOTP where
+    required) may; a federated login only with an `acr` the settings count as strong."""
+    login = session.get(FEDERATED_KEY)
+    return not isinstance(login, dict) or login.get("strong") is True
+
+
+def _refuse_weak_authentication() -> Any:
+    """The page refusing patient data to a login without strong authentication, on record."""
+    login = session.get(FEDERATED_KEY) or {}
+    refusal = OidcRefused(
+        "",
+        reason="inloggningen saknar stark autentisering, patientuppgifter visas inte",
+        subject=str(login.get("subject", "")),
+    )
+    record_federated_refusal(
+        db_session(),
+        current_key_ring(),
+        refusal,
+        user=current_user.user,
+        acr=str(login.get("acr", "")),
+    )
+    commit_request()
+    return render_template("accounts/strong_authentication.html"), 403
+
+
 def require(permission: Permission) -> Callable[[F], F]:
     """Refuse a logged-in user whose role lacks `permission`: 403, or 404 for a patient-data
-    page and a role without patient access."""
+    page and a role without patient access. A patient-data page also refuses (403, with a page
+    saying why, and an access-log row) a login without strong authentication
+    (`has_strong_authentication`)."""
 
     def decorator(view: F) -> F:
         @wraps(view)
@@ -131,6 +167,8 @@ def require(permission: Permission) -> Callable[[F], F]:
                 }:
                     abort(404)
                 abort(403)
+            if permission in PATIENT_PERMISSIONS and not has_strong_authentication():
+                return _refuse_weak_authentication()
             return view(*args, **kwargs)
 
         return wrapped  # type: ignore[return-value]

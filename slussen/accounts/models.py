@@ -13,6 +13,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -76,6 +77,12 @@ class User(Base):
                 "totp_last_counter",
                 "totp_enrolled_at",
             ),
+            "the region's identifiers of a staff member (OpenID subject, personal HSA-id), "
+            "matched at federated login, and whether they may use a local password": (
+                "oidc_subject",
+                "hsa_id",
+                "is_local_password_disabled",
+            ),
         },
     )
     __table_args__ = (CheckConstraint(one_of("role", [r.value for r in Role]), name="role_known"),)
@@ -98,6 +105,15 @@ class User(Base):
     #: so each code works once even inside its validity window.
     totp_last_counter: Mapped[int | None] = mapped_column(Integer)
     totp_enrolled_at: Mapped[dt.datetime | None]
+    #: The region's identity provider's `sub` for this person: a federated login with it is
+    #: this user. NULL until linked (by the administrator, or at just-in-time provisioning).
+    oidc_subject: Mapped[str | None] = mapped_column(String(255), unique=True, index=True)
+    #: The person's own HSA-id (e.g. SE2321000016-1234), when the login is matched on it.
+    hsa_id: Mapped[str | None] = mapped_column(String(31), unique=True, index=True)
+    #: This user may not log in with a local password (federated login only).
+    is_local_password_disabled: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
 
     memberships: Mapped[list[Membership]] = relationship(
         back_populates="user", cascade="all, delete-orphan", lazy="selectin"

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from slussen import audit, vault
 from slussen.accounts.models import Membership, RecoveryCode, Unit, User, WebSession
+from slussen.accounts.oidc import OidcRefused, VerifiedLogin
 from slussen.accounts.passwords import (
     check_password_rules,
     dummy_verify,
@@ -237,9 +238,160 @@ def record_failed_login(
     audit.record(session, ring, actor, "login_failed", "user", object_id, purpose=reason)
 
 
-def record_logout(session: Session, ring: vault.KeyRing, user: User) -> None:
+def record_logout(
+    session: Session, ring: vault.KeyRing, user: User, *, purpose: str = "logout"
+) -> None:
     """Write an audit row `logout`. The caller commits."""
-    audit.record(session, ring, Actor.of(user), "logout", "user", user.id, purpose="logout")
+    audit.record(session, ring, Actor.of(user), "logout", "user", user.id, purpose=purpose)
+
+
+# --- federated login (OpenID Connect) ------------------------------------------------------------
+
+#: A password hash no password matches: a user made by federated login has no local password.
+NO_PASSWORD = "!"  # noqa: S105 - not a password: a hash that matches none
+#: What the access log calls a person the provider named but Slussen does not know.
+UNKNOWN_PERSON = "(okänd)"
+
+
+def local_password_refusal(settings: Settings, user: User | None) -> str | None:
+    """Why a local password may not be used (for the whole installation, or for `user`), as a
+    sentence for the login page; None when it may."""
+    if settings.local_passwords_disabled:
+        return "Inloggning med lösenord är avstängd i Slussen. Logga in med regionens inloggning."
+    if user is not None and user.is_local_password_disabled:
+        return (
+            "Inloggning med lösenord är avstängd för ditt konto. Logga in med regionens inloggning."
+        )
+    return None
+
+
+def _claim_text(claims: dict[str, object], name: str) -> str:
+    value = claims.get(name) if name else None
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _claim_list(claims: dict[str, object], name: str) -> list[str]:
+    value = claims.get(name) if name else None
+    if isinstance(value, str):
+        return [value.strip()]
+    if isinstance(value, list):
+        return [v.strip() for v in value if isinstance(v, str)]
+    return []
+
+
+def _free_username(session: Session, wanted: str) -> str:
+    base = re.sub(r"[^a-z0-9._-]+", "-", wanted.lower()).strip("-")[:70] or "person"
+    name, number = base, 1
+    while session.scalar(select(func.count()).where(User.username == name)):
+        number += 1
+        name = f"{base}-{number}"
+    return name
+
+
+def federated_user(session: Session, settings: Settings, login: VerifiedLogin) -> User:
+    """The user a verified federated login is: the one linked to the provider's subject, or
+    (`oidc_match_on = "hsa_id"`) the one with the HSA-id of the claim `oidc_hsa_id_claim`, who is
+    then linked to the subject. With just-in-time provisioning on, a person not yet known is
+    created with the role `oidc_jit_role` and no local password. With `oidc_unit_claim`, the
+    user's units are set to the units (by HSA-id) that claim names, at every login.
+
+    Refuses (OidcRefused) a person who matches no user while provisioning is off, a subject
+    linked to another user than the HSA-id's, and a disabled account. The caller commits."""
+    hsa_id = _claim_text(login.claims, settings.oidc_hsa_id_claim)[:31]
+    by_subject = session.scalar(select(User).where(User.oidc_subject == login.subject))
+    user = by_subject
+    if settings.oidc_match_on == "hsa_id":
+        user = session.scalar(select(User).where(User.hsa_id == hsa_id)) if hsa_id else None
+        if user is not None and by_subject is not None and by_subject.id != user.id:
+            raise OidcRefused(
+                "Din inloggning är kopplad till ett annat konto än ditt HSA-id. Kontakta "
+                "Slussens administratör.",
+                reason="subjektet var kopplat till ett annat konto än HSA-id:t",
+                subject=login.subject,
+            )
+    if user is None:
+        if not settings.oidc_jit_provisioning:
+            raise OidcRefused(
+                "Du har inget konto i Slussen. Be Slussens administratör att lägga upp dig; "
+                "inloggningen hos regionen fungerade.",
+                reason="ingen användare i Slussen är kopplad till personen",
+                subject=login.subject,
+            )
+        user = User(
+            username=_free_username(session, hsa_id or f"idp-{login.subject}"),
+            display_name=(_claim_text(login.claims, "name") or hsa_id or login.subject)[:200],
+            role=Role(settings.oidc_jit_role).value,
+            password_hash=NO_PASSWORD,
+            hsa_id=hsa_id or None,
+            is_active=True,
+            is_local_password_disabled=True,
+        )
+        session.add(user)
+    if user.oidc_subject is None:
+        user.oidc_subject = login.subject
+    if hsa_id and user.hsa_id is None:
+        user.hsa_id = hsa_id
+    if not user.is_active:
+        raise OidcRefused(
+            "Ditt konto i Slussen är avstängt. Kontakta Slussens administratör.",
+            reason="kontot är avstängt",
+            subject=login.subject,
+        )
+    if settings.oidc_unit_claim:
+        wanted = set(_claim_list(login.claims, settings.oidc_unit_claim))
+        unit_ids = (
+            set(session.scalars(select(Unit.id).where(Unit.hsa_id.in_(wanted))))
+            if wanted
+            else set()
+        )
+        user.memberships[:] = [m for m in user.memberships if m.unit_id in unit_ids]
+        for unit_id in sorted(unit_ids - user.unit_ids):
+            user.memberships.append(Membership(unit_id=unit_id))
+    session.flush()
+    return user
+
+
+def federated_purpose(what: str, subject: str, acr: str = "") -> str:
+    """An access-log purpose of the federated login, naming the provider's subject."""
+    level = f", nivå {acr}" if acr else ""
+    return f"{what} (regionens inloggning, subjekt {subject or UNKNOWN_PERSON}{level})"[:200]
+
+
+def record_federated_refusal(
+    session: Session,
+    ring: vault.KeyRing,
+    refusal: OidcRefused,
+    *,
+    user: User | None = None,
+    acr: str = "",
+) -> None:
+    """Write the audit row `login_failed` of a refused federated login (or of a weak one
+    refused patient data), naming the reason and the provider's subject. The caller commits."""
+    record_failed_login(
+        session,
+        ring,
+        refusal.subject or UNKNOWN_PERSON,
+        user=user,
+        reason=federated_purpose(f"nekad: {refusal.reason}", refusal.subject, acr),
+    )
+
+
+def link_oidc_subject(session: Session, user: User, subject: str, hsa_id: str = "") -> None:
+    """Link `user` to the provider's subject (and their HSA-id), so a federated login with it
+    is this user. Refuses (Invalid) a subject or HSA-id another user has. The caller commits."""
+    subject = subject.strip()
+    if not subject or len(subject) > 255:
+        raise Invalid("Subjektet måste ha 1–255 tecken.")
+    other = session.scalar(select(User).where(User.oidc_subject == subject, User.id != user.id))
+    if other is not None:
+        raise Invalid(f"Subjektet är redan kopplat till {other.username}.")
+    if hsa_id:
+        other = session.scalar(select(User).where(User.hsa_id == hsa_id, User.id != user.id))
+        if other is not None:
+            raise Invalid(f"HSA-id:t är redan kopplat till {other.username}.")
+        user.hsa_id = hsa_id
+    user.oidc_subject = subject
+    session.flush()
 
 
 # --- TOTP ----------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import segno
 from flask import (
     Blueprint,
+    abort,
     current_app,
     flash,
     g,
@@ -28,9 +29,10 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 
 from slussen.accounts import services, sessions
-from slussen.accounts.auth import Identity, LoginUser, public
+from slussen.accounts.auth import FEDERATED_KEY, Identity, LoginUser, public
 from slussen.accounts.forms import CodeForm, LoginForm, PasswordChangeForm, TotpEnrolForm
 from slussen.accounts.models import User
+from slussen.accounts.oidc import OidcClient, OidcRefused, Pending
 from slussen.accounts.passwords import (
     MIN_LENGTH_SINGLE_FACTOR,
     MIN_LENGTH_WITH_SECOND_FACTOR,
@@ -46,6 +48,10 @@ from slussen.keystore import current_key_ring, keystore
 bp = Blueprint("accounts", __name__, template_folder="templates")
 
 PENDING_KEY = "pending_login"
+#: A federated login sent to the provider and not yet answered (`oidc.Pending`).
+OIDC_PENDING_KEY = "oidc_pending"
+#: How long the provider may take to send the person back: time to find the card and PIN.
+PENDING_OIDC_SECONDS = 15 * 60
 SETUP_KEY = "totp_setup"
 #: How long the code step may wait after the password: time to find the phone, not more.
 PENDING_CODE_SECONDS = 5 * 60
@@ -114,11 +120,15 @@ def login() -> ResponseReturnValue:
     if current_user.is_authenticated:
         return redirect(url_for("core.index"))
     form = LoginForm()
+    settings = _settings()
     if form.validate_on_submit():
         db = db_session()
-        settings = _settings()
         ring = current_key_ring()
+        if settings.local_passwords_disabled:
+            return _password_refused(form, None)
         user = services.check_password_login(db, settings, form.username.data, form.password.data)
+        if user is not None and services.local_password_refusal(settings, user):
+            return _password_refused(form, user)
         if user is None:
             services.record_failed_login(db, ring, form.username.data)
             # The failed attempt stays on record though the answer is an error (401).
@@ -135,7 +145,120 @@ def login() -> ResponseReturnValue:
         services.complete_login(db, settings, ring, user, method="password")
         _log_in(user)
         return redirect(next_url)
-    return render_template("accounts/login.html", form=form)
+    return _login_page(form)
+
+
+def _login_page(form: LoginForm, status: int = 200) -> ResponseReturnValue:
+    settings = _settings()
+    return render_template(
+        "accounts/login.html",
+        form=form,
+        federated=settings.oidc_enabled,
+        passwords=not settings.local_passwords_disabled,
+        next_url=request.args.get("next"),
+    ), status
+
+
+def _password_refused(form: LoginForm, user: User | None) -> ResponseReturnValue:
+    """Refuse a local password login where passwords are off (installation-wide: before the
+    password is checked; per user: only after it was right, so the answer tells a stranger
+    nothing), with an access-log row."""
+    message = services.local_password_refusal(_settings(), user) or ""
+    services.record_failed_login(
+        db_session(),
+        current_key_ring(),
+        form.username.data,
+        user=user,
+        reason="lösenordsinloggning är avstängd",
+    )
+    commit_request()
+    flash(message, "error")
+    return _login_page(form, 403)
+
+
+# --- federated login (OpenID Connect) -------------------------------------------------------------
+
+
+def _oidc() -> OidcClient:
+    """The app's OpenID Connect client (its caches live as long as the app); 404 when the
+    federated login is not configured."""
+    settings = _settings()
+    if not settings.oidc_enabled:
+        abort(404)
+    client: OidcClient | None = current_app.extensions.get("slussen.oidc")
+    if client is None:
+        client = current_app.extensions["slussen.oidc"] = OidcClient(settings)
+    return client
+
+
+def _redirect_uri() -> str:
+    return _settings().absolute_url(url_for("accounts.oidc_callback"))
+
+
+def _oidc_refused(refusal: OidcRefused, user: User | None = None) -> ResponseReturnValue:
+    services.record_federated_refusal(db_session(), current_key_ring(), refusal, user=user)
+    commit_request()
+    return render_template("accounts/oidc_refused.html", message=str(refusal)), 403
+
+
+@bp.route("/login/oidc")
+@public
+def oidc_start() -> ResponseReturnValue:
+    """Send the browser to the region's identity provider."""
+    client = _oidc()
+    if current_user.is_authenticated:
+        return redirect(url_for("core.index"))
+    try:
+        url, pending = client.start(_redirect_uri(), _safe_next(request.args.get("next")))
+    except OidcRefused as exc:
+        return _oidc_refused(exc)
+    session[OIDC_PENDING_KEY] = pending.as_dict()
+    return redirect(url)
+
+
+@bp.route("/login/oidc/svar")
+@public
+def oidc_callback() -> ResponseReturnValue:
+    """The provider's answer: check it, find the user, log in. Every refusal is on record."""
+    client = _oidc()
+    pending = Pending.from_dict(session.pop(OIDC_PENDING_KEY, None))
+    if pending is not None and not 0 <= time.time() - pending.started_at <= PENDING_OIDC_SECONDS:
+        pending = None
+    args = {k: v for k, v in request.args.items() if isinstance(v, str)}
+    db = db_session()
+    settings = _settings()
+    try:
+        verified = client.finish(pending, args, _redirect_uri())
+        with attempt():
+            user = services.federated_user(db, settings, verified)
+    except OidcRefused as exc:
+        return _oidc_refused(exc)
+    assert pending is not None  # finish refuses an answer without a pending login
+    strong = verified.acr in settings.oidc_strong_acrs
+    what = "inloggning" if strong else "inloggning utan stark autentisering"
+    services.complete_login(
+        db,
+        settings,
+        current_key_ring(),
+        user,
+        method=services.federated_purpose(what, verified.subject, verified.acr),
+    )
+    _log_in(user)
+    session[FEDERATED_KEY] = {
+        "subject": verified.subject,
+        "acr": verified.acr,
+        "strong": strong,
+        "id_token": verified.id_token,
+    }
+    if not strong:
+        flash(
+            _(
+                "You logged in without strong authentication (such as a SITHS card): you cannot "
+                "open patient data in this session."
+            ),
+            "info",
+        )
+    return redirect(pending.next_url)
 
 
 @bp.route("/login/kod", methods=["GET", "POST"])
@@ -298,10 +421,22 @@ def change_password() -> ResponseReturnValue:
 
 @bp.route("/logout", methods=["POST"])
 def logout() -> ResponseReturnValue:
+    """End the Slussen session; after a federated login, also the provider's session where
+    its discovery offers RP-initiated logout (the provider sends the browser back to /login)."""
     db = db_session()
     user: User = current_user.user
-    services.record_logout(db, current_key_ring(), user)
+    federated = session.get(FEDERATED_KEY)
+    provider_logout = None
+    purpose = "logout"
+    if isinstance(federated, dict) and _settings().oidc_enabled:
+        provider_logout = _oidc().logout_url(
+            str(federated.get("id_token", "")),
+            _settings().absolute_url(url_for("accounts.login")),
+        )
+        what = "utloggning, även hos regionens inloggning" if provider_logout else "utloggning"
+        purpose = services.federated_purpose(what, str(federated.get("subject", "")))
+    services.record_logout(db, current_key_ring(), user, purpose=purpose)
     logout_user()
     sessions.end()
     flash(_("You are logged out."), "info")
-    return redirect(url_for("accounts.login"))
+    return redirect(provider_logout or url_for("accounts.login"))

@@ -21,6 +21,9 @@ PUBLIC_ENDPOINTS = {
     # they check the pending login themselves.
     "accounts.login_code",
     "accounts.totp_enrol",
+    # The federated login's start and the provider's answer (it checks the pending login).
+    "accounts.oidc_start",
+    "accounts.oidc_callback",
     "core.set_language",
     "core.healthz",
     "intake.self_referral",
