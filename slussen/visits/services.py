@@ -17,8 +17,8 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import holidays
 from babel.dates import format_date
+from holidays.countries.sweden import Sweden
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
@@ -785,8 +785,8 @@ def swedish_holidays(year: int) -> dict[dt.date, str]:
     """Sweden's public holidays in `year` (Swedish names, from the `holidays` package), and the
     three eves that are days off in practice (midsommarafton, julafton, nyårsafton); Sundays are
     left to the unit's open weekdays, and the half days ("från kl. 14.00") are left out."""
-    public = holidays.Sweden(years=year, include_sundays=False, language="sv")
-    eves = holidays.Sweden(years=year, include_sundays=False, language="sv", categories=("bank",))
+    public = Sweden(years=year, include_sundays=False, language="sv")
+    eves = Sweden(years=year, include_sundays=False, language="sv", categories=("bank",))
     days = {day: str(name) for day, name in public.items()}
     for day, name in eves.items():
         if "(" not in name:
