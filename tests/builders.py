@@ -213,5 +213,6 @@ def publish_activity(session: Session, coordinator: Any, **changes: Any) -> Acti
         organisation,
         ActivityData(**values),
         known_categories=values["categories"],
-        today=first - dt.timedelta(days=1),
+        # Checked the day before its first occasion: occasions are kept from then on.
+        today=values["first_date"] - dt.timedelta(days=1),
     )
