@@ -21,6 +21,7 @@ from slussen.cases.models import Case
 from slussen.cases.workflow import Workflow
 from slussen.config import local_zone, today_local
 from slussen.db import attempt, db_session, load_authorised
+from slussen.directory.schedule import TIME_OF_DAY_MINUTES as TIMES_OF_DAY
 from slussen.directory.services import Suggestion, activity_titles, suggest_activities
 from slussen.errors import Invalid
 from slussen.i18n import ui_language
@@ -351,8 +352,10 @@ def plan_suggestions(
     case: Case, mapping: services.Mapping, plan: services.Plan | None, identity: PatientIdentity
 ) -> dict[str, Any]:
     """What the plan form offers each step: the directory's activities ranked by the saved
-    mapping's interests and barriers (the area, and the postcode for distance), and the titles
-    of activities the plan already names that are no longer among them."""
+    mapping's interests and barriers (the area, and the postcode for distance) and the times of
+    day the coach ticked (`tid`, kept in the address by "save and update the suggestions"), and
+    the titles of activities the plan already names that are no longer among them."""
+    times = [t for t in (request.form or request.args).getlist("tid") if t in TIMES_OF_DAY]
     suggestions: list[Suggestion] = suggest_activities(
         db_session(),
         interests=mapping.interests,
@@ -362,12 +365,14 @@ def plan_suggestions(
         today=today_local(),
         limit=12,
         category_labels=interest_areas(),
+        times_of_day=times,
     )
     offered = {s.activity.id for s in suggestions}
     chosen = {s.activity_id for s in plan.steps if s.activity_id} if plan else set()
     return {
         "suggestions": suggestions,
         "other_chosen": activity_titles(db_session(), chosen - offered),
+        "times_of_day": times,
     }
 
 
@@ -427,6 +432,12 @@ def mapping(case_id: int) -> ResponseReturnValue:
                 else _("The visit is recorded and the action plan letter is queued."),
                 "success",
             )
+            if request.form.get("record") == "suggest":
+                # Back to the plan, its suggestions ranked by what was just saved.
+                times = [t for t in request.form.getlist("tid") if t in TIMES_OF_DAY]
+                return redirect(
+                    url_for("visits.mapping", case_id=case.id, tid=times, _anchor="h-suggestions")
+                )
             return redirect(url_for("cases.show", case_id=case.id))
     patient = session.get(Patient, case.patient_id)
     assert patient is not None

@@ -118,3 +118,40 @@ def test_a_step_with_an_activity_the_directory_does_not_have_is_refused(
     )
     store.session.expire_all()
     assert current_plan(store, case) is None
+
+
+def test_saving_with_times_of_day_comes_back_to_suggestions_ranked_by_them(
+    client: FlaskClient,
+    store: Keystore,
+    workflow: Workflow,
+    coach: Actor,
+    unit: Any,
+    make_user: Any,
+) -> None:
+    case = mapped_for_walks(store, workflow, coach, unit)
+    coordinator = make_user("coordinator", "katalogen")
+    publish_near(store.session, coordinator, title="Morgonpromenad", start_time=dt.time(9, 0))
+    publish_near(store.session, coordinator, title="Kvällspromenad", start_time=dt.time(18, 0))
+    store.session.flush()
+    client.post("/login", data={"username": "coach", "password": TEST_PASSWORD})
+
+    def offered(html: str) -> list[str]:
+        """The two walks in the order the suggestions list them."""
+        listed = html.split('<ol class="suggestions"', 1)[1].split("</ol>", 1)[0]
+        walks = [t for t in ("Morgonpromenad", "Kvällspromenad") if t in listed]
+        return sorted(walks, key=listed.index)
+
+    plain = client.get(f"/arenden/{case.id}/kartlaggning").get_data(as_text=True)
+    assert offered(plain) == ["Morgonpromenad", "Kvällspromenad"]  # the sooner first
+    response = client.post(
+        f"/arenden/{case.id}/kartlaggning",
+        data={**plan_form(case, record="suggest"), "goals": "", "tid": "evening"},
+    )
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith(
+        f"/arenden/{case.id}/kartlaggning?tid=evening#h-suggestions"
+    )
+    ranked = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert offered(ranked) == ["Kvällspromenad", "Morgonpromenad"]
+    assert 'id="tid-evening" name="tid" value="evening" checked' in ranked
+    assert "Passar tiden på dagen: kl. 18.00" in ranked
