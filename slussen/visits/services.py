@@ -124,7 +124,8 @@ def book_mapping_visit(
     expected_version: int | None = None,
     now: dt.datetime | None = None,
 ) -> Visit:
-    """Book (or rebook) the 45-minute mapping visit and queue the appointment letter.
+    """Book (or rebook) the 45-minute mapping visit and queue the appointment letter; a
+    rebooking's letter replaces the earlier one while that is not yet printed.
 
     Refuses a time in the past, an empty place, an unreasonable length (Invalid), and whatever
     the workflow refuses (the screening flag must be resolved first)."""
@@ -145,6 +146,9 @@ def book_mapping_visit(
             )
         ):
             old.status = "cancelled"
+        # The rebooking's letters (the new time) replace those not yet printed.
+        rebooks = workflow.transitions[workflow.event_for(REBOOKS_MAPPING_VISIT)]
+        _cancel_unprinted(session, case, letters=rebooks.letters)
     visit = Visit(
         case_id=case.id,
         kind="mapping",
@@ -742,18 +746,7 @@ def book_follow_up(
         select(Visit).where(Visit.case_id == case.id, Visit.kind == kind, Visit.status == "booked")
     ):
         old.status = "cancelled"
-    # The earlier time's letter, not yet printed, would tell the patient a time that no longer
-    # holds: the new letter replaces it. A printed one has gone out; the new letter follows it.
-    session.execute(
-        update(QueuedLetter)
-        .where(
-            QueuedLetter.case_id == case.id,
-            QueuedLetter.event == FOLLOW_UP_LETTER_EVENT,
-            QueuedLetter.status.in_(("queued", "held")),
-        )
-        .values(status="cancelled", hold_reason=None)
-        .execution_options(synchronize_session="fetch")
-    )
+    _cancel_unprinted(session, case, events=(FOLLOW_UP_LETTER_EVENT,))
     visit = Visit(
         case_id=case.id,
         kind=kind,
@@ -775,6 +768,30 @@ def book_follow_up(
 
 #: The queue's name for what queued a follow-up letter (no workflow event does).
 FOLLOW_UP_LETTER_EVENT = "follow_up_booked"
+
+
+def _cancel_unprinted(
+    session: Session,
+    case: Case,
+    *,
+    letters: tuple[str, ...] = (),
+    events: tuple[str, ...] = (),
+) -> None:
+    """Cancel the case's letters of these templates (or queued by these events) that are not
+    printed yet (queued or held): a rebooked time's letter would tell the patient a time that no
+    longer holds, and the new letter replaces it. A printed one has gone out; the new one
+    follows it."""
+    which = QueuedLetter.letter.in_(letters) if letters else QueuedLetter.event.in_(events)
+    session.execute(
+        update(QueuedLetter)
+        .where(
+            QueuedLetter.case_id == case.id,
+            which,
+            QueuedLetter.status.in_(("queued", "held")),
+        )
+        .values(status="cancelled", hold_reason=None)
+        .execution_options(synchronize_session="fetch")
+    )
 
 
 # --- opening hours and holidays -----------------------------------------------------------------

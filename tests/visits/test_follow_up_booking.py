@@ -22,6 +22,7 @@ from slussen.letterqueue import QueuedLetter
 from slussen.visits.models import Visit
 from slussen.visits.services import (
     book_follow_up,
+    book_mapping_visit,
     booked_visit,
     record_follow_up,
     visit_time_warnings,
@@ -43,11 +44,11 @@ def active_case(store: Keystore, workflow: Workflow, coach: Actor, unit: Any) ->
     return make_case(store.session, store.ring, workflow, coach, unit.id, "plan_active")
 
 
-def follow_up_letters(store: Keystore, case: Case) -> list[QueuedLetter]:
+def queued_letters(store: Keystore, case: Case, letter: str = "follow_up") -> list[QueuedLetter]:
     return list(
         store.session.scalars(
             select(QueuedLetter)
-            .where(QueuedLetter.case_id == case.id, QueuedLetter.letter == "follow_up")
+            .where(QueuedLetter.case_id == case.id, QueuedLetter.letter == letter)
             .order_by(QueuedLetter.id)
         )
     )
@@ -64,7 +65,7 @@ def test_booking_queues_the_letter_and_rebooking_replaces_it_while_unprinted(
         store, coach, case, workflow=workflow, starts_at=FUTURE, place="Rum 3", now=NOW
     )
     store.session.flush()
-    assert [letter.status for letter in follow_up_letters(store, case)] == ["queued"]
+    assert [letter.status for letter in queued_letters(store, case)] == ["queued"]
 
     later = FUTURE + dt.timedelta(days=1)
     second = book_follow_up(
@@ -73,7 +74,7 @@ def test_booking_queues_the_letter_and_rebooking_replaces_it_while_unprinted(
     store.session.flush()
     store.session.expire_all()
     # One letter waits, with the time that holds; the earlier one will never print.
-    assert [letter.status for letter in follow_up_letters(store, case)] == [
+    assert [letter.status for letter in queued_letters(store, case)] == [
         "cancelled",
         "queued",
     ]
@@ -82,13 +83,27 @@ def test_booking_queues_the_letter_and_rebooking_replaces_it_while_unprinted(
     assert booked is not None and booked.id == second.id
 
 
+def test_rebooking_the_mapping_visit_replaces_its_unprinted_appointment_letter(
+    store: Keystore, workflow: Workflow, coach: Actor, unit: Any
+) -> None:
+    case = ready_to_book(store, workflow, coach, unit)
+    for starts_at in (FUTURE, FUTURE + dt.timedelta(days=1)):
+        book_mapping_visit(
+            store, coach, case, workflow=workflow, starts_at=starts_at, place="Rum 3", now=NOW
+        )
+        store.session.flush()
+    store.session.expire_all()
+    statuses = [letter.status for letter in queued_letters(store, case, "appointment")]
+    assert statuses == ["cancelled", "queued"]
+
+
 def test_rebooking_after_the_letter_was_printed_sends_a_new_one(
     store: Keystore, workflow: Workflow, coach: Actor, unit: Any
 ) -> None:
     case = active_case(store, workflow, coach, unit)
     book_follow_up(store, coach, case, workflow=workflow, starts_at=FUTURE, place="Rum 3", now=NOW)
     store.session.flush()
-    (sent,) = follow_up_letters(store, case)
+    (sent,) = queued_letters(store, case)
     sent.status = "printed"
     store.session.flush()
     book_follow_up(
@@ -102,7 +117,7 @@ def test_rebooking_after_the_letter_was_printed_sends_a_new_one(
     )
     store.session.flush()
     store.session.expire_all()
-    assert [letter.status for letter in follow_up_letters(store, case)] == ["printed", "queued"]
+    assert [letter.status for letter in queued_letters(store, case)] == ["printed", "queued"]
 
 
 def test_a_phone_time_may_go_without_a_letter_a_visit_at_the_unit_never_does(
@@ -121,7 +136,7 @@ def test_a_phone_time_may_go_without_a_letter_a_visit_at_the_unit_never_does(
     )
     store.session.flush()
     assert (visit.mode, visit.status) == ("phone", "booked")
-    assert follow_up_letters(store, case) == []
+    assert queued_letters(store, case) == []
 
     book_follow_up(
         store,
@@ -134,7 +149,7 @@ def test_a_phone_time_may_go_without_a_letter_a_visit_at_the_unit_never_does(
         now=NOW,
     )
     store.session.flush()
-    assert [letter.status for letter in follow_up_letters(store, case)] == ["queued"]
+    assert [letter.status for letter in queued_letters(store, case)] == ["queued"]
 
 
 def test_the_phone_follow_up_2_is_booked_after_follow_up_1_with_its_letter(
@@ -147,7 +162,7 @@ def test_the_phone_follow_up_2_is_booked_after_follow_up_1_with_its_letter(
     )
     store.session.flush()
     assert (visit.kind, visit.mode) == ("follow_up_2", "phone")
-    assert [letter.status for letter in follow_up_letters(store, case)] == ["queued"]
+    assert [letter.status for letter in queued_letters(store, case)] == ["queued"]
 
 
 @pytest.mark.parametrize(
@@ -174,7 +189,7 @@ def test_a_follow_up_booking_is_refused_with_the_reason(
     with pytest.raises(Invalid) as refused:
         book_follow_up(store, coach, case, workflow=workflow, now=NOW, **values)
     assert str(refused.value) == message
-    assert follow_up_letters(store, case) == []
+    assert queued_letters(store, case) == []
 
 
 def test_no_follow_up_is_booked_before_the_plan_has_begun(
@@ -255,14 +270,14 @@ def test_the_follow_up_page_warns_on_a_holiday_and_books_when_confirmed(
     assert "Onsdag 25 december 2030 är en helgdag (Juldagen)." in html
     assert "Boka ändå" in html and 'value="2030-12-25"' in html
     assert booked_visit(store, case, "follow_up_1") is None
-    assert follow_up_letters(store, case) == []
+    assert queued_letters(store, case) == []
 
     booked = client.post(f"/arenden/{case.id}/uppfoljning/boka", data={**form, "confirm": "1"})
     assert booked.status_code == 302, booked.get_data(as_text=True)
     visit = booked_visit(store, case, "follow_up_1")
     assert visit is not None
     assert visit.starts_at.astimezone(local_zone()) == local("2030-12-25", "10:00")
-    assert [letter.status for letter in follow_up_letters(store, case)] == ["queued"]
+    assert [letter.status for letter in queued_letters(store, case)] == ["queued"]
     case_page = client.get(f"/arenden/{case.id}").get_data(as_text=True)
     assert "Uppföljningen är bokad och brevet ligger i kön." in case_page
 
@@ -279,7 +294,7 @@ def test_the_follow_up_page_books_a_phone_time_without_a_letter(
     assert response.status_code == 302, response.get_data(as_text=True)
     visit = booked_visit(store, case, "follow_up_1")
     assert visit is not None and visit.mode == "phone"
-    assert follow_up_letters(store, case) == []
+    assert queued_letters(store, case) == []
     shown = client.get(f"/arenden/{case.id}").get_data(as_text=True)
     assert "Telefontiden är bokad, utan brev." in shown
 
