@@ -9,9 +9,13 @@ import datetime as dt
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
+from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+import slussen.cli
+from slussen.accounts.services import set_opening_hours
 from slussen.audit import Actor
 from slussen.cases.models import Case
 from slussen.cases.workflow import Workflow
@@ -33,6 +37,7 @@ from tests.visits.test_visits import ready_to_book
 
 NOW = dt.datetime(2030, 1, 2, 8, 0, tzinfo=dt.UTC)
 OUTSIDE = "ligger utanför vårdcentralens öppettider 08.00–17.00."
+NO_WEEKDAYS = "Ange öppna veckodagar som siffror 1–7 (1 är måndag), till exempel 12345."
 
 
 def local(day: str, time: str) -> dt.datetime:
@@ -334,3 +339,49 @@ def test_the_mapping_visit_page_warns_on_a_saturday_and_books_when_confirmed(
     booked = client.post(f"/arenden/{case.id}/boka", data={**form, "confirm": "1"})
     assert booked.status_code == 302, booked.get_data(as_text=True)
     assert booked_visit(store, case) is not None
+
+
+# --- the unit's opening hours -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("opens", "closes", "weekdays", "message"),
+    [
+        ("8", "17.00", "12345", "Öppningstiden ska vara en tid, till exempel 08.00."),
+        ("08.00", "25.00", "12345", "Stängningstiden ska vara en tid, till exempel 08.00."),
+        ("17.00", "08.00", "12345", "Vårdcentralen måste stänga senare än den öppnar."),
+        ("08.00", "17.00", "", NO_WEEKDAYS),
+        ("08.00", "17.00", "1-5", NO_WEEKDAYS),
+    ],
+)  # fmt: skip
+def test_opening_hours_that_cannot_be_used_are_refused(
+    session: Any, unit: Any, opens: str, closes: str, weekdays: str, message: str
+) -> None:
+    with pytest.raises(Invalid) as refused:
+        set_opening_hours(session, unit, opens=opens, closes=closes, weekdays=weekdays)
+    assert str(refused.value) == message
+    assert (unit.opens_at, unit.closes_at, unit.open_weekdays) == (
+        dt.time(8, 0),
+        dt.time(17, 0),
+        "12345",
+    )
+
+
+def test_slussen_unit_hours_shows_and_sets_a_unit_s_opening_hours(
+    app: Flask, unit: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(slussen.cli, "_app", lambda: app)
+    runner = CliRunner()
+    shown = runner.invoke(slussen.cli.cli, ["unit", "hours", unit.hsa_id])
+    assert shown.exit_code == 0, shown.output
+    assert "open 08.00–17.00 on weekdays 12345" in shown.output
+    changed = runner.invoke(
+        slussen.cli.cli, ["unit", "hours", unit.hsa_id, "--close", "19.30", "--days", "654321"]
+    )
+    assert changed.exit_code == 0, changed.output
+    assert "open 08.00–19.30 on weekdays 123456" in changed.output
+    refused = runner.invoke(slussen.cli.cli, ["unit", "hours", unit.hsa_id, "--open", "20.00"])
+    assert refused.exit_code == 1
+    assert "Vårdcentralen måste stänga senare än den öppnar." in refused.output
+    missing = runner.invoke(slussen.cli.cli, ["unit", "hours", "SE0000000000-X"])
+    assert missing.exit_code == 1 and "There is no unit SE0000000000-X." in missing.output
