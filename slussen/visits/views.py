@@ -177,12 +177,22 @@ def _local_datetime(day: str, time: str) -> dt.datetime | None:
     return moment.replace(tzinfo=local_zone()).astimezone(dt.UTC)
 
 
-def _time_warnings(case: Case, starts_at: dt.datetime, minutes: int) -> list[str]:
-    """The opening-hours and holiday warnings for a booking page, unless the coach has seen
-    them and confirmed (the page's "Book anyway" sends `confirm`)."""
+def _booked_time(case: Case, values: dict[str, str]) -> tuple[dt.datetime, int, list[str]]:
+    """A booking page's time, its length in minutes (0 for a length that is no number, which
+    the service refuses) and the opening-hours and holiday warnings, none once the coach has
+    seen them and confirmed (the page's "Book anyway" sends `confirm`). Refuses a missing or
+    unreadable date or time (Invalid)."""
+    starts_at = _local_datetime(values["day"], values["time"])
+    if starts_at is None:
+        raise Invalid(_("Give a date (YYYY-MM-DD) and a time (HH:MM)."))
+    try:
+        minutes = int(values["duration"])
+    except ValueError:
+        minutes = 0
     if request.form.get("confirm") == "1":
-        return []
-    return services.visit_time_warnings(db_session(), case.unit_id, starts_at, minutes)
+        return starts_at, minutes, []
+    warnings = services.visit_time_warnings(db_session(), case.unit_id, starts_at, minutes)
+    return starts_at, minutes, warnings
 
 
 @bp.route("/arenden/<int:case_id>/boka", methods=["GET", "POST"])
@@ -196,15 +206,9 @@ def book(case_id: int) -> ResponseReturnValue:
     values = {"day": "", "time": "", "place": "", "duration": "45"}
     if request.method == "POST":
         values = {k: (request.form.get(k) or "").strip()[:200] for k in values}
-        starts_at = _local_datetime(values["day"], values["time"])
+        values["duration"] = values["duration"] or "45"
         try:
-            duration = int(values["duration"] or 45)
-        except ValueError:
-            duration = 0
-        try:
-            if starts_at is None:
-                raise Invalid(_("Give a date (YYYY-MM-DD) and a time (HH:MM)."))
-            warnings = _time_warnings(case, starts_at, duration)
+            starts_at, duration, warnings = _booked_time(case, values)
             if not warnings:
                 services.book_mapping_visit(
                     keystore(),
@@ -251,15 +255,9 @@ def book_follow_up(case_id: int) -> ResponseReturnValue:
     }
     if request.method == "POST":
         values = {k: (request.form.get(k) or "").strip()[:200] for k in values}
-        starts_at = _local_datetime(values["day"], values["time"])
+        values["duration"] = values["duration"] or "30"
         try:
-            duration = int(values["duration"] or 30)
-        except ValueError:
-            duration = 0
-        try:
-            if starts_at is None:
-                raise Invalid(_("Give a date (YYYY-MM-DD) and a time (HH:MM)."))
-            warnings = _time_warnings(case, starts_at, duration)
+            starts_at, duration, warnings = _booked_time(case, values)
             if not warnings:
                 services.book_follow_up(
                     keystore(),
@@ -349,7 +347,7 @@ def _steps_from_form() -> list[services.StepInput]:
 
 
 def plan_suggestions(
-    case: Case, mapping: services.Mapping, plan: services.Plan | None, identity: PatientIdentity
+    mapping: services.Mapping, plan: services.Plan | None, identity: PatientIdentity
 ) -> dict[str, Any]:
     """What the plan form offers each step: the directory's activities ranked by the saved
     mapping's interests and barriers (the area, and the postcode for distance) and the times of
@@ -459,7 +457,7 @@ def mapping(case_id: int) -> ResponseReturnValue:
         rows=MAX_NETWORK_ROWS,
         step_rows=MAX_STEPS,
         **panel,
-        **plan_suggestions(case, panel["mapping"], panel["plan"], identity),
+        **plan_suggestions(panel["mapping"], panel["plan"], identity),
     )
 
 
