@@ -168,3 +168,24 @@ def test_a_step_from_the_suggestions_is_in_the_plan_letter_with_its_next_occasio
     assert sum("väntar på utskrift" in line for line in follow_ups) == 1, follow_ups
     assert sum("avbokat" in line for line in follow_ups) == 1, follow_ups
     assert {where: found for where, found in problems.items() if found} == {}
+
+
+def test_an_activity_says_what_to_bring_and_its_form_has_no_serious_violations(
+    as_user: Callable[[str], Any], live_server: LiveServer
+) -> None:
+    coordinator = as_user("koordinator")
+    coordinator.goto(f"{live_server.url}/katalog")
+    coordinator.get_by_role("link", name="Frivilligcentralen", exact=True).first.click()
+    organisation = coordinator.url
+    coordinator.get_by_role("link", name="Lägg till en aktivitet").click()
+    assert coordinator.get_by_label("Ta med", exact=True).count() == 1
+    problems = {"activity form": _serious(coordinator)}
+    # The demo's walking group says what to bring, on its page and the public one.
+    coordinator.goto(organisation)
+    coordinator.get_by_role("link", name=WALK, exact=True).first.click()
+    facts = coordinator.locator("dl.facts").first.inner_text()
+    assert "Ta med" in facts and "Bekväma skor och kläder efter väder." in facts
+    problems["activity page"] = _serious(coordinator)
+    coordinator.get_by_role("link", name="Den öppna sidan").click()
+    assert "Bekväma skor och kläder efter väder." in coordinator.content()
+    assert {where: found for where, found in problems.items() if found} == {}
