@@ -21,9 +21,9 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from slussen import audit, serve, vault
-from slussen.accounts.models import User
+from slussen.accounts.models import Unit, User
 from slussen.accounts.passwords import PasswordRejected
-from slussen.accounts.services import create_user, link_oidc_subject, reset_totp
+from slussen.accounts.services import create_user, link_oidc_subject, reset_totp, set_opening_hours
 from slussen.capabilities import check_content
 from slussen.cases.engine import current_workflow
 from slussen.cases.timers import run_timers
@@ -262,6 +262,40 @@ def user_local_password(username: str, off: bool) -> None:
         user = _user_named(session, username)
         user.is_local_password_disabled = off
     click.echo(f"Local password login of {user.username} is {'off' if off else 'on'}.")
+
+
+@cli.group("unit", help="Settings of a unit (vårdcentral).")
+def unit_group() -> None:
+    pass
+
+
+@unit_group.command(
+    "hours",
+    help="Show a unit's opening hours, or set them: a visit booked outside them warns the coach.",
+)
+@click.argument("hsa_id")
+@click.option("--open", "opens", default=None, help="Opening time, e.g. 08.00.")
+@click.option("--close", "closes", default=None, help="Closing time, e.g. 17.00.")
+@click.option("--days", default=None, help="Open weekdays as digits, 1 = Monday (e.g. 12345).")
+@fails_cleanly
+def unit_hours(hsa_id: str, opens: str | None, closes: str | None, days: str | None) -> None:
+    app = _app()
+    with app.app_context(), session_scope(app) as session:
+        unit = session.scalar(select(Unit).where(Unit.hsa_id == hsa_id.strip()))
+        if unit is None:
+            raise Failure(f"There is no unit {hsa_id}.")
+        if opens or closes or days:
+            set_opening_hours(
+                session,
+                unit,
+                opens=opens or f"{unit.opens_at:%H.%M}",
+                closes=closes or f"{unit.closes_at:%H.%M}",
+                weekdays=days or unit.open_weekdays,
+            )
+        click.echo(
+            f"{unit.name}: open {unit.opens_at:%H.%M}–{unit.closes_at:%H.%M} "
+            f"on weekdays {unit.open_weekdays} (1 = Monday)."
+        )
 
 
 @cli.group("content", help="Check the content directories (workflows, forms, letters).")

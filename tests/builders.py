@@ -15,6 +15,9 @@ from slussen.audit import Actor
 from slussen.cases.engine import fire, screening_of
 from slussen.cases.models import Case
 from slussen.cases.workflow import Workflow
+from slussen.directory.models import ActivityRevision
+from slussen.directory.schedule import WEEKDAY_CODES
+from slussen.directory.services import ActivityData, create_organisation, submit_activity
 from slussen.identifiers import luhn_check_digit, parse_person_identifier
 from slussen.intake.services import refer_patient
 from slussen.keystore import Keystore, current_key_ring
@@ -176,3 +179,40 @@ def screening(app: Flask, session: Session, case: Case) -> str | None:
     """The case's screening result, unsealed (what the case page shows)."""
     with app.app_context():
         return screening_of(Keystore(session, current_key_ring()), case)
+
+
+def publish_activity(session: Session, coordinator: Any, **changes: Any) -> ActivityRevision:
+    """A published directory activity (with its own organisation), through the directory's
+    services: the coordinator's own entry is published at once. By default a walk every week
+    on the weekday of FUTURE at 14.00 from the week before it, free of charge."""
+    first = FUTURE.date() - dt.timedelta(days=7)
+    values: dict[str, Any] = {
+        "title": "Promenad med fika",
+        "description": "Vi går en lugn runda och fikar efteråt.",
+        "categories": ["nature_walks"],
+        "first_date": first,
+        "start_time": dt.time(14, 0),
+        "duration_minutes": 90,
+        "rrule": "FREQ=WEEKLY;BYDAY=" + WEEKDAY_CODES[first.weekday()],
+        "place_name": "Stadsparken",
+        "street": "Parkgatan 1",
+        "postcode": "722 11",
+        "town": "Västerås",
+        "area": "Centrum",
+        "languages": ["sv"],
+        "contact_name": "Eva Ek",
+        "contact_phone": "021-12 34 56",
+    }
+    values.update(changes)
+    organisation = create_organisation(
+        session, coordinator, name=f"Förening {next(_serial)}", sector="ideburen"
+    )
+    return submit_activity(
+        session,
+        coordinator,
+        organisation,
+        ActivityData(**values),
+        known_categories=values["categories"],
+        # Checked the day before its first occasion: occasions are kept from then on.
+        today=values["first_date"] - dt.timedelta(days=1),
+    )

@@ -20,6 +20,7 @@ from flask.testing import FlaskClient
 
 from slussen.questionnaires import services as answers
 from slussen.questionnaires.definitions import FormDef
+from slussen.visits.services import swedish_holidays
 from tests.questionnaires.test_questionnaires import answer_every_step
 
 _VERSION = re.compile(r'name="version" value="(\d+)"')
@@ -146,8 +147,12 @@ class ChainWalk:
         return self.post("/screening", {"decision": "continue", "reason": reason})
 
     def book(self, place: str = "Rum 3", *, day: dt.date | None = None) -> str:
-        """Book the mapping visit at 10:00 on `day` (ten days ahead)."""
-        day = day or dt.date.today() + dt.timedelta(days=10)
+        """Book the mapping visit at 10:00 on `day` (by default the first weekday ten days
+        ahead or later that is no holiday, so the booking page does not warn)."""
+        if day is None:
+            day = dt.date.today() + dt.timedelta(days=10)
+            while day.weekday() >= 5 or day in swedish_holidays(day.year):
+                day += dt.timedelta(days=1)
         data = {"day": day.isoformat(), "time": "10:00", "place": place, "duration": "45"}
         return self.post("/boka", data, form_page="/boka")
 

@@ -2,7 +2,7 @@
 that turns their local password off
 
 Revision ID: 0019b
-Revises: 0018
+Revises: 0019_plan_directory
 Create Date: 2026-12-08 03:30:00.000000
 
 Three nullable (or defaulted) columns on `users` with unique indexes, added in place (not batch
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0019b"
-down_revision = "0018"
+down_revision = "0019_plan_directory"
 branch_labels = None
 depends_on = None
 

@@ -12,6 +12,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    Time,
     UniqueConstraint,
     false,
 )
@@ -39,6 +40,11 @@ class Unit(Base):
                 "phone_hours",
                 "created_at",
             ),
+            "the vårdcentral's opening hours, for warnings when a visit is booked": (
+                "opens_at",
+                "closes_at",
+                "open_weekdays",
+            ),
         },
     )
 
@@ -53,6 +59,11 @@ class Unit(Base):
     phone: Mapped[str] = mapped_column(String(40))
     #: When the phone is answered, printed in letters ("vardagar 8.00–10.00").
     phone_hours: Mapped[str] = mapped_column(String(100), default="")
+    #: Opening hours (local time): a visit booked outside them, or on a public holiday, warns.
+    opens_at: Mapped[dt.time] = mapped_column(Time, default=dt.time(8, 0))
+    closes_at: Mapped[dt.time] = mapped_column(Time, default=dt.time(17, 0))
+    #: The open weekdays as ISO digits, 1 = Monday ("12345": Monday to Friday).
+    open_weekdays: Mapped[str] = mapped_column(String(7), default="12345")
     created_at: Mapped[created_at]
 
 

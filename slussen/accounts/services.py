@@ -675,3 +675,29 @@ def purge_expired_sessions(
         )
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def set_opening_hours(
+    session: Session, unit: Unit, *, opens: str, closes: str, weekdays: str
+) -> Unit:
+    """Set a unit's opening hours (local clock times "08.00" or "08:00", and the open weekdays
+    as ISO digits, "12345" for Monday to Friday); a visit booked outside them warns the coach.
+
+    Refuses a time that is not a clock time, a closing time not after the opening time, and
+    weekdays other than the digits 1–7 (Invalid)."""
+
+    def clock(text: str, what: str) -> dt.time:
+        try:
+            return dt.datetime.strptime(text.strip().replace(".", ":"), "%H:%M").time()
+        except ValueError:
+            raise Invalid(f"{what} ska vara en tid, till exempel 08.00.") from None
+
+    opens_at, closes_at = clock(opens, "Öppningstiden"), clock(closes, "Stängningstiden")
+    if closes_at <= opens_at:
+        raise Invalid("Vårdcentralen måste stänga senare än den öppnar.")
+    days = "".join(sorted(set(weekdays.strip())))
+    if not days or not set(days) <= set("1234567"):
+        raise Invalid("Ange öppna veckodagar som siffror 1–7 (1 är måndag), till exempel 12345.")
+    unit.opens_at, unit.closes_at, unit.open_weekdays = opens_at, closes_at, days
+    session.flush()
+    return unit

@@ -95,7 +95,8 @@ def _activities(week: dt.date) -> list[tuple[str, dict[str, Any]]]:
             duration_minutes=90, rrule=weekly(TH), categories=["nature_walks", "fika_conversation"],
             description="Vi går en lugn runda på ungefär en halvtimme och fikar sedan tillsammans. "
             "Alla är välkomna, du behöver inte anmäla dig.",
-            has_companion=True, age_groups=[], accessibility_notes="Flack väg, vi går i lugn takt.")),
+            has_companion=True, age_groups=[], accessibility_notes="Flack väg, vi går i lugn takt.",
+            bring="Bekväma skor och kläder efter väder.")),
         ("Frivilligcentralen", dict(
             title="Språkpromenad", first_date=day(TU), start_time=dt.time(17, 0),
             duration_minutes=60, rrule=weekly(TU), categories=["language_cafe", "nature_walks"],

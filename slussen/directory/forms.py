@@ -162,6 +162,7 @@ class ActivityForm(Form):
         ],
     )
     cost_note = StringField(_l("About the price"), validators=[Length(max=200)])
+    bring = StringField(_l("What to bring"), validators=[Length(max=200)])
     age_groups = MultiCheckboxField(
         _l("For ages"), choices=choices([(k, v[0]) for k, v in AGE_GROUPS.items()])
     )
@@ -219,6 +220,7 @@ class ActivityForm(Form):
             accessibility_notes=(self.accessibility_notes.data or "").strip(),
             cost_sek=self.cost_sek.data,
             cost_note=(self.cost_note.data or "").strip(),
+            bring=(self.bring.data or "").strip(),
             age_groups=list(self.age_groups.data or []),
             languages=languages,
             has_companion=bool(self.has_companion.data),

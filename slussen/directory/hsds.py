@@ -147,6 +147,7 @@ def _service(activity: Activity, rev: ActivityRevision, labels: dict[str, str]) 
             "capacity": rev.capacity,
             "area": rev.area,
             "cost_note": rev.cost_note,
+            "bring": rev.bring,
         },
     }
     if activity.last_verified_on:
@@ -357,6 +358,7 @@ def _data_from_service(service: dict[str, Any], where: str) -> ActivityData:
         accessibility_notes=_text(access[0].get("description")) if access else "",
         cost_sek=cost,
         cost_note=_text(ext.get("cost_note"), 200),
+        bring=_text(ext.get("bring"), 200),
         age_groups=[str(a) for a in ages],
         languages=[
             str(lang.get("code")) for lang in _dicts(service.get("languages")) if lang.get("code")

@@ -194,6 +194,7 @@ class ActivityRevision(Base):
                 "accessibility_notes",
                 "cost_sek",
                 "cost_note",
+                "bring",
                 "age_groups",
                 "languages",
                 "has_companion",
@@ -251,6 +252,8 @@ class ActivityRevision(Base):
     #: None means free of charge.
     cost_sek: Mapped[int | None] = mapped_column(Integer)
     cost_note: Mapped[str] = mapped_column(String(200), default="")
+    #: What a newcomer brings ("inneskor och kaffepengar"), printed in the action plan letter.
+    bring: Mapped[str] = mapped_column(String(200), default="")
     age_groups: Mapped[list[str]] = mapped_column(TagList(), default=list)
     #: ISO 639-1 codes of the languages spoken.
     languages: Mapped[list[str]] = mapped_column(TagList(), default=list)
@@ -292,6 +295,7 @@ CONTENT_FIELDS = (
     "accessibility_notes",
     "cost_sek",
     "cost_note",
+    "bring",
     "age_groups",
     "languages",
     "has_companion",

@@ -250,6 +250,7 @@ class ActivityData:
     accessibility_notes: str = ""
     cost_sek: int | None = None
     cost_note: str = ""
+    bring: str = ""
     age_groups: list[str] = field(default_factory=list)
     languages: list[str] = field(default_factory=list)
     has_companion: bool = False
@@ -737,6 +738,19 @@ class Suggestion:
     next_occasion: dt.datetime | None
 
 
+def _same_postal_area(postcode: str, other: str) -> bool:
+    """Whether two postcodes share their first three digits (the same town or part of town)."""
+    a, b = (p.replace(" ", "")[:3] for p in (postcode, other))
+    return len(a) == 3 and a == b
+
+
+def _is_evening_or_weekend(moment: dt.datetime) -> bool:
+    local = moment.astimezone(local_zone())
+    return (
+        local.weekday() >= 5 or local.hour * 60 + local.minute >= TIME_OF_DAY_MINUTES["evening"][0]
+    )
+
+
 def suggest_activities(
     session: Session,
     *,
@@ -746,6 +760,8 @@ def suggest_activities(
     today: dt.date,
     limit: int = 10,
     category_labels: dict[str, str] | None = None,
+    postcode: str = "",
+    times_of_day: Sequence[str] = (),
 ) -> list[Suggestion]:
     """Published activities that match the patient's interest areas and avoid their barriers,
     best first, each with its reasons in Swedish.
@@ -754,17 +770,22 @@ def suggest_activities(
     interests are given). Barriers (ids from the barriers checklist):
     - `cost`: only activities free of charge (+2 "Kostnadsfritt");
     - `anxiety`: +3 when a companion can meet the patient the first time, −1 otherwise;
-    - `transport`: +2 in the patient's area, −2 elsewhere;
+    - `transport` (distance): +2 in the patient's area, +1 with the same postal area (the
+      first three digits of the patient's `postcode`), −2 elsewhere;
     - `language`: +1 for activities in more languages than Swedish or a language café;
     - `digital`: +1 for activities that help with computers and phones;
     - `health`: +1 when accessibility is described;
-    - `time`: +1 for recurring activities (many chances to come).
+    - `time`: +1 for recurring activities (many chances to come), +1 when the next occasion
+      is in the evening or at the weekend (outside working hours).
+    Times of day the patient can come (`times_of_day`, "morning", "afternoon", "evening"): +2
+    when the next occasion starts in one of them, −2 otherwise.
     Left out: withdrawn, unpublished, not verified for nine months, or no occasion in the next
     60 days. Ties go to the sooner next occasion.
     """
     labels = category_labels or {}
     wanted = set(interests)
     known_barriers = set(barriers) & set(BARRIERS)
+    windows = [TIME_OF_DAY_MINUTES[t] for t in times_of_day if t in TIME_OF_DAY_MINUTES]
     now = _day_start(today)
     next_by_activity = dict(
         session.execute(
@@ -788,6 +809,7 @@ def suggest_activities(
         revision = activity.published
         if revision is None or is_hidden_from_suggestions(activity, today):
             continue
+        starts = next_by_activity[activity.id].astimezone(local_zone())
         score, reasons = 0, []
         matching = [c for c in revision.categories if c in wanted]
         if wanted and not matching:
@@ -806,10 +828,13 @@ def suggest_activities(
                 reasons.append("Någon kan möta upp och följa med första gången")
             else:
                 score -= 1
-        if "transport" in known_barriers and area:
-            if revision.area.casefold() == area.casefold():
+        if "transport" in known_barriers and (area or postcode):
+            if area and revision.area.casefold() == area.casefold():
                 score += 2
                 reasons.append(f"Nära: {revision.area}")
+            elif postcode and _same_postal_area(postcode, revision.postcode):
+                score += 1
+                reasons.append(f"Nära: samma postnummerområde ({revision.postcode})")
             else:
                 score -= 2
         if "language" in known_barriers and (
@@ -823,18 +848,38 @@ def suggest_activities(
         if "health" in known_barriers and revision.accessibility_notes.strip():
             score += 1
             reasons.append("Tillgänglighet beskriven: " + revision.accessibility_notes.strip()[:80])
-        if "time" in known_barriers and revision.rrule:
-            score += 1
-            reasons.append("Återkommer ofta, många tillfällen att välja på")
-        starts = next_by_activity.get(activity.id)
-        results.append(
-            Suggestion(
-                activity, score, reasons, starts.astimezone(local_zone()) if starts else None
-            )
-        )
+        if "time" in known_barriers:
+            if revision.rrule:
+                score += 1
+                reasons.append("Återkommer ofta, många tillfällen att välja på")
+            if _is_evening_or_weekend(starts):
+                score += 1
+                reasons.append("På kvällen eller helgen")
+        if windows:
+            minute = starts.hour * 60 + starts.minute
+            if any(first <= minute < last for first, last in windows):
+                score += 2
+                reasons.append(f"Passar tiden på dagen: kl. {starts:%H.%M}")
+            else:
+                score -= 2
+        results.append(Suggestion(activity, score, reasons, starts))
     far = dt.datetime.max.replace(tzinfo=dt.UTC)
     results.sort(key=lambda s: (-s.score, s.next_occasion or far, s.activity.id))
     return results[:limit]
+
+
+def activity_titles(session: Session, activity_ids: Iterable[int]) -> dict[int, str]:
+    """The published titles of these activities (id -> title); one never published is left
+    out. For a plan step whose activity is no longer suggested."""
+    ids = list(activity_ids)
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(Activity.id, ActivityRevision.title)
+        .join(ActivityRevision, ActivityRevision.id == Activity.published_revision_id)
+        .where(Activity.id.in_(ids))
+    )
+    return {activity_id: title for activity_id, title in rows}
 
 
 def content_fields() -> tuple[str, ...]:

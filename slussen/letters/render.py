@@ -69,6 +69,10 @@ _WORDS = {
         "where": "Plats",
         "time": "Tid",
         "contact": "Kontakt",
+        "next_times": "Nästa tillfällen",
+        "cost": "Kostnad",
+        "free": "Det kostar inget",
+        "bring": "Ta med",
         "actor_patient": "Du",
         "actor_coach": "Din hälsocoach",
         "actor_companion": "Du och en följeslagare",
@@ -107,6 +111,10 @@ _WORDS = {
         "where": "Place",
         "time": "Time",
         "contact": "Contact",
+        "next_times": "Next times",
+        "cost": "Cost",
+        "free": "It is free",
+        "bring": "Bring",
         "actor_patient": "You",
         "actor_coach": "Your health coach",
         "actor_companion": "You and a companion",
@@ -156,7 +164,8 @@ class StepText:
     text: str
     actor: str = "patient"
     due_on: dt.date | None = None
-    #: The activity's details from the directory (title, when, place, contact), when known.
+    #: The activity's details from the directory, when known: title, when (its next occasions,
+    #: one a line), place, contact, bring (what to bring) and cost ("" for free of charge).
     activity: dict[str, str] | None = None
 
 
@@ -469,9 +478,17 @@ def _step_flowables(data: LetterData, language: str, styles: _Styles) -> list[Fl
         activity = step.activity or {}
         if activity.get("title") and activity["title"] != step.text:
             details.append(activity["title"])
-        for key, label in (("when", "time"), ("place", "where"), ("contact", "contact")):
+        times = [t for t in activity.get("when", "").split("\n") if t]
+        if len(times) == 1:
+            details.append(f"{w['time']}: {times[0]}")
+        elif times:
+            details.append(f"{w['next_times']}:")
+            details.extend(f"– {t}" for t in times)
+        for key, label in (("place", "where"), ("contact", "contact"), ("bring", "bring")):
             if activity.get(key):
                 details.append(f"{w[label]}: {activity[key]}")
+        if "cost" in activity:
+            details.append(f"{w['cost']}: {activity['cost'] or w['free']}")
         out.append(Paragraph("<br/>".join(_text(d) for d in details), styles.detail))
     return out
 

@@ -76,26 +76,44 @@ class LetterIncomplete(Invalid):
 # --- hooks the lead connects at merge -----------------------------------------------------------
 
 
+#: How many of an activity's next occasions the action plan letter lists.
+PLAN_LETTER_OCCASIONS = 3
+
+
 def activity_details(
     session: Session, activity_id: int, after: dt.date, language: str
 ) -> dict[str, str] | None:
     """A directory activity's printable details for the action plan letter: {"title", "when"
-    (the next occasion after the letter's date, so a reprint gives the same text), "place",
-    "contact"}; None when the activity is gone, withdrawn or has no occasion ahead (the letter
-    then prints the step's own text)."""
+    (its next PLAN_LETTER_OCCASIONS occasions from the letter's date on, one a line, "tisdag 12
+    januari 2027 kl. 14.00", so a reprint gives the same text), "place" (the place's name and
+    address), "contact" (name, phone, e-mail), "bring" (what to bring), "cost" (price and note;
+    "" when free of charge)}; None when the activity is gone, withdrawn or has no occasion
+    ahead (the letter then prints the step's own text)."""
     activity = session.get(Activity, activity_id)
     if activity is None or activity.published is None:
         return None
-    start = dt.datetime.combine(after, dt.time(0), tzinfo=dt.UTC)
-    occasions = next_occasions(activity, start, 1)
+    start = dt.datetime.combine(after, dt.time(0), tzinfo=local_zone())
+    occasions = next_occasions(activity, start, PLAN_LETTER_OCCASIONS)
     if not occasions:
         return None
     version = activity.published
-    local = occasions[0].starts_at.astimezone(local_zone())
-    when = f"{format_letter_date(local.date(), language)} kl. {local:%H.%M}"
-    place = ", ".join(p for p in (version.place_name, version.street, version.town) if p)
-    contact = " ".join(p for p in (version.contact_name, version.contact_phone) if p)
-    return {"title": version.title, "when": when, "place": place, "contact": contact}
+    when = "\n".join(format_letter_moment(o.starts_at, language) for o in occasions)
+    postal = " ".join(p for p in (version.postcode, version.town) if p)
+    place = ", ".join(p for p in (version.place_name, version.street, postal) if p)
+    contact = ", ".join(
+        p for p in (version.contact_name, version.contact_phone, version.contact_email) if p
+    )
+    cost = "" if version.is_free else f"{version.cost_sek} kr"
+    if version.cost_note:
+        cost = f"{cost} ({version.cost_note})" if cost else version.cost_note
+    return {
+        "title": version.title,
+        "when": when,
+        "place": place,
+        "contact": contact,
+        "bring": version.bring,
+        "cost": cost,
+    }
 
 
 def create_answer_code(

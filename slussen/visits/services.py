@@ -12,20 +12,27 @@ fields in clear; the caller writes the read's audit row.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from babel.dates import format_date
+from holidays.countries.sweden import Sweden
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
 
+from slussen.accounts.models import Unit
 from slussen.audit import Actor
 from slussen.cases.engine import fire, may_act_on
 from slussen.cases.models import Case
 from slussen.cases.workflow import Workflow, needs_event, needs_states
 from slussen.config import local_zone
+from slussen.directory.models import Activity
+from slussen.directory.schedule import WEEKDAY_NAMES_SV
 from slussen.errors import Invalid, NotFound
 from slussen.keystore import KeyDestroyed, Keystore
-from slussen.letterqueue import queue_letter
+from slussen.letterqueue import QueuedLetter, queue_letter
 from slussen.patients.services import seal, unseal
 from slussen.research import services as research
 from slussen.text import has_forbidden_characters
@@ -117,7 +124,8 @@ def book_mapping_visit(
     expected_version: int | None = None,
     now: dt.datetime | None = None,
 ) -> Visit:
-    """Book (or rebook) the 45-minute mapping visit and queue the appointment letter.
+    """Book (or rebook) the 45-minute mapping visit and queue the appointment letter; a
+    rebooking's letter replaces the earlier one while that is not yet printed.
 
     Refuses a time in the past, an empty place, an unreasonable length (Invalid), and whatever
     the workflow refuses (the screening flag must be resolved first)."""
@@ -138,6 +146,9 @@ def book_mapping_visit(
             )
         ):
             old.status = "cancelled"
+        # The rebooking's letters (the new time) replace those not yet printed.
+        rebooks = workflow.transitions[workflow.event_for(REBOOKS_MAPPING_VISIT)]
+        _cancel_unprinted(session, case, letters=rebooks.letters)
     visit = Visit(
         case_id=case.id,
         kind="mapping",
@@ -410,10 +421,13 @@ def save_action_plan(
     goals: str,
     steps: list[StepInput],
 ) -> ActionPlan:
-    """Write a new revision of the action plan; earlier revisions are kept.
+    """Write a new revision of the action plan; earlier revisions are kept. A step may name an
+    activity from the directory (`activity_id`, chosen from the suggestions); a step with an
+    activity and no text of its own takes the activity's title.
 
-    Refuses an empty goal, a plan without steps, unknown step actors or outcomes, and a case not
-    in a state where the plan is written (`mapping_open`)."""
+    Refuses an empty goal, a plan without steps, unknown step actors or outcomes, an activity
+    the directory never published, and a case not in a state where the plan is written
+    (`mapping_open`)."""
     _require(actor, case)
     if case.state not in workflow.states_for(MAPPING_OPEN):
         raise Invalid("Handlingsplanen skrivs vid kartläggningsbesöket.")
@@ -422,6 +436,7 @@ def save_action_plan(
         raise Invalid("Planen behöver minst ett steg.")
     if len(steps) > 30:
         raise Invalid("Planen får ha högst 30 steg.")
+    steps = [_with_activity(store.session, step) for step in steps]
     for step in steps:
         _text(step.text, "vad steget är", required=True)
         if step.actor not in STEP_ACTORS or step.outcome not in STEP_OUTCOMES:
@@ -464,6 +479,18 @@ def save_action_plan(
     research.record(store, case.id, research.Reached("action_plan", plan.created_at))
     session.flush()
     return plan
+
+
+def _with_activity(session: Session, step: StepInput) -> StepInput:
+    """The step, its text taken from its activity's title when it has none; refuses an activity
+    that does not exist or was never published (an activity withdrawn after it was chosen stays
+    in the plan: the letter then prints the step's own text)."""
+    if step.activity_id is None:
+        return step
+    activity = session.get(Activity, step.activity_id)
+    if activity is None or activity.published is None:
+        raise Invalid("Aktiviteten i ett steg finns inte i aktivitetskatalogen. Välj en annan.")
+    return step if step.text.strip() else replace(step, text=activity.published.title)
 
 
 def current_plan(store: Keystore, case: Case) -> Plan | None:
@@ -687,9 +714,17 @@ def book_follow_up(
     mode: str = "at_unit",
     place: str = "",
     duration_minutes: int = 30,
+    send_letter: bool = True,
     now: dt.datetime | None = None,
 ) -> Visit:
     """Book the next follow-up (at the unit, or a phone time) and queue the follow-up letter.
+
+    Rebooking cancels the earlier booked time and replaces its letter while that is still
+    unprinted (queued or held), so the patient gets one letter with the time that holds. A phone
+    time may be recorded without a letter (`send_letter=False`: agreed on the phone); a visit at
+    the unit always gets one. A time outside the unit's opening hours or on a holiday is not
+    refused: the booking page warns first (`visit_time_warnings`) and books once the coach
+    confirms.
 
     Refuses a time in the past, an unknown mode, an empty place for a visit at the unit, and a
     case in which no follow-up can be recorded."""
@@ -711,6 +746,7 @@ def book_follow_up(
         select(Visit).where(Visit.case_id == case.id, Visit.kind == kind, Visit.status == "booked")
     ):
         old.status = "cancelled"
+    _cancel_unprinted(session, case, events=(FOLLOW_UP_LETTER_EVENT,))
     visit = Visit(
         case_id=case.id,
         kind=kind,
@@ -724,9 +760,83 @@ def book_follow_up(
     visit.place_enc = seal(store, case.patient_id, "visits", "place", visit.id, place)
     if case.coach_id is None:
         case.coach_id = actor.user_id
-    queue_letter(session, case, "follow_up", "follow_up_booked")
+    if send_letter or mode != "phone":
+        queue_letter(session, case, "follow_up", FOLLOW_UP_LETTER_EVENT)
     session.flush()
     return visit
+
+
+#: The queue's name for what queued a follow-up letter (no workflow event does).
+FOLLOW_UP_LETTER_EVENT = "follow_up_booked"
+
+
+def _cancel_unprinted(
+    session: Session,
+    case: Case,
+    *,
+    letters: tuple[str, ...] = (),
+    events: tuple[str, ...] = (),
+) -> None:
+    """Cancel the case's letters of these templates (or queued by these events) that are not
+    printed yet (queued or held): a rebooked time's letter would tell the patient a time that no
+    longer holds, and the new letter replaces it. A printed one has gone out; the new one
+    follows it."""
+    which = QueuedLetter.letter.in_(letters) if letters else QueuedLetter.event.in_(events)
+    session.execute(
+        update(QueuedLetter)
+        .where(
+            QueuedLetter.case_id == case.id,
+            which,
+            QueuedLetter.status.in_(("queued", "held")),
+        )
+        .values(status="cancelled", hold_reason=None)
+        .execution_options(synchronize_session="fetch")
+    )
+
+
+# --- opening hours and holidays -----------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=16)
+def swedish_holidays(year: int) -> dict[dt.date, str]:
+    """Sweden's public holidays in `year` (Swedish names, from the `holidays` package), and the
+    three eves that are days off in practice (midsommarafton, julafton, nyårsafton); Sundays are
+    left to the unit's open weekdays, and the half days ("från kl. 14.00") are left out."""
+    public = Sweden(years=year, include_sundays=False, language="sv")
+    eves = Sweden(years=year, include_sundays=False, language="sv", categories=("bank",))
+    days = {day: str(name) for day, name in public.items()}
+    for day, name in eves.items():
+        if "(" not in name:
+            days.setdefault(day, str(name))
+    return days
+
+
+def visit_time_warnings(
+    session: Session, unit_id: int, starts_at: dt.datetime, duration_minutes: int
+) -> list[str]:
+    """Why a visit at `starts_at` may not suit the unit, in Swedish for the booking page: a
+    public holiday, a weekday the unit is closed, a time outside its opening hours (the unit's
+    setting, Monday to Friday 08.00–17.00 by default). Empty when the time suits. These are
+    warnings, never refusals: a coach may book a Saturday walk-and-talk."""
+    unit = session.get(Unit, unit_id)
+    if unit is None or starts_at.tzinfo is None:
+        return []
+    start = starts_at.astimezone(local_zone())
+    end = start + dt.timedelta(minutes=duration_minutes)
+    day = start.date()
+    warnings = []
+    holiday = swedish_holidays(day.year).get(day)
+    if holiday:
+        when = str(format_date(day, "full", locale="sv_SE"))
+        warnings.append(f"{when.capitalize()} är en helgdag ({holiday}).")
+    if str(day.isoweekday()) not in unit.open_weekdays:
+        warnings.append(f"Vårdcentralen har stängt på {WEEKDAY_NAMES_SV[day.weekday()]}ar.")
+    elif start.time() < unit.opens_at or end.date() != day or end.time() > unit.closes_at:
+        warnings.append(
+            f"Tiden {start:%H.%M}–{end:%H.%M} ligger utanför vårdcentralens öppettider "
+            f"{unit.opens_at:%H.%M}–{unit.closes_at:%H.%M}."
+        )
+    return warnings
 
 
 def record_follow_up(

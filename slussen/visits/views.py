@@ -19,13 +19,15 @@ from slussen.cases.access import current_actor, load_case
 from slussen.cases.engine import StaleCase, current_workflow
 from slussen.cases.models import Case
 from slussen.cases.workflow import Workflow
-from slussen.config import local_zone
+from slussen.config import local_zone, today_local
 from slussen.db import attempt, db_session, load_authorised
+from slussen.directory.schedule import TIME_OF_DAY_MINUTES as TIMES_OF_DAY
+from slussen.directory.services import Suggestion, activity_titles, suggest_activities
 from slussen.errors import Invalid
 from slussen.i18n import ui_language
 from slussen.keystore import Keystore, keystore
 from slussen.patients.models import Patient
-from slussen.patients.services import read_patient
+from slussen.patients.services import PatientIdentity, read_patient
 from slussen.questionnaires import definitions as form_definitions
 from slussen.visits import services
 from slussen.visits.labels import labels as visit_labels
@@ -132,6 +134,8 @@ def visit_panel(store: Keystore, case: Case, workflow: Workflow) -> dict[str, An
         # What the workflow allows in the case's state, so the templates name no state.
         "is_mapping_open": case.state in workflow.states_for(services.MAPPING_OPEN),
         "can_record_mapping_visit": workflow.can_fire(services.RECORDS_MAPPING_VISIT, case.state),
+        # "follow_up_1", "follow_up_2" or None: which follow-up the panel offers to book.
+        "follow_up_to_book": services.follow_up_kind(workflow, case.state),
     }
 
 
@@ -173,43 +177,120 @@ def _local_datetime(day: str, time: str) -> dt.datetime | None:
     return moment.replace(tzinfo=local_zone()).astimezone(dt.UTC)
 
 
+def _booked_time(case: Case, values: dict[str, str]) -> tuple[dt.datetime, int, list[str]]:
+    """A booking page's time, its length in minutes (0 for a length that is no number, which
+    the service refuses) and the opening-hours and holiday warnings, none once the coach has
+    seen them and confirmed (the page's "Book anyway" sends `confirm`). Refuses a missing or
+    unreadable date or time (Invalid)."""
+    starts_at = _local_datetime(values["day"], values["time"])
+    if starts_at is None:
+        raise Invalid(_("Give a date (YYYY-MM-DD) and a time (HH:MM)."))
+    try:
+        minutes = int(values["duration"])
+    except ValueError:
+        minutes = 0
+    if request.form.get("confirm") == "1":
+        return starts_at, minutes, []
+    warnings = services.visit_time_warnings(db_session(), case.unit_id, starts_at, minutes)
+    return starts_at, minutes, warnings
+
+
 @bp.route("/arenden/<int:case_id>/boka", methods=["GET", "POST"])
 @require(Permission.WORK_CASES)
 def book(case_id: int) -> ResponseReturnValue:
-    """Book or rebook the 45-minute mapping visit; queues the appointment letter."""
+    """Book or rebook the 45-minute mapping visit; queues the appointment letter. A time outside
+    the unit's opening hours or on a holiday shows a warning first and books when confirmed."""
     case = load_case(case_id)
     error = ""
+    warnings: list[str] = []
     values = {"day": "", "time": "", "place": "", "duration": "45"}
     if request.method == "POST":
         values = {k: (request.form.get(k) or "").strip()[:200] for k in values}
-        starts_at = _local_datetime(values["day"], values["time"])
+        values["duration"] = values["duration"] or "45"
         try:
-            duration = int(values["duration"] or 45)
-        except ValueError:
-            duration = 0
-        try:
-            if starts_at is None:
-                raise Invalid(_("Give a date (YYYY-MM-DD) and a time (HH:MM)."))
-            services.book_mapping_visit(
-                keystore(),
-                current_actor(),
-                case,
-                workflow=current_workflow(),
-                starts_at=starts_at,
-                place=values["place"],
-                duration_minutes=duration,
-                expected_version=_version(),
-            )
+            starts_at, duration, warnings = _booked_time(case, values)
+            if not warnings:
+                services.book_mapping_visit(
+                    keystore(),
+                    current_actor(),
+                    case,
+                    workflow=current_workflow(),
+                    starts_at=starts_at,
+                    place=values["place"],
+                    duration_minutes=duration,
+                    expected_version=_version(),
+                )
         except StaleCase as exc:
             return _conflict(case, str(exc), values["place"])
         except Invalid as exc:
-            error = str(exc)
+            error, warnings = str(exc), []
         else:
-            flash(_("The visit is booked and the appointment letter is queued."), "success")
-            return redirect(url_for("cases.show", case_id=case.id))
-    return render_template("visits/book.html", case=case, values=values, error=error), (
-        422 if error else 200
-    )
+            if not warnings:
+                flash(_("The visit is booked and the appointment letter is queued."), "success")
+                return redirect(url_for("cases.show", case_id=case.id))
+    return render_template(
+        "visits/book.html", case=case, values=values, error=error, warnings=warnings
+    ), (422 if error else 200)
+
+
+@bp.route("/arenden/<int:case_id>/uppfoljning/boka", methods=["GET", "POST"])
+@require(Permission.WORK_CASES)
+def book_follow_up(case_id: int) -> ResponseReturnValue:
+    """Book follow-up 1 (at the unit or by phone) or the phone follow-up 2: queues the follow-up
+    letter (a phone time agreed on the phone may go without one); rebooking replaces the letter
+    not yet printed. A time outside the opening hours or on a holiday warns first."""
+    case = load_case(case_id)
+    workflow = current_workflow()
+    kind = services.follow_up_kind(workflow, case.state)
+    error = ""
+    warnings: list[str] = []
+    second = kind == "follow_up_2"
+    values = {
+        "day": "",
+        "time": "",
+        "place": "",
+        "duration": "30",
+        "mode": "phone" if second else "at_unit",
+        "letter": "1",
+    }
+    if request.method == "POST":
+        values = {k: (request.form.get(k) or "").strip()[:200] for k in values}
+        values["duration"] = values["duration"] or "30"
+        try:
+            starts_at, duration, warnings = _booked_time(case, values)
+            if not warnings:
+                services.book_follow_up(
+                    keystore(),
+                    current_actor(),
+                    case,
+                    workflow=workflow,
+                    starts_at=starts_at,
+                    mode=values["mode"],
+                    place=values["place"],
+                    duration_minutes=duration,
+                    send_letter=values["letter"] == "1",
+                )
+        except Invalid as exc:
+            error, warnings = str(exc), []
+        else:
+            if not warnings:
+                with_letter = values["letter"] == "1" or values["mode"] != "phone"
+                flash(
+                    _("The follow-up is booked and the letter is queued.")
+                    if with_letter
+                    else _("The phone time is booked, without a letter."),
+                    "success",
+                )
+                return redirect(url_for("cases.show", case_id=case.id))
+    return render_template(
+        "visits/book_follow_up.html",
+        case=case,
+        values=values,
+        error=error,
+        warnings=warnings,
+        second=second,
+        is_open=kind is not None,
+    ), (422 if error else 200)
 
 
 def _network_from_form() -> list[services.NetworkInput]:
@@ -239,18 +320,19 @@ def _steps_from_form() -> list[services.StepInput]:
     steps = []
     for i in range(MAX_STEPS):
         text = (request.form.get(f"step-{i}-text") or "").strip()
-        if not text:
+        # A step is an activity chosen from the directory's suggestions (it keeps it when the
+        # plan is saved again), free text, or both; an id no integer column holds is no
+        # activity. A step with an activity and no text takes the activity's title.
+        activity = request.form.get(f"step-{i}-activity") or ""
+        decimal = activity.isdecimal() and len(activity) <= 10
+        activity_id = int(activity) if decimal and 0 < int(activity) < 2**31 else None
+        if not text and activity_id is None:
             continue
         due = request.form.get(f"step-{i}-due") or ""
         try:
             due_on = dt.date.fromisoformat(due) if due else None
         except ValueError as exc:
             raise Invalid(_("A step's date must be YYYY-MM-DD.")) from exc
-        # A step chosen from the directory keeps its activity when the plan is saved again; an
-        # id no integer column holds is no activity.
-        activity = request.form.get(f"step-{i}-activity") or ""
-        decimal = activity.isdecimal() and len(activity) <= 10
-        activity_id = int(activity) if decimal and 0 < int(activity) < 2**31 else None
         steps.append(
             services.StepInput(
                 text=text[:1000],
@@ -262,6 +344,34 @@ def _steps_from_form() -> list[services.StepInput]:
             )
         )
     return steps
+
+
+def plan_suggestions(
+    mapping: services.Mapping, plan: services.Plan | None, identity: PatientIdentity
+) -> dict[str, Any]:
+    """What the plan form offers each step: the directory's activities ranked by the saved
+    mapping's interests and barriers (the area, and the postcode for distance) and the times of
+    day the coach ticked (`tid`, kept in the address by "save and update the suggestions"), and
+    the titles of activities the plan already names that are no longer among them."""
+    times = [t for t in (request.form or request.args).getlist("tid") if t in TIMES_OF_DAY]
+    suggestions: list[Suggestion] = suggest_activities(
+        db_session(),
+        interests=mapping.interests,
+        barriers=mapping.barriers,
+        area=mapping.area or None,
+        postcode="" if identity.is_protected_identity else identity.postcode,
+        today=today_local(),
+        limit=12,
+        category_labels=interest_areas(),
+        times_of_day=times,
+    )
+    offered = {s.activity.id for s in suggestions}
+    chosen = {s.activity_id for s in plan.steps if s.activity_id} if plan else set()
+    return {
+        "suggestions": suggestions,
+        "other_chosen": activity_titles(db_session(), chosen - offered),
+        "times_of_day": times,
+    }
 
 
 @bp.route("/arenden/<int:case_id>/kartlaggning", methods=["GET", "POST"])
@@ -320,6 +430,12 @@ def mapping(case_id: int) -> ResponseReturnValue:
                 else _("The visit is recorded and the action plan letter is queued."),
                 "success",
             )
+            if request.form.get("record") == "suggest":
+                # Back to the plan, its suggestions ranked by what was just saved.
+                times = [t for t in request.form.getlist("tid") if t in TIMES_OF_DAY]
+                return redirect(
+                    url_for("visits.mapping", case_id=case.id, tid=times, _anchor="h-suggestions")
+                )
             return redirect(url_for("cases.show", case_id=case.id))
     patient = session.get(Patient, case.patient_id)
     assert patient is not None
@@ -341,6 +457,7 @@ def mapping(case_id: int) -> ResponseReturnValue:
         rows=MAX_NETWORK_ROWS,
         step_rows=MAX_STEPS,
         **panel,
+        **plan_suggestions(panel["mapping"], panel["plan"], identity),
     )
 
 

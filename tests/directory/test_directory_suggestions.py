@@ -79,3 +79,56 @@ def test_next_occasions_for_the_plan_letter(session: Session, publish: Callable[
         today() + dt.timedelta(days=7 * i) for i in range(3)
     ]
     assert all(o.starts_at.hour == 10 for o in found)
+
+
+def test_distance_counts_the_postal_area_when_the_area_differs(
+    session: Session, directory: Directory, publish: Callable[..., Any]
+) -> None:
+    publish(title="Boule i Ljura", area="Ljura", postcode="602 11")
+    publish(title="Boule i Skarptorp", area="Skarptorp", postcode="603 79")
+    publish(title="Boule i Centrum", area="Centrum", postcode="602 32")
+    found = suggest_activities(
+        session,
+        interests=["nature_walks"],
+        barriers=["transport"],
+        area="Centrum",
+        postcode="602 15",
+        today=today(),
+    )
+    assert [s.activity.published.title for s in found] == [
+        "Boule i Centrum",
+        "Boule i Ljura",
+        "Boule i Skarptorp",
+    ]
+    assert found[0].reasons[-1] == "Nära: Centrum"
+    assert found[1].reasons[-1] == "Nära: samma postnummerområde (602 11)"
+    assert found[0].score > found[1].score > found[2].score
+
+
+def test_no_time_favours_evenings_and_weekends_and_times_of_day_rank(
+    session: Session, directory: Directory, publish: Callable[..., Any]
+) -> None:
+    # On Tuesdays, so that "at the weekend" never counts for either.
+    tuesday = today() + dt.timedelta(days=(1 - today().weekday()) % 7)
+    weekly = {"first_date": tuesday, "rrule": "FREQ=WEEKLY;BYDAY=TU"}
+    publish(title="Förmiddagspromenad", start_time=dt.time(10, 0), **weekly)
+    publish(title="Kvällspromenad", start_time=dt.time(18, 30), **weekly)
+    busy = suggest_activities(
+        session, interests=["nature_walks"], barriers=["time"], area=None, today=today()
+    )
+    assert [s.activity.published.title for s in busy] == ["Kvällspromenad", "Förmiddagspromenad"]
+    assert busy[0].reasons[-1] == "På kvällen eller helgen"
+
+    mornings = suggest_activities(
+        session,
+        interests=["nature_walks"],
+        barriers=[],
+        area=None,
+        today=today(),
+        times_of_day=["morning"],
+    )
+    assert [s.activity.published.title for s in mornings] == [
+        "Förmiddagspromenad",
+        "Kvällspromenad",
+    ]
+    assert mornings[0].reasons[-1] == "Passar tiden på dagen: kl. 10.00"

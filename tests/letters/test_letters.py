@@ -24,7 +24,7 @@ from slussen.cases.models import Case
 from slussen.cases.workflow import Workflow
 from slussen.config import ConfigError, load_settings
 from slussen.content import ContentError
-from slussen.errors import NotFound
+from slussen.errors import Invalid, NotFound
 from slussen.keystore import Keystore
 from slussen.letterqueue import QueuedLetter
 from slussen.letters import services
@@ -36,7 +36,7 @@ from slussen.pdf import REGULAR, register_fonts
 from slussen.questionnaires import codes
 from slussen.questionnaires.models import AnswerCode
 from slussen.visits.services import book_follow_up, request_handover, update_handover
-from tests.builders import FUTURE, make_case, sample_pnr
+from tests.builders import FUTURE, make_case, publish_activity, sample_pnr
 
 TODAY = dt.date(2026, 11, 23)
 TODAY_TEXT = "23 november 2026"
@@ -755,7 +755,7 @@ def test_only_a_coordinator_of_the_unit_prints(
         )
 
 
-def test_the_action_plan_prints_activity_details_from_the_directory_hook(
+def test_the_action_plan_prints_the_chosen_activitys_next_occasions_place_and_contact(
     session: Session,
     ring: vault.KeyRing,
     workflow: Workflow,
@@ -763,30 +763,41 @@ def test_the_action_plan_prints_activity_details_from_the_directory_hook(
     unit: Any,
     context: RenderContext,
     settings: Any,
-    monkeypatch: pytest.MonkeyPatch,
+    make_user: Any,
 ) -> None:
     from slussen.visits.services import StepInput, save_action_plan
 
     case, queued = case_with_letter(session, ring, workflow, coach, unit, "action_plan")
     store = Keystore(session, ring)
+    # A choir every Tuesday at 18.00 from Tuesday 1 December 2026; the letter is dated the
+    # 23 November 2026 (a Monday), so it lists 1, 8 and 15 December.
+    choir = publish_activity(
+        session,
+        make_user("coordinator", "katalogen"),
+        title="Kör för alla",
+        first_date=dt.date(2026, 12, 1),
+        start_time=dt.time(18, 0),
+        rrule="FREQ=WEEKLY;BYDAY=TU",
+        place_name="Kyrkans församlingshem",
+        street="Kyrkgatan 3",
+        postcode="722 12",
+        town="Västerås",
+        contact_name="Maja Ek",
+        contact_phone="070-123 45 67",
+        cost_sek=20,
+        cost_note="kaffe ingår",
+        bring="Bekväma skor",
+    )
     save_action_plan(
         store,
         coach,
         case,
         workflow=workflow,
         goals="Sjunga med andra",
-        steps=[StepInput(text="Prova kören", activity_id=7, due_on=dt.date(2030, 4, 1))],
-    )
-    details = {
-        "title": "Kör för alla",
-        "when": "tisdagar kl. 18.00, nästa gång 2 april",
-        "place": "Kyrkans församlingshem, Kyrkgatan 3",
-        "contact": "Maja Ek, 070-123 45 67",
-    }
-    monkeypatch.setattr(
-        services,
-        "activity_details",
-        lambda _session, activity_id, _after, _language: details if activity_id == 7 else None,
+        steps=[
+            StepInput(text="", activity_id=choir.activity_id, due_on=dt.date(2026, 12, 15)),
+            StepInput(text="Ringa systern"),
+        ],
     )
     whole = "\n".join(
         pages_text(
@@ -795,8 +806,39 @@ def test_the_action_plan_prints_activity_details_from_the_directory_hook(
             )
         )
     )
-    for expected in ("Sjunga med andra", "Prova kören", "senast 1 april 2030", *details.values()):
+    for expected in (
+        "Sjunga med andra",
+        "Kör för alla",  # the step took the activity's title
+        "senast 15 december 2026",
+        "Nästa tillfällen:",
+        "tisdag 1 december 2026 kl. 18.00",
+        "tisdag 8 december 2026 kl. 18.00",
+        "tisdag 15 december 2026 kl. 18.00",
+        "Plats: Kyrkans församlingshem, Kyrkgatan 3, 722 12 Västerås",
+        "Kontakt: Maja Ek, 070-123 45 67",
+        "Ta med: Bekväma skor",
+        "Kostnad: 20 kr (kaffe ingår)",
+        "Ringa systern",
+    ):
         assert expected in whole, expected
+    assert "tisdag 22 december" not in whole  # three occasions, not more
+
+
+def test_a_step_refuses_an_activity_the_directory_never_published(
+    session: Session, ring: vault.KeyRing, workflow: Workflow, coach: Actor, unit: Any
+) -> None:
+    from slussen.visits.services import StepInput, save_action_plan
+
+    case, _queued = case_with_letter(session, ring, workflow, coach, unit, "action_plan")
+    with pytest.raises(Invalid, match="finns inte i aktivitetskatalogen"):
+        save_action_plan(
+            Keystore(session, ring),
+            coach,
+            case,
+            workflow=workflow,
+            goals="Sjunga med andra",
+            steps=[StepInput(text="Kören", activity_id=999_999)],
+        )
 
 
 def test_enclosed_forms_have_a_large_print_option(

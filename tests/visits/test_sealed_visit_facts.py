@@ -42,7 +42,7 @@ from slussen.visits.services import (
     update_handover,
     visit_place,
 )
-from tests.builders import FUTURE, make_case
+from tests.builders import FUTURE, make_case, publish_activity
 from tests.conftest import TEST_PASSWORD
 
 INTERESTS = {"music", "faith", "nature"}
@@ -295,9 +295,15 @@ def case_form_values(html: str) -> list[tuple[str, str]]:
 
 
 def test_the_mapping_form_keeps_every_value_when_saved_again(
-    client: FlaskClient, store: Keystore, workflow: Workflow, coach: Actor, unit: Any
+    client: FlaskClient,
+    store: Keystore,
+    workflow: Workflow,
+    coach: Actor,
+    unit: Any,
+    make_user: Any,
 ) -> None:
     case = mapped_case(store, workflow, coach, unit)
+    choir = publish_activity(store.session, make_user("coordinator", "katalogen"), title="Kören")
     save_action_plan(
         store,
         coach,
@@ -305,7 +311,9 @@ def test_the_mapping_form_keeps_every_value_when_saved_again(
         workflow=workflow,
         goals="Träffa andra",
         steps=[
-            StepInput("Kören på torsdagar", due_on=dt.date(2030, 4, 1), activity_id=42),
+            StepInput(
+                "Kören på torsdagar", due_on=dt.date(2030, 4, 1), activity_id=choir.activity_id
+            ),
             StepInput("Ringa dottern", actor="coach", outcome="barrier", outcome_note="Sjuk"),
         ],
     )
