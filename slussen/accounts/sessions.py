@@ -57,6 +57,10 @@ _CSRF_KEY = "csrf_token"
 POST_KEEPERS = "slussen.post_keepers"
 #: Session key while a kept post waits for its user to log in again: {"user_id", "next"}.
 KEPT_POST_KEY = "kept_post"
+#: Session key after a logged-in session timed out: {"user_id", "csrf", "at"} (who it was, its
+#: raw CSRF token, when it ended), so the forms its pages still submit are kept for that user.
+#: Dropped at the next login and logout; server-side like all session data.
+ENDED_KEY = "ended"
 
 _serializer = TaggedJSONSerializer()
 
@@ -102,10 +106,6 @@ class ServerSession(CallbackDict[str, Any], SessionMixin):
         self.regenerate_requested = False
         #: Why the previous session ended ("idle" or "absolute"), told to the user once.
         self.expired_reason: str | None = None
-        #: Who was logged in to the session that ended, and its CSRF token: a form they submit
-        #: just after is kept for them (never stored in this session).
-        self.expired_user_id: int | None = None
-        self.expired_csrf_token: str | None = None
 
     def regenerate(self) -> None:
         """Give this session a new token and row (the data stays); the old cookie stops working."""
@@ -200,10 +200,13 @@ class DatabaseSessionInterface(SessionInterface):
             fresh = ServerSession(had_cookie=True)
             fresh.update({k: data[k] for k in _CARRIED_OVER if k in data})
             fresh.expired_reason = reason if was_logged_in else None
+            token = data.get(_CSRF_KEY)
             if was_logged_in:
-                fresh.expired_user_id = row.user_id
-                token = data.get(_CSRF_KEY)
-                fresh.expired_csrf_token = token if isinstance(token, str) else None
+                fresh[ENDED_KEY] = {
+                    "user_id": row.user_id,
+                    "csrf": token if isinstance(token, str) else "",
+                    "at": now.timestamp(),
+                }
             return fresh
         return ServerSession(
             data, sid=sid, created_at=row.created_at, last_seen_at=row.last_seen_at
@@ -338,43 +341,62 @@ def _tell_why_session_ended() -> None:
 
 
 #: What a keeper does with the post of a timed-out session: (user id, the view's arguments, the
-#: posted form) → where to go after logging in again to save it, or None (not kept).
+#: posted form) → where to go after logging in again to save it ("" for a post kept as a draft
+#: only), or None (not kept).
 PostKeeper = Callable[[int, dict[str, Any], MultiDict[str, str]], str | None]
 
 
-def _sent_by_expired_session(current: ServerSession) -> bool:
+def _ended_session() -> tuple[int, str] | None:
+    """Who was logged in to the session that timed out in this browser, and its raw CSRF
+    token; None when none did (or longer ago than a session may last)."""
+    ended = session.get(ENDED_KEY)
+    if not isinstance(ended, dict):
+        return None
+    user_id, token, at = ended.get("user_id"), ended.get("csrf"), ended.get("at")
+    if not isinstance(user_id, int) or not isinstance(token, str):
+        return None
+    age = utcnow().timestamp() - float(at or 0)
+    if not 0 <= age <= _settings(current_app).session_absolute_hours * 3600:
+        return None
+    return user_id, token
+
+
+def _sent_by_ended_session(raw_token: str) -> bool:
     """The post carries the CSRF token of the session that ended (Flask-WTF's signed form of
     it), so it was the user's own page that sent it, not another site."""
     if not current_app.config.get("WTF_CSRF_ENABLED", True):
         return True
     sent = request.form.get(_CSRF_KEY) or request.headers.get("X-CSRFToken")
-    if not sent or not current.expired_csrf_token:
+    if not sent or not raw_token:
         return False
     secret = current_app.config.get("WTF_CSRF_SECRET_KEY") or current_app.secret_key
     try:
         token = URLSafeTimedSerializer(secret, salt="wtf-csrf-token").loads(sent)
     except BadData:
         return False
-    return isinstance(token, str) and hmac.compare_digest(token, current.expired_csrf_token)
+    return isinstance(token, str) and hmac.compare_digest(token, raw_token)
 
 
 def _keep_expired_post() -> ResponseReturnValue | None:
     """A form submitted just after its session timed out is not lost: the form's keeper (see
     POST_KEEPERS) keeps it for the user, sealed, and the user is asked to log in again, after
-    which it is saved. Only a post with the ended session's CSRF token is kept."""
-    current = current_session()
-    user_id = current.expired_user_id
-    if request.method != "POST" or user_id is None or request.endpoint is None:
+    which it is saved. Only a post with the ended session's CSRF token is kept; a page may send
+    several (a draft being saved, then the form), each is kept."""
+    if request.method != "POST" or request.endpoint is None or _USER_KEY in session:
         return None
     keeper: PostKeeper | None = current_app.extensions.get(POST_KEEPERS, {}).get(request.endpoint)
-    if keeper is None or not _sent_by_expired_session(current):
+    ended = _ended_session() if keeper is not None else None
+    if keeper is None or ended is None or not _sent_by_ended_session(ended[1]):
         return None
+    current = current_session()
+    user_id = ended[0]
     resume = keeper(user_id, dict(request.view_args or {}), request.form)
     if resume is None:
         return None
     current.expired_reason = None  # the login page says it instead, with what happens next
-    current[KEPT_POST_KEY] = {"user_id": user_id, "next": resume}
-    return redirect(url_for("accounts.login", next=resume))
+    if resume:
+        current[KEPT_POST_KEY] = {"user_id": user_id, "next": resume}
+    return redirect(url_for("accounts.login", next=resume or None))
 
 
 def _refuse_without_store() -> None:

@@ -97,6 +97,7 @@ def _log_in(user: User) -> None:
     session.pop(PENDING_KEY, None)
     session.pop(SETUP_KEY, None)
     session.pop(sessions.KEPT_POST_KEY, None)
+    session.pop(sessions.ENDED_KEY, None)
     session.pop("csrf_token", None)
     g.pop("csrf_token", None)
     sessions.regenerate()

@@ -79,7 +79,8 @@ def save_draft(
     if len(kept) > MAX_FIELDS or any(len(name) > MAX_NAME for name, _ in kept):
         raise Invalid("Utkastet har fler fält än formuläret.")
     if sum(len(value) for _, value in kept) > MAX_CHARACTERS:
-        raise Invalid(f"Utkastet får vara högst {MAX_CHARACTERS} tecken.")
+        shown = f"{MAX_CHARACTERS:,}".replace(",", "\u00a0")
+        raise Invalid(f"Utkastet får vara högst {shown} tecken.")
     row = _row(store, actor, case_id, form)
     if row is None:
         assert actor.user_id is not None  # _check

@@ -9,6 +9,7 @@
   if (!form || !status || !window.fetch || !window.FormData) { return; }
   var counterText = status.getAttribute("data-counter-text") || "{used} / {max}";
   var failedText = status.getAttribute("data-failed-text") || "";
+  var endedText = status.getAttribute("data-ended-text") || "";
   var timer = null;
   var sending = false;
   var again = false;
@@ -47,6 +48,9 @@
       credentials: "same-origin",
       headers: token ? { "X-CSRFToken": token.value, "Accept": "application/json" } : {}
     }).then(function (r) {
+      // The session had timed out: the draft is kept all the same, and saving the form asks
+      // for the password first.
+      if (r.redirected && /\/login/.test(r.url)) { return { message: endedText || failedText }; }
       var type = r.headers.get("Content-Type") || "";
       return type.indexOf("application/json") === 0 ? r.json() : { message: failedText };
     }).then(function (data) {

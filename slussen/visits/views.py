@@ -561,15 +561,19 @@ def save_kept_post(case_id: int, slug: str) -> ResponseReturnValue:
     return redirect(url_for("cases.show", case_id=case.id))
 
 
-def _post_keeper(kind: str) -> sessions.PostKeeper:
+def _post_keeper(kind: str | None) -> sessions.PostKeeper:
     """The keeper of `kind`'s form for a session that timed out (slussen.accounts.sessions): the
-    post is kept as the user's draft, flagged, when they may still work on the case; the login
-    then goes to `save_kept_post`."""
+    post is kept as the user's draft, flagged as a kept post, when they may still work on the
+    case; the login then goes to `save_kept_post`. With `kind` None it keeps what the draft
+    endpoint was sent (the form named in its URL) as an ordinary draft."""
 
     def keep(user_id: int, view_args: dict[str, Any], form: Fields) -> str | None:
+        form_kind = kind or DRAFT_SLUGS.get(str(view_args.get("slug")))
         session = db_session()
         identity = load_identity(session, user_id)
-        if identity is None or not grants(identity.role, Permission.WORK_CASES):
+        if form_kind is None or identity is None:
+            return None
+        if not grants(identity.role, Permission.WORK_CASES):
             return None
         actor = Actor.of(identity)
         case = session.get(Case, view_args.get("case_id"))
@@ -582,13 +586,15 @@ def _post_keeper(kind: str) -> sessions.PostKeeper:
                     actor,
                     case_id=case.id,
                     patient_id=case.patient_id,
-                    form=kind,
+                    form=form_kind,
                     fields=form.items(multi=True),
-                    is_kept_post=True,
+                    is_kept_post=kind is not None,
                 )
         except Invalid:
             return None
         commit_request()
+        if kind is None:
+            return ""
         slug = next(s for s, k in DRAFT_SLUGS.items() if k == kind)
         return url_for("visits.save_kept_post", case_id=case.id, slug=slug)
 
@@ -597,7 +603,8 @@ def _post_keeper(kind: str) -> sessions.PostKeeper:
 
 #: Registered by create_app under sessions.POST_KEEPERS.
 POST_KEEPERS: dict[str, sessions.PostKeeper] = {
-    endpoint: _post_keeper(kind) for kind, endpoint in _FORM_PAGES.items()
+    **{endpoint: _post_keeper(kind) for kind, endpoint in _FORM_PAGES.items()},
+    "visits.save_draft": _post_keeper(None),
 }
 
 
