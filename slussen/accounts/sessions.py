@@ -200,11 +200,11 @@ class DatabaseSessionInterface(SessionInterface):
             fresh = ServerSession(had_cookie=True)
             fresh.update({k: data[k] for k in _CARRIED_OVER if k in data})
             fresh.expired_reason = reason if was_logged_in else None
-            token = data.get(_CSRF_KEY)
+            csrf = data.get(_CSRF_KEY)
             if was_logged_in:
                 fresh[ENDED_KEY] = {
                     "user_id": row.user_id,
-                    "csrf": token if isinstance(token, str) else "",
+                    "csrf": csrf if isinstance(csrf, str) else "",
                     "at": now.timestamp(),
                 }
             return fresh
@@ -369,7 +369,7 @@ def _sent_by_ended_session(raw_token: str) -> bool:
     sent = request.form.get(_CSRF_KEY) or request.headers.get("X-CSRFToken")
     if not sent or not raw_token:
         return False
-    secret = current_app.config.get("WTF_CSRF_SECRET_KEY") or current_app.secret_key
+    secret = str(current_app.config.get("WTF_CSRF_SECRET_KEY") or current_app.secret_key)
     try:
         token = URLSafeTimedSerializer(secret, salt="wtf-csrf-token").loads(sent)
     except BadData:

@@ -385,6 +385,7 @@ def mapping(case_id: int) -> ResponseReturnValue:
     store = keystore()
     error = ""
     restored: drafts.Draft | None = None
+    fields: Fields
     if request.method == "POST":
         fields = request.form
         try:
@@ -468,6 +469,7 @@ def follow_up(case_id: int) -> ResponseReturnValue:
     error = ""
     restored: drafts.Draft | None = None
     second = services.follow_up_kind(current_workflow(), case.state) == "follow_up_2"
+    fields: Fields
     if request.method == "POST":
         fields = request.form
         try:

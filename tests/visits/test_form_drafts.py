@@ -1,7 +1,8 @@
 """Nothing typed is lost (#18): the long forms keep every field when refused, take a visit note of
 20,000 characters, keep a sealed draft per user and case as the coach types and restore it, the
 draft renews the idle timer, and a form submitted after the session timed out is kept (sealed)
-until its user has logged in again, then saved."""
+until its user has logged in again, then saved. Tests taking `backend` run on SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -91,6 +92,7 @@ def draft_rows(session: Session) -> list[FormDraft]:
 
 
 def test_a_refused_mapping_keeps_every_field_and_the_draft(
+    backend: str,
     client: FlaskClient,
     store: Keystore,
     workflow: Workflow,
@@ -266,6 +268,7 @@ def test_draft_refusals_say_why_in_swedish(
 
 
 def test_erasing_the_patient_deletes_their_drafts(
+    backend: str,
     store: Keystore,
     workflow: Workflow,
     coach: Actor,
@@ -300,6 +303,7 @@ def session_row(client: FlaskClient, session: Session) -> WebSession:
 
 
 def test_typing_renews_the_idle_timer_so_an_open_form_does_not_time_out(
+    backend: str,
     client: FlaskClient,
     store: Keystore,
     workflow: Workflow,
@@ -326,6 +330,7 @@ def csrf_token(page: str) -> str:
 
 @pytest.mark.settings(csrf_enabled=True)
 def test_a_form_submitted_after_the_timeout_is_kept_sealed_and_saved_after_the_password(
+    backend: str,
     client: FlaskClient,
     store: Keystore,
     workflow: Workflow,
