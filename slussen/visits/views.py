@@ -21,6 +21,7 @@ from slussen.audit import Actor
 from slussen.cases.access import current_actor, load_case
 from slussen.cases.engine import StaleCase, current_workflow, may_act_on
 from slussen.cases.models import Case
+from slussen.cases.views import render_case
 from slussen.cases.workflow import Workflow
 from slussen.config import local_zone
 from slussen.db import attempt, commit_request, db_session, load_authorised
@@ -154,9 +155,9 @@ def _conflict(case: Case, message: str, typed: str) -> ResponseReturnValue:
 def _apply(
     case: Case, action: Callable[[], object], *, done: str, typed: str = ""
 ) -> ResponseReturnValue:
-    """Run a visit service for a small form on the case page: say `done`, or undo it and say
-    why; 409 (keeping `typed`) on a stale case (404 outside the user's units: the error
-    handler)."""
+    """Run a visit service for a small form on the case page: say `done`, or undo it and show
+    the case page again with why and the form as it was posted (422); 409 (keeping `typed`) on
+    a stale case (404 outside the user's units: the error handler)."""
     try:
         with attempt():
             action()
@@ -164,8 +165,8 @@ def _apply(
         return _conflict(case, str(exc), typed)
     except Invalid as exc:
         flash(str(exc), "error")
-    else:
-        flash(done, "success")
+        return render_case(load_case(case.id), status=422)
+    flash(done, "success")
     return redirect(url_for("cases.show", case_id=case.id))
 
 

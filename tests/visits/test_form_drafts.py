@@ -445,3 +445,35 @@ def test_a_kept_post_that_is_refused_stays_as_the_draft_with_the_reason(
     assert "Viktigt att minnas" in page and "har återställts" in page
     (kept,) = draft_rows(session)
     assert not kept.is_kept_post
+
+
+def test_a_refused_hand_over_shows_the_case_page_with_what_was_typed(
+    client: FlaskClient, store: Keystore, workflow: Workflow, coach: Actor, unit: Any
+) -> None:
+    case = mapping_case(store, workflow, coach, unit)
+    services.save_action_plan(
+        store, coach, case, workflow=workflow, goals="Mål", steps=[services.StepInput("Kören")]
+    )
+    handover = services.request_handover(store, coach, case, organisation_name="Kören i Bäckby")
+    log_in(client)
+    response = client.post(
+        f"/arenden/{case.id}/overlamning/{handover.id}",
+        data={
+            "status": "accepted",
+            "companion_name": "Birgitta",
+            "meeting_day": "2030-04-02",
+            "meeting_time": "18:30",
+            "meeting_place": "Kyrkans entré",
+            "outcome": "went",
+            "note": "Birgitta möter upp vid entrén och följer med in.",
+        },
+    )
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert "Ett utfall hör till en genomförd överlämning." in page
+    for typed in ("Birgitta", "2030-04-02", "18:30", "Kyrkans entré", "följer med in."):
+        assert typed in page, typed
+    assert re.search(r'<option value="accepted" selected>', page)
+    response = client.post(f"/arenden/{case.id}/overlamning", data={"organisation": "  "})
+    assert response.status_code == 422
+    assert "Skriv organisationens namn." in response.get_data(as_text=True)
