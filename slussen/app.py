@@ -30,6 +30,7 @@ from slussen.intake.views import bp as intake_bp
 from slussen.letters.views import bp as letters_bp
 from slussen.questionnaires.views import bp as questionnaires_bp
 from slussen.questionnaires.views import questionnaire_panel
+from slussen.visits.views import POST_KEEPERS as visits_post_keepers
 from slussen.visits.views import bp as visits_bp
 from slussen.visits.views import case_page_panel as visits_panel
 
@@ -149,6 +150,8 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     app.extensions["slussen.content"] = capabilities.load_content(settings)
     # The case page shows what the capabilities above cases add to it, in this order.
     app.extensions["slussen.case_panels"] = (visits_panel, questionnaire_panel)
+    # The long forms whose post is kept when the session timed out before it was submitted.
+    app.extensions[sessions.POST_KEEPERS] = dict(visits_post_keepers)
 
     auth.init_app(app)
     # Before any rule is added: every <int:…> in a path is a database id.

@@ -58,6 +58,9 @@ class Settings:
     default_locale: str = "sv"
     timezone: str = DEFAULT_TIMEZONE
     session_idle_minutes: int = 20
+    #: The idle timeout in seconds instead, when above 0: for tests and demonstrations of the
+    #: timeout only (refused in production).
+    session_idle_seconds: int = 0
     session_absolute_hours: int = 10
     ratelimit_storage_uri: str = "memory://"
     require_totp: bool = False
@@ -180,6 +183,13 @@ class Settings:
         return f"{self.base_url}/{path.lstrip('/')}"
 
     @property
+    def session_idle_timeout(self) -> dt.timedelta:
+        """How long a session may go without a request (`session_idle_seconds` or minutes)."""
+        if self.session_idle_seconds:
+            return dt.timedelta(seconds=self.session_idle_seconds)
+        return dt.timedelta(minutes=self.session_idle_minutes)
+
+    @property
     def totp_required(self) -> bool:
         return self.require_totp or self.is_production
 
@@ -295,6 +305,12 @@ def _validated(settings: Settings, source: str) -> Settings:
     ):
         if getattr(settings, name) < 1:
             raise ConfigError(f"setting {name!r} must be at least 1")
+    if settings.session_idle_seconds < 0 or (
+        settings.is_production and settings.session_idle_seconds
+    ):
+        raise ConfigError(
+            "setting 'session_idle_seconds' is for tests only: use session_idle_minutes"
+        )
     if settings.suppression_k < 1:
         raise ConfigError("setting 'suppression_k' must be at least 1")
     if not 0 <= settings.proxy_count <= 5:

@@ -19,24 +19,30 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import secrets
+from collections.abc import Callable
 from typing import Any, Protocol
 
-from flask import Flask, abort, flash, g, request, session
+from flask import Flask, abort, current_app, flash, g, redirect, request, session, url_for
 from flask.json.tag import TaggedJSONSerializer
 from flask.sessions import SessionInterface, SessionMixin
+from flask.typing import ResponseReturnValue
 from flask.wrappers import Request, Response
 from flask_babel import gettext as _
+from itsdangerous import BadData, URLSafeTimedSerializer
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
-from werkzeug.datastructures import CallbackDict
+from werkzeug.datastructures import CallbackDict, MultiDict
 
 from slussen.accounts.models import WebSession
 from slussen.config import Settings
 from slussen.db import db_session, utcnow
 
-#: `last_seen_at` is refreshed at most this often; the idle timeout is therefore exact to a minute.
+#: `last_seen_at` is refreshed at most this often (or a quarter of a shorter idle timeout); the
+#: idle timeout is therefore exact to a minute. Any request renews it: a form's draft being saved
+#: as the user types keeps the session of an open form alive.
 TOUCH_INTERVAL = dt.timedelta(minutes=1)
 #: Longer cookie values are not ours; they are not even hashed.
 _MAX_TOKEN_LENGTH = 100
@@ -44,6 +50,17 @@ _MAX_TOKEN_LENGTH = 100
 _CARRIED_OVER = ("lang",)
 #: Flask-Login's key for the logged-in user's id.
 _USER_KEY = "_user_id"
+#: Flask-WTF's key for the session's raw CSRF token.
+_CSRF_KEY = "csrf_token"
+#: app.extensions key: {endpoint: keeper} for the forms whose post is kept when the session has
+#: timed out (see `_keep_expired_post`).
+POST_KEEPERS = "slussen.post_keepers"
+#: Session key while a kept post waits for its user to log in again: {"user_id", "next"}.
+KEPT_POST_KEY = "kept_post"
+#: Session key after a logged-in session timed out: {"user_id", "csrf", "at"} (who it was, its
+#: raw CSRF token, when it ended), so the forms its pages still submit are kept for that user.
+#: Dropped at the next login and logout; server-side like all session data.
+ENDED_KEY = "ended"
 
 _serializer = TaggedJSONSerializer()
 
@@ -133,9 +150,14 @@ def expiry_reason(settings: Settings, row: _SessionTimes, now: dt.datetime) -> s
     """'absolute' or 'idle' when the session is over, else None."""
     if now - row.created_at > dt.timedelta(hours=settings.session_absolute_hours):
         return "absolute"
-    if now - row.last_seen_at > dt.timedelta(minutes=settings.session_idle_minutes):
+    if now - row.last_seen_at > settings.session_idle_timeout:
         return "idle"
     return None
+
+
+def touch_interval(settings: Settings) -> dt.timedelta:
+    """How often `last_seen_at` is written: once a minute, or four times per idle timeout."""
+    return min(TOUCH_INTERVAL, settings.session_idle_timeout / 4)
 
 
 class DatabaseSessionInterface(SessionInterface):
@@ -178,6 +200,13 @@ class DatabaseSessionInterface(SessionInterface):
             fresh = ServerSession(had_cookie=True)
             fresh.update({k: data[k] for k in _CARRIED_OVER if k in data})
             fresh.expired_reason = reason if was_logged_in else None
+            csrf = data.get(_CSRF_KEY)
+            if was_logged_in:
+                fresh[ENDED_KEY] = {
+                    "user_id": row.user_id,
+                    "csrf": csrf if isinstance(csrf, str) else "",
+                    "at": now.timestamp(),
+                }
             return fresh
         return ServerSession(
             data, sid=sid, created_at=row.created_at, last_seen_at=row.last_seen_at
@@ -214,7 +243,8 @@ class DatabaseSessionInterface(SessionInterface):
         if session.modified:
             values.update(data=_serializer.dumps(dict(session)), user_id=_user_id(session))
         if session.modified or (
-            session.last_seen_at is None or now - session.last_seen_at >= TOUCH_INTERVAL
+            session.last_seen_at is None
+            or now - session.last_seen_at >= touch_interval(_settings(app))
         ):
             values["last_seen_at"] = now
         if not values:
@@ -310,6 +340,65 @@ def _tell_why_session_ended() -> None:
         flash(_("You have been logged in for a long time and need to log in again."), "info")
 
 
+#: What a keeper does with the post of a timed-out session: (user id, the view's arguments, the
+#: posted form) → where to go after logging in again to save it ("" for a post kept as a draft
+#: only), or None (not kept).
+PostKeeper = Callable[[int, dict[str, Any], MultiDict[str, str]], str | None]
+
+
+def _ended_session() -> tuple[int, str] | None:
+    """Who was logged in to the session that timed out in this browser, and its raw CSRF
+    token; None when none did (or longer ago than a session may last)."""
+    ended = session.get(ENDED_KEY)
+    if not isinstance(ended, dict):
+        return None
+    user_id, token, at = ended.get("user_id"), ended.get("csrf"), ended.get("at")
+    if not isinstance(user_id, int) or not isinstance(token, str):
+        return None
+    age = utcnow().timestamp() - float(at or 0)
+    if not 0 <= age <= _settings(current_app).session_absolute_hours * 3600:
+        return None
+    return user_id, token
+
+
+def _sent_by_ended_session(raw_token: str) -> bool:
+    """The post carries the CSRF token of the session that ended (Flask-WTF's signed form of
+    it), so it was the user's own page that sent it, not another site."""
+    if not current_app.config.get("WTF_CSRF_ENABLED", True):
+        return True
+    sent = request.form.get(_CSRF_KEY) or request.headers.get("X-CSRFToken")
+    if not sent or not raw_token:
+        return False
+    secret = str(current_app.config.get("WTF_CSRF_SECRET_KEY") or current_app.secret_key)
+    try:
+        token = URLSafeTimedSerializer(secret, salt="wtf-csrf-token").loads(sent)
+    except BadData:
+        return False
+    return isinstance(token, str) and hmac.compare_digest(token, raw_token)
+
+
+def _keep_expired_post() -> ResponseReturnValue | None:
+    """A form submitted just after its session timed out is not lost: the form's keeper (see
+    POST_KEEPERS) keeps it for the user, sealed, and the user is asked to log in again, after
+    which it is saved. Only a post with the ended session's CSRF token is kept; a page may send
+    several (a draft being saved, then the form), each is kept."""
+    if request.method != "POST" or request.endpoint is None or _USER_KEY in session:
+        return None
+    keeper: PostKeeper | None = current_app.extensions.get(POST_KEEPERS, {}).get(request.endpoint)
+    ended = _ended_session() if keeper is not None else None
+    if keeper is None or ended is None or not _sent_by_ended_session(ended[1]):
+        return None
+    current = current_session()
+    user_id = ended[0]
+    resume = keeper(user_id, dict(request.view_args or {}), request.form)
+    if resume is None:
+        return None
+    current.expired_reason = None  # the login page says it instead, with what happens next
+    if resume:
+        current[KEPT_POST_KEY] = {"user_id": user_id, "next": resume}
+    return redirect(url_for("accounts.login", next=resume or None))
+
+
 def _refuse_without_store() -> None:
     """A session that could not be read (the database is away) answers 503, "try again": a
     logged-in user is not treated as a stranger and sent to the login page."""
@@ -322,4 +411,6 @@ def init_app(app: Flask) -> None:
     the timeout message is flashed before a login redirect or a CSRF error page."""
     app.session_interface = DatabaseSessionInterface()
     app.before_request(_refuse_without_store)
+    # Before CSRF protection, which would refuse the token of the session that ended.
+    app.before_request(_keep_expired_post)
     app.before_request(_tell_why_session_ended)

@@ -102,6 +102,8 @@ def _log_in(user: User) -> None:
     """Make `user` the logged-in user of a fresh session token with a fresh CSRF token."""
     session.pop(PENDING_KEY, None)
     session.pop(SETUP_KEY, None)
+    session.pop(sessions.KEPT_POST_KEY, None)
+    session.pop(sessions.ENDED_KEY, None)
     session.pop("csrf_token", None)
     g.pop("csrf_token", None)
     sessions.regenerate()
@@ -134,7 +136,9 @@ def login() -> ResponseReturnValue:
             # The failed attempt stays on record though the answer is an error (401).
             commit_request()
             flash(_("Wrong username or password."), "error")
-            return render_template("accounts/login.html", form=form), 401
+            return render_template(
+                "accounts/login.html", form=form, kept_for=_kept_post_user()
+            ), 401
         next_url = _safe_next(request.args.get("next"))
         if services.has_second_factor(user):
             _start_pending(user, "code", next_url)
@@ -150,13 +154,27 @@ def login() -> ResponseReturnValue:
 
 def _login_page(form: LoginForm, status: int = 200) -> ResponseReturnValue:
     settings = _settings()
+    kept_for = _kept_post_user()
+    if kept_for is not None and not form.is_submitted():
+        form.username.data = kept_for.username
     return render_template(
         "accounts/login.html",
         form=form,
         federated=settings.oidc_enabled,
         passwords=not settings.local_passwords_disabled,
         next_url=request.args.get("next"),
+        kept_for=kept_for,
     ), status
+
+
+def _kept_post_user() -> User | None:
+    """Whose form, submitted after their session timed out, waits to be saved (the login page
+    then asks them to log in again, and says so)."""
+    kept = session.get(sessions.KEPT_POST_KEY)
+    if not isinstance(kept, dict):
+        return None
+    user = db_session().get(User, int(kept.get("user_id") or 0))
+    return user if user is not None and user.is_active else None
 
 
 def _password_refused(form: LoginForm, user: User | None) -> ResponseReturnValue:

@@ -14,7 +14,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from slussen.db import Base, created_at, intpk, one_of
+from slussen.db import Base, UtcDateTime, created_at, intpk, one_of, utcnow
 from slussen.sensitivity import REFERENCES, classify
 
 #: Columns holding AES-GCM ciphertext (vault format v1), bound to table, column and row.
@@ -160,3 +160,43 @@ class OfferedDetails(Base):
     details_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     decided_at: Mapped[dt.datetime | None]
+
+
+#: The long staff forms whose typing is kept as a draft (slussen.patients.drafts).
+DRAFT_FORMS = ("mapping", "follow_up")
+
+
+class FormDraft(Base):
+    """What a coach has typed in a long form of a case and not saved yet: kept as they type,
+    sealed with the patient's data key, one per user, case and form; deleted when the form is
+    saved or discarded, and with the patient's erasure. A draft whose `is_kept_post` is set is
+    the form a session that had timed out submitted: it is saved once its user logs in again."""
+
+    __tablename__ = "form_drafts"
+    __sensitivity__ = classify(
+        sealed=("fields_enc",),
+        clear={
+            REFERENCES: ("id", "user_id", "case_id", "patient_id"),
+            "which form, whether it waits for a login to be saved, and when it was typed "
+            "(no fact about the patient)": ("form", "is_kept_post", "updated_at"),
+        },
+    )
+    __table_args__ = (
+        CheckConstraint(one_of("form", DRAFT_FORMS), "form_known"),
+        UniqueConstraint("user_id", "case_id", "form"),
+    )
+
+    id: Mapped[intpk]
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    #: Clear: the patient's erasure deletes their drafts by it.
+    patient_id: Mapped[int] = mapped_column(
+        ForeignKey("patients.id", ondelete="CASCADE"), index=True
+    )
+    #: Clear: which form (DRAFT_FORMS).
+    form: Mapped[str] = mapped_column(String(20))
+    #: The form's fields as a sealed JSON list of [name, value] pairs (form_drafts/fields).
+    fields_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    #: The form was submitted after the session timed out: save it after the next login.
+    is_kept_post: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)

@@ -25,6 +25,7 @@ from slussen.errors import Conflict, Invalid, NotFound, NotPermitted
 from slussen.identifiers import IdentifierError, PersonIdentifier, normalise_postcode
 from slussen.keystore import Keystore
 from slussen.patients.models import (
+    FormDraft,
     OfferedDetails,
     Patient,
     PatientCorrection,
@@ -354,15 +355,15 @@ def update_patient(
 
 def erase_patient(store: Keystore, actor: Actor, patient: Patient, *, reason: str) -> None:
     """Crypto-shred a patient: destroy the data key and the blind index, clear the ciphertext,
-    delete the research records of the patient's cases, and record the erasure. Only a
-    coordinator, an admin or the system may erase; callers decide whether the record may go (a
-    self-referral that never became a case, or after retention)."""
+    delete the research records of the patient's cases and the form drafts typed about them,
+    and record the erasure. Only a coordinator, an admin or the system may erase; callers decide
+    whether the record may go (a self-referral that never became a case, or after retention)."""
     if actor.role not in (Role.COORDINATOR.value, Role.ADMIN.value, "system"):
         raise NotPermitted("Bara samordnare och administratörer får radera uppgifter.")
     if patient.erased_at is not None:
         return
     store.destroy(patient.data_key_id)
-    for table in (PatientLookup, PatientCorrection, OfferedDetails):
+    for table in (PatientLookup, PatientCorrection, OfferedDetails, FormDraft):
         store.session.execute(delete(table).where(table.patient_id == patient.id))
     erase_subjects(store, patient.id)
     for column in ("identifier", "name", "street", "postcode", "town", "phone", "demographics"):

@@ -52,7 +52,10 @@ from slussen.visits.models import (
     Visit,
 )
 
+#: A short free text (a place, a name, a step); notes and accounts of a visit may be long.
 MAX_TEXT = 4000
+#: A note of a 45-minute visit typed as it happens, the patient's goals, a follow-up's account.
+LONG_TEXT = 20_000
 
 BOOKS_MAPPING_VISIT = needs_event("books_mapping_visit")
 REBOOKS_MAPPING_VISIT = needs_event("rebooks_mapping_visit")
@@ -94,12 +97,16 @@ def _seal_text(
     return seal(store, case.patient_id, table, column, row_id, text) if text else None
 
 
-def _text(value: str, what: str, *, required: bool = False) -> str:
+def _text(value: str, what: str, *, required: bool = False, limit: int = MAX_TEXT) -> str:
     value = (value or "").strip()
     if required and not value:
         raise Invalid(f"Skriv {what}.")
-    if len(value) > MAX_TEXT:
-        raise Invalid(f"{what.capitalize()} får vara högst {MAX_TEXT} tecken.")
+    if len(value) > limit:
+        # Swedish groups thousands with a (non-breaking) space: "20 000".
+        shown = f"{limit:,}".replace(",", "\u00a0")
+        raise Invalid(
+            f"{what.capitalize()} får vara högst {shown} tecken; nu är det {len(value)} tecken."
+        )
     if has_forbidden_characters(value):
         raise Invalid(
             f"{what.capitalize()} innehåller tecken som inte kan sparas (osynliga styrtecken eller "
@@ -332,7 +339,7 @@ def save_mapping(
         "mapping_records",
         "barrier_notes",
         record.id,
-        _text(mapping.barrier_notes, "hindren"),
+        _text(mapping.barrier_notes, "hindren", limit=LONG_TEXT),
     )
     record.notes_enc = seal(
         store,
@@ -340,7 +347,7 @@ def save_mapping(
         "mapping_records",
         "notes",
         record.id,
-        _text(mapping.notes, "anteckningen"),
+        _text(mapping.notes, "anteckningen", limit=LONG_TEXT),
     )
     session.flush()
 
@@ -431,7 +438,7 @@ def save_action_plan(
     _require(actor, case)
     if case.state not in workflow.states_for(MAPPING_OPEN):
         raise Invalid("Handlingsplanen skrivs vid kartläggningsbesöket.")
-    goals = _text(goals, "målen", required=True)
+    goals = _text(goals, "målen", required=True, limit=LONG_TEXT)
     if not steps:
         raise Invalid("Planen behöver minst ett steg.")
     if len(steps) > 30:
@@ -857,8 +864,8 @@ def record_follow_up(
     _require(actor, case)
     if mode not in VISIT_MODES:
         raise Invalid("Okänt sätt för uppföljningen.")
-    text = _text(how_it_went, "hur det har gått", required=True)
-    extra = _text(problem_solving, "problemlösningen")
+    text = _text(how_it_went, "hur det har gått", required=True, limit=LONG_TEXT)
+    extra = _text(problem_solving, "problemlösningen", limit=LONG_TEXT)
     kind = follow_up_kind(workflow, case.state) or "follow_up_2"
     # In a state where neither follow-up fits, the engine refuses follow-up 2 and says why.
     event = workflow.event_for(_FOLLOW_UP_EVENTS[kind])

@@ -7,25 +7,30 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from markupsafe import Markup, escape
+from werkzeug.datastructures import MultiDict
 
 from slussen.accesslog.markers import render_audited, shows_patient_data
-from slussen.accounts.auth import require
-from slussen.accounts.roles import Permission
+from slussen.accounts import sessions
+from slussen.accounts.auth import load_identity, require
+from slussen.accounts.roles import Permission, grants
+from slussen.audit import Actor
 from slussen.cases.access import current_actor, load_case
-from slussen.cases.engine import StaleCase, current_workflow
+from slussen.cases.engine import StaleCase, current_workflow, may_act_on
 from slussen.cases.models import Case
+from slussen.cases.views import render_case
 from slussen.cases.workflow import Workflow
 from slussen.config import local_zone, today_local
-from slussen.db import attempt, db_session, load_authorised
+from slussen.db import attempt, commit_request, db_session, load_authorised
 from slussen.directory.schedule import TIME_OF_DAY_MINUTES as TIMES_OF_DAY
 from slussen.directory.services import Suggestion, activity_titles, suggest_activities
-from slussen.errors import Invalid
+from slussen.errors import Invalid, NotFound
 from slussen.i18n import ui_language
 from slussen.keystore import Keystore, keystore
+from slussen.patients import drafts
 from slussen.patients.models import Patient
 from slussen.patients.services import PatientIdentity, read_patient
 from slussen.questionnaires import definitions as form_definitions
@@ -139,9 +144,9 @@ def visit_panel(store: Keystore, case: Case, workflow: Workflow) -> dict[str, An
     }
 
 
-def _version() -> int:
+def _version(form: MultiDict[str, str] | None = None) -> int:
     try:
-        return int(request.form.get("version", ""))
+        return int((request.form if form is None else form).get("version", ""))
     except ValueError:
         return -1
 
@@ -154,9 +159,9 @@ def _conflict(case: Case, message: str, typed: str) -> ResponseReturnValue:
 def _apply(
     case: Case, action: Callable[[], object], *, done: str, typed: str = ""
 ) -> ResponseReturnValue:
-    """Run a visit service for a small form on the case page: say `done`, or undo it and say
-    why; 409 (keeping `typed`) on a stale case (404 outside the user's units: the error
-    handler)."""
+    """Run a visit service for a small form on the case page: say `done`, or undo it and show
+    the case page again with why and the form as it was posted (422); 409 (keeping `typed`) on
+    a stale case (404 outside the user's units: the error handler)."""
     try:
         with attempt():
             action()
@@ -164,8 +169,8 @@ def _apply(
         return _conflict(case, str(exc), typed)
     except Invalid as exc:
         flash(str(exc), "error")
-    else:
-        flash(done, "success")
+        return render_case(load_case(case.id), status=422)
+    flash(done, "success")
     return redirect(url_for("cases.show", case_id=case.id))
 
 
@@ -293,42 +298,50 @@ def book_follow_up(case_id: int) -> ResponseReturnValue:
     ), (422 if error else 200)
 
 
-def _network_from_form() -> list[services.NetworkInput]:
+Fields = MultiDict[str, str]
+
+#: The forms whose typing is kept as a draft: their kind (slussen.patients.models.DRAFT_FORMS)
+#: by the word in their draft URLs, and the endpoint of the form's page.
+DRAFT_SLUGS = {"kartlaggning": "mapping", "uppfoljning": "follow_up"}
+_FORM_PAGES = {"mapping": "visits.mapping", "follow_up": "visits.follow_up"}
+
+
+def _network_from_form(form: Fields) -> list[services.NetworkInput]:
     entries = []
     for i in range(MAX_NETWORK_ROWS):
-        label = (request.form.get(f"net-{i}-label") or "").strip()
+        label = (form.get(f"net-{i}-label") or "").strip()
         if not label:
             continue
         try:
-            closeness = int(request.form.get(f"net-{i}-closeness", "2"))
+            closeness = int(form.get(f"net-{i}-closeness", "2"))
         except ValueError:
             closeness = 0
         entries.append(
             services.NetworkInput(
                 label=label[:200],
-                relation_type=request.form.get(f"net-{i}-relation", "other"),
+                relation_type=form.get(f"net-{i}-relation", "other"),
                 closeness=closeness,
-                contact_frequency=request.form.get(f"net-{i}-frequency", "monthly"),
-                is_could_deepen=request.form.get(f"net-{i}-deepen") == "1",
-                is_could_resume=request.form.get(f"net-{i}-resume") == "1",
+                contact_frequency=form.get(f"net-{i}-frequency", "monthly"),
+                is_could_deepen=form.get(f"net-{i}-deepen") == "1",
+                is_could_resume=form.get(f"net-{i}-resume") == "1",
             )
         )
     return entries
 
 
-def _steps_from_form() -> list[services.StepInput]:
+def _steps_from_form(form: Fields) -> list[services.StepInput]:
     steps = []
     for i in range(MAX_STEPS):
-        text = (request.form.get(f"step-{i}-text") or "").strip()
+        text = (form.get(f"step-{i}-text") or "").strip()
         # A step is an activity chosen from the directory's suggestions (it keeps it when the
         # plan is saved again), free text, or both; an id no integer column holds is no
         # activity. A step with an activity and no text takes the activity's title.
-        activity = request.form.get(f"step-{i}-activity") or ""
+        activity = form.get(f"step-{i}-activity") or ""
         decimal = activity.isdecimal() and len(activity) <= 10
         activity_id = int(activity) if decimal and 0 < int(activity) < 2**31 else None
         if not text and activity_id is None:
             continue
-        due = request.form.get(f"step-{i}-due") or ""
+        due = form.get(f"step-{i}-due") or ""
         try:
             due_on = dt.date.fromisoformat(due) if due else None
         except ValueError as exc:
@@ -336,11 +349,11 @@ def _steps_from_form() -> list[services.StepInput]:
         steps.append(
             services.StepInput(
                 text=text[:1000],
-                actor=request.form.get(f"step-{i}-actor", "patient"),
+                actor=form.get(f"step-{i}-actor", "patient"),
                 due_on=due_on,
                 activity_id=activity_id,
-                outcome=request.form.get(f"step-{i}-outcome", "pending"),
-                outcome_note=(request.form.get(f"step-{i}-note") or "")[:1000],
+                outcome=form.get(f"step-{i}-outcome", "pending"),
+                outcome_note=(form.get(f"step-{i}-note") or "")[:1000],
             )
         )
     return steps
@@ -374,81 +387,163 @@ def plan_suggestions(
     }
 
 
+def mapping_fields(mapping: services.Mapping, plan: services.Plan | None) -> Fields:
+    """The stored mapping and plan as the mapping form posts them: the page shows one set of
+    fields, whether they come from the database, a draft, or a post that was refused."""
+    pairs: list[tuple[str, str]] = []
+    for i, entry in enumerate(mapping.network[:MAX_NETWORK_ROWS]):
+        pairs += [
+            (f"net-{i}-label", entry.label),
+            (f"net-{i}-relation", entry.relation_type),
+            (f"net-{i}-closeness", str(entry.closeness)),
+            (f"net-{i}-frequency", entry.contact_frequency),
+        ]
+        pairs += [(f"net-{i}-deepen", "1")] if entry.is_could_deepen else []
+        pairs += [(f"net-{i}-resume", "1")] if entry.is_could_resume else []
+    pairs += [("interest", key) for key in mapping.interests]
+    pairs += [("barrier", key) for key in mapping.barriers]
+    pairs += [("area", mapping.area), ("barrier_notes", mapping.barrier_notes)]
+    pairs += [("notes", mapping.notes), ("goals", plan.goals if plan else "")]
+    for i, step in enumerate(plan.steps[:MAX_STEPS] if plan else []):
+        pairs += [
+            (f"step-{i}-text", step.text),
+            (f"step-{i}-actor", step.actor),
+            (f"step-{i}-due", step.due_on.isoformat() if step.due_on else ""),
+            (f"step-{i}-outcome", step.outcome),
+            (f"step-{i}-note", step.outcome_note),
+        ]
+        pairs += [(f"step-{i}-activity", str(step.activity_id))] if step.activity_id else []
+    return MultiDict(pairs)
+
+
+def _keep_draft(case: Case, kind: str, form: Fields, *, is_kept_post: bool = False) -> None:
+    """Keep what was posted as the user's draft of the form (a refused post, a kept one)."""
+    drafts.save_draft(
+        keystore(),
+        current_actor(),
+        case_id=case.id,
+        patient_id=case.patient_id,
+        form=kind,
+        fields=form.items(multi=True),
+        is_kept_post=is_kept_post,
+    )
+
+
+def _restored(case: Case, kind: str) -> drafts.Draft | None:
+    return drafts.read_draft(keystore(), current_actor(), case_id=case.id, form=kind)
+
+
+def _submit_mapping(case: Case, form: Fields) -> str:
+    """Save the mapping form (and the plan, and record the visit when asked): "" when saved
+    (the draft is deleted, the success flashed), else why not (nothing of it is saved). A stale
+    case raises StaleCase."""
+    store = keystore()
+    actor = current_actor()
+    workflow = current_workflow()
+    form_mapping = services.Mapping(
+        network=_network_from_form(form),
+        interests=form.getlist("interest"),
+        barriers=form.getlist("barrier"),
+        barrier_notes=form.get("barrier_notes", ""),
+        notes=form.get("notes", ""),
+        area=form.get("area", ""),
+    )
+    goals = form.get("goals", "")
+    record = form.get("record") == "1"
+    try:
+        # A refusal shows the form again with the audited read committed: undo the step.
+        with attempt():
+            if case.version != _version(form):
+                raise StaleCase(_("Someone else changed the case while you worked."))
+            services.save_mapping(
+                store,
+                actor,
+                case,
+                form_mapping,
+                workflow=workflow,
+                known_interests=set(interest_areas()),
+                known_barriers=set(barrier_labels()),
+            )
+            steps = _steps_from_form(form)
+            if goals.strip() or steps:
+                services.save_action_plan(
+                    store, actor, case, workflow=workflow, goals=goals, steps=steps
+                )
+            if record:
+                services.record_mapping_visit(
+                    store, actor, case, workflow=workflow, expected_version=_version(form)
+                )
+    except Invalid as exc:
+        return str(exc)
+    drafts.discard_draft(store, actor, case_id=case.id, form="mapping")
+    flash(
+        _("The visit is recorded and the action plan letter is queued.")
+        if record
+        else _("The mapping is saved."),
+        "success",
+    )
+    return ""
+
+
 @bp.route("/arenden/<int:case_id>/kartlaggning", methods=["GET", "POST"])
 @require(Permission.WORK_CASES)
 @shows_patient_data
 def mapping(case_id: int) -> ResponseReturnValue:
     """The mapping visit: network, interests, barriers, notes and the action plan; "save" keeps
-    working, "save and record the visit" moves the case to the active plan."""
+    working, "save and record the visit" moves the case to the active plan. A refused post shows
+    every field as it was typed (and keeps it as the draft); a draft is restored on return."""
     case = load_case(case_id)
-    session = db_session()
     store = keystore()
-    actor = current_actor()
-    workflow = current_workflow()
     error = ""
+    restored: drafts.Draft | None = None
+    fields: Fields
     if request.method == "POST":
-        form_mapping = services.Mapping(
-            network=_network_from_form(),
-            interests=request.form.getlist("interest"),
-            barriers=request.form.getlist("barrier"),
-            barrier_notes=request.form.get("barrier_notes", ""),
-            notes=request.form.get("notes", ""),
-            area=request.form.get("area", ""),
-        )
-        goals = request.form.get("goals", "")
+        fields = request.form
         try:
-            # A refusal shows the form again with the audited read committed: undo the step.
-            with attempt():
-                if case.version != _version():
-                    raise StaleCase(_("Someone else changed the case while you worked."))
-                services.save_mapping(
-                    store,
-                    actor,
-                    case,
-                    form_mapping,
-                    workflow=workflow,
-                    known_interests=set(interest_areas()),
-                    known_barriers=set(barrier_labels()),
-                )
-                steps = _steps_from_form()
-                if goals.strip() or steps:
-                    services.save_action_plan(
-                        store, actor, case, workflow=workflow, goals=goals, steps=steps
-                    )
-                if request.form.get("record") == "1":
-                    services.record_mapping_visit(
-                        store, actor, case, workflow=workflow, expected_version=_version()
-                    )
+            error = _submit_mapping(case, fields)
         except StaleCase as exc:
-            return _conflict(case, str(exc), goals)
-        except Invalid as exc:
-            error = str(exc)
-        else:
-            flash(
-                _("The mapping is saved.")
-                if request.form.get("record") != "1"
-                else _("The visit is recorded and the action plan letter is queued."),
-                "success",
-            )
-            if request.form.get("record") == "suggest":
+            return _conflict(case, str(exc), fields.get("goals", ""))
+        if not error:
+            if fields.get("record") == "suggest":
                 # Back to the plan, its suggestions ranked by what was just saved.
-                times = [t for t in request.form.getlist("tid") if t in TIMES_OF_DAY]
+                times = [t for t in fields.getlist("tid") if t in TIMES_OF_DAY]
                 return redirect(
                     url_for("visits.mapping", case_id=case.id, tid=times, _anchor="h-suggestions")
                 )
             return redirect(url_for("cases.show", case_id=case.id))
-    patient = session.get(Patient, case.patient_id)
+        _keep_draft(case, "mapping", fields)
+    else:
+        restored = _restored(case, "mapping")
+        fields = (
+            MultiDict(restored.fields)
+            if restored
+            else mapping_fields(
+                services.load_mapping(store, case), services.current_plan(store, case)
+            )
+        )
+    return _mapping_page(case, fields, error=error, restored=restored)
+
+
+def _mapping_page(
+    case: Case, fields: Fields, *, error: str, restored: drafts.Draft | None
+) -> ResponseReturnValue:
+    store = keystore()
+    patient = db_session().get(Patient, case.patient_id)
     assert patient is not None
     identity = read_patient(
-        store, actor, patient, purpose="kartläggningsbesök", unit_id=case.unit_id
+        store, current_actor(), patient, purpose="kartläggningsbesök", unit_id=case.unit_id
     )
-    panel = visit_panel(store, case, workflow)
+    panel = visit_panel(store, case, current_workflow())
     return render_audited(
         "visits/mapping.html",
         status=422 if error else 200,
         case=case,
         identity=identity,
         error=error,
+        fields=fields,
+        restored=restored,
+        draft_slug="kartlaggning",
+        text_limit=services.LONG_TEXT,
         relation_types=RELATION_TYPES,
         frequencies=CONTACT_FREQUENCIES,
         step_actors=STEP_ACTORS,
@@ -461,41 +556,176 @@ def mapping(case_id: int) -> ResponseReturnValue:
     )
 
 
-@bp.route("/arenden/<int:case_id>/uppfoljning", methods=["GET", "POST"])
-@require(Permission.WORK_CASES)
-def follow_up(case_id: int) -> ResponseReturnValue:
-    """Follow-up 1 (30 min at the unit or by phone) or the phone follow-up 2."""
-    case = load_case(case_id)
-    error = ""
-    how = request.form.get("how_it_went", "")
-    if request.method == "POST":
-        try:
+def _submit_follow_up(case: Case, form: Fields) -> str:
+    """Record the follow-up form: "" when recorded (the draft is deleted, the success
+    flashed), else why not. A stale case raises StaleCase."""
+    try:
+        with attempt():
             services.record_follow_up(
                 keystore(),
                 current_actor(),
                 case,
                 workflow=current_workflow(),
-                how_it_went=how,
-                problem_solving=request.form.get("problem_solving", ""),
-                mode=request.form.get("mode", "at_unit"),
-                expected_version=_version(),
+                how_it_went=form.get("how_it_went", ""),
+                problem_solving=form.get("problem_solving", ""),
+                mode=form.get("mode", "at_unit"),
+                expected_version=_version(form),
             )
-        except StaleCase as exc:
-            return _conflict(case, str(exc), how)
-        except Invalid as exc:
-            error = str(exc)
-        else:
-            flash(_("The follow-up is recorded."), "success")
-            return redirect(url_for("cases.show", case_id=case.id))
+    except Invalid as exc:
+        return str(exc)
+    drafts.discard_draft(keystore(), current_actor(), case_id=case.id, form="follow_up")
+    flash(_("The follow-up is recorded."), "success")
+    return ""
+
+
+@bp.route("/arenden/<int:case_id>/uppfoljning", methods=["GET", "POST"])
+@require(Permission.WORK_CASES)
+def follow_up(case_id: int) -> ResponseReturnValue:
+    """Follow-up 1 (30 min at the unit or by phone) or the phone follow-up 2. A refused post
+    shows what was typed (and keeps it as the draft); a draft is restored on return."""
+    case = load_case(case_id)
+    error = ""
+    restored: drafts.Draft | None = None
     second = services.follow_up_kind(current_workflow(), case.state) == "follow_up_2"
+    fields: Fields
+    if request.method == "POST":
+        fields = request.form
+        try:
+            error = _submit_follow_up(case, fields)
+        except StaleCase as exc:
+            return _conflict(case, str(exc), fields.get("how_it_went", ""))
+        if not error:
+            return redirect(url_for("cases.show", case_id=case.id))
+        _keep_draft(case, "follow_up", fields)
+        # A refusal answers 422, which rolls back: the draft must stay.
+        commit_request()
+    else:
+        restored = _restored(case, "follow_up")
+        fields = (
+            MultiDict(restored.fields)
+            if restored
+            else MultiDict([("mode", "phone" if second else "at_unit")])
+        )
     return render_template(
         "visits/follow_up.html",
         case=case,
         error=error,
         second=second,
-        how=how,
-        problem_solving=request.form.get("problem_solving", ""),
+        fields=fields,
+        restored=restored,
+        draft_slug="uppfoljning",
+        text_limit=services.LONG_TEXT,
     ), (422 if error else 200)
+
+
+def _draft_kind(slug: str) -> str:
+    kind = DRAFT_SLUGS.get(slug)
+    if kind is None:
+        raise NotFound("Formuläret finns inte.")
+    return kind
+
+
+@bp.route("/arenden/<int:case_id>/utkast/<slug>", methods=["POST"])
+@require(Permission.WORK_CASES)
+def save_draft(case_id: int, slug: str) -> ResponseReturnValue:
+    """Keep the form as typed so far (drafts.js posts it as the coach types, a few seconds
+    after the last key). Answers JSON: when it was kept, or why not (422). The request also
+    renews the session's idle timer: a form being typed in does not time out."""
+    kind = _draft_kind(slug)
+    case = load_case(case_id)
+    try:
+        with attempt():
+            _keep_draft(case, kind, request.form)
+    except Invalid as exc:
+        return jsonify(saved=False, message=str(exc)), 422
+    when = dt.datetime.now(dt.UTC).astimezone(local_zone()).strftime("%H.%M")
+    return jsonify(saved=True, message=_("Draft saved at %(time)s.", time=when))
+
+
+@bp.route("/arenden/<int:case_id>/utkast/<slug>/slang", methods=["POST"])
+@require(Permission.WORK_CASES)
+def discard_draft(case_id: int, slug: str) -> ResponseReturnValue:
+    """Throw the draft away: the form shows what is saved again."""
+    kind = _draft_kind(slug)
+    case = load_case(case_id)
+    if drafts.discard_draft(keystore(), current_actor(), case_id=case.id, form=kind):
+        flash(_("The draft is discarded."), "success")
+    return redirect(url_for(_FORM_PAGES[kind], case_id=case.id))
+
+
+@bp.route("/arenden/<int:case_id>/utkast/<slug>/spara")
+@require(Permission.WORK_CASES)
+def save_kept_post(case_id: int, slug: str) -> ResponseReturnValue:
+    """Where the login goes after a form was submitted from a session that had timed out: the
+    kept post is saved now, as if it had just been submitted (a GET, since a login ends in a
+    redirect; it saves only the user's own kept post, which was accepted with the CSRF token of
+    their session). Refused, it stays as the draft and the form shows it with the reason."""
+    kind = _draft_kind(slug)
+    case = load_case(case_id)
+    kept = _restored(case, kind)
+    if kept is None or not kept.is_kept_post:
+        return redirect(url_for(_FORM_PAGES[kind], case_id=case.id))
+    fields: Fields = MultiDict(kept.fields)
+    submit = _submit_mapping if kind == "mapping" else _submit_follow_up
+    typed = fields.get("goals" if kind == "mapping" else "how_it_went", "")
+    try:
+        error = submit(case, fields)
+    except StaleCase as exc:
+        _keep_draft(case, kind, fields)
+        commit_request()
+        return _conflict(case, str(exc), typed)
+    if error:
+        _keep_draft(case, kind, fields)
+        flash(_("What you typed is kept but could not be saved: %(reason)s", reason=error), "error")
+        return redirect(url_for(_FORM_PAGES[kind], case_id=case.id))
+    return redirect(url_for("cases.show", case_id=case.id))
+
+
+def _post_keeper(kind: str | None) -> sessions.PostKeeper:
+    """The keeper of `kind`'s form for a session that timed out (slussen.accounts.sessions): the
+    post is kept as the user's draft, flagged as a kept post, when they may still work on the
+    case; the login then goes to `save_kept_post`. With `kind` None it keeps what the draft
+    endpoint was sent (the form named in its URL) as an ordinary draft."""
+
+    def keep(user_id: int, view_args: dict[str, Any], form: Fields) -> str | None:
+        form_kind = kind or DRAFT_SLUGS.get(str(view_args.get("slug")))
+        session = db_session()
+        identity = load_identity(session, user_id)
+        if form_kind is None or identity is None:
+            return None
+        if not grants(identity.role, Permission.WORK_CASES):
+            return None
+        actor = Actor.of(identity)
+        case = session.get(Case, view_args.get("case_id"))
+        if case is None or not may_act_on(actor, case):
+            return None
+        try:
+            with attempt():
+                drafts.save_draft(
+                    keystore(),
+                    actor,
+                    case_id=case.id,
+                    patient_id=case.patient_id,
+                    form=form_kind,
+                    fields=form.items(multi=True),
+                    is_kept_post=kind is not None,
+                )
+        except Invalid:
+            return None
+        commit_request()
+        if kind is None:
+            return ""
+        slug = next(s for s, k in DRAFT_SLUGS.items() if k == kind)
+        return url_for("visits.save_kept_post", case_id=case.id, slug=slug)
+
+    return keep
+
+
+#: Registered by create_app under sessions.POST_KEEPERS.
+POST_KEEPERS: dict[str, sessions.PostKeeper] = {
+    **{endpoint: _post_keeper(kind) for kind, endpoint in _FORM_PAGES.items()},
+    "visits.save_draft": _post_keeper(None),
+}
 
 
 @bp.route("/arenden/<int:case_id>/overlamning", methods=["POST"])
