@@ -59,6 +59,7 @@ OBJECT_LABELS = {
     "patient_log_extract": _l("Log extract"),
     "keyring": _l("Key ring"),
     "user": _l("User"),
+    "handover": _l("Hand-over request"),
     LISTED: _l("Case in a list"),
 }
 
