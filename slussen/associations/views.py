@@ -17,7 +17,7 @@ from slussen.associations import services
 from slussen.cases.access import current_actor
 from slussen.cases.engine import current_workflow
 from slussen.config import local_zone
-from slussen.db import attempt
+from slussen.db import attempt, db_session
 from slussen.errors import Invalid
 from slussen.keystore import keystore
 from slussen.visits.services import ASSOCIATION_OUTCOMES
@@ -75,6 +75,8 @@ def _apply(handover_id: int, action: Callable[[], object], done: str) -> Respons
 @require(Permission.ANSWER_HANDOVERS)
 def answer(handover_id: int) -> ResponseReturnValue:
     """Accept the request, or decline it with a reason."""
+    # Authorise first: another organisation's request is 404 whatever the form says.
+    services.load_request(db_session(), current_actor(), handover_id)
     is_accepted = request.form.get("answer") == "yes"
     if request.form.get("answer") not in ("yes", "no"):
         flash(_("Choose whether you can take the patient on."), "error")

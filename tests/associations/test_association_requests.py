@@ -108,6 +108,8 @@ def test_a_request_of_another_organisation_is_404_through_every_url(
         url = rule.rule.replace("<int:handover_id>", str(scene.theirs.id))
         url = url.replace("<int:case_id>", str(scene.their_case.id))
         for method in sorted((rule.methods or set()) & {"GET", "POST"}):
+            empty = client.open(url, method=method, data={})
+            assert empty.status_code == 404, (method, url, "empty form", empty.status_code)
             response = client.open(
                 url,
                 method=method,
