@@ -423,10 +423,12 @@ def request_handover(case_id: int) -> ResponseReturnValue:
         activity = session.get(Activity, activity_id)
         organisation_id = activity.organisation_id if activity else None
     wished_day = request.form.get("wished_day", "")
-    wished_at = _local_datetime(wished_day, request.form.get("wished_time", "") or "00:00")
-    return _apply(
-        case,
-        lambda: services.request_handover(
+    wished_at = _local_datetime(wished_day, request.form.get("wished_time", ""))
+
+    def act() -> object:
+        if wished_day and wished_at is None:
+            raise Invalid(_("Give a date (YYYY-MM-DD) and a time (HH:MM)."))
+        return services.request_handover(
             keystore(),
             current_actor(),
             case,
@@ -435,11 +437,15 @@ def request_handover(case_id: int) -> ResponseReturnValue:
             organisation_name=request.form.get("organisation", "")[:300],
             organisation_id=organisation_id,
             activity_id=activity_id,
-            wished_at=wished_at if wished_day else None,
+            wished_at=wished_at,
             is_phone_shared=request.form.get("share_phone") == "1",
             helps=request.form.get("helps", "")[:2000],
             first_name=request.form.get("first_name", "")[:200],
-        ),
+        )
+
+    return _apply(
+        case,
+        act,
         done=_("The hand-over request is recorded."),
     )
 
