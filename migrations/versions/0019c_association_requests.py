@@ -9,9 +9,14 @@ Create Date: 2026-12-08 03:20:00.000000
 The brief named this revision 0019c_organisation_members, but the table of who represents which
 organisation (`organisation_members`) exists since 0006: an association's user belongs to one or
 more organisations through it already. What sluss 2 still needs are these columns of
-`handovers`. New nullable columns only; nothing existing is sealed, so no key ring is needed. The
-downgrade drops them while they are empty and refuses otherwise: it would destroy what patients
-agreed to share and what the associations answered.
+`handovers`. New nullable columns only; nothing existing is sealed, so no key ring is needed.
+
+The downgrade keeps every hand-over row and drops what only the association's pages use: the
+sealed snapshot of what the patient agreed to share (copies of their first name and phone, and
+the coach's words on what helps them), the association's sealed reason, the activity and the
+wished occasion; an outcome "will continue" becomes "went" (the patient came). Upgrading again
+leaves those requests without a shared snapshot: the association sees only the organisation,
+and the coach may ask anew.
 """
 
 from __future__ import annotations
@@ -45,20 +50,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    bind = op.get_bind()
-    kept = bind.scalar(
-        sa.text(
-            "SELECT count(*) FROM handovers WHERE activity_id IS NOT NULL OR wished_at IS NOT "
-            "NULL OR shared_enc IS NOT NULL OR answer_reason_enc IS NOT NULL OR "
-            "outcome = 'will_continue'"
-        )
-    )
-    if kept:
-        raise RuntimeError(
-            f"{kept} hand-over(s) hold what a patient agreed to share or an association's "
-            "answer; downgrading below 0019c would destroy it. Restore a backup made before "
-            "0019c instead."
-        )
+    op.execute(sa.text("UPDATE handovers SET outcome = 'went' WHERE outcome = 'will_continue'"))
     with op.batch_alter_table("handovers") as batch_op:
         batch_op.drop_constraint(op.f("ck_handovers_outcome_known"), type_="check")
         batch_op.create_check_constraint(op.f("ck_handovers_outcome_known"), _OUTCOMES_BEFORE)

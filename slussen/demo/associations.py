@@ -1,4 +1,4 @@
-"""Demo sluss 2: one patient of the first unit has had the mapping visit, and the coach has asked
+"""Demo sluss 2: one demo case of the first unit has had the mapping visit, and the coach has asked
 Frivilligcentralen (which the demo user `forening` represents) to meet them at the first
 occasion. So `make run` shows the association's start page with one request waiting for an
 answer, and the coach's case with the request.
@@ -16,17 +16,15 @@ from sqlalchemy.orm import Session
 
 from slussen.accounts.models import Unit
 from slussen.cases.engine import screening_of
+from slussen.cases.models import Case
 from slussen.config import local_zone, today_local
 from slussen.demo import walk
 from slussen.demo.context import DemoContext
-from slussen.demo.patients import test_personnummer
 from slussen.demo.units import unit_coaches
 from slussen.directory.models import Organisation
-from slussen.identifiers import parse_person_identifier
 from slussen.keystore import Keystore, open_key_ring
-from slussen.patients.services import PatientIdentity
 from slussen.visits.models import Handover
-from slussen.visits.services import request_handover, resolve_screening
+from slussen.visits.services import BOOKS_MAPPING_VISIT, request_handover
 
 #: The organisation the demo association user represents (slussen.demo.directory).
 ORGANISATION = "Frivilligcentralen"
@@ -44,19 +42,19 @@ def seed_handover_request(session: Session, ctx: DemoContext) -> None:
     store = Keystore(session, open_key_ring(ctx.settings))
     sluss = walk.Sluss.of(ctx.app, store, today_local())
     rng = random.Random(20261208)  # noqa: S311 - invented demo data, not secrets
-    identity = PatientIdentity(
-        identifier=parse_person_identifier(test_personnummer("19500612", 988)),
-        name="Sven Nyberg",
-        street="Björkvägen 7",
-        postcode="722 31",
-        town="Västerås",
-        phone="070-111 22 31",
+    # The first of the unit's demo cases (slussen.demo.questionnaires) waiting for its mapping
+    # visit, with no screening left to decide: the visit is held and the coach asks for sluss 2.
+    case = next(
+        (
+            c
+            for c in session.scalars(select(Case).where(Case.unit_id == unit.id).order_by(Case.id))
+            if sluss.workflow.can_fire(BOOKS_MAPPING_VISIT, c.state)
+            and screening_of(store, c) != "positive"
+        ),
+        None,
     )
-    case = walk.refer(sluss, coach, unit.id, identity, rng)
-    walk.invite(sluss, coach, case, rng)
-    walk.key_in(sluss, coach, case, "baseline", "lonely")
-    if screening_of(store, case) == "positive":  # the coach decides to go on
-        resolve_screening(store, coach, case, workflow=sluss.workflow, decision="continue")
+    if case is None:
+        return
     now = dt.datetime.now(dt.UTC)
     walk.book_visit(sluss, coach, case, now - dt.timedelta(hours=2), now - dt.timedelta(days=7))
     walk.hold_visit(sluss, coach, case, rng)
