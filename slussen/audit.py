@@ -190,6 +190,10 @@ class Actor:
     role: str
     #: The units the actor works in (inner confidentiality); empty for the public and system.
     unit_ids: frozenset[int] = frozenset()
+    #: Cases outside those units the actor may act on in this request, granted by the capability
+    #: that authorised it: an association's user answering a hand-over addressed to their
+    #: organisation (slussen.associations). The workflow's roles still say which events.
+    case_ids: frozenset[int] = frozenset()
 
     @classmethod
     def of(cls, user: Any) -> Actor:

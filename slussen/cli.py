@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import click
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -32,6 +32,8 @@ from slussen.config import ConfigError, load_settings, today_local
 from slussen.db import SLICE_SIZE, engine, make_engine, session_scope, slice_commit
 from slussen.dbroles import app_role_warnings
 from slussen.directory.cli import directory_cli
+from slussen.directory.models import Organisation
+from slussen.directory.services import add_representative
 from slussen.errors import DomainError
 from slussen.evaluation.cli import evaluation_cli
 from slussen.intake.services import erase_self_referral_by_reference
@@ -296,6 +298,35 @@ def unit_hours(hsa_id: str, opens: str | None, closes: str | None, days: str | N
             f"{unit.name}: open {unit.opens_at:%H.%M}–{unit.closes_at:%H.%M} "
             f"on weekdays {unit.open_weekdays} (1 = Monday)."
         )
+
+
+@user_group.command(
+    "add-organisation",
+    help="Make an association's user (role org_rep) a representative of an organisation of the "
+    "directory, given by its name: they see and answer the hand-over requests addressed to it.",
+)
+@click.argument("username")
+@click.argument("organisation")
+@fails_cleanly
+def user_add_organisation(username: str, organisation: str) -> None:
+    app = _app()
+    with app.app_context(), session_scope(app) as session:
+        user = _user_named(session, username)
+        found = list(
+            session.scalars(
+                select(Organisation).where(
+                    func.lower(Organisation.name) == organisation.strip().lower()
+                )
+            )
+        )
+        if len(found) != 1:
+            raise Failure(
+                f"There is no organisation named {organisation!r} in the directory."
+                if not found
+                else f"Several organisations are named {organisation!r}."
+            )
+        add_representative(session, None, found[0], user)
+        click.echo(f"{user.username} now represents {found[0].name}.")
 
 
 @cli.group("content", help="Check the content directories (workflows, forms, letters).")

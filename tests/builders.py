@@ -30,11 +30,15 @@ from slussen.visits.services import (
     BOOKS_MAPPING_VISIT,
     RECORDS_FOLLOW_UP_1,
     RECORDS_FOLLOW_UP_2,
+    RECORDS_HANDOVER_OUTCOME,
     RECORDS_MAPPING_VISIT,
     StepInput,
+    answer_handover,
     book_mapping_visit,
     record_follow_up,
+    record_handover_outcome,
     record_mapping_visit,
+    request_handover,
     save_action_plan,
 )
 
@@ -133,6 +137,7 @@ def make_case(
     books = workflow.event_for(BOOKS_MAPPING_VISIT)
     records_visit = workflow.event_for(RECORDS_MAPPING_VISIT)
     follow_ups = {workflow.event_for(RECORDS_FOLLOW_UP_1), workflow.event_for(RECORDS_FOLLOW_UP_2)}
+    handed_over = workflow.event_for(RECORDS_HANDOVER_OUTCOME)
     registers = {workflow.event_for(part): occasion for occasion, part in REGISTERED_BY.items()}
     for event in path_to(workflow, state):
         if event == books:
@@ -154,6 +159,13 @@ def make_case(
                 steps=[StepInput(text="Gå med i promenadgruppen")],
             )
             record_mapping_visit(store, coach, case, workflow=workflow)
+        elif event == handed_over:
+            # Sluss 2: an association is asked, accepts, and the patient came.
+            handover = request_handover(
+                store, coach, case, workflow=workflow, organisation_name="Träffpunkten"
+            )
+            answer_handover(store, coach, case, handover, workflow=workflow, is_accepted=True)
+            record_handover_outcome(store, coach, case, handover, workflow=workflow, outcome="went")
         elif event in follow_ups:
             record_follow_up(store, coach, case, workflow=workflow, how_it_went="Bra")
         elif event in registers:

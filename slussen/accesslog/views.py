@@ -65,6 +65,7 @@ OBJECT_LABELS = {
     "letter": _l("Letter"),
     "patient_correction": _l("Correction of details"),
     "questionnaire_response": _l("Questionnaire answers"),
+    "handover": _l("Hand-over request"),
     LISTED: _l("Case in a list"),
 }
 

@@ -28,6 +28,9 @@ class Permission(StrEnum):
     REVIEW_ACCESS_LOG = "review_access_log"
     EVALUATE = "evaluate"
     EDIT_OWN_ORGANISATION = "edit_own_organisation"
+    #: Sluss 2 for an association: see the hand-over requests addressed to one's organisations
+    #: (only what the patient agreed to share) and answer them.
+    ANSWER_HANDOVERS = "answer_handovers"
     ADMINISTER = "administer"
 
 
@@ -53,7 +56,7 @@ _GRANTS: dict[Role, frozenset[Permission]] = {
         }
     ),
     Role.EVALUATOR: frozenset({Permission.EVALUATE}),
-    Role.ORG_REP: frozenset({Permission.EDIT_OWN_ORGANISATION}),
+    Role.ORG_REP: frozenset({Permission.EDIT_OWN_ORGANISATION, Permission.ANSWER_HANDOVERS}),
     Role.ADMIN: frozenset({Permission.ADMINISTER}),
 }
 

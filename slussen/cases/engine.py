@@ -54,10 +54,12 @@ def current_workflow() -> Workflow:
 
 
 def may_act_on(actor: Actor, case: Case) -> bool:
-    """Inner confidentiality: users act only on cases of their own units."""
+    """Inner confidentiality: users act only on cases of their own units, and on the cases a
+    capability above granted them for this request (`Actor.case_ids`: an association's user on
+    a hand-over addressed to their organisation)."""
     if actor.role in ("system", "patient"):
         return True
-    return case.unit_id in actor.unit_ids
+    return case.unit_id in actor.unit_ids or case.id in actor.case_ids
 
 
 #: Who fires events without a person deciding at a button: the daily tick, and the patient's
@@ -84,7 +86,12 @@ def _refuse_unless_allowed(
     for kind in t.requires:
         value = data.get(kind)
         if value is None or (isinstance(value, str) and not value.strip()):
-            missing = {"reason": "ett skäl", "note": "en anteckning", "visit": "en besökstid"}
+            missing = {
+                "reason": "ett skäl",
+                "note": "en anteckning",
+                "visit": "en besökstid",
+                "handover": "en överlämning",
+            }
             raise TransitionRefused(
                 f"Ange {missing.get(kind, kind)} för att ”{t.label.sv.lower()}”."
             )
@@ -278,11 +285,13 @@ def fire(
     note: str | None = None,
     reason: str | None = None,
     visit: Any = None,
+    handover: Any = None,
     due_on: dict[str, dt.date] | None = None,
     confirmed: bool = False,
 ) -> CaseEvent:
     """Fire `event` on `case` for `actor`: the only way a case changes state or screening flag.
-    `due_on` sets named due dates to exact days (e.g. the booked visit's day); `confirmed`: the
+    `due_on` sets named due dates to exact days (e.g. the booked visit's day); `handover`: the
+    sluss-2 hand-over an event answers (`requires = ["handover"]`); `confirmed`: the
     person confirmed a step that asks for it (`confirm = true`). A transition going back
     (`to = "<previous>"`, reopening) returns the case to the state before its current one and
     clears its closing time; the history keeps every row.
@@ -303,6 +312,7 @@ def fire(
         "note": note,
         "reason": reason,
         "visit": visit,
+        "handover": handover,
         "confirmed": confirmed,
         "screening": screening_of(store, case),
     }

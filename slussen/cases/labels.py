@@ -34,6 +34,8 @@ def labels(language: str) -> dict[str, Callable[[str], str]]:
         "evaluation": _("Six-month evaluation"),
         "evaluation_no_response": _("Close if the evaluation is not answered"),
         "reopened": _("Take up the reopened case"),
+        "handover_answer": _("The association answers the hand-over request"),
+        "handover_unanswered": _("The association has not answered: contact them"),
     }
     opened = str(_("Case opened"))
 

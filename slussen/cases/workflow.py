@@ -26,7 +26,8 @@ EXTRA_ROLES = ("system", "patient")
 #: The questionnaire occasions of `[questionnaires]`: baseline and screening are sent together
 #: with the invitation; six_month with the evaluation.
 QUESTIONNAIRE_LISTS = ("baseline", "screening", "six_month")
-DATA_KINDS = ("reason", "note", "visit")
+#: What an event may require: a reason, a note, the booked visit, the hand-over it answers.
+DATA_KINDS = ("reason", "note", "visit", "handover")
 #: `to = "*"`: the transition leaves the case in the state it fired in (a fact about the case
 #: that is not a step, e.g. a positive screening), in any of its `from` states.
 STAY = "*"

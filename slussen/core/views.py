@@ -31,6 +31,8 @@ def index() -> ResponseReturnValue:
         return redirect(url_for("cases.flagged"))
     if current_user.can(Permission.EVALUATE):
         return redirect(url_for("evaluation.index"))
+    if current_user.can(Permission.ANSWER_HANDOVERS):
+        return redirect(url_for("associations.index"))
     return render_template("core/index.html")
 
 
@@ -75,6 +77,7 @@ def _layout_helpers() -> dict[str, object]:
             ("accesslog.index", _("Access log"), Permission.REVIEW_ACCESS_LOG),
             ("directory.moderation", _("Review changes"), Permission.MODERATE_DIRECTORY),
             ("evaluation.index", _("Evaluation"), Permission.EVALUATE),
+            ("associations.index", _("Hand-over requests"), Permission.ANSWER_HANDOVERS),
         ]
         items = [item for item in items if item[2] is None or current_user.can(item[2])]
         if current_user.role in ("coordinator", "coach", "staff", "org_rep"):

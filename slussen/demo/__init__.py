@@ -1,7 +1,8 @@
 """`slussen demo`: realistic demo data, loaded once (development only).
 
 `seed` runs the steps in `STEPS` in order, each in its own transaction: units and users, the
-hand-made patients, the activity directory, a few cases with answered questionnaires, and
+hand-made patients, the activity directory, a few cases with answered questionnaires, a hand-over
+request waiting for the demo association, and
 `--cases N` cases spread over the workflow. Every step goes through the same services the web
 pages call, and is idempotent: it checks whether its data exists before creating it, so a rerun
 (or a rerun after a crash) adds only what is missing. Demo patients use Skatteverket's test
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from slussen.config import Settings
 from slussen.db import session_scope
+from slussen.demo.associations import seed_handover_request
 from slussen.demo.cases import seed_cases
 from slussen.demo.context import DemoContext
 from slussen.demo.directory import seed_directory
@@ -35,6 +37,7 @@ STEPS: tuple[DemoStep, ...] = (
     seed_patients,
     seed_directory,
     seed_questionnaires,
+    seed_handover_request,
     seed_cases,
 )
 

@@ -1,6 +1,7 @@
 """Demo cases: `slussen demo --cases N` spreads N cases over the workflow through the services
 the web pages call (see `walk`): each case is referred, invited, answers its forms, has its
-mapping visit booked and held, is followed up, evaluated and closed, or stops somewhere on the
+mapping visit booked and held, is handed over to an association (sluss 2), is followed up,
+evaluated and closed, or stops somewhere on the
 way. Patients get Skatteverket's test personnummer (birth numbers 980–999 only) and invented
 names.
 
@@ -43,7 +44,7 @@ from slussen.patients.services import PatientIdentity, find_patient_id
 
 #: How many steps of the sluss follow the referral (listed in `seed_case`); a case takes the
 #: first `depth` of them.
-DEPTHS = 7
+DEPTHS = 8
 
 #: How a realistic caseload is spread: (steps taken, closing choice or None for open) → weight,
 #: summing to 100. A closing choice counts round the events that may end the case there (see
@@ -53,10 +54,11 @@ SPREAD: dict[tuple[int, int | None], int] = {
     (1, None): 10,
     (2, None): 6,
     (3, None): 6,
-    (4, None): 12,
-    (5, None): 12,
-    (6, None): 6,
-    (7, None): 4,
+    (4, None): 8,
+    (5, None): 4,
+    (6, None): 12,
+    (7, None): 6,
+    (8, None): 4,
     (0, 1): 2,
     (1, 0): 8,
     (1, 1): 2,
@@ -64,16 +66,16 @@ SPREAD: dict[tuple[int, int | None], int] = {
     (2, 1): 1,
     (3, 1): 1,
     (4, 1): 1,
-    (5, 2): 1,
-    (6, 0): 4,
-    (7, 0): 18,
-    (7, 2): 1,
+    (6, 2): 1,
+    (7, 0): 4,
+    (8, 0): 18,
+    (8, 2): 1,
 }
 #: The first cases cover every place on the way and every closing there is (so a small demo
 #: shows every state); then `SPREAD` decides.
 FIRST_PLANS: tuple[tuple[int, int | None], ...] = (
     *((depth, None) for depth in range(DEPTHS + 1)),
-    (7, 0),
+    (8, 0),
     (1, 0),
     (2, 0),
     (0, 0),
@@ -250,6 +252,7 @@ def seed_case(sluss: walk.Sluss, coach: Actor, unit_id: int, index: int) -> Case
         ),
         lambda: walk.book_visit(sluss, coach, case, *_visit_times(plan.depth, sluss.today, rng)),
         lambda: walk.hold_visit(sluss, coach, case, rng),
+        lambda: walk.hand_over(sluss, coach, case, rng),
         lambda: walk.follow_up(sluss, coach, case, rng),
         lambda: walk.send_evaluation(sluss, coach, case, rng),
         lambda: walk.key_in(sluss, coach, case, "six_month", rng.choice(("middle", "better"))),
@@ -257,7 +260,7 @@ def seed_case(sluss: walk.Sluss, coach: Actor, unit_id: int, index: int) -> Case
     assert len(steps) == DEPTHS
     for step in steps[: plan.depth]:
         step()
-    if plan.depth == 5 and plan.closing is None and rng.random() < 0.4:
+    if plan.depth == 6 and plan.closing is None and rng.random() < 0.4:
         walk.follow_up(sluss, coach, case, rng)  # the phone follow-up too
     if plan.closing is not None:
         walk.close(sluss, coach, case, plan.closing, rng)

@@ -34,12 +34,17 @@ from slussen.questionnaires.definitions import FormDef, Item, barrier_ids, inter
 from slussen.questionnaires.models import AnswerCode
 from slussen.questionnaires.scoring import check_answers
 from slussen.visits.services import (
+    ASSOCIATION_OUTCOMES,
     Mapping,
     NetworkInput,
     StepInput,
+    answer_handover,
+    arrange_handover_meeting,
     book_mapping_visit,
     record_follow_up,
+    record_handover_outcome,
     record_mapping_visit,
+    request_handover,
     save_action_plan,
     save_mapping,
 )
@@ -329,6 +334,42 @@ def hold_visit(sluss: Sluss, coach: Actor, case: Case, rng: random.Random) -> No
         steps=[StepInput(text=PLAN_STEP)],
     )
     record_mapping_visit(sluss.store, coach, case, workflow=sluss.workflow)
+
+
+#: Associations a demo case is handed over to (by name: the demo association's page shows only
+#: the hand-made request, slussen.demo.associations).
+HANDOVER_ORGANISATIONS = ("Korpen", "Svenska kyrkan", "Biblioteket", "Röda Korset")
+
+
+def hand_over(sluss: Sluss, coach: Actor, case: Case, rng: random.Random) -> None:
+    """Sluss 2: the coach asks an association to meet the patient, it accepts and names the
+    companion and the meeting, and records how the first occasion went."""
+    handover = request_handover(
+        sluss.store,
+        coach,
+        case,
+        workflow=sluss.workflow,
+        organisation_name=rng.choice(HANDOVER_ORGANISATIONS),
+        helps="Vill bli mött vid entrén.",
+    )
+    answer_handover(sluss.store, coach, case, handover, workflow=sluss.workflow, is_accepted=True)
+    arrange_handover_meeting(
+        sluss.store,
+        coach,
+        case,
+        handover,
+        companion_name=rng.choice(("Eva", "Lars", "Noor", "Åke")),
+        meeting_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=rng.randint(1, 20)),
+        meeting_place="Vid entrén",
+    )
+    record_handover_outcome(
+        sluss.store,
+        coach,
+        case,
+        handover,
+        workflow=sluss.workflow,
+        outcome=rng.choice(ASSOCIATION_OUTCOMES),
+    )
 
 
 def follow_up(sluss: Sluss, coach: Actor, case: Case, rng: random.Random) -> None:

@@ -193,10 +193,15 @@ def update_organisation(
 
 
 def add_representative(
-    session: Session, actor: User, organisation: Organisation, user: User
+    session: Session, actor: User | None, organisation: Organisation, user: User
 ) -> OrganisationMember:
-    """Make an org_rep user a representative of `organisation` (coordinator only)."""
-    if not can_moderate(actor):
+    """Make an org_rep user a representative of `organisation`: they edit its activities and see
+    and answer the hand-over requests addressed to it (sluss 2). The coordinator or an
+    administrator does it; `actor` None is the operator at the command line (`slussen user
+    add-organisation`, as trusted as `slussen user create`). Idempotent.
+
+    Refuses another actor (NotPermitted) and a user of another role."""
+    if actor is not None and not (can_moderate(actor) or grants(actor.role, Permission.ADMINISTER)):
         raise NotPermitted("Bara samordnaren kan lägga till representanter.")
     if user.role != Role.ORG_REP:
         raise InvalidActivity("Användaren måste ha rollen föreningsrepresentant.", "username")

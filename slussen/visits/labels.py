@@ -51,6 +51,7 @@ def labels(language: str) -> dict[str, Callable[[object], object]]:
     handover_outcomes = {
         "went": _("Went"),
         "did_not_go": _("Did not go"),
+        "will_continue": _("Came and will continue"),
         "barrier_found": _("A barrier came up"),
     }
     visit_kinds = {

@@ -30,7 +30,9 @@ CONTACT_FREQUENCIES = ("daily", "weekly", "monthly", "rarely", "lost")
 STEP_ACTORS = ("patient", "coach", "companion")
 STEP_OUTCOMES = ("pending", "done", "not_done", "barrier")
 HANDOVER_STATUSES = ("requested", "accepted", "declined", "done")
-HANDOVER_OUTCOMES = ("went", "did_not_go", "barrier_found")
+#: How the first occasion went: the patient came, did not come, came and will continue (the
+#: association's three answers), or the coach found a barrier.
+HANDOVER_OUTCOMES = ("went", "did_not_go", "will_continue", "barrier_found")
 
 
 class Visit(Base):
@@ -195,14 +197,22 @@ class Handover(Base):
 
     __tablename__ = "handovers"
     __sensitivity__ = classify(
-        sealed=("notes_enc", "organisation_name_enc", "companion_name_enc", "meeting_place_enc"),
+        sealed=(
+            "notes_enc",
+            "organisation_name_enc",
+            "companion_name_enc",
+            "meeting_place_enc",
+            "shared_enc",
+            "answer_reason_enc",
+        ),
         clear={
             # The organisation asked stays clear: its representatives must find the requests
             # addressed to it (sluss 2). Its name as written is sealed.
-            REFERENCES: ("id", "case_id", "step_id", "organisation_id"),
+            REFERENCES: ("id", "case_id", "step_id", "organisation_id", "activity_id"),
             "the request's state and the meeting's time, which the association's list queries": (
                 "status",
                 "meeting_at",
+                "wished_at",
                 "outcome",
                 "created_at",
             ),
@@ -232,5 +242,20 @@ class Handover(Base):
     #: needs one, and checks for it without decrypting).
     meeting_place_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     outcome: Mapped[str | None] = mapped_column(String(20))
+    #: The coach's note — sealed (handovers/notes); never shown to the association.
     notes_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[created_at]
+    #: Clear: the directory's activity the patient is to try, when chosen from it (a reference,
+    #: like `organisation_id`; the association's page shows its title).
+    activity_id: Mapped[int | None] = mapped_column(Integer)
+    #: Clear: the wished first occasion (a date and time, no health fact); the association's
+    #: list orders by it. NULL: none wished.
+    wished_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+    #: What the patient agreed to share with the association, as the coach recorded it with the
+    #: request: a sealed JSON object {first_name, phone ("" without consent), helps}
+    #: (handovers/shared). The association sees this and nothing else about the patient. NULL:
+    #: a request made before revision 0019c, or an erased patient's.
+    shared_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: The association's reason for declining (or a word with its answer) — sealed
+    #: (handovers/answer_reason); NULL: none given.
+    answer_reason_enc: Mapped[bytes | None] = mapped_column(LargeBinary)

@@ -22,18 +22,20 @@ from holidays.countries.sweden import Sweden
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from slussen import audit
 from slussen.accounts.models import Unit
 from slussen.audit import Actor
 from slussen.cases.engine import fire, may_act_on
 from slussen.cases.models import Case
 from slussen.cases.workflow import Workflow, needs_event, needs_states
 from slussen.config import local_zone
-from slussen.directory.models import Activity
+from slussen.directory.models import Activity, Organisation
 from slussen.directory.schedule import WEEKDAY_NAMES_SV
 from slussen.errors import Invalid, NotFound
 from slussen.keystore import KeyDestroyed, Keystore
 from slussen.letterqueue import QueuedLetter, queue_letter
-from slussen.patients.services import seal, unseal
+from slussen.patients.models import Patient
+from slussen.patients.services import read_patient, seal, unseal
 from slussen.research import services as research
 from slussen.text import has_forbidden_characters
 from slussen.visits.models import (
@@ -64,6 +66,12 @@ RECORDS_FOLLOW_UP_1 = needs_event("records_follow_up_1")
 RECORDS_FOLLOW_UP_2 = needs_event("records_follow_up_2")
 REFERS_ELSEWHERE = needs_event("refers_elsewhere")
 RESOLVES_SCREENING = needs_event("resolves_screening")
+REQUESTS_HANDOVER = needs_event("requests_handover")
+ANSWERS_HANDOVER = needs_event("answers_handover")
+RECORDS_HANDOVER_OUTCOME = needs_event("records_handover_outcome")
+RECORDS_LATER_HANDOVER_OUTCOME = needs_event("records_later_handover_outcome")
+#: The states in which a hand-over may be asked for and answered.
+HANDOVER_OPEN = needs_states("handover_open")
 #: The states in which the mapping and the action plan may be written.
 MAPPING_OPEN = needs_states("mapping_open")
 
@@ -560,21 +568,57 @@ def record_mapping_visit(
 
 # --- sluss 2 ------------------------------------------------------------------------------------
 
+#: How the first occasion went, in the association's words: came, did not come, will continue.
+ASSOCIATION_OUTCOMES = ("went", "did_not_go", "will_continue")
+
+
+def _require_party(actor: Actor, case: Case) -> None:
+    """The coach's side (their units), or an association's user granted this case for the
+    request (slussen.associations checked that the hand-over is addressed to them)."""
+    if actor.role == "org_rep" and case.id in actor.case_ids:
+        return
+    _require(actor, case)
+
+
+def _first_name(name: str) -> str:
+    return (name.strip().split() or [""])[0]
+
 
 def request_handover(
     store: Keystore,
     actor: Actor,
     case: Case,
     *,
-    organisation_name: str,
+    workflow: Workflow,
+    organisation_name: str = "",
     step_id: int | None = None,
     organisation_id: int | None = None,
+    activity_id: int | None = None,
+    wished_at: dt.datetime | None = None,
+    is_phone_shared: bool = False,
+    helps: str = "",
+    first_name: str = "",
 ) -> Handover:
-    """Ask an organisation to meet the patient and go along to the first occasion.
+    """Ask an organisation to meet the patient and go along to the first occasion, recording what
+    the patient agreed to share with it (first name, the phone number only with consent, what
+    helps them); fires the workflow's request event (which sets the answer's due date).
 
-    Refuses an empty organisation name and a step that is not in the case's plan."""
+    An organisation of the directory (`organisation_id`) gets the request on its association
+    page; its name is taken from the directory. Refuses an empty organisation name, an unknown
+    organisation or an activity of another one, a step that is not in the case's plan, and a
+    state in which the workflow takes no request."""
     _require(actor, case)
+    organisation = None
+    if organisation_id is not None:
+        organisation = store.session.get(Organisation, organisation_id)
+        if organisation is None:
+            raise Invalid("Organisationen finns inte i katalogen.")
+        organisation_name = organisation.name
     name = _text(organisation_name, "organisationens namn", required=True)[:200]
+    if activity_id is not None:
+        activity = store.session.get(Activity, activity_id)
+        if activity is None or organisation is None or activity.organisation_id != organisation.id:
+            raise Invalid("Aktiviteten hör inte till organisationen.")
     if step_id is not None:
         owner = store.session.scalar(
             select(ActionPlan.case_id)
@@ -583,45 +627,87 @@ def request_handover(
         )
         if owner != case.id:
             raise Invalid("Steget finns inte i ärendets plan.")
-    handover = Handover(case_id=case.id, step_id=step_id, organisation_id=organisation_id)
+    helps = _text(helps, "vad som hjälper patienten")[:1000]
+    first_name = _text(first_name, "förnamnet")[:100]
+    fire(store, case, workflow.event_for(REQUESTS_HANDOVER), actor, workflow=workflow)
+    patient = store.session.get(Patient, case.patient_id)
+    assert patient is not None
+    identity = read_patient(
+        store, actor, patient, purpose="överlämning till förening", unit_id=case.unit_id
+    )
+    shared = {
+        "first_name": first_name or _first_name(identity.name),
+        "phone": identity.phone if is_phone_shared else "",
+        "helps": helps,
+    }
+    handover = Handover(
+        case_id=case.id,
+        step_id=step_id,
+        organisation_id=organisation_id,
+        activity_id=activity_id,
+        wished_at=wished_at,
+    )
     store.session.add(handover)
     store.session.flush()
     handover.organisation_name_enc = seal(
         store, case.patient_id, "handovers", "organisation_name", handover.id, name
     )
+    handover.shared_enc = _seal_json(store, case, "handovers", "shared", handover.id, shared)
     store.session.flush()
     return handover
 
 
-def update_handover(
+def _fire_answer(
+    store: Keystore, actor: Actor, case: Case, handover: Handover, workflow: Workflow
+) -> None:
+    fire(
+        store,
+        case,
+        workflow.event_for(ANSWERS_HANDOVER),
+        actor,
+        workflow=workflow,
+        handover=handover,
+    )
+
+
+def _fire_outcome(
+    store: Keystore, actor: Actor, case: Case, handover: Handover, workflow: Workflow
+) -> None:
+    """The first occasion happened: the research records' step, and the workflow's outcome
+    event (the first hand-over's moves the case on; a later one's where that cannot fire)."""
+    first = workflow.event_for(RECORDS_HANDOVER_OUTCOME)
+    later = workflow.event_for(RECORDS_LATER_HANDOVER_OUTCOME)
+    event = later if workflow.can_fire(RECORDS_LATER_HANDOVER_OUTCOME, case.state) else first
+    fire(store, case, event, actor, workflow=workflow, handover=handover)
+    research.record(
+        store,
+        case.id,
+        research.Reached("handover_done", handover.meeting_at or handover.created_at),
+    )
+
+
+def _audit_handover_change(store: Keystore, actor: Actor, case: Case, handover: Handover) -> None:
+    audit.record(
+        store.session,
+        store.ring,
+        actor,
+        "update",
+        "handover",
+        handover.id,
+        purpose="överlämning till förening",
+        patient_id=case.patient_id,
+        unit_id=case.unit_id,
+    )
+
+
+def _set_meeting(
     store: Keystore,
-    actor: Actor,
     case: Case,
     handover: Handover,
-    *,
-    status: str,
-    companion_name: str = "",
-    meeting_at: dt.datetime | None = None,
-    meeting_place: str = "",
-    outcome: str | None = None,
-    note: str = "",
+    companion_name: str,
+    meeting_at: dt.datetime | None,
+    meeting_place: str,
 ) -> None:
-    """Record who accepted, the agreed meeting and the outcome of the first occasion; accepting
-    queues the hand-over confirmation letter.
-
-    Refuses unknown statuses or outcomes, an outcome before the hand-over was accepted, and a
-    hand-over of another case."""
-    _require(actor, case)
-    if handover.case_id != case.id:
-        raise NotFound("Överlämningen finns inte.")
-    if status not in HANDOVER_STATUSES or (outcome and outcome not in HANDOVER_OUTCOMES):
-        raise Invalid("Okänt val för överlämningen.")
-    if outcome and status != "done":
-        raise Invalid("Ett utfall hör till en genomförd överlämning.")
-    if status == "accepted" and handover.status != "accepted":
-        # The patient gets a confirmation letter with the agreed time and place.
-        queue_letter(store.session, case, "handover", "handover_accepted")
-    handover.status = status
     handover.companion_name_enc = _seal_text(
         store,
         case,
@@ -639,15 +725,139 @@ def update_handover(
         handover.id,
         _text(meeting_place, "mötesplatsen")[:200],
     )
+
+
+def answer_handover(
+    store: Keystore,
+    actor: Actor,
+    case: Case,
+    handover: Handover,
+    *,
+    workflow: Workflow,
+    is_accepted: bool,
+    reason: str = "",
+) -> None:
+    """The association accepts or declines a request (declining with a reason); fires the
+    workflow's answer event (which clears the answer's due date and the coach's reminder);
+    accepting queues the hand-over confirmation letter, which waits for the meeting.
+
+    Refuses a hand-over of another case, one already answered, and a decline without a reason."""
+    _require_party(actor, case)
+    if handover.case_id != case.id:
+        raise NotFound("Överlämningen finns inte.")
+    if handover.status != "requested":
+        raise Invalid("Förfrågan är redan besvarad.")
+    reason = _text(reason, "skälet", required=not is_accepted)[:1000]
+    _fire_answer(store, actor, case, handover, workflow)
+    handover.status = "accepted" if is_accepted else "declined"
+    handover.answer_reason_enc = _seal_text(
+        store, case, "handovers", "answer_reason", handover.id, reason
+    )
+    if is_accepted:
+        queue_letter(store.session, case, "handover", "handover_accepted")
+    _audit_handover_change(store, actor, case, handover)
+    store.session.flush()
+
+
+def arrange_handover_meeting(
+    store: Keystore,
+    actor: Actor,
+    case: Case,
+    handover: Handover,
+    *,
+    companion_name: str,
+    meeting_at: dt.datetime | None,
+    meeting_place: str,
+) -> None:
+    """Name the companion and confirm where and when they meet the patient (the confirmation
+    letter goes out with them).
+
+    Refuses a hand-over not accepted (or already done), and a missing name, time or place."""
+    _require_party(actor, case)
+    if handover.case_id != case.id:
+        raise NotFound("Överlämningen finns inte.")
+    if handover.status != "accepted":
+        raise Invalid("Mötet bestäms när förfrågan är accepterad.")
+    _text(companion_name, "följeslagarens förnamn", required=True)
+    _text(meeting_place, "mötesplatsen", required=True)
+    if meeting_at is None:
+        raise Invalid("Ange datum och tid för mötet.")
+    _set_meeting(store, case, handover, companion_name, meeting_at, meeting_place)
+    _audit_handover_change(store, actor, case, handover)
+    store.session.flush()
+
+
+def record_handover_outcome(
+    store: Keystore,
+    actor: Actor,
+    case: Case,
+    handover: Handover,
+    *,
+    workflow: Workflow,
+    outcome: str,
+) -> None:
+    """Afterwards: how the first occasion went (came, did not come, will continue). The coach
+    sees it on the case; the workflow's outcome event moves the case on.
+
+    Refuses an unknown outcome, a hand-over that was not accepted or whose outcome is recorded,
+    and a state in which the workflow takes no outcome."""
+    _require_party(actor, case)
+    if handover.case_id != case.id:
+        raise NotFound("Överlämningen finns inte.")
+    if outcome not in ASSOCIATION_OUTCOMES:
+        raise Invalid("Välj hur första tillfället gick.")
+    if handover.status != "accepted":
+        raise Invalid("Utfallet registreras efter ett accepterat möte.")
+    _fire_outcome(store, actor, case, handover, workflow)
+    handover.status = "done"
+    handover.outcome = outcome
+    _audit_handover_change(store, actor, case, handover)
+    store.session.flush()
+
+
+def update_handover(
+    store: Keystore,
+    actor: Actor,
+    case: Case,
+    handover: Handover,
+    *,
+    workflow: Workflow,
+    status: str,
+    companion_name: str = "",
+    meeting_at: dt.datetime | None = None,
+    meeting_place: str = "",
+    outcome: str | None = None,
+    note: str = "",
+) -> None:
+    """The coach's form for a hand-over: who accepted, the agreed meeting and the outcome of the
+    first occasion, in one step. Leaving "requested" fires the workflow's answer event and
+    reaching "done" its outcome event, as the association's own answers do; accepting queues
+    the hand-over confirmation letter.
+
+    Refuses unknown statuses or outcomes, an outcome before the hand-over was accepted, and a
+    hand-over of another case."""
+    _require(actor, case)
+    if handover.case_id != case.id:
+        raise NotFound("Överlämningen finns inte.")
+    if status not in HANDOVER_STATUSES or (outcome and outcome not in HANDOVER_OUTCOMES):
+        raise Invalid("Okänt val för överlämningen.")
+    if outcome and status != "done":
+        raise Invalid("Ett utfall hör till en genomförd överlämning.")
+    was = handover.status
+    if was == "requested" and status != "requested":
+        _fire_answer(store, actor, case, handover, workflow)
+    if status == "accepted" and was != "accepted":
+        # The patient gets a confirmation letter with the agreed time and place.
+        queue_letter(store.session, case, "handover", "handover_accepted")
+    handover.status = status
+    _set_meeting(store, case, handover, companion_name, meeting_at, meeting_place)
     handover.outcome = outcome
     if note:
         handover.notes_enc = seal(
             store, case.patient_id, "handovers", "notes", handover.id, _text(note, "anteckningen")
         )
-    if status == "done":
-        research.record(
-            store, case.id, research.Reached("handover_done", meeting_at or handover.created_at)
-        )
+    if status == "done" and was != "done":
+        _fire_outcome(store, actor, case, handover, workflow)
     store.session.flush()
 
 
@@ -664,6 +874,15 @@ class HandoverView:
     meeting_at: dt.datetime | None
     meeting_place: str
     outcome: str | None
+    activity_id: int | None = None
+    wished_at: dt.datetime | None = None
+    #: What the patient agreed to share with the association (the only patient facts its page
+    #: shows): their first name, the phone number ("" without consent), what helps them.
+    first_name: str = ""
+    phone: str = ""
+    helps: str = ""
+    #: The association's reason for declining, or its word with the answer.
+    answer_reason: str = ""
 
 
 def handover_details(store: Keystore, patient_id: int, handover: Handover) -> HandoverView:
@@ -672,6 +891,9 @@ def handover_details(store: Keystore, patient_id: int, handover: Handover) -> Ha
 
     def opened(column: str, blob: bytes | None) -> str:
         return unseal(store, patient_id, "handovers", column, handover.id, blob)
+
+    shared_text = opened("shared", handover.shared_enc)
+    shared = json.loads(shared_text) if shared_text else {}
 
     return HandoverView(
         id=handover.id,
@@ -683,6 +905,12 @@ def handover_details(store: Keystore, patient_id: int, handover: Handover) -> Ha
         meeting_at=handover.meeting_at,
         meeting_place=opened("meeting_place", handover.meeting_place_enc),
         outcome=handover.outcome,
+        activity_id=handover.activity_id,
+        wished_at=handover.wished_at,
+        first_name=str(shared.get("first_name", "")),
+        phone=str(shared.get("phone", "")),
+        helps=str(shared.get("helps", "")),
+        answer_reason=opened("answer_reason", handover.answer_reason_enc),
     )
 
 

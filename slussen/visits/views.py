@@ -11,6 +11,7 @@ from flask import Blueprint, flash, jsonify, redirect, render_template, request,
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from markupsafe import Markup, escape
+from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
 from slussen.accesslog.markers import render_audited, shows_patient_data
@@ -25,6 +26,7 @@ from slussen.cases.views import render_case
 from slussen.cases.workflow import Workflow
 from slussen.config import local_zone, today_local
 from slussen.db import attempt, commit_request, db_session, load_authorised
+from slussen.directory.models import Activity, ActivityRevision, Organisation
 from slussen.directory.schedule import TIME_OF_DAY_MINUTES as TIMES_OF_DAY
 from slussen.directory.services import Suggestion, activity_titles, suggest_activities
 from slussen.errors import Invalid, NotFound
@@ -141,7 +143,28 @@ def visit_panel(store: Keystore, case: Case, workflow: Workflow) -> dict[str, An
         "can_record_mapping_visit": workflow.can_fire(services.RECORDS_MAPPING_VISIT, case.state),
         # "follow_up_1", "follow_up_2" or None: which follow-up the panel offers to book.
         "follow_up_to_book": services.follow_up_kind(workflow, case.state),
+        "is_handover_open": case.state in workflow.states_for(services.HANDOVER_OPEN),
+        "handover_organisations": handover_organisations(store.session),
+        "handover_activities": handover_activities(store.session),
     }
+
+
+def handover_organisations(session: Any) -> list[tuple[int, str]]:
+    """The directory's organisations (id, name) a hand-over can be addressed to."""
+    rows = session.execute(select(Organisation.id, Organisation.name).order_by(Organisation.name))
+    return [(row.id, row.name) for row in rows]
+
+
+def handover_activities(session: Any) -> list[tuple[int, str]]:
+    """The directory's published activities (id, "organisation – title") for a hand-over."""
+    rows = session.execute(
+        select(Activity.id, Organisation.name, ActivityRevision.title)
+        .join(Organisation, Organisation.id == Activity.organisation_id)
+        .join(ActivityRevision, ActivityRevision.id == Activity.published_revision_id)
+        .where(Activity.is_withdrawn.is_(False))
+        .order_by(Organisation.name, ActivityRevision.title)
+    )
+    return [(row.id, f"{row.name} – {row.title}") for row in rows]
 
 
 def _version(form: MultiDict[str, str] | None = None) -> int:
@@ -728,24 +751,48 @@ POST_KEEPERS: dict[str, sessions.PostKeeper] = {
 }
 
 
+def _form_id(name: str) -> int | None:
+    """A chosen row's id from the form; None for none (or one no id column holds)."""
+    value = request.form.get(name, "")
+    return int(value) if value.isdecimal() and 0 < len(value) <= 10 and int(value) < 2**31 else None
+
+
 @bp.route("/arenden/<int:case_id>/overlamning", methods=["POST"])
 @require(Permission.WORK_CASES)
 def request_handover(case_id: int) -> ResponseReturnValue:
-    """Sluss 2: ask an organisation to meet the patient at the first occasion."""
+    """Sluss 2: ask an organisation to meet the patient at the first occasion, with what the
+    patient agreed to share with it."""
     case = load_case(case_id)
-    try:
-        step = int(request.form.get("step_id", "") or 0) or None
-    except ValueError:
-        step = None
-    return _apply(
-        case,
-        lambda: services.request_handover(
+    session = db_session()
+    organisation_id = _form_id("organisation_id")
+    activity_id = _form_id("activity_id")
+    if activity_id is not None and organisation_id is None:
+        activity = session.get(Activity, activity_id)
+        organisation_id = activity.organisation_id if activity else None
+    wished_day = request.form.get("wished_day", "")
+    wished_at = _local_datetime(wished_day, request.form.get("wished_time", ""))
+
+    def act() -> object:
+        if wished_day and wished_at is None:
+            raise Invalid(_("Give a date (YYYY-MM-DD) and a time (HH:MM)."))
+        return services.request_handover(
             keystore(),
             current_actor(),
             case,
-            step_id=step,
-            organisation_name=request.form.get("organisation", ""),
-        ),
+            workflow=current_workflow(),
+            step_id=_form_id("step_id"),
+            organisation_name=request.form.get("organisation", "")[:300],
+            organisation_id=organisation_id,
+            activity_id=activity_id,
+            wished_at=wished_at,
+            is_phone_shared=request.form.get("share_phone") == "1",
+            helps=request.form.get("helps", "")[:2000],
+            first_name=request.form.get("first_name", "")[:200],
+        )
+
+    return _apply(
+        case,
+        act,
         done=_("The hand-over request is recorded."),
     )
 
@@ -772,6 +819,7 @@ def update_handover(case_id: int, handover_id: int) -> ResponseReturnValue:
             current_actor(),
             case,
             handover,
+            workflow=current_workflow(),
             status=request.form.get("status", "requested"),
             companion_name=request.form.get("companion_name", ""),
             meeting_at=meeting,

@@ -27,13 +27,19 @@ from werkzeug.test import TestResponse
 
 import slussen.audit
 from slussen.accesslog.markers import patient_data_endpoints
-from slussen.audit import SYSTEM, AuditEvent
+from slussen.accounts.models import User
+from slussen.audit import SYSTEM, Actor, AuditEvent
 from slussen.cases.engine import open_case
 from slussen.demo import patients as demo_patients
+from slussen.directory.models import Organisation
+from slussen.directory.services import add_representative
 from slussen.identifiers import parse_person_identifier
 from slussen.intake.services import forward_referral
 from slussen.keystore import Keystore, current_key_ring
 from slussen.patients.services import PatientIdentity, register_patient
+from slussen.visits.models import Handover
+from slussen.visits.services import request_handover
+from tests.builders import make_case
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,10 @@ class Demo:
     case_id: int
     #: A referral for the patient forwarded to the test unit (the coordinator's incoming list).
     forwarded_id: int
+    #: A hand-over request (sluss 2) to an organisation, for a case of a namesake of the patient
+    #: (an association's pages show the shared first name); `_represent` makes the logged-in
+    #: org_rep its representative.
+    handover_id: int = 0
 
     @property
     def identifying_strings(self) -> list[str]:
@@ -71,7 +81,30 @@ def _search(client: FlaskClient, demo: Demo) -> TestResponse:
     return client.post("/atkomstlogg/patient", data={"pnr": demo.pnr})
 
 
+def _represent(client: FlaskClient, demo: Demo) -> TestResponse:
+    """Make the logged-in org_rep user a representative of the organisation the demo's
+    hand-over request is addressed to."""
+    app = client.application
+    with app.app_context(), app.extensions["slussen.sessionmaker"]() as session:
+        handover = session.get(Handover, demo.handover_id)
+        user = session.scalars(select(User).where(User.username == "org_rep")).one()
+        assert handover is not None and handover.organisation_id is not None
+        organisation = session.get(Organisation, handover.organisation_id)
+        assert organisation is not None
+        add_representative(session, None, organisation, user)
+        session.commit()
+    return client.get("/")
+
+
 CALLS: dict[str, Call] = {
+    "associations.index": Call(
+        role="org_rep", prepare=_represent, send=lambda client, demo: client.get("/forening")
+    ),
+    "associations.show": Call(
+        role="org_rep",
+        prepare=_represent,
+        send=lambda client, demo: client.get(f"/forening/forfragningar/{demo.handover_id}"),
+    ),
     "accesslog.search_patient": Call(send=_search),
     "accesslog.index": Call(
         prepare=_search,
@@ -108,8 +141,9 @@ CALLS: dict[str, Call] = {
 
 
 @pytest.fixture
-def demo(app: Flask, session: Session, unit: Any) -> Demo:
-    """A patient registered in the test unit (the logged-in user's unit), with a real key ring."""
+def demo(app: Flask, session: Session, unit: Any, make_user: Callable[..., Any]) -> Demo:
+    """A patient registered in the test unit (the logged-in user's unit), with a real key ring,
+    and a hand-over request for a namesake's case."""
     pnr = demo_patients.test_personnummer("19550928", 984)
     name = "Ingrid Åkesdotter Björk"
     with app.app_context():
@@ -129,8 +163,18 @@ def demo(app: Flask, session: Session, unit: Any) -> Demo:
         forwarded = forward_referral(
             store, SYSTEM, case, from_unit_id=unit.id, channel="phone", reason="Vill träffa fler"
         )
+        coach = Actor.of(make_user("coach", "handover_coach"))
+        namesake = make_case(
+            session, store.ring, workflow, coach, unit.id, "plan_active", name=name
+        )
+        organisation = Organisation(name="Träffpunkten", sector="ideburen")
+        session.add(organisation)
+        session.flush()
+        handover = request_handover(
+            store, coach, namesake, workflow=workflow, organisation_id=organisation.id
+        )
     session.flush()
-    return Demo(patient.id, pnr, name, case.id, forwarded.id)
+    return Demo(patient.id, pnr, name, case.id, forwarded.id, handover.id)
 
 
 def audit_rows(session: Session) -> int:

@@ -121,7 +121,7 @@ def test_next_parameter_cannot_leave_the_site(
         ("staff", "Patienter du har flaggat"),
         ("evaluator", "Hur många patienter som passerar varje steg"),
         ("admin", "Välj i menyn"),
-        ("org_rep", "Välj i menyn"),
+        ("org_rep", "Förfrågningar om överlämning"),
     ],
 )
 def test_start_page_per_role(

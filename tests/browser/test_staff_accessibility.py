@@ -46,7 +46,7 @@ PAGES = {
     ],
     "personal": ["/mina-flaggningar", "/remiss", "/katalog", "/konto/losenord"],
     "utvarderare": ["/", "/konto/losenord", "/konto/tvastegsverifiering"],
-    "forening": ["/katalog", "/konto/losenord"],
+    "forening": ["/forening", "/katalog", "/konto/losenord"],
     "admin": ["/", "/konto/losenord", "/konto/tvastegsverifiering"],
 }
 

@@ -108,12 +108,15 @@ def case_with_letter(
     if letter == "reminder":
         fire(store, case, "remind", coach, workflow=workflow)
     elif letter == "handover":
-        handover = request_handover(store, coach, case, organisation_name="Röda Korset")
+        handover = request_handover(
+            store, coach, case, workflow=workflow, organisation_name="Röda Korset"
+        )
         update_handover(
             store,
             coach,
             case,
             handover,
+            workflow=workflow,
             status="accepted",
             companion_name="Eva",
             meeting_at=FUTURE + dt.timedelta(days=2),
@@ -208,13 +211,24 @@ def test_a_handover_letter_waits_for_an_agreed_place_without_decrypting_it(
     so the hold check needs no key (here: a ring that opens nothing of this patient's)."""
     store = Keystore(session, ring)
     case = make_case(session, ring, workflow, coach, unit.id, "plan_active")
-    handover = request_handover(store, coach, case, organisation_name="Röda Korset")
-    update_handover(store, coach, case, handover, status="accepted", meeting_at=FUTURE)
+    handover = request_handover(
+        store, coach, case, workflow=workflow, organisation_name="Röda Korset"
+    )
+    update_handover(
+        store, coach, case, handover, workflow=workflow, status="accepted", meeting_at=FUTURE
+    )
     template = context.templates["handover"]
     blind = Keystore(session, vault.KeyRing.generate())
     assert services.check_needs(blind, case, template) == "Överlämningen saknar tid eller plats."
     update_handover(
-        store, coach, case, handover, status="accepted", meeting_at=FUTURE, meeting_place="Kafét"
+        store,
+        coach,
+        case,
+        handover,
+        workflow=workflow,
+        status="accepted",
+        meeting_at=FUTURE,
+        meeting_place="Kafét",
     )
     assert services.check_needs(blind, case, template) is None
 

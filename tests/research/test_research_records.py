@@ -140,11 +140,17 @@ def test_the_plan_and_a_done_hand_over_are_steps(
 ) -> None:
     case = make_case(session, ring, workflow, coach, unit.id, "plan_active", n=4104)
     store = Keystore(session, ring)
-    handover = request_handover(store, coach, case, organisation_name="Röda Korset")
+    handover = request_handover(
+        store, coach, case, workflow=workflow, organisation_name="Röda Korset"
+    )
     meeting = dt.datetime(2030, 5, 6, 22, 30, tzinfo=dt.UTC)  # 7 May in Sweden
-    update_handover(store, coach, case, handover, status="accepted", meeting_at=meeting)
+    update_handover(
+        store, coach, case, handover, workflow=workflow, status="accepted", meeting_at=meeting
+    )
     assert subject_of(session, ring, case).handover_done_on is None
-    update_handover(store, coach, case, handover, status="done", meeting_at=meeting)
+    update_handover(
+        store, coach, case, handover, workflow=workflow, status="done", meeting_at=meeting
+    )
     subject = subject_of(session, ring, case)
     assert subject.handover_done_on == dt.date(2030, 5, 7)
     assert subject.action_plan_on == subject.mapping_visit_on is not None

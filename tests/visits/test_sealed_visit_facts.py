@@ -18,6 +18,7 @@ from slussen import vault
 from slussen.audit import Actor
 from slussen.cases.models import Case
 from slussen.cases.workflow import Workflow
+from slussen.directory.models import Organisation
 from slussen.keystore import Keystore
 from slussen.visits.models import MappingRecord, NetworkEntry
 from slussen.visits.services import (
@@ -204,18 +205,35 @@ def test_hand_over_names_and_places_are_sealed(
     backend: str, store: Keystore, workflow: Workflow, coach: Actor, unit: Any
 ) -> None:
     case = active_case(store, workflow, coach, unit)
+    organisation = Organisation(name="Sorgegruppen i Bäckby", sector="ideburen")
+    store.session.add(organisation)
+    store.session.flush()
     handover = request_handover(
-        store, coach, case, organisation_name="Sorgegruppen i Bäckby", organisation_id=7
+        store,
+        coach,
+        case,
+        workflow=workflow,
+        organisation_id=organisation.id,
+        is_phone_shared=True,
+        helps="Vill bli mött vid dörren",
     )
     row = stored(store.session, "handovers", handover.id)
-    assert_absent(row, "Sorgegruppen")
-    assert row["organisation_id"] == 7 and row["companion_name_enc"] is None
+    # What the patient agreed to share (first name, phone, what helps) is sealed too.
+    assert_absent(row, "Sorgegruppen", "Testperson", "070-000", "dörren")
+    assert row["organisation_id"] == organisation.id and row["companion_name_enc"] is None
+    shared = handover_details(store, case.patient_id, handover)
+    assert (shared.first_name, shared.phone, shared.helps) == (
+        "Testperson",
+        "070-000 00 00",
+        "Vill bli mött vid dörren",
+    )
     meeting = FUTURE + dt.timedelta(days=2)
     update_handover(
         store,
         coach,
         case,
         handover,
+        workflow=workflow,
         status="accepted",
         companion_name="Eva",
         meeting_at=meeting,
@@ -233,7 +251,9 @@ def test_hand_over_names_and_places_are_sealed(
     )
     assert shown.meeting_at == meeting and case_handovers(store, case) == [shown]
     # Cleared again: no sealed value is left behind (a letter asks whether a place is agreed).
-    update_handover(store, coach, case, handover, status="accepted", meeting_at=meeting)
+    update_handover(
+        store, coach, case, handover, workflow=workflow, status="accepted", meeting_at=meeting
+    )
     row = stored(store.session, "handovers", handover.id)
     assert (row["companion_name_enc"], row["meeting_place_enc"]) == (None, None)
     assert case_handovers(store, case)[0].meeting_place == ""
@@ -342,12 +362,15 @@ def test_the_case_page_shows_the_sealed_facts(
     save_action_plan(
         store, coach, case, workflow=workflow, goals="Träffa andra", steps=[StepInput("Kören")]
     )
-    handover = request_handover(store, coach, case, organisation_name="Röda Korset Bäckby")
+    handover = request_handover(
+        store, coach, case, workflow=workflow, organisation_name="Röda Korset Bäckby"
+    )
     update_handover(
         store,
         coach,
         case,
         handover,
+        workflow=workflow,
         status="accepted",
         companion_name="Eva",
         meeting_at=FUTURE,
