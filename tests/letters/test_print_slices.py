@@ -44,8 +44,11 @@ TODAY = dt.date(2026, 11, 23)
 #: enclosures, over three minutes for 5,000), so the concurrency test counts letters instead of
 #: drawing them; seeding 5,000 referrals through the real services takes about 40 s.
 LETTERS = 5000
-#: A page of the other unit must answer within this (generous: the point is no waiting).
+#: A page of the other unit must answer within this (generous: the point is no waiting), or
+#: within a tenth of the whole print on a machine so loaded that the print itself crawls: a
+#: page that waited for the print would wait for most of it.
 PAGE_BOUND = 1.0
+PRINT_SHARE = 0.1
 
 
 @pytest.fixture(params=BACKENDS)
@@ -238,7 +241,10 @@ def test_another_unit_s_pages_do_not_wait_for_a_long_print(site: Flask) -> None:
     assert not failure, failure
     assert results[0].printed == LETTERS
     assert rounds_during_print >= 3, f"only {rounds_during_print} rounds in {took:.1f} s"
-    assert slowest < PAGE_BOUND, f"a page of unit B waited {slowest:.2f} s on unit A's print"
+    bound = max(PAGE_BOUND, PRINT_SHARE * took)
+    assert slowest < bound, (
+        f"a page of unit B waited {slowest:.2f} s on unit A's {took:.1f} s print"
+    )
     with site.app_context(), fresh_session(site) as session:
         assert len(printed_audits(session)) == LETTERS
 

@@ -454,7 +454,9 @@ def test_a_refused_hand_over_shows_the_case_page_with_what_was_typed(
     services.save_action_plan(
         store, coach, case, workflow=workflow, goals="Mål", steps=[services.StepInput("Kören")]
     )
-    handover = services.request_handover(store, coach, case, organisation_name="Kören i Bäckby")
+    handover = services.request_handover(
+        store, coach, case, workflow=workflow, organisation_name="Kören i Bäckby"
+    )
     log_in(client)
     response = client.post(
         f"/arenden/{case.id}/overlamning/{handover.id}",
