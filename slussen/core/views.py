@@ -75,6 +75,8 @@ def _layout_helpers() -> dict[str, object]:
             ("accesslog.index", _("Access log"), Permission.REVIEW_ACCESS_LOG),
             ("directory.moderation", _("Review changes"), Permission.MODERATE_DIRECTORY),
             ("evaluation.index", _("Evaluation"), Permission.EVALUATE),
+            ("admin.units", _("Units"), Permission.ADMINISTER),
+            ("admin.users", _("Users"), Permission.ADMINISTER),
         ]
         items = [item for item in items if item[2] is None or current_user.can(item[2])]
         if current_user.role in ("coordinator", "coach", "staff", "org_rep"):

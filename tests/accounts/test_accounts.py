@@ -24,6 +24,9 @@ PUBLIC_ENDPOINTS = {
     # The federated login's start and the provider's answer (it checks the pending login).
     "accounts.oidc_start",
     "accounts.oidc_callback",
+    # The page where a user sets a new password with an administrator's one-time link (the
+    # link's token is the key; it checks it itself).
+    "admin.link_password",
     "core.set_language",
     "core.healthz",
     "intake.self_referral",
