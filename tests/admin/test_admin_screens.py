@@ -127,7 +127,7 @@ def test_the_unit_service_refuses_bad_and_taken_hsa_ids(
             audit.SYSTEM,
             services.UnitDetails(name="X", hsa_id="SE2321000016-TST1"),
         )
-    with pytest.raises(Invalid, match="Ange enhetens namn."):
+    with pytest.raises(Invalid, match="Ange enhetens namn"):
         services.create_unit(
             session, ring, audit.SYSTEM, services.UnitDetails(name=" ", hsa_id="SE2321000016-X")
         )
