@@ -298,25 +298,10 @@ def unit_group() -> None:
 @click.option("--phone", default="", help="Phone number printed on letters.")
 @click.option("--phone-hours", default="", help="When the phone is answered.")
 @fails_cleanly
-def unit_create(
-    name: str, hsa_id: str, street: str, postcode: str, town: str, phone: str, phone_hours: str
-) -> None:
+def unit_create(**details: str) -> None:
     app = _app()
     with app.app_context(), session_scope(app) as session:
-        unit = create_unit(
-            session,
-            current_key_ring(),
-            audit.SYSTEM,
-            UnitDetails(
-                name=name,
-                hsa_id=hsa_id,
-                street=street,
-                postcode=postcode,
-                town=town,
-                phone=phone,
-                phone_hours=phone_hours,
-            ),
-        )
+        unit = create_unit(session, current_key_ring(), audit.SYSTEM, UnitDetails(**details))
         click.echo(f"Created the unit {unit.name} ({unit.hsa_id}).")
 
 

@@ -1,11 +1,12 @@
-"""The administrator's forms: a unit, a new user, a user's role and units, a new password."""
+"""The administrator's forms: a unit, a new user, a user's role and units, the user list's filter.
+A new password set with a one-time link is `accounts.forms.NewPasswordForm`."""
 
 from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
-from wtforms import PasswordField, SelectField, SelectMultipleField, StringField
+from wtforms import SelectField, SelectMultipleField, StringField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, EqualTo, Length
+from wtforms.validators import DataRequired, Length
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from slussen.webforms import Form
@@ -75,21 +76,3 @@ class UserFilterForm(Form):
 
     unit = SelectField(_l("Unit"), validate_choice=False)
     role = SelectField(_l("Role"), validate_choice=False)
-
-
-class LinkPasswordForm(Form):
-    """The new password a user sets with a one-time link."""
-
-    new_password = PasswordField(
-        _l("New password"),
-        validators=[DataRequired(message=_l("Enter a new password.")), Length(max=1000)],
-        render_kw={"autocomplete": "new-password"},
-    )
-    new_password_again = PasswordField(
-        _l("New password again"),
-        validators=[
-            DataRequired(message=_l("Enter the new password again.")),
-            EqualTo("new_password", message=_l("The two new passwords are not the same.")),
-        ],
-        render_kw={"autocomplete": "new-password"},
-    )

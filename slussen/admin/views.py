@@ -23,12 +23,13 @@ from sqlalchemy import select
 from wtforms.fields.choices import SelectChoice
 
 from slussen.accounts.auth import public, require
+from slussen.accounts.forms import NewPasswordForm
 from slussen.accounts.models import Membership, Unit, User
 from slussen.accounts.passwords import MIN_LENGTH_SINGLE_FACTOR, PasswordRejected
 from slussen.accounts.roles import ROLE_LABELS, Permission, Role
 from slussen.accounts.services import has_second_factor
 from slussen.admin import services
-from slussen.admin.forms import WEEKDAYS, LinkPasswordForm, UnitForm, UserFilterForm, UserForm
+from slussen.admin.forms import WEEKDAYS, UnitForm, UserFilterForm, UserForm
 from slussen.audit import Actor
 from slussen.config import Settings
 from slussen.db import attempt, db_session
@@ -217,6 +218,14 @@ def _user_form(user: User | None) -> UserForm:
     return form
 
 
+def _account_fields(form: UserForm) -> dict[str, Any]:
+    return {
+        "display_name": form.display_name.data or "",
+        "role": form.role.data or "",
+        "unit_ids": form.units.data or [],
+    }
+
+
 def _user_error(form: UserForm, error: Invalid) -> None:
     message = str(error)
     if "Användarnamn" in message:
@@ -252,9 +261,7 @@ def user_new() -> ResponseReturnValue:
                     current_key_ring(),
                     _actor(),
                     username=form.username.data or "",
-                    display_name=form.display_name.data or "",
-                    role=form.role.data or "",
-                    unit_ids=form.units.data or [],
+                    **_account_fields(form),
                 )
         except Invalid as exc:
             _user_error(form, exc)
@@ -280,9 +287,7 @@ def user_edit(user_id: int) -> ResponseReturnValue:
                     current_key_ring(),
                     _actor(),
                     user,
-                    display_name=form.display_name.data or "",
-                    role=form.role.data or "",
-                    unit_ids=form.units.data or [],
+                    **_account_fields(form),
                 )
         except Invalid as exc:
             _user_error(form, exc)
@@ -355,7 +360,7 @@ def link_password(token: str) -> ResponseReturnValue:
         _link, user = services.open_link(db, ring, token[:100])
     except services.LinkRefused as exc:
         return _no_store(render_template("admin/link_refused.html", message=str(exc)), 404)
-    form = LinkPasswordForm()
+    form = NewPasswordForm()
     status = 200
     if form.validate_on_submit():
         try:

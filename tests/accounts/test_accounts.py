@@ -123,7 +123,7 @@ def test_next_parameter_cannot_leave_the_site(
         ("coordinator", "Din arbetslista"),
         ("staff", "Patienter du har flaggat"),
         ("evaluator", "Hur många patienter som passerar varje steg"),
-        ("admin", "Välj i menyn"),
+        ("admin", "Administration"),
         ("org_rep", "Välj i menyn"),
     ],
 )
