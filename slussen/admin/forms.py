@@ -9,6 +9,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from slussen.text import optional_id
 from slussen.webforms import Form
 
 
@@ -67,7 +68,7 @@ class UserForm(Form):
         _l("Name"), validators=[DataRequired(message=_l("Enter the name.")), Length(max=200)]
     )
     role = SelectField(_l("Role"), validate_choice=False)
-    units = CheckboxesField(_l("Units"), coerce=int, validate_choice=False)
+    units = CheckboxesField(_l("Units"), coerce=optional_id, validate_choice=False)
 
 
 class UserFilterForm(Form):

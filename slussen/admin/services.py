@@ -208,8 +208,10 @@ def _refuse_last_admin(session: Session, user: User, what: str) -> None:
         )
 
 
-def _check_units(session: Session, unit_ids: Iterable[int]) -> list[int]:
-    wanted = sorted(set(unit_ids))
+def _check_units(session: Session, unit_ids: Iterable[int | None]) -> list[int]:
+    wanted = sorted({i for i in unit_ids if i is not None})
+    if any(not 0 < i < 2**31 for i in wanted):
+        raise Invalid("En av de valda enheterna finns inte.")
     known = set(session.scalars(select(Unit.id).where(Unit.id.in_(wanted)))) if wanted else set()
     if set(wanted) - known:
         raise Invalid("En av de valda enheterna finns inte.")
@@ -225,7 +227,7 @@ def create_account(
     username: str,
     display_name: str,
     role: str,
-    unit_ids: Iterable[int] = (),
+    unit_ids: Iterable[int | None] = (),
     now: dt.datetime | None = None,
 ) -> tuple[User, str]:
     """Create a user without a password, member of `unit_ids`, and a one-time link with which
@@ -263,7 +265,7 @@ def update_account(
     *,
     display_name: str,
     role: str,
-    unit_ids: Iterable[int],
+    unit_ids: Iterable[int | None],
 ) -> list[str]:
     """Change a user's name, role and units; the user's sessions end when the role or the
     units change (the next request must not run with the old rights). Writes the audit row

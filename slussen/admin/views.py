@@ -36,6 +36,7 @@ from slussen.db import attempt, db_session
 from slussen.errors import DomainError, Invalid, NotFound
 from slussen.i18n import ui_language
 from slussen.keystore import current_key_ring
+from slussen.text import optional_id
 
 bp = Blueprint("admin", __name__, template_folder="templates")
 
@@ -195,9 +196,10 @@ def users() -> ResponseReturnValue:
     query = select(User).order_by(User.display_name, User.username)
     if form.role.data and form.role.data in {r.value for r in Role}:
         query = query.where(User.role == form.role.data)
-    if form.unit.data and str(form.unit.data).isdigit():
+    unit_id = optional_id(form.unit.data)
+    if unit_id:
         query = query.where(
-            User.id.in_(select(Membership.user_id).where(Membership.unit_id == int(form.unit.data)))
+            User.id.in_(select(Membership.user_id).where(Membership.unit_id == unit_id))
         )
     names = {u.id: u.name for u in all_units}
     return render_template(

@@ -419,3 +419,18 @@ def test_the_admin_start_page_links_the_screens(
     page = _text(client.get("/"))
     assert 'href="/admin/enheter"' in page and 'href="/admin/anvandare"' in page
     assert "Enheter" in page and "Användare" in page
+
+
+def test_unknown_or_huge_unit_ids_are_refused_in_swedish(
+    client: FlaskClient, login: Callable[..., Any], session: Session
+) -> None:
+    login("admin")
+    for value in ("99999999999999999999999", "abc", "424242"):
+        response = client.post(
+            "/admin/anvandare/ny",
+            data={"display_name": "Ny", "username": "ny", "role": "coach", "units": [value]},
+        )
+        assert response.status_code == 400, value
+        assert "En av de valda enheterna finns inte." in _text(response)
+        assert client.get(f"/admin/anvandare?unit={value}&role=x").status_code == 200
+    assert session.scalar(select(User).where(User.username == "ny")) is None
