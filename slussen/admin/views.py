@@ -27,7 +27,7 @@ from slussen.accounts.forms import NewPasswordForm
 from slussen.accounts.models import Membership, Unit, User
 from slussen.accounts.passwords import MIN_LENGTH_SINGLE_FACTOR, PasswordRejected
 from slussen.accounts.roles import ROLE_LABELS, Permission, Role
-from slussen.accounts.services import has_second_factor
+from slussen.accounts.services import NO_PASSWORD, has_second_factor
 from slussen.admin import services
 from slussen.admin.forms import WEEKDAYS, UnitForm, UserFilterForm, UserForm
 from slussen.audit import Actor
@@ -208,6 +208,7 @@ def users() -> ResponseReturnValue:
         users=list(db_session().scalars(query)),
         unit_names=names,
         has_second_factor=has_second_factor,
+        waits_for_password=lambda u: u.password_hash == NO_PASSWORD and not u.oidc_subject,
     )
 
 
