@@ -20,6 +20,7 @@ from slussen.accesslog.views import bp as accesslog_bp
 from slussen.accounts import auth, sessions, throttle
 from slussen.accounts.oidc import provider_origins
 from slussen.accounts.views import bp as accounts_bp
+from slussen.admin.views import bp as admin_bp
 from slussen.associations.views import bp as associations_bp
 from slussen.cases.views import bp as cases_bp
 from slussen.config import Settings, load_settings
@@ -168,6 +169,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     app.register_blueprint(evaluation_bp)
     app.register_blueprint(letters_bp)
     app.register_blueprint(associations_bp)
+    app.register_blueprint(admin_bp)
 
     _register_error_pages(app)
     _register_security_headers(app)

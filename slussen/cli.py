@@ -24,6 +24,7 @@ from slussen import audit, serve, vault
 from slussen.accounts.models import Unit, User
 from slussen.accounts.passwords import PasswordRejected
 from slussen.accounts.services import create_user, link_oidc_subject, reset_totp, set_opening_hours
+from slussen.admin.services import UnitDetails, create_unit, deactivate_account
 from slussen.capabilities import check_content
 from slussen.cases.engine import current_workflow
 from slussen.cases.timers import run_timers
@@ -227,6 +228,21 @@ def user_reset_totp(username: str) -> None:
     click.echo(f"Two-factor login of {user.username} is off; they set it up at the next login.")
 
 
+@user_group.command(
+    "deactivate",
+    help="Deactivate a user: they cannot log in, and every session of theirs ends at once. "
+    "The only active administrator cannot be deactivated.",
+)
+@click.argument("username")
+@fails_cleanly
+def user_deactivate(username: str) -> None:
+    app = _app()
+    with app.app_context(), session_scope(app) as session:
+        user = _user_named(session, username)
+        deactivate_account(session, current_key_ring(), audit.SYSTEM, user)
+    click.echo(f"{user.username} is deactivated and logged out everywhere.")
+
+
 def _user_named(session: Session, username: str) -> User:
     user = session.scalar(select(User).where(User.username == username.strip().lower()))
     if user is None:
@@ -269,6 +285,26 @@ def user_local_password(username: str, off: bool) -> None:
 @cli.group("unit", help="Settings of a unit (vårdcentral).")
 def unit_group() -> None:
     pass
+
+
+@unit_group.command(
+    "create",
+    help="Create a unit (vårdcentral) with its address and phone for letters; opening hours "
+    "default to 08.00–17.00 Monday to Friday (change them with `unit hours`).",
+)
+@click.option("--name", required=True, help="The unit's name, as on its letters.")
+@click.option("--hsa-id", required=True, help="The unit's HSA-id, e.g. SE2321000016-ABCD.")
+@click.option("--street", default="", help="Street address.")
+@click.option("--postcode", default="", help="Postcode, e.g. 722 15.")
+@click.option("--town", default="", help="Postal town.")
+@click.option("--phone", default="", help="Phone number printed on letters.")
+@click.option("--phone-hours", default="", help="When the phone is answered.")
+@fails_cleanly
+def unit_create(**details: str) -> None:
+    app = _app()
+    with app.app_context(), session_scope(app) as session:
+        unit = create_unit(session, current_key_ring(), audit.SYSTEM, UnitDetails(**details))
+        click.echo(f"Created the unit {unit.name} ({unit.hsa_id}).")
 
 
 @unit_group.command(

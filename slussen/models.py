@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from slussen import audit, keystore, letterqueue
 from slussen.accounts import models as accounts_models
+from slussen.admin import models as admin_models
 from slussen.cases import models as cases_models
 from slussen.db import Base
 from slussen.directory import models as directory_models
@@ -18,6 +19,7 @@ metadata = Base.metadata
 
 __all__ = [
     "accounts_models",
+    "admin_models",
     "audit",
     "cases_models",
     "directory_models",

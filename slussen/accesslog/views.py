@@ -59,6 +59,8 @@ OBJECT_LABELS = {
     "patient_log_extract": _l("Log extract"),
     "keyring": _l("Key ring"),
     "user": _l("User"),
+    "unit": _l("Unit"),
+    "account_link": _l("One-time link"),
     "case": _l("Case"),
     "answer_code": _l("Answer code"),
     "evaluation": _l("Evaluation"),

@@ -57,12 +57,9 @@ class TotpEnrolForm(Form):
     )
 
 
-class PasswordChangeForm(Form):
-    current_password = PasswordField(
-        _l("Current password"),
-        validators=[DataRequired(message=_l("Enter your current password.")), Length(max=128)],
-        render_kw={"autocomplete": "current-password"},
-    )
+class NewPasswordForm(Form):
+    """A new password, typed twice (with an administrator's one-time link)."""
+
     new_password = PasswordField(
         _l("New password"),
         validators=[DataRequired(message=_l("Enter a new password.")), Length(max=1000)],
@@ -75,4 +72,12 @@ class PasswordChangeForm(Form):
             EqualTo("new_password", message=_l("The two new passwords are not the same.")),
         ],
         render_kw={"autocomplete": "new-password"},
+    )
+
+
+class PasswordChangeForm(NewPasswordForm):
+    current_password = PasswordField(
+        _l("Current password"),
+        validators=[DataRequired(message=_l("Enter your current password.")), Length(max=128)],
+        render_kw={"autocomplete": "current-password"},
     )

@@ -95,14 +95,15 @@ def create_user(
     username: str,
     display_name: str,
     role: str,
-    password: str,
+    password: str | None,
     unit_ids: list[int] | tuple[int, ...] = (),
     unit_hsa_ids: list[str] | tuple[str, ...] = (),
     password_hash: str | None = None,
 ) -> User:
     """Create a user with an argon2id password hash, member of the units named by id or by
-    HSA-id. Refuses an unknown role, a taken username, an unknown unit, and (PasswordRejected) a
-    password that `check_new_password` refuses."""
+    HSA-id; with `password` None the user has no password yet (`NO_PASSWORD`: they set one
+    through an administrator's one-time link). Refuses an unknown role, a taken username, an
+    unknown unit, and (PasswordRejected) a password that `check_new_password` refuses."""
     unit_ids = [*unit_ids, *(unit_id_of(session, hsa_id) for hsa_id in unit_hsa_ids)]
     username = username.strip().lower()
     if not username or len(username) > 80:
@@ -114,20 +115,22 @@ def create_user(
     if session.scalar(select(func.count()).where(User.username == username)):
         raise Invalid(f"Användarnamnet {username} är redan taget.")
     display_name = display_name.strip() or username
-    check_new_password(
-        session,
-        password,
-        username=username,
-        display_name=display_name,
-        unit_ids=unit_ids,
-        has_second_factor=False,
-    )
+    if password is not None:
+        check_new_password(
+            session,
+            password,
+            username=username,
+            display_name=display_name,
+            unit_ids=unit_ids,
+            has_second_factor=False,
+        )
     user = User(
         username=username,
         display_name=display_name,
         role=role,
         # A caller creating many users with one password (the demo) may pass its hash.
-        password_hash=password_hash or hash_password(settings, password),
+        password_hash=password_hash
+        or (NO_PASSWORD if password is None else hash_password(settings, password)),
     )
     for unit_id in unit_ids:
         if session.get(Unit, unit_id) is None:
@@ -627,7 +630,9 @@ def disable_user(
         ring = current_key_ring()
     user.is_active = False
     end_user_sessions(session, user)
-    audit.record(session, ring, actor, "account_disable", "user", user.id, purpose="disable")
+    audit.record(
+        session, ring, actor, "account_disable", "user", user.id, purpose="kontot stängdes av"
+    )
     session.flush()
 
 
@@ -649,7 +654,15 @@ def reset_totp(session: Session, ring: vault.KeyRing, actor: Actor, user: User) 
     user.totp_enrolled_at = None
     session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
     end_user_sessions(session, user)
-    audit.record(session, ring, actor, "totp_reset", "user", user.id, purpose="totp reset")
+    audit.record(
+        session,
+        ring,
+        actor,
+        "totp_reset",
+        "user",
+        user.id,
+        purpose="tvåstegsverifieringen återställdes",
+    )
     session.flush()
 
 

@@ -78,6 +78,8 @@ def _layout_helpers() -> dict[str, object]:
             ("directory.moderation", _("Review changes"), Permission.MODERATE_DIRECTORY),
             ("evaluation.index", _("Evaluation"), Permission.EVALUATE),
             ("associations.index", _("Hand-over requests"), Permission.ANSWER_HANDOVERS),
+            ("admin.units", _("Units"), Permission.ADMINISTER),
+            ("admin.users", _("Users"), Permission.ADMINISTER),
         ]
         items = [item for item in items if item[2] is None or current_user.can(item[2])]
         if current_user.role in ("coordinator", "coach", "staff", "org_rep"):

@@ -24,6 +24,9 @@ PUBLIC_ENDPOINTS = {
     # The federated login's start and the provider's answer (it checks the pending login).
     "accounts.oidc_start",
     "accounts.oidc_callback",
+    # The page where a user sets a new password with an administrator's one-time link (the
+    # link's token is the key; it checks it itself).
+    "admin.link_password",
     "core.set_language",
     "core.healthz",
     "intake.self_referral",
@@ -120,7 +123,7 @@ def test_next_parameter_cannot_leave_the_site(
         ("coordinator", "Din arbetslista"),
         ("staff", "Patienter du har flaggat"),
         ("evaluator", "Hur många patienter som passerar varje steg"),
-        ("admin", "Välj i menyn"),
+        ("admin", "Administration"),
         ("org_rep", "Förfrågningar om överlämning"),
     ],
 )

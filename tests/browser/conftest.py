@@ -66,7 +66,11 @@ class LiveServer:
 
 
 @pytest.fixture(scope="module")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def live_server(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[LiveServer]:
+    """The live Slussen of one test module; a module's `LIVE_SERVER_SETTINGS` (a dict) adds to
+    or changes its settings (e.g. `require_totp`)."""
     need_browser()
     from werkzeug.serving import make_server
 
@@ -84,6 +88,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
             "argon2_time_cost": 1,
             "argon2_memory_kib": 8,
             "use_demo_forms": True,
+            **getattr(request.module, "LIVE_SERVER_SETTINGS", {}),
         }
     )
     with app.app_context():

@@ -47,7 +47,15 @@ PAGES = {
     "personal": ["/mina-flaggningar", "/remiss", "/katalog", "/konto/losenord"],
     "utvarderare": ["/", "/konto/losenord", "/konto/tvastegsverifiering"],
     "forening": ["/forening", "/katalog", "/konto/losenord"],
-    "admin": ["/", "/konto/losenord", "/konto/tvastegsverifiering"],
+    "admin": [
+        "/",
+        "/admin/enheter",
+        "/admin/enheter/ny",
+        "/admin/anvandare",
+        "/admin/anvandare/ny",
+        "/konto/losenord",
+        "/konto/tvastegsverifiering",
+    ],
 }
 
 

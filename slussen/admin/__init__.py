@@ -1,0 +1,1 @@
+"""The administrator's screens: units, user accounts and the one-time link to a new password."""
