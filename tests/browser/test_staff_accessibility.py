@@ -202,5 +202,5 @@ def test_a_coach_works_with_the_keyboard_alone(browser: Any, live_server: LiveSe
     tab_to(page, text="Skicka kallelse")
     press_and_wait(page, "Enter")
     assert page.locator(".badge").first.inner_text() == "Kallad"
-    assert "kallelse" in page.locator("#h-letters + ul").inner_text()
+    assert "Kallelse" in page.locator("#h-letters + ul").inner_text()
     context.close()
