@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import tomllib
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -228,3 +229,28 @@ def publish_activity(session: Session, coordinator: Any, **changes: Any) -> Acti
         # Checked the day before its first occasion: occasions are kept from then on.
         today=values["first_date"] - dt.timedelta(days=1),
     )
+
+
+def demo_app(folder: Path, password: str, **settings: Any) -> tuple[Flask, list[str]]:
+    """A development app on a SQLite file in `folder` holding the demo data (migrated, seeded
+    with `password` for every demo login), with `settings` added; and what the demo reported."""
+    from slussen import demo, migrate
+    from slussen.app import create_app
+    from slussen.db import engine
+
+    app = create_app(
+        {
+            "env": "development",
+            "instance_dir": str(folder / "instance"),
+            "secret_key": "demo-test-secret-that-is-long-enough-12345",
+            "database_url": f"sqlite:///{folder / 'demo.sqlite3'}",
+            "argon2_time_cost": 1,
+            "argon2_memory_kib": 8,
+            "use_demo_forms": True,
+            **settings,
+        }
+    )
+    with app.app_context():
+        migrate.upgrade(engine())
+        report = demo.seed(app, password=password)
+    return app, report

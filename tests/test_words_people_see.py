@@ -24,6 +24,7 @@ from pypdf import PdfReader
 from sqlalchemy import select
 
 from slussen.paths import shipped_dir
+from tests import builders
 
 pytestmark = pytest.mark.slow
 
@@ -98,26 +99,9 @@ def codes(app: Flask) -> set[str]:
 
 @pytest.fixture(scope="module")
 def demo_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
-    from slussen import demo, migrate
-    from slussen.app import create_app
-    from slussen.db import engine
-
-    folder = tmp_path_factory.mktemp("words")
-    app = create_app(
-        {
-            "env": "development",
-            "instance_dir": str(folder / "instance"),
-            "secret_key": "words-test-secret-that-is-long-enough-1234",
-            "database_url": f"sqlite:///{folder / 'words.sqlite3'}",
-            "argon2_time_cost": 1,
-            "argon2_memory_kib": 8,
-            "use_demo_forms": True,
-            "csrf_enabled": False,
-        }
+    app, _report = builders.demo_app(
+        tmp_path_factory.mktemp("words"), DEMO_PASSWORD, csrf_enabled=False
     )
-    with app.app_context():
-        migrate.upgrade(engine())
-        demo.seed(app, password=DEMO_PASSWORD)
     yield app
     app.extensions["slussen.engine"].dispose()
 

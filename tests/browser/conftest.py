@@ -74,26 +74,13 @@ def live_server(
     need_browser()
     from werkzeug.serving import make_server
 
-    from slussen import demo, migrate
-    from slussen.app import create_app
-    from slussen.db import engine
+    from tests.builders import demo_app
 
-    folder = tmp_path_factory.mktemp("browser")
-    app = create_app(
-        {
-            "env": "development",
-            "instance_dir": str(folder / "instance"),
-            "secret_key": "browser-test-secret-that-is-long-enough-123",
-            "database_url": f"sqlite:///{folder / 'browser.sqlite3'}",
-            "argon2_time_cost": 1,
-            "argon2_memory_kib": 8,
-            "use_demo_forms": True,
-            **getattr(request.module, "LIVE_SERVER_SETTINGS", {}),
-        }
+    app, report = demo_app(
+        tmp_path_factory.mktemp("browser"),
+        DEMO_PASSWORD,
+        **getattr(request.module, "LIVE_SERVER_SETTINGS", {}),
     )
-    with app.app_context():
-        migrate.upgrade(engine())
-        report = demo.seed(app, password=DEMO_PASSWORD)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -32,35 +32,21 @@ def federated_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     need_node()
     from werkzeug.serving import make_server
 
-    from slussen import demo, migrate
     from slussen.accounts.models import User
-    from slussen.app import create_app
-    from slussen.db import engine, session_scope
+    from slussen.db import session_scope
+    from tests.builders import demo_app
 
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     folder = tmp_path_factory.mktemp("oidc-browser")
     accounts = {"coach-1": {"name": "Karin Coach"}}
     with local_provider(base, accounts) as provider:
-        app = create_app(
-            {
-                "env": "development",
-                "instance_dir": str(folder / "instance"),
-                "secret_key": "browser-test-secret-that-is-long-enough-123",
-                "database_url": f"sqlite:///{folder / 'browser.sqlite3'}",
-                "argon2_time_cost": 1,
-                "argon2_memory_kib": 8,
-                "use_demo_forms": True,
-                "public_base_url": base,
-                **oidc_settings(provider.issuer),
-            }
+        app, _report = demo_app(
+            folder, DEMO_PASSWORD, public_base_url=base, **oidc_settings(provider.issuer)
         )
-        with app.app_context():
-            migrate.upgrade(engine())
-            demo.seed(app, password=DEMO_PASSWORD)
-            with session_scope(app) as session:
-                coach = session.scalars(select(User).where(User.username == "coach")).one()
-                coach.oidc_subject = "coach-1"
+        with app.app_context(), session_scope(app) as session:
+            coach = session.scalars(select(User).where(User.username == "coach")).one()
+            coach.oidc_subject = "coach-1"
         server = make_server("127.0.0.1", port, app, threaded=True)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
