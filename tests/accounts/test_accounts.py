@@ -26,6 +26,7 @@ PUBLIC_ENDPOINTS = {
     "accounts.oidc_callback",
     "core.set_language",
     "core.healthz",
+    "core.favicon",
     "intake.self_referral",
     "intake.self_referral_received",
     "directory.calendar",
