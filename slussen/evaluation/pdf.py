@@ -18,6 +18,7 @@ from reportlab.lib.units import mm
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import (
     CondPageBreak,
+    PageBreak,
     KeepTogether,
     LongTable,
     Paragraph,
@@ -28,7 +29,7 @@ from reportlab.platypus import (
 from reportlab.platypus.flowables import Flowable
 
 from slussen.cases.workflow import Workflow
-from slussen.evaluation import charts, labels
+from slussen.evaluation import charts, codebook, labels
 from slussen.evaluation.dataset import DIMENSIONS
 from slussen.evaluation.report import CLASSES, Outcome, Report
 from slussen.pdf import a4_document, register_fonts
@@ -353,6 +354,20 @@ def _outcome(outcome: Outcome, k: int, report: Report, s: _Styles) -> list[Flowa
     return story
 
 
+def _codebook(report: Report, workflow: Workflow, k: int, s: _Styles) -> list[Flowable]:
+    """The appendix: the dataset's codebook, as the codebook file has it (slussen/evaluation/
+    codebook.py), so that a printed report explains the CSV that goes with it."""
+    story: list[Flowable] = [PageBreak(), s.p(_("Appendix: codebook of the dataset (CSV)"), s.h2)]
+    story += [s.p("• " + note, s.small) for note in codebook.file_notes()]
+    rows = [[_("Column"), _("Meaning and values"), _("Missing")]]
+    for column in codebook.columns(workflow, [o.definition for o in report.outcomes]):
+        rows.append([column.name, f"{column.meaning} {column.scale}", column.missing])
+    story.append(s.table(rows, [58 * mm, FRAME_WIDTH - 58 * mm - 42 * mm, 42 * mm]))
+    story.append(s.p(_("Small numbers"), s.h3))
+    story += [s.p("• " + rule, s.small) for rule in codebook.suppression_rule(k)]
+    return story
+
+
 def render_report(report: Report, workflow: Workflow) -> bytes:
     """The report as PDF bytes: what it shows (period, filters, k), the flow, each instrument's
     outcome with its charts, and the analysis choices."""
@@ -395,6 +410,7 @@ def render_report(report: Report, workflow: Workflow) -> bytes:
     story.append(s.p(_("Analysis choices"), s.h2))
     for line in labels.analysis_choices(k):
         story.append(s.p("• " + line, s.small))
+    story += _codebook(report, workflow, k, s)
     buffer = io.BytesIO()
     doc = a4_document(buffer, title=_("Evaluation of the sluss"), side_mm=18)
     doc.build(story, onFirstPage=_footer, onLaterPages=_footer)
