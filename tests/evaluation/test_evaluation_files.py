@@ -90,7 +90,7 @@ def test_r_reads_the_same_rows_and_columns(app: Flask, dataset: bytes, tmp_path:
         'cat(nrow(d), "\\n"); cat(names(d), sep = ","); cat("\\n");'
         'cat(sum(!is.na(d$ucla3_total_six_month)), "\\n")'
     )
-    out = subprocess.run(  # noqa: S603 (a fixed program on a file of our own)
+    out = subprocess.run(
         [rscript, "-e", program], capture_output=True, text=True, check=True, timeout=60
     ).stdout.split("\n")
     assert out[0].strip() == str(N_CASES)

@@ -198,7 +198,8 @@ def test_the_csv_is_one_header_row_and_one_row_per_pseudonymised_case(
 ) -> None:
     text = _export(app, session, ring, evaluator)
     rows = read_csv(text)
-    assert text.splitlines()[0].startswith("pseudonym,unit_hsa_id,") and len(text.splitlines()) == 1 + len(rows)
+    lines = text.splitlines()
+    assert lines[0].startswith("pseudonym,unit_hsa_id,") and len(lines) == 1 + len(rows)
     assert len({r["pseudonym"] for r in rows}) == len(rows)
     assert all(r["pseudonym"].startswith("P-") and len(r["pseudonym"]) == 18 for r in rows)
     assert {r["sex"] for r in rows} <= {"female", "male", "unknown"}
