@@ -1,7 +1,9 @@
 """The evaluation's figures on the demo data are the ones the evaluation gave before it read
 research records: `data/figures_demo400.json` holds what the code of 721d518 (reading the
 clinical tables) produced on `DEMO_CASES` demo cases, on SQLite and PostgreSQL alike
-(tests/evaluation_figures.py says how the figures are written)."""
+(tests/evaluation_figures.py says how the figures are written). Since the CSV lost its comment
+lines and the PDF gained the codebook appendix (issue 19), the fixture has no CSV comments and
+the PDF's text ends with the appendix; every figure before it is unchanged."""
 
 from __future__ import annotations
 
