@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -131,3 +132,20 @@ def test_the_pdf_s_appendix_is_the_codebook(
     for name in codebook_names(app):
         assert name in appendix.replace("\n", ""), name
     assert "Små tal" in appendix
+
+
+def test_each_chart_axis_is_labelled_once(
+    client: FlaskClient, login: Callable[..., Any], cases: None
+) -> None:
+    login("evaluator")
+    page = client.get("/utvardering").get_data(as_text=True)
+    charts = re.findall(r"<svg[^>]*class=\"chart\".*?</svg>", page, re.S)
+    paired = [c for c in charts if re.search(r"<title[^>]*>[^<]*: baslinje och sex månader<", c)]
+    change = [c for c in charts if re.search(r"<title[^>]*>[^<]*: förändring från baslinje", c)]
+    assert paired and change
+    for chart in paired:
+        assert chart.count(">Poäng<") == 1
+        assert chart.count(">Baslinjemätning<") == 1 and chart.count(">Sex månader<") == 1
+    for chart in change:
+        assert chart.count(">Personer<") == 1
+        assert chart.count(">Förändring per person (sex månader minus baslinje)<") == 1
