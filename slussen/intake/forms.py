@@ -123,7 +123,7 @@ class SelfReferralForm(IdentityFields):
         validators=[DataRequired(message=_l("Choose your health centre."))],
         render_kw={
             "data-unit-search": "",
-            "data-search-label": _l("Search by name or town"),
+            "data-search-label": _l("Search by town or health centre"),
             "data-count-text": _l("{n} health centres match."),
         },
     )

@@ -62,7 +62,7 @@ def test_the_list_offers_every_unit_by_town_and_chooses_none(
     # Grouped by town, so the town is found without script; the script's hooks are there.
     assert re.search(rf'<optgroup label="Köping">\s*<option[^>]*value="{other.id}"', html)
     assert re.search(rf'<optgroup label="Västerås">\s*<option[^>]*value="{unit.id}"', html)
-    assert 'data-search-label="Sök på namn eller ort"' in html
+    assert 'data-search-label="Sök på stad eller vårdcentral"' in html
     assert "unit_search.js" in page
 
 
