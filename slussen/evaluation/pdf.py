@@ -15,6 +15,7 @@ from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
+from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import (
     CondPageBreak,
@@ -33,6 +34,9 @@ from slussen.evaluation import charts, codebook, labels
 from slussen.evaluation.dataset import DIMENSIONS
 from slussen.evaluation.report import CLASSES, Outcome, Report
 from slussen.pdf import a4_document, register_fonts
+
+#: A table cell's left and right padding (points).
+CELL_PADDING = 4
 
 #: The printable width of the page (A4 with 18 mm margins).
 FRAME_WIDTH = A4[0] - 36 * mm
@@ -133,11 +137,12 @@ class _Styles:
     def table(
         self, rows: list[list[str]], widths: list[float], *, header: bool = True
     ) -> LongTable:
+        head_style, widths = self._fit(rows, widths) if header else (self.small, widths)
         data = [
             [
                 Paragraph(
                     f"<b>{_escape(cell)}</b>" if (header and r == 0) or c == 0 else _escape(cell),
-                    self.small,
+                    head_style if header and r == 0 else self.small,
                 )
                 for c, cell in enumerate(row)
             ]
@@ -149,11 +154,51 @@ class _Styles:
             ("LINEBELOW", (0, 1), (-1, -1), 0.25, colors.grey),
             ("TOPPADDING", (0, 0), (-1, -1), 2),
             ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
+            ("LEFTPADDING", (0, 0), (-1, -1), CELL_PADDING),
+            ("RIGHTPADDING", (0, 0), (-1, -1), CELL_PADDING),
         ]
         if header:
             style.append(("LINEBELOW", (0, 0), (-1, 0), 0.8, colors.black))
         table.setStyle(TableStyle(style))
         return table
+
+    def _fit(
+        self, rows: list[list[str]], widths: list[float]
+    ) -> tuple[ParagraphStyle, list[float]]:
+        """The header's style and the column widths at which every header wraps at spaces only
+        (no word is split): a column too narrow for its longest word takes room from columns
+        with room to spare, and the header's type shrinks (down to 6 pt) until the words fit.
+        Falls back to the widths given, words split, if even that does not fit."""
+
+        def longest(texts: list[str], font: str, size: float) -> float:
+            words = [w for text in texts for w in text.split()]
+            return max((stringWidth(w, font, size) for w in words), default=0) + 2 * CELL_PADDING
+
+        body = [
+            longest(
+                [row[c] for row in rows[1:] if c < len(row)],
+                self.bold if c == 0 else self.regular,
+                8.5,
+            )
+            for c in range(len(widths))
+        ]
+        for size in (8.5, 8.0, 7.5, 7.0, 6.5, 6.0):
+            need = [
+                max(longest([h], self.bold, size), b) for h, b in zip(rows[0], body, strict=False)
+            ]
+            short = sum(max(n - w, 0) for n, w in zip(need, widths, strict=True))
+            spare = [max(w - n, 0) for n, w in zip(need, widths, strict=True)]
+            if short <= sum(spare):
+                share = short / sum(spare) if short else 0
+                fitted = [
+                    max(w, n) - s * share for w, n, s in zip(widths, need, spare, strict=True)
+                ]
+                style = ParagraphStyle(
+                    f"head{size}", parent=self.small, fontSize=size, leading=size + 2.5,
+                    splitLongWords=0,
+                )  # fmt: skip
+                return style, fitted
+        return self.small, widths
 
 
 def _footer(canvas: Canvas, doc: SimpleDocTemplate) -> None:

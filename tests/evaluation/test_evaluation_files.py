@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import re
 import shutil
 import subprocess
@@ -149,3 +150,30 @@ def test_each_chart_axis_is_labelled_once(
     for chart in change:
         assert chart.count(">Personer<") == 1
         assert chart.count(">Förändring per person (sex månader minus baslinje)<") == 1
+
+
+def test_pdf_table_headers_wrap_between_words_only(
+    app: Flask, client: FlaskClient, login: Callable[..., Any], cases: None
+) -> None:
+    from slussen.evaluation import labels
+    from slussen.evaluation.dataset import STEPS
+
+    login("evaluator")
+    reader = PdfReader(io.BytesIO(client.get("/utvardering/rapport.pdf").data))
+    lines = [
+        line.split()
+        for page in reader.pages
+        for line in page.extract_text().splitlines()
+        if line.split()
+    ]
+    with app.test_request_context():
+        words = {w for step in STEPS for w in labels.step_label(step).split()}
+    words |= {"Kontaktväg", "Åldersgrupp", "Medelförändring"}
+    split = [
+        (a[-1], b[0])
+        for a, b in itertools.pairwise(lines)
+        if a[-1] not in words and a[-1] + b[0] in words
+    ]
+    assert split == []
+    # The breakdown tables (a step per column) are there, so the check had something to look at.
+    assert any("Kartläggningsbesök" in line for line in lines)
