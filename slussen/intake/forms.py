@@ -125,6 +125,7 @@ class SelfReferralForm(IdentityFields):
             "data-unit-search": "",
             "data-search-label": _l("Search by town or health centre"),
             "data-count-text": _l("{n} health centres match."),
+            "data-count-one": _l("One health centre matches."),
         },
     )
     wish = TextAreaField(

@@ -43,7 +43,8 @@
     groups.forEach(function (group) {
       if (group.firstChild) { select.appendChild(group); } else if (group.parentNode) { group.parentNode.removeChild(group); }
     });
-    count.textContent = words.length ? select.getAttribute("data-count-text").replace("{n}", String(shown)) : "";
+    var text = shown === 1 ? select.getAttribute("data-count-one") : select.getAttribute("data-count-text").replace("{n}", String(shown));
+    count.textContent = words.length ? text : "";
   }
   input.addEventListener("input", filter);
 }());
