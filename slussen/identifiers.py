@@ -455,25 +455,24 @@ def normalise_postcode(text: str) -> str:
     return f"{compact[:3]} {compact[3:]}"
 
 
-def _normal_case_town(town: str) -> str:
-    """Return the postort in normal case: ALL-CAPS is title-cased, other casing kept."""
-    collapsed = " ".join(town.split())
-    if collapsed.isupper():
-        return collapsed.title()
-    return collapsed
+def _postal_town(town: str) -> str:
+    """Return the postort as the address's last line writes it: in capitals, spaces collapsed
+    ("Upplands  väsby" becomes "UPPLANDS VÄSBY")."""
+    return " ".join(town.split()).upper()
 
 
 def format_postal_line(postcode: str, town: str) -> str:
-    """Return the last address line, e.g. ``"114 18 Stockholm"``.
+    """Return the last line of a postal address, e.g. ``"722 19 VÄSTERÅS"``.
 
-    The postort is written in normal case with one space after the postnummer
-    (Språkrådet, *Svenska skrivregler*): ``"STOCKHOLM"`` becomes ``"Stockholm"`` while
-    ``"Upplands Väsby"`` is kept as written.
+    The postnummer with its space, one space, and the postort in capitals, as PostNord's
+    addressing guidance (after the Swedish standard SS 613401) asks for the delivery address:
+    the sorting machines and the carrier read the last line first. Only the address in the
+    letter's window is written so; a town in running text keeps its normal case.
     """
     normalised = normalise_postcode(postcode)
     if not isinstance(town, str) or not town.strip():
         raise IdentifierError(MSG_TOWN_EMPTY, code="empty")
-    return f"{normalised} {_normal_case_town(town)}"
+    return f"{normalised} {_postal_town(town)}"
 
 
 def validate_hsa_id(text: str) -> str:

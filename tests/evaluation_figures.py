@@ -36,7 +36,6 @@ from slussen.audit import Actor
 from slussen.config import today_local
 from slussen.demo import cases as demo
 from slussen.demo.context import DemoContext
-from slussen.evaluation import labels
 from slussen.evaluation.dataset import Filters
 from slussen.evaluation.definitions import ScoreDefinition
 from slussen.evaluation.pdf import render_report
@@ -132,10 +131,7 @@ def _month_offset(text: str, today: dt.date) -> str:
 
 def _csv(text: str, today: dt.date, *, full: bool) -> dict[str, Any]:
     """The CSV as it compares: its rows in full when `full`, else their number and digest."""
-    lines = text.splitlines()
-    comments = [line for line in lines if line.startswith("# ")]
-    body = [line for line in lines if not line.startswith("#")]
-    rows = list(csv.reader(io.StringIO("\n".join(body))))
+    rows = list(csv.reader(io.StringIO(text)))
     header, data = rows[0], rows[1:]
     keep = [i for i, name in enumerate(header) if name != "pseudonym"]
     normalised = sorted(
@@ -143,8 +139,6 @@ def _csv(text: str, today: dt.date, *, full: bool) -> dict[str, Any]:
         for row in data  # the run's months, relative
     )
     return {
-        # The first line says when the file was made; the filters' days are the run's.
-        "comments": [line.replace(today.isoformat(), "<today>") for line in comments[1:]],
         "header": [header[i] for i in keep],
         "pseudonyms": len({row[header.index("pseudonym")] for row in data}),
         "rows": normalised if full else len(normalised),
@@ -173,13 +167,11 @@ def figures(app: Flask, session: Session) -> dict[str, Any]:
         ring = current_key_ring()
         today = today_local()
         hsa = {u: h for u, h in session.execute(select(Unit.id, Unit.hsa_id))}
-        names = {u: n for u, n in session.execute(select(Unit.id, Unit.name))}
         for name, filters in filter_sets(session, today).items():
             report = build_report(session, ring, OPERATOR, context, filters)
             result["reports"][name] = _report(report, hsa)
             out = io.StringIO()
-            header = labels.header_lines(filters, settings.suppression_k, names, "(now)")
-            write_dataset(session, ring, OPERATOR, context, filters, out, header=header)
+            write_dataset(session, ring, OPERATOR, context, filters, out)
             result["csv"][name] = _csv(out.getvalue(), today, full=name == "all")
             if name == "all":
                 result["pdf"] = _pdf_text(render_report(report, workflow), today)

@@ -129,8 +129,7 @@ def case_with_scores(
     return case
 
 
-def read_csv(text: str) -> tuple[list[str], list[dict[str, str]]]:
-    """(the "# " header lines, the rows as dicts)."""
-    comments = [line[2:] for line in text.splitlines() if line.startswith("# ")]
-    body = "\n".join(line for line in text.splitlines() if not line.startswith("#"))
-    return comments, list(csv.DictReader(io.StringIO(body)))
+def read_csv(text: str) -> list[dict[str, str]]:
+    """The rows as dicts, checking the file is one header row and data rows only."""
+    assert not any(line.startswith("#") for line in text.splitlines()), "a comment line"
+    return list(csv.DictReader(io.StringIO(text)))

@@ -350,12 +350,13 @@ def test_postcode_refused(text: str) -> None:
 @pytest.mark.parametrize(
     ("postcode", "town", "line"),
     [
-        ("11418", "STOCKHOLM", "114 18 Stockholm"),
-        ("114 18", "Stockholm", "114 18 Stockholm"),
-        ("19430", "Upplands Väsby", "194 30 Upplands Väsby"),
-        ("19430", "UPPLANDS VÄSBY", "194 30 Upplands Väsby"),
-        ("19631", " UPPLANDS-BRO ", "196 31 Upplands-Bro"),
-        ("44196", "Alingsås", "441 96 Alingsås"),
+        ("11418", "STOCKHOLM", "114 18 STOCKHOLM"),
+        ("114 18", "Stockholm", "114 18 STOCKHOLM"),
+        ("72219", "Västerås", "722 19 VÄSTERÅS"),
+        ("19430", "Upplands  Väsby", "194 30 UPPLANDS VÄSBY"),
+        ("19631", " Upplands-Bro ", "196 31 UPPLANDS-BRO"),
+        ("44196", "alingsås", "441 96 ALINGSÅS"),
+        ("63502", "Ärla", "635 02 ÄRLA"),
     ],
 )
 def test_format_postal_line(postcode: str, town: str, line: str) -> None:

@@ -4,7 +4,18 @@ role names, dates); each capability adds the labels of its own codes (`cases/lab
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+from pathlib import Path
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from flask_babel import get_locale
 from flask_babel import gettext as _
@@ -45,6 +56,18 @@ def set_language(lang: str) -> ResponseReturnValue:
     if not target.startswith("/") or target.startswith("//"):
         target = url_for("core.index")
     return redirect(target)
+
+
+@bp.route("/favicon.ico")
+@public
+def favicon() -> ResponseReturnValue:
+    """Browsers and bookmarks ask for /favicon.ico whatever the page links: answer with the
+    same picture as the pages' icon (an SVG; every current browser shows it)."""
+    picture = Path(current_app.static_folder or "static", "favicon.svg").read_bytes()
+    response = Response(picture, mimetype="image/svg+xml")
+    response.cache_control.max_age = 86400
+    response.cache_control.public = True
+    return response
 
 
 @bp.route("/healthz")

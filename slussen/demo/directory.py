@@ -35,16 +35,16 @@ ORGANISATIONS = [
     ("Frivilligcentralen", "ideburen", "Centrum",
      "Volontärer som ordnar promenader, fika, språkträning, ledsagning och vänkontakter.",
      "Maja Lindqvist", "070-174 06 11", "https://example.org/frivilligcentralen"),
-    ("Korpen", "ideburen", "Skarptorp",
+    ("Korpen", "ideburen", "Bäckby",
      "Motion för alla: stavgång, promenadgrupper och pickleball för nybörjare.",
      "Tomas Berg", "070-174 06 12", "https://example.org/korpen"),
     ("Cityfiske", "ideburen", "Centrum",
      "Öppen fiskestuga vid ån med fikahäng. Här möts nya och gamla i staden.",
      "Samir Nasser", "070-174 06 13", "https://example.org/cityfiske"),
-    ("STF Bråvalla", "ideburen", "Skarptorp",
-     "Svenska Turistföreningens lokala avdelning: promenader med start i Skarptorp.",
-     "Karin Holm", "070-174 06 14", "https://example.org/stf-bravalla"),
-    ("Hemgården", "ideburen", "Ljura",
+    ("STF Västerås", "ideburen", "Bäckby",
+     "Svenska Turistföreningens lokala avdelning: promenader med start i Bäckby.",
+     "Karin Holm", "070-174 06 14", "https://example.org/stf-vasteras"),
+    ("Hemgården", "ideburen", "Råby",
      "Mötesplats med berättarcafé, seniorgymnastik och hantverkskurser.",
      "Birgitta Ek", "070-174 06 15", "https://example.org/hemgarden"),
     ("Kunskapens hus", "kommun", "Centrum",
@@ -56,13 +56,13 @@ ORGANISATIONS = [
 ]  # fmt: skip
 
 PLACES = {
-    "Frivilligcentralen": ("Frivilligcentralen", "Drottninggatan 10", "602 24", "Norrköping", "Centrum"),
-    "Korpen": ("Skarptorps idrottsplats", "Skarptorpsvägen 40", "603 79", "Norrköping", "Skarptorp"),
-    "Cityfiske": ("Fiskestugan vid Motala ström", "Strömgatan 2", "602 32", "Norrköping", "Centrum"),
-    "STF Bråvalla": ("Skarptorps centrum, vid busshållplatsen", "Skarptorpsvägen 1", "603 79", "Norrköping", "Skarptorp"),
-    "Hemgården": ("Hemgården", "Ljuragatan 5", "602 11", "Norrköping", "Ljura"),
-    "Kunskapens hus": ("Kunskapens hus", "Kungsgatan 20", "602 33", "Norrköping", "Centrum"),
-    "Stadsbiblioteket": ("Stadsbiblioteket", "Södra Promenaden 105", "602 34", "Norrköping", "Centrum"),
+    "Frivilligcentralen": ("Frivilligcentralen", "Stora gatan 10", "722 12", "Västerås", "Centrum"),
+    "Korpen": ("Bäckby idrottsplats", "Bäckbyvägen 40", "724 65", "Västerås", "Bäckby"),
+    "Cityfiske": ("Fiskestugan vid Svartån", "Svartågatan 2", "722 11", "Västerås", "Centrum"),
+    "STF Västerås": ("Bäckby centrum, vid busshållplatsen", "Bäckby torg 1", "724 65", "Västerås", "Bäckby"),
+    "Hemgården": ("Hemgården", "Råbyvägen 5", "724 77", "Västerås", "Råby"),
+    "Kunskapens hus": ("Kunskapens hus", "Kopparbergsvägen 20", "722 13", "Västerås", "Centrum"),
+    "Stadsbiblioteket": ("Stadsbiblioteket", "Biskopsgatan 2", "722 14", "Västerås", "Centrum"),
 }  # fmt: skip
 
 ACCESS_LEVEL = "Entré i gatuplan, hiss och tillgänglig toalett. Hörslinga finns."
@@ -111,21 +111,21 @@ def _activities(week: dt.date) -> list[tuple[str, dict[str, Any]]]:
         ("Korpen", dict(
             title="Stavgång", first_date=day(MO), start_time=dt.time(9, 30),
             duration_minutes=60, rrule=weekly(MO, WE), categories=["sport_exercise", "nature_walks"],
-            description="Stavgång i skogen runt Skarptorp. Stavar finns att låna.", cost_sek=20,
+            description="Stavgång i skogen runt Bäckby. Stavar finns att låna.", cost_sek=20,
             cost_note="första gången gratis", age_groups=["adults", "seniors"])),
         ("Korpen", dict(
             title="Pickleball för nybörjare", first_date=day(SA), start_time=dt.time(11, 0),
             duration_minutes=90, rrule=weekly(SA), categories=["sport_exercise", "board_games"],
             description="Ett lätt racketspel. Vi lär dig reglerna och lånar ut racket.",
-            cost_sek=40, capacity=16, place_name="Skarptorpshallen")),
+            cost_sek=40, capacity=16, place_name="Bäckbyhallen")),
         ("Cityfiske", dict(
             title="Öppen fiskestuga med fikahäng", first_date=day(WE), start_time=dt.time(16, 0),
             duration_minutes=180, rrule=weekly(WE), categories=["outdoor_life", "fika_conversation"],
             description="Prova att fiska eller sitt med vid elden och fika. Vi lånar ut spön.",
             languages=["sv", "ar", "en"], has_companion=True,
             exception_dates=[day(WE, 3).isoformat()])),
-        ("STF Bråvalla", dict(
-            title="Söndagspromenad från Skarptorp", first_date=day(SU), start_time=dt.time(10, 0),
+        ("STF Västerås", dict(
+            title="Söndagspromenad från Bäckby", first_date=day(SU), start_time=dt.time(10, 0),
             duration_minutes=120, rrule=weekly(SU, interval=2), categories=["nature_walks", "outdoor_life"],
             description="En promenad på 5–7 kilometer i naturen. Ta med fika.",
             accessibility_notes="Stigar med rötter och backar; kraftiga skor behövs.")),

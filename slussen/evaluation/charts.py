@@ -144,7 +144,7 @@ def paired(outcome: Outcome, k: int) -> Scene | None:
     high = d.high if d.high is not None else max(spread[0].q3, spread[1].q3)
     if high <= low:
         high = low + 1
-    width, height, left, top, plot_h = 420.0, 260.0, 60.0, 20.0, 200.0
+    width, height, left, top, plot_h = 420.0, 272.0, 60.0, 32.0, 200.0
     name = labels.score_label(d)
 
     def y_of(value: float) -> float:
@@ -188,6 +188,9 @@ def paired(outcome: Outcome, k: int) -> Scene | None:
                 fill=MUTED,
             )
         )
+    # Each axis is labelled once: the score's scale on the left (its name is in the title), the
+    # two occasions under their boxes.
+    scene.add(Text(4, 14, _("Score"), size=9, fill=MUTED))
     centres = [left + 90, left + 250]
     means = []
     for centre, (label, mean, sd, quart) in zip(centres, occasions, strict=True):
@@ -222,10 +225,10 @@ def change(outcome: Outcome, k: int) -> Scene | None:
     if outcome.n_pairs.value == 0 or outcome.n_pairs.is_hidden:
         return None
     bins = outcome.bins
-    left, top, plot_h = 50.0, 20.0, 170.0
+    left, top, plot_h = 50.0, 32.0, 170.0
     slot = max(12.0, min(36.0, 460.0 / max(len(bins), 1)))
     width = max(380.0, left + slot * len(bins) + 20)
-    height = top + plot_h + 60
+    height = top + plot_h + 74
     d = outcome.definition
     top_count = max((b.count.value for b in bins if not b.count.is_hidden), default=0) or 1
     scene = Scene(
@@ -272,6 +275,17 @@ def change(outcome: Outcome, k: int) -> Scene | None:
                 )
             )
     scene.add(Line(left, top + plot_h, left + slot * len(bins), top + plot_h, INK, 1))
+    # Each axis is labelled once: persons up the side, the change along the bottom.
+    scene.add(Text(4, 14, _("Persons"), size=9, fill=MUTED))
+    scene.add(
+        Text(
+            left,
+            top + plot_h + 34,
+            _("Change per person (six months minus baseline)"),
+            size=9,
+            fill=MUTED,
+        )
+    )
     scene.add(
         Text(
             left, height - 8, _("Green: improved, grey: unchanged, red: worse"), size=9, fill=MUTED

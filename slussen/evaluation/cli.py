@@ -1,5 +1,6 @@
-"""`slussen evaluation export --format csv|pdf [--out FILE]`: the pseudonymised dataset or the
-report, for the whole region or filtered, written by the operator and audited as an export.
+"""`slussen evaluation export --format csv|codebook|pdf [--out FILE]`: the pseudonymised dataset,
+its codebook or the report, for the whole region or filtered, written by the operator and
+audited as an export.
 
 The command only reads, plus its audit row: the reads hold no write lock, and the audit row is
 committed in a short transaction of its own before the PDF is drawn or the data handed out (no
@@ -32,13 +33,15 @@ def _day(value: Any) -> dt.date | None:
     return value.date() if value is not None else None
 
 
-@evaluation_cli.command("export", help="Write the dataset (CSV) or the report (PDF).")
-@click.option("--format", "kind", type=click.Choice(["csv", "pdf"]), required=True)
+@evaluation_cli.command(
+    "export", help="Write the dataset (CSV), its codebook (text) or the report (PDF)."
+)
+@click.option("--format", "kind", type=click.Choice(["csv", "codebook", "pdf"]), required=True)
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="File to write (default: standard output for CSV; required for PDF).",
+    help="File to write (default: standard output for CSV and codebook; required for PDF).",
 )
 @click.option(
     "--from",
@@ -85,6 +88,7 @@ def export(
     from slussen.db import session_scope
     from slussen.errors import DomainError
     from slussen.evaluation import labels
+    from slussen.evaluation.codebook import CSV_ENCODING, codebook_text
     from slussen.evaluation.dataset import Filters
     from slussen.evaluation.pdf import render_report
     from slussen.evaluation.services import (
@@ -127,17 +131,21 @@ def export(
                 ring = current_key_ring()
                 if kind == "csv":
                     buffer = io.StringIO()
+                    rows = write_dataset(session, ring, actor, context, filters, buffer)
+                    data: bytes = buffer.getvalue().encode(CSV_ENCODING)
+                    summary = f"{rows} cases"
+                elif kind == "codebook":
                     header = labels.header_lines(
                         filters,
                         settings.suppression_k,
                         unit_names(session),
                         dt.datetime.now(dt.UTC).isoformat(timespec="minutes"),
                     )
-                    rows = write_dataset(
-                        session, ring, actor, context, filters, buffer, header=header
+                    text = codebook_text(
+                        context.workflow, context.definitions, header, settings.suppression_k
                     )
-                    data: bytes = buffer.getvalue().encode("utf-8")
-                    summary = f"{rows} cases"
+                    data = text.encode("utf-8")
+                    summary = "the codebook"
                 else:
                     report = build_report(session, ring, actor, context, filters, as_pdf=True)
                     summary = f"report on {report.referred.text(report.k)} cases"

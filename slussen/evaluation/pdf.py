@@ -15,11 +15,13 @@ from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
+from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import (
     CondPageBreak,
     KeepTogether,
     LongTable,
+    PageBreak,
     Paragraph,
     SimpleDocTemplate,
     Spacer,
@@ -28,10 +30,13 @@ from reportlab.platypus import (
 from reportlab.platypus.flowables import Flowable
 
 from slussen.cases.workflow import Workflow
-from slussen.evaluation import charts, labels
+from slussen.evaluation import charts, codebook, labels
 from slussen.evaluation.dataset import DIMENSIONS
 from slussen.evaluation.report import CLASSES, Outcome, Report
 from slussen.pdf import a4_document, register_fonts
+
+#: A table cell's left and right padding (points).
+CELL_PADDING = 4
 
 #: The printable width of the page (A4 with 18 mm margins).
 FRAME_WIDTH = A4[0] - 36 * mm
@@ -132,11 +137,12 @@ class _Styles:
     def table(
         self, rows: list[list[str]], widths: list[float], *, header: bool = True
     ) -> LongTable:
+        head_style, widths = self._fit(rows, widths) if header else (self.small, widths)
         data = [
             [
                 Paragraph(
                     f"<b>{_escape(cell)}</b>" if (header and r == 0) or c == 0 else _escape(cell),
-                    self.small,
+                    head_style if header and r == 0 else self.small,
                 )
                 for c, cell in enumerate(row)
             ]
@@ -148,11 +154,51 @@ class _Styles:
             ("LINEBELOW", (0, 1), (-1, -1), 0.25, colors.grey),
             ("TOPPADDING", (0, 0), (-1, -1), 2),
             ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
+            ("LEFTPADDING", (0, 0), (-1, -1), CELL_PADDING),
+            ("RIGHTPADDING", (0, 0), (-1, -1), CELL_PADDING),
         ]
         if header:
             style.append(("LINEBELOW", (0, 0), (-1, 0), 0.8, colors.black))
         table.setStyle(TableStyle(style))
         return table
+
+    def _fit(
+        self, rows: list[list[str]], widths: list[float]
+    ) -> tuple[ParagraphStyle, list[float]]:
+        """The header's style and the column widths at which every header wraps at spaces only
+        (no word is split): a column too narrow for its longest word takes room from columns
+        with room to spare, and the header's type shrinks (down to 6 pt) until the words fit.
+        Falls back to the widths given, words split, if even that does not fit."""
+
+        def longest(texts: list[str], font: str, size: float) -> float:
+            words = [w for text in texts for w in text.split()]
+            return max((stringWidth(w, font, size) for w in words), default=0) + 2 * CELL_PADDING
+
+        body = [
+            longest(
+                [row[c] for row in rows[1:] if c < len(row)],
+                self.bold if c == 0 else self.regular,
+                8.5,
+            )
+            for c in range(len(widths))
+        ]
+        for size in (8.5, 8.0, 7.5, 7.0, 6.5, 6.0):
+            need = [
+                max(longest([h], self.bold, size), b) for h, b in zip(rows[0], body, strict=False)
+            ]
+            short = sum(max(n - w, 0) for n, w in zip(need, widths, strict=True))
+            spare = [max(w - n, 0) for n, w in zip(need, widths, strict=True)]
+            if short <= sum(spare):
+                share = short / sum(spare) if short else 0
+                fitted = [
+                    max(w, n) - s * share for w, n, s in zip(widths, need, spare, strict=True)
+                ]
+                style = ParagraphStyle(
+                    f"head{size}", parent=self.small, fontSize=size, leading=size + 2.5,
+                    splitLongWords=0,
+                )  # fmt: skip
+                return style, fitted
+        return self.small, widths
 
 
 def _footer(canvas: Canvas, doc: SimpleDocTemplate) -> None:
@@ -353,6 +399,20 @@ def _outcome(outcome: Outcome, k: int, report: Report, s: _Styles) -> list[Flowa
     return story
 
 
+def _codebook(report: Report, workflow: Workflow, k: int, s: _Styles) -> list[Flowable]:
+    """The appendix: the dataset's codebook, as the codebook file has it (slussen/evaluation/
+    codebook.py), so that a printed report explains the CSV that goes with it."""
+    story: list[Flowable] = [PageBreak(), s.p(_("Appendix: codebook of the dataset (CSV)"), s.h2)]
+    story += [s.p("• " + note, s.small) for note in codebook.file_notes()]
+    rows = [[_("Column"), _("Meaning and values"), _("Missing")]]
+    for column in codebook.columns(workflow, [o.definition for o in report.outcomes]):
+        rows.append([column.name, f"{column.meaning} {column.scale}", column.missing])
+    story.append(s.table(rows, [58 * mm, FRAME_WIDTH - 58 * mm - 42 * mm, 42 * mm]))
+    story.append(s.p(_("Small numbers"), s.h3))
+    story += [s.p("• " + rule, s.small) for rule in codebook.suppression_rule(k)]
+    return story
+
+
 def render_report(report: Report, workflow: Workflow) -> bytes:
     """The report as PDF bytes: what it shows (period, filters, k), the flow, each instrument's
     outcome with its charts, and the analysis choices."""
@@ -395,6 +455,7 @@ def render_report(report: Report, workflow: Workflow) -> bytes:
     story.append(s.p(_("Analysis choices"), s.h2))
     for line in labels.analysis_choices(k):
         story.append(s.p("• " + line, s.small))
+    story += _codebook(report, workflow, k, s)
     buffer = io.BytesIO()
     doc = a4_document(buffer, title=_("Evaluation of the sluss"), side_mm=18)
     doc.build(story, onFirstPage=_footer, onLaterPages=_footer)

@@ -27,7 +27,7 @@ from slussen.cases.workflow import Workflow
 from slussen.config import Settings
 from slussen.content import Content
 from slussen.errors import NotFound, NotPermitted
-from slussen.evaluation import stats
+from slussen.evaluation import codebook, stats
 from slussen.evaluation.dataset import MOMENTS, STEPS, CaseBatch, Filters, months, stream_cases
 from slussen.evaluation.definitions import (
     ScoreDefinition,
@@ -135,51 +135,8 @@ def build_report(
 
 # --- the pseudonymised dataset ------------------------------------------------------------------
 
-#: The dataset's fixed columns and what they hold (the codebook; docs/evaluation.md repeats it).
-BASE_COLUMNS: list[tuple[str, str]] = [
-    ("pseudonym", "Stable keyed pseudonym of the case (P- and 16 hex digits); not reversible."),
-    ("unit_hsa_id", "HSA-id of the unit (vårdcentral) that holds the case."),
-    ("unit_name", "Name of that unit."),
-    ("channel", "How the referral came in: staff_flag, self_referral, phone, message_1177."),
-    (
-        "age_band",
-        "Age at referral (referral year minus birth year): 0-17, 18-29, 30-44, 45-64, "
-        "65-79, 80+ or unknown.",
-    ),
-    ("sex", "female, male or unknown (from the identifier)."),
-    (
-        "status",
-        "open, or the closing state: closed_completed, closed_declined, "
-        "closed_no_response, closed_referred_elsewhere, closed_other.",
-    ),
-    ("referred_month", "Month (YYYY-MM, Swedish time) the case was opened."),
-    ("invited_month", "Month the invitation was sent (event invite)."),
-    ("baseline_month", "Month the baseline answers were registered (register_baseline)."),
-    (
-        "screen_positive",
-        "1 if the screening was positive (flag or a positive screening score), else 0.",
-    ),
-    ("mapping_visit_month", "Month the mapping visit was recorded (record_mapping_visit)."),
-    ("action_plan_month", "Month of the first action plan."),
-    ("handover_done_month", "Month of the first hand-over marked done."),
-    ("follow_up_1_month", "Month follow-up 1 was recorded (record_follow_up)."),
-    ("six_month_month", "Month the six-month answers were registered (register_evaluation)."),
-    ("complete_pair", "1 if at least one score has both a baseline and a six-month value."),
-]
 #: The moments written as months (every one but the complete pair, a flag).
 MILESTONE_COLUMNS = [m for m in MOMENTS if m != "complete_pair"]
-
-
-def score_columns(definitions: list[ScoreDefinition]) -> list[tuple[str, str]]:
-    columns = []
-    for d in definitions:
-        label = d.label.get("en") or d.label.get("sv") or d.key
-        direction = "lower is better" if d.is_lower_better else "higher is better"
-        for occasion in ("baseline", "six_month"):
-            columns.append(
-                (f"{d.key}_{occasion}", f"{label}, {occasion.replace('_', '-')} ({direction}).")
-            )
-    return columns
 
 
 def write_dataset(
@@ -189,20 +146,16 @@ def write_dataset(
     context: Context,
     filters: Filters,
     out: TextIO,
-    *,
-    header: list[str],
 ) -> int:
-    """Write the pseudonymised dataset as CSV, one row per case, after `header` lines written as
-    "# " comments (period, filters, k, analysis choices). Returns the number of rows. Writes the
-    audit row (export); refuses like `build_report`."""
+    """Write the pseudonymised dataset as CSV: one header row (the codebook's columns), then one
+    row per case and nothing else; what it covers is stated in the codebook. Returns the number
+    of rows. Writes the audit row (export); refuses like `build_report`."""
     scope = _scope(session, actor, filters)
     definitions = context.definitions
     hsa = {u: h for u, h in session.execute(select(Unit.id, Unit.hsa_id))}
     names = unit_names(session)
-    for line in header:
-        out.write(f"# {line}\n")
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([c for c, _d in BASE_COLUMNS] + [c for c, _d in score_columns(definitions)])
+    writer.writerow([c.name for c in codebook.columns(context.workflow, definitions)])
     # Texts (units, codes) are quoted by the csv module once per distinct value; months, hex
     # pseudonyms, flags and numbers never need quoting. The rows are then joined directly: the
     # csv module's per-field checks would cost more than everything else here.

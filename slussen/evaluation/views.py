@@ -18,7 +18,8 @@ from slussen.cases.engine import current_workflow
 from slussen.cases.models import CHANNELS
 from slussen.db import db_session
 from slussen.evaluation import charts, labels
-from slussen.evaluation.dataset import AGE_BANDS, DIMENSIONS, SEXES
+from slussen.evaluation.codebook import CSV_ENCODING, codebook_text
+from slussen.evaluation.dataset import AGE_BANDS, DIMENSIONS, SEXES, Filters
 from slussen.evaluation.forms import FilterForm
 from slussen.evaluation.pdf import render_report
 from slussen.evaluation.report import CLASSES
@@ -81,34 +82,63 @@ def index() -> ResponseReturnValue:
         dimensions=DIMENSIONS,
         csv_url=url_for("evaluation.export_csv", **query),
         pdf_url=url_for("evaluation.export_pdf", **query),
+        codebook_url=url_for("evaluation.export_codebook", **query),
+    )
+
+
+def _header(filters: Filters) -> list[str]:
+    """What a download covers: when it was made, the period, the filters and k."""
+    return labels.header_lines(
+        filters,
+        _context().settings.suppression_k,
+        unit_names(db_session()),
+        dt.datetime.now(dt.UTC).isoformat(timespec="minutes"),
     )
 
 
 @bp.route("/utvardering/data.csv")
 @require(Permission.EVALUATE)
 def export_csv() -> ResponseReturnValue:
-    """The pseudonymised dataset, one row per case (audited as an export)."""
+    """The pseudonymised dataset, one row per case (audited as an export): one header row and
+    the data, UTF-8 with a byte order mark (slussen/evaluation/codebook.py says why)."""
     form = _form()
     if not form.validate():
         abort(422)
-    session = db_session()
-    context = _context()
-    filters = form.filters()
     out = io.StringIO()
-    header = labels.header_lines(
-        filters,
-        context.settings.suppression_k,
-        unit_names(session),
-        dt.datetime.now(dt.UTC).isoformat(timespec="minutes"),
-    )
     write_dataset(
-        session, current_key_ring(), current_actor(), context, filters, out, header=header
+        db_session(), current_key_ring(), current_actor(), _context(), form.filters(), out
     )
     return Response(
-        out.getvalue(),
+        out.getvalue().encode(CSV_ENCODING),
         mimetype="text/csv",
         headers={
+            "Content-Type": "text/csv; charset=utf-8",
             "Content-Disposition": f'attachment; filename="utvardering-{_stamp()}.csv"',
+        },
+    )
+
+
+@bp.route("/utvardering/kodbok.txt")
+@require(Permission.EVALUATE)
+def export_codebook() -> ResponseReturnValue:
+    """The dataset's codebook for the same filters: what the download covers, the file's format,
+    every column's meaning, values and missing values, the small-numbers rule and the analysis
+    choices. It holds no data about any case."""
+    form = _form()
+    if not form.validate():
+        abort(422)
+    context = _context()
+    text = codebook_text(
+        context.workflow,
+        context.definitions,
+        _header(form.filters()),
+        context.settings.suppression_k,
+    )
+    return Response(
+        text.encode("utf-8"),
+        headers={
+            "Content-Type": "text/plain; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="utvardering-kodbok-{_stamp()}.txt"',
         },
     )
 

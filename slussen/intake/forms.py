@@ -33,6 +33,13 @@ def valid_postcode(_form: Any, field: Any) -> None:
             raise ValidationError(str(exc)) from None
 
 
+def optional_int(value: Any) -> int | None:
+    """A select's value as an id; the empty first option ("choose …") gives None."""
+    if value in ("", None):
+        return None
+    return int(value)
+
+
 class IdentityFields(Form):
     personnummer = StringField(
         _l("Personal identity number"),
@@ -109,7 +116,18 @@ class ReferralForm(IdentityFields):
 class SelfReferralForm(IdentityFields):
     """The public form at /anmalan: plain Swedish, nothing more than needed."""
 
-    unit = SelectField(_l("Your health centre"), coerce=int, validators=[InputRequired()])
+    #: No choice is made for the person: the first option is empty and refused when sent.
+    unit = SelectField(
+        _l("Your health centre"),
+        coerce=optional_int,
+        validators=[DataRequired(message=_l("Choose your health centre."))],
+        render_kw={
+            "data-unit-search": "",
+            "data-search-label": _l("Search by town or health centre"),
+            "data-count-text": _l("{n} health centres match."),
+            "data-count-one": _l("One health centre matches."),
+        },
+    )
     wish = TextAreaField(
         _l("What would you like? For example meeting others, an activity or someone to talk to."),
         validators=[
@@ -127,6 +145,19 @@ class SelfReferralForm(IdentityFields):
     )
     #: Honeypot: hidden from people, filled in by robots.
     website = StringField(_l("Leave this field empty"), validators=[Optional(), Length(max=200)])
+
+
+def unit_choices(units: Any) -> list[SelectChoice]:
+    """The health centres grouped by town (the town is the group's label, so a person finds
+    theirs by name or by town without script), after an empty first option: nothing is chosen
+    for the person. `data-town` lets the filter script match the town too."""
+    return [
+        SelectChoice("", _l("Choose a health centre")),
+        *(
+            SelectChoice(unit.id, unit.name, render_kw={"data-town": unit.town}, optgroup=unit.town)
+            for unit in units
+        ),
+    ]
 
 
 def choices(pairs: Any) -> list[SelectChoice]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+from flask import session as flask_session
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from sqlalchemy import select
@@ -14,11 +15,12 @@ from slussen.accounts.roles import Permission
 from slussen.accounts.throttle import limiter
 from slussen.audit import PUBLIC
 from slussen.cases.access import current_actor
-from slussen.cases.engine import current_workflow
+from slussen.cases.engine import current_workflow, opening_due
+from slussen.config import today_local
 from slussen.db import db_session, load_authorised
 from slussen.errors import Conflict, Invalid, NotPermitted
 from slussen.identifiers import IdentifierError
-from slussen.intake.forms import ReferralForm, SelfReferralForm, choices
+from slussen.intake.forms import ReferralForm, SelfReferralForm, choices, unit_choices
 from slussen.intake.models import ForwardedReferral
 from slussen.intake.services import (
     accept_forwarded_referral,
@@ -35,6 +37,9 @@ bp = Blueprint("intake", __name__, template_folder="templates")
 
 #: Self-referrals per client address; the 31st within the hour is refused (429).
 SELF_REFERRAL_LIMIT = "30 per hour"
+
+#: The session key holding the unit the last self-referral went to, for its receipt.
+RECEIPT_UNIT = "self_referral_unit"
 
 
 def _identity(form: ReferralForm | SelfReferralForm, **extra: object) -> PatientIdentity:
@@ -107,10 +112,10 @@ def self_referral() -> ResponseReturnValue:
     """The public self-referral form: no login, plain Swedish, CSRF, honeypot, rate limited."""
     session = db_session()
     form = SelfReferralForm()
-    form.unit.choices = choices(
-        (u.id, u.name) for u in session.scalars(select(Unit).order_by(Unit.name))
-    )
+    form.unit.choices = unit_choices(session.scalars(select(Unit).order_by(Unit.town, Unit.name)))
     if form.validate_on_submit():
+        # The receipt names the unit chosen; kept in the session, never in the address.
+        flask_session[RECEIPT_UNIT] = form.unit.data
         if form.website.data:
             # A robot filled the hidden field: answer as if it worked, store nothing.
             return redirect(url_for("intake.self_referral_received"))
@@ -136,8 +141,16 @@ def self_referral() -> ResponseReturnValue:
 @bp.route("/anmalan/tack")
 @public
 def self_referral_received() -> ResponseReturnValue:
-    """The receipt repeats nothing the person typed."""
-    return render_template("intake/received.html")
+    """The receipt names the health centre chosen, its phone and when it answers, and the day
+    by which the person hears from it; it repeats nothing the person typed."""
+    unit_id = flask_session.get(RECEIPT_UNIT)
+    unit = db_session().get(Unit, unit_id) if isinstance(unit_id, int) else None
+    return render_template(
+        "intake/received.html",
+        unit=unit,
+        # The earliest due date a new case starts with: by then the unit has been in touch.
+        contact_by=min(opening_due(current_workflow(), today_local()).values(), default=None),
+    )
 
 
 def load_forwarded(forwarded_id: int) -> ForwardedReferral:

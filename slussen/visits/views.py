@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import textwrap
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +12,7 @@ from flask import Blueprint, flash, jsonify, redirect, render_template, request,
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from markupsafe import Markup, escape
+from reportlab.pdfbase.pdfmetrics import stringWidth
 from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
@@ -35,6 +37,7 @@ from slussen.keystore import Keystore, keystore
 from slussen.patients import drafts
 from slussen.patients.models import Patient
 from slussen.patients.services import PatientIdentity, read_patient
+from slussen.pdf import register_fonts
 from slussen.questionnaires import definitions as form_definitions
 from slussen.visits import services
 from slussen.visits.labels import labels as visit_labels
@@ -66,16 +69,78 @@ def barrier_labels() -> dict[str, str]:
     return form_definitions.barrier_labels(ui_language())
 
 
+#: A name is wrapped at word boundaries into at most this many lines of this many characters;
+#: a longer one is shortened with "…" and the whole name is the dot's tooltip (<title>).
+LABEL_LINE_CHARS, LABEL_MAX_LINES = 16, 2
+#: Font size and line height (px). Labels are measured in Bitstream Vera (the wide ancestor of
+#: DejaVu Sans, Debian's fallback) with a tenth to spare, so the box holds them in any browser.
+LABEL_FONT, LABEL_LINE_HEIGHT, LABEL_SPARE = 11, 13, 1.1
+
+
+def label_lines(label: str) -> list[str]:
+    """A network member's name as the map writes it: wrapped at spaces, shortened with "…"
+    after LABEL_MAX_LINES lines; a single word longer than a line is cut with "…"."""
+    words = " ".join(label.split())
+    lines = textwrap.wrap(
+        words, LABEL_LINE_CHARS, max_lines=LABEL_MAX_LINES, placeholder=" …", break_long_words=False
+    )
+    cut = [
+        line if len(line) <= LABEL_LINE_CHARS else line[: LABEL_LINE_CHARS - 1] + "…"
+        for line in lines
+    ]
+    return cut or [""]
+
+
+class _Bounds:
+    """The smallest box around everything drawn, so the viewBox never clips a label."""
+
+    def __init__(self, size: int) -> None:
+        self.left, self.top, self.right, self.bottom = 0.0, 0.0, float(size), float(size)
+
+    def text(self, x: float, baseline: float, line: str, anchor: str) -> None:
+        width = stringWidth(line, register_fonts()[0], LABEL_FONT) * LABEL_SPARE
+        start = x - width / 2 if anchor == "middle" else x - width if anchor == "end" else x
+        self.left, self.right = min(self.left, start), max(self.right, start + width)
+        self.top = min(self.top, baseline - LABEL_FONT)
+        self.bottom = max(self.bottom, baseline + LABEL_FONT / 3)
+
+    def view_box(self, margin: float = 4) -> str:
+        width = self.right - self.left + 2 * margin
+        height = self.bottom - self.top + 2 * margin
+        return f"{self.left - margin:.0f} {self.top - margin:.0f} {width:.0f} {height:.0f}"
+
+
+def _label(bounds: _Bounds, x: float, y: float, angle: float, lines: list[str]) -> str:
+    """The name's lines beside its dot, away from the centre: above or below a dot near the
+    vertical axis, to the right or left of the others, so no label crosses the rings' middle."""
+    dx, dy = math.cos(angle), math.sin(angle)
+    n = len(lines)
+    if abs(dx) < 0.35:
+        anchor, tx = "middle", x
+        first = y - 12 - (n - 1) * LABEL_LINE_HEIGHT if dy < 0 else y + 20
+    else:
+        anchor, tx = ("start", x + 11) if dx > 0 else ("end", x - 11)
+        first = y + 4 - (n - 1) * LABEL_LINE_HEIGHT / 2
+    spans = []
+    for i, line in enumerate(lines):
+        baseline = first + i * LABEL_LINE_HEIGHT
+        bounds.text(tx, baseline, line, anchor)
+        spans.append(f'<tspan x="{tx:.1f}" y="{baseline:.1f}">{escape(line)}</tspan>')
+    return (
+        f'<text text-anchor="{anchor}" font-size="{LABEL_FONT}" fill="#1b1b1b">'
+        f"{''.join(spans)}</text>"
+    )
+
+
 def network_svg(entries: list[services.NetworkInput]) -> Markup:
     """The network as concentric rings around the patient: closest people innermost. Green
-    marks a relation that could deepen, amber a lost contact that could resume."""
+    marks a relation that could deepen, amber a lost contact that could resume. No name is
+    clipped: names wrap, a shortened one has its full name as a tooltip, and the picture's
+    box grows to hold every label."""
     size, centre = 360, 180
     radii = {1: 60, 2: 110, 3: 160}
-    parts = [
-        f'<svg class="network-map" viewBox="0 0 {size} {size}" role="img" '
-        f'aria-labelledby="netmap-title"><title id="netmap-title">'
-        f"{escape(_('Network map'))}</title>"
-    ]
+    bounds = _Bounds(size)
+    parts = []
     for ring in (3, 2, 1):
         parts.append(
             f'<circle cx="{centre}" cy="{centre}" r="{radii[ring]}" fill="none" '
@@ -106,15 +171,20 @@ def network_svg(entries: list[services.NetworkInput]) -> Markup:
                 f'<line x1="{centre}" y1="{centre}" x2="{x:.1f}" y2="{y:.1f}" '
                 f'stroke="{colour}" stroke-width="1"{dash}/>'
             )
-            parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="7" fill="{colour}"/>')
-            label = escape(entry.label[:18])
             parts.append(
-                f'<text x="{x:.1f}" y="{y - 11:.1f}" text-anchor="middle" '
-                f'font-size="11" fill="#1b1b1b">{label}</text>'
+                f'<g class="member"><title>{escape(" ".join(entry.label.split()))}</title>'
+                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="7" fill="{colour}"/>'
+                f"{_label(bounds, x, y, angle, label_lines(entry.label))}</g>"
             )
-    parts.append("</svg>")
+    head = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="network-map" '
+        f'viewBox="{bounds.view_box()}" role="img" '
+        f'font-family="DejaVu Sans, Bitstream Vera Sans, Verdana, sans-serif" '
+        f'aria-labelledby="netmap-title"><title id="netmap-title">'
+        f"{escape(_('Network map'))}</title>"
+    )
     # Every piece of text in the SVG was escaped above.
-    return Markup("".join(parts))  # noqa: S704
+    return Markup(head + "".join(parts) + "</svg>")  # noqa: S704
 
 
 def case_page_panel(case: Case) -> dict[str, Any]:

@@ -29,6 +29,7 @@ PUBLIC_ENDPOINTS = {
     "admin.link_password",
     "core.set_language",
     "core.healthz",
+    "core.favicon",
     "intake.self_referral",
     "intake.self_referral_received",
     "directory.calendar",

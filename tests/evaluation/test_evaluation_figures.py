@@ -4,9 +4,11 @@ clinical tables) produced on `DEMO_CASES` demo cases, on SQLite and PostgreSQL a
 (tests/evaluation_figures.py says how the figures are written).
 
 Regenerated when the demo began to walk sluss 2 (every case past the mapping visit is handed over
-to an association before follow-up 1, so the funnel's hand-over step is no longer empty): the
+to an association before follow-up 1, so the funnel's hand-over step is no longer empty), and
+when the CSV lost its comment lines and the PDF gained the codebook appendix (issue 19): the
 figures of the current code, which this file had shown equal to 721d518's on the earlier demo
-data, on the new demo data, on SQLite and PostgreSQL alike."""
+data, on the new demo data, on SQLite and PostgreSQL alike; the PDF's text ends with the
+appendix."""
 
 from __future__ import annotations
 

@@ -73,7 +73,7 @@ def seeded(app: Flask, session: Session, ring: vault.KeyRing, coach: Actor, unit
 def _export(app: Flask, session: Session, ring: vault.KeyRing, actor: Actor, **f: Any) -> str:
     out = io.StringIO()
     with app.test_request_context():
-        write_dataset(session, ring, actor, context(app), Filters(**f), out, header=["test"])
+        write_dataset(session, ring, actor, context(app), Filters(**f), out)
     return out.getvalue()
 
 
@@ -111,7 +111,7 @@ def test_every_statistic_equals_scipy_on_the_exported_csv(
     app: Flask, session: Session, ring: vault.KeyRing, evaluator: Actor
 ) -> None:
     report = _report(app, session, ring, evaluator)
-    _comments, rows = read_csv(_export(app, session, ring, evaluator))
+    rows = read_csv(_export(app, session, ring, evaluator))
     assert len(rows) == 37 == _shown(report.referred)
 
     # The flow, step by step, and the reasons for closure.
@@ -193,12 +193,13 @@ def test_every_statistic_equals_scipy_on_the_exported_csv(
 
 
 @pytest.mark.usefixtures("seeded")
-def test_the_csv_states_its_choices_and_is_one_row_per_pseudonymised_case(
+def test_the_csv_is_one_header_row_and_one_row_per_pseudonymised_case(
     app: Flask, session: Session, ring: vault.KeyRing, evaluator: Actor
 ) -> None:
     text = _export(app, session, ring, evaluator)
-    comments, rows = read_csv(text)
-    assert comments == ["test"]
+    rows = read_csv(text)
+    lines = text.splitlines()
+    assert lines[0].startswith("pseudonym,unit_hsa_id,") and len(lines) == 1 + len(rows)
     assert len({r["pseudonym"] for r in rows}) == len(rows)
     assert all(r["pseudonym"].startswith("P-") and len(r["pseudonym"]) == 18 for r in rows)
     assert {r["sex"] for r in rows} <= {"female", "male", "unknown"}
@@ -210,9 +211,9 @@ def test_the_csv_states_its_choices_and_is_one_row_per_pseudonymised_case(
 def test_filters_narrow_the_population(
     app: Flask, session: Session, ring: vault.KeyRing, evaluator: Actor
 ) -> None:
-    _c, rows = read_csv(_export(app, session, ring, evaluator, sex="female"))
+    rows = read_csv(_export(app, session, ring, evaluator, sex="female"))
     assert rows and {r["sex"] for r in rows} == {"female"}
-    _c, none = read_csv(_export(app, session, ring, evaluator, age_band="18-29"))
+    none = read_csv(_export(app, session, ring, evaluator, age_band="18-29"))
     assert none == []
     report = _report(app, session, ring, evaluator, channel="self_referral")
     assert report.referred.value == 0
@@ -227,13 +228,13 @@ def test_a_patient_without_birth_year_or_sex_counts_as_unknown(
     case_with_scores(
         session, ring, context(app).workflow, coach, unit.id, "referred", {}, identifier=reserve
     )
-    _c, rows = read_csv(_export(app, session, ring, evaluator))
+    rows = read_csv(_export(app, session, ring, evaluator))
     unknown = [r for r in rows if r["sex"] == "unknown"]
     assert len(unknown) == 1 and unknown[0]["age_band"] == "unknown"
     assert {r["age_band"] for r in rows if r["sex"] != "unknown"} == {"80+"}
-    _c, chosen = read_csv(_export(app, session, ring, evaluator, sex="unknown"))
+    chosen = read_csv(_export(app, session, ring, evaluator, sex="unknown"))
     assert [r["pseudonym"] for r in chosen] == [unknown[0]["pseudonym"]]
-    _c, banded = read_csv(_export(app, session, ring, evaluator, age_band="unknown"))
+    banded = read_csv(_export(app, session, ring, evaluator, age_band="unknown"))
     assert [r["pseudonym"] for r in banded] == [unknown[0]["pseudonym"]]
 
 
@@ -335,8 +336,8 @@ def test_batches_of_any_size_give_the_same_csv_and_report(
     whole_csv = _export(app, session, ring, evaluator)
     whole = _report(app, session, ring, evaluator)
     monkeypatch.setattr(dataset, "READ_BATCH", 4)
-    _c, rows = read_csv(_export(app, session, ring, evaluator))
-    assert read_csv(whole_csv)[1] == rows and len(rows) == 37
+    rows = read_csv(_export(app, session, ring, evaluator))
+    assert read_csv(whole_csv) == rows and len(rows) == 37
     batched = _report(app, session, ring, evaluator)
     assert batched.steps == whole.steps and batched.closures == whole.closures
     assert batched.breakdowns == whole.breakdowns
@@ -379,7 +380,7 @@ def test_a_score_computed_again_replaces_the_earlier_one(
         assert mismatches
         answers.resolve_mismatch(store, coach, case, ucla3, stored.response, resolved)
         results[n] = answers.case_responses(store, case, {"ucla3": ucla3})["six_month"]
-    _c, rows = read_csv(_export(app, session, ring, evaluator))
+    rows = read_csv(_export(app, session, ring, evaluator))
     assert sorted(r["ucla3_total_six_month"] for r in rows) == ["", "9"]
     assert [s.value for s in results[1][0].scores] == [9]
     assert [s.value for s in results[2][0].scores] == [None]
@@ -394,7 +395,7 @@ def test_texts_in_the_csv_are_quoted_where_needed(
     case = case_with_scores(
         session, ring, context(app).workflow, coach, unit.id, "referred", {}, n=3
     )
-    _c, rows = read_csv(_export(app, session, ring, evaluator))
+    rows = read_csv(_export(app, session, ring, evaluator))
     assert [(r["unit_hsa_id"], r["unit_name"], r["status"]) for r in rows] == [
         (unit.hsa_id, unit.name, "open")
     ]

@@ -123,11 +123,18 @@ def test_downloads_state_their_choices_and_are_audited(
     assert csv_response.status_code == 200
     assert csv_response.mimetype == "text/csv"
     assert "attachment" in csv_response.headers["Content-Disposition"]
-    comments, rows = read_csv(csv_response.get_data(as_text=True))
-    assert any("Undertryckningsgräns k: 5" in line for line in comments)
-    assert any("Kön: Män" in line for line in comments)
-    assert any("d_z" in line for line in comments)
+    assert csv_response.data.startswith(b"\xef\xbb\xbfpseudonym,")  # UTF-8 with a BOM
+    rows = read_csv(csv_response.data.decode("utf-8-sig"))
     assert rows and {r["sex"] for r in rows} == {"male"}
+    # What the download covers is in the codebook, linked from the page with the same filters.
+    page = client.get("/utvardering?sex=male").get_data(as_text=True)
+    assert 'href="/utvardering/kodbok.txt?sex=male"' in page
+    codebook = client.get("/utvardering/kodbok.txt?sex=male")
+    assert codebook.status_code == 200 and codebook.mimetype == "text/plain"
+    lines = codebook.get_data(as_text=True).splitlines()
+    assert any("Undertryckningsgräns k: 5" in line for line in lines)
+    assert any("Kön: Män" in line for line in lines)
+    assert any("d_z" in line for line in lines)
     pdf_response = client.get("/utvardering/rapport.pdf")
     assert pdf_response.status_code == 200 and pdf_response.mimetype == "application/pdf"
     reader = PdfReader(io.BytesIO(pdf_response.data))
@@ -140,13 +147,21 @@ def test_downloads_state_their_choices_and_are_audited(
             AuditEvent.object_type == "evaluation"
         )
     ).all()
-    assert sorted(actions) == [("export", "dataset.csv"), ("export", "report.pdf")]
+    # The page is read once; the codebook holds no case data and is not an export.
+    assert sorted(actions) == [
+        ("export", "dataset.csv"),
+        ("export", "report.pdf"),
+        ("read", "report"),
+    ]
 
 
-def test_the_codebook_documents_every_column() -> None:
-    from slussen.evaluation.services import BASE_COLUMNS
+def test_the_docs_document_every_column(app: Flask) -> None:
+    from slussen.cases.engine import current_workflow
+    from slussen.evaluation.codebook import base_columns
 
     text = (Path(__file__).resolve().parents[2] / "docs" / "evaluation.md").read_text()
-    for name, _meaning in BASE_COLUMNS:
-        assert f"| `{name}` |" in text, name
+    with app.test_request_context():
+        columns = base_columns(current_workflow())
+    for column in columns:
+        assert f"| `{column.name}` |" in text, column.name
     assert "`<form>_<score>_baseline`" in text and "`<form>_<score>_six_month`" in text
