@@ -180,7 +180,7 @@ def login(app: Flask, username: str) -> FlaskClient:
 
 
 def unit_id(page: str, name: str) -> str:
-    found = re.search(rf'<option value="(\d+)"[^>]*>{re.escape(name)}</option>', page)
+    found = re.search(rf'<option[^>]* value="(\d+)"[^>]*>{re.escape(name)}</option>', page)
     assert found, f"no unit {name} to choose"
     return found.group(1)
 
