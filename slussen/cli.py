@@ -23,7 +23,13 @@ from sqlalchemy.orm import Session
 from slussen import audit, serve, vault
 from slussen.accounts.models import Unit, User
 from slussen.accounts.passwords import PasswordRejected
-from slussen.accounts.services import create_user, link_oidc_subject, reset_totp, set_opening_hours
+from slussen.accounts.services import (
+    create_user,
+    link_oidc_subject,
+    reset_totp,
+    set_local_password,
+    set_opening_hours,
+)
 from slussen.admin.services import UnitDetails, create_unit, deactivate_account
 from slussen.capabilities import check_content
 from slussen.cases.engine import current_workflow
@@ -263,7 +269,7 @@ def user_link_oidc(username: str, subject: str, hsa_id: str) -> None:
     app = _app()
     with app.app_context(), session_scope(app) as session:
         user = _user_named(session, username)
-        link_oidc_subject(session, user, subject, hsa_id.strip())
+        link_oidc_subject(session, current_key_ring(), audit.SYSTEM, user, subject, hsa_id.strip())
     click.echo(f"{user.username} logs in through the identity provider as {subject}.")
 
 
@@ -278,7 +284,7 @@ def user_local_password(username: str, off: bool) -> None:
     app = _app()
     with app.app_context(), session_scope(app) as session:
         user = _user_named(session, username)
-        user.is_local_password_disabled = off
+        set_local_password(session, current_key_ring(), audit.SYSTEM, user, disabled=off)
     click.echo(f"Local password login of {user.username} is {'off' if off else 'on'}.")
 
 

@@ -46,9 +46,15 @@ class NotFound(DomainError):
 
 class Invalid(DomainError):
     """A refused input or a refused workflow event (400); views showing a form catch it and show
-    the form again with the message."""
+    the form again with the message, next to `field` when the service names the field the
+    refusal is about."""
 
     status = 400
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        #: The input the refusal is about ("hsa_id", "username", ...), when it is about one.
+        self.field = field
 
 
 class Conflict(DomainError):

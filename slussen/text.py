@@ -28,6 +28,20 @@ def optional_id(value: Any) -> int | None:
     return int(text) if is_digits(text) and len(text) < 12 else 0
 
 
+#: One past the largest id an integer column holds (SQLite and PostgreSQL alike).
+ID_LIMIT = 2**31
+
+
+def row_id(value: str | None) -> int | None:
+    """The id of a row a form chose, or None when nothing (or nothing any row could have: not
+    digits, zero, beyond an integer column) was chosen."""
+    text = value or ""
+    if not is_digits(text) or len(text) > 10:
+        return None
+    number = int(text)
+    return number if 0 < number < ID_LIMIT else None
+
+
 def has_forbidden_characters(text: str) -> bool:
     """Whether `text` holds a character no name, address or note may hold (`_FORBIDDEN`)."""
     return _FORBIDDEN.search(text) is not None

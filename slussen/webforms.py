@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import flash
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 
@@ -27,3 +28,12 @@ class Form(FlaskForm):  # type: ignore[misc]
                 field.errors = [*field.errors, FORBIDDEN_CHARACTERS]
                 valid = False
         return valid
+
+    def show_refusal(self, error: Exception, default: str | None = None) -> None:
+        """Show a service's refusal next to the field it names (`error.field`), else next to
+        `default`, else as a message above the form."""
+        name = getattr(error, "field", None) or default
+        if name and name in self:
+            self[name].errors = [*self[name].errors, str(error)]
+        else:
+            flash(str(error), "error")

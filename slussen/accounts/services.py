@@ -107,13 +107,13 @@ def create_user(
     unit_ids = [*unit_ids, *(unit_id_of(session, hsa_id) for hsa_id in unit_hsa_ids)]
     username = username.strip().lower()
     if not username or len(username) > 80:
-        raise Invalid("Användarnamnet måste ha 1–80 tecken.")
+        raise Invalid("Användarnamnet måste ha 1–80 tecken.", field="username")
     try:
         Role(role)
     except ValueError:
         raise Invalid(f"Okänd roll: {role}.") from None
     if session.scalar(select(func.count()).where(User.username == username)):
-        raise Invalid(f"Användarnamnet {username} är redan taget.")
+        raise Invalid(f"Användarnamnet {username} är redan taget.", field="username")
     display_name = display_name.strip() or username
     if password is not None:
         check_new_password(
@@ -379,9 +379,17 @@ def record_federated_refusal(
     )
 
 
-def link_oidc_subject(session: Session, user: User, subject: str, hsa_id: str = "") -> None:
+def link_oidc_subject(
+    session: Session,
+    ring: vault.KeyRing,
+    actor: Actor,
+    user: User,
+    subject: str,
+    hsa_id: str = "",
+) -> None:
     """Link `user` to the provider's subject (and their HSA-id), so a federated login with it
-    is this user. Refuses (Invalid) a subject or HSA-id another user has. The caller commits."""
+    is this user; the audit row `update user` names the subject. Refuses (Invalid) a subject or
+    HSA-id another user has. The caller commits."""
     subject = subject.strip()
     if not subject or len(subject) > 255:
         raise Invalid("Subjektet måste ha 1–255 tecken.")
@@ -394,6 +402,19 @@ def link_oidc_subject(session: Session, user: User, subject: str, hsa_id: str = 
             raise Invalid(f"HSA-id:t är redan kopplat till {other.username}.")
         user.hsa_id = hsa_id
     user.oidc_subject = subject
+    purpose = f"kopplad till regionens inloggning (subjekt {subject})"
+    audit.record(session, ring, actor, "update", "user", user.id, purpose=purpose)
+    session.flush()
+
+
+def set_local_password(
+    session: Session, ring: vault.KeyRing, actor: Actor, user: User, *, disabled: bool
+) -> None:
+    """Turn `user`'s local password login off (only the region's login) or on again, with the
+    audit row `update user`. The caller commits."""
+    user.is_local_password_disabled = disabled
+    purpose = "lösenordsinloggning avstängd" if disabled else "lösenordsinloggning påslagen"
+    audit.record(session, ring, actor, "update", "user", user.id, purpose=purpose)
     session.flush()
 
 
@@ -699,18 +720,22 @@ def set_opening_hours(
     Refuses a time that is not a clock time, a closing time not after the opening time, and
     weekdays other than the digits 1–7 (Invalid)."""
 
-    def clock(text: str, what: str) -> dt.time:
+    def clock(text: str, what: str, field: str) -> dt.time:
         try:
             return dt.datetime.strptime(text.strip().replace(".", ":"), "%H:%M").time()
         except ValueError:
-            raise Invalid(f"{what} ska vara en tid, till exempel 08.00.") from None
+            raise Invalid(f"{what} ska vara en tid, till exempel 08.00.", field=field) from None
 
-    opens_at, closes_at = clock(opens, "Öppningstiden"), clock(closes, "Stängningstiden")
+    opens_at = clock(opens, "Öppningstiden", "opens")
+    closes_at = clock(closes, "Stängningstiden", "closes")
     if closes_at <= opens_at:
-        raise Invalid("Vårdcentralen måste stänga senare än den öppnar.")
+        raise Invalid("Vårdcentralen måste stänga senare än den öppnar.", field="closes")
     days = "".join(sorted(set(weekdays.strip())))
     if not days or not set(days) <= set("1234567"):
-        raise Invalid("Ange öppna veckodagar som siffror 1–7 (1 är måndag), till exempel 12345.")
+        raise Invalid(
+            "Ange öppna veckodagar som siffror 1–7 (1 är måndag), till exempel 12345.",
+            field="weekdays",
+        )
     unit.opens_at, unit.closes_at, unit.open_weekdays = opens_at, closes_at, days
     session.flush()
     return unit

@@ -96,38 +96,40 @@ _UNIT_FIELD_NAMES = {
 }
 
 
-def _short(text: str, limit: int, what: str) -> str:
+def _short(text: str, limit: int, what: str, field: str) -> str:
     value = text.strip()
     if len(value) > limit:
-        raise Invalid(f"{what} får ha högst {limit} tecken.")
+        raise Invalid(f"{what} får ha högst {limit} tecken.", field=field)
     return value
 
 
 def _clean_unit(session: Session, details: UnitDetails, unit_id: int | None) -> dict[str, str]:
-    name = _short(details.name, 200, "Namnet")
+    name = _short(details.name, 200, "Namnet", "name")
     if not name:
-        raise Invalid("Ange enhetens namn.")
+        raise Invalid("Ange enhetens namn.", field="name")
     try:
         hsa_id = validate_hsa_id(details.hsa_id)
     except IdentifierError as exc:
-        raise Invalid(str(exc)) from None
+        raise Invalid(str(exc), field="hsa_id") from None
     other = session.scalar(select(Unit).where(Unit.hsa_id == hsa_id, Unit.id != (unit_id or 0)))
     if other is not None:
-        raise Invalid(f"Det finns redan en enhet med HSA-id {hsa_id}: {other.name}.")
+        raise Invalid(
+            f"Det finns redan en enhet med HSA-id {hsa_id}: {other.name}.", field="hsa_id"
+        )
     postcode = ""
     if details.postcode.strip():
         try:
             postcode = normalise_postcode(details.postcode)
         except IdentifierError as exc:
-            raise Invalid(str(exc)) from None
+            raise Invalid(str(exc), field="postcode") from None
     return {
         "name": name,
         "hsa_id": hsa_id,
-        "street": _short(details.street, 200, "Gatuadressen"),
+        "street": _short(details.street, 200, "Gatuadressen", "street"),
         "postcode": postcode,
-        "town": _short(details.town, 100, "Orten"),
-        "phone": _short(details.phone, 40, "Telefonnumret"),
-        "phone_hours": _short(details.phone_hours, 100, "Telefontiderna"),
+        "town": _short(details.town, 100, "Orten", "town"),
+        "phone": _short(details.phone, 40, "Telefonnumret", "phone"),
+        "phone_hours": _short(details.phone_hours, 100, "Telefontiderna", "phone_hours"),
     }
 
 
@@ -204,17 +206,18 @@ def _refuse_last_admin(session: Session, user: User, what: str) -> None:
     ):
         raise Invalid(
             f"{user.display_name} är den enda aktiva administratören och kan inte {what}. "
-            "Lägg först upp en administratör till."
+            "Lägg först upp en administratör till.",
+            field="role",
         )
 
 
 def _check_units(session: Session, unit_ids: Iterable[int | None]) -> list[int]:
     wanted = sorted({i for i in unit_ids if i is not None})
     if any(not 0 < i < 2**31 for i in wanted):
-        raise Invalid("En av de valda enheterna finns inte.")
+        raise Invalid("En av de valda enheterna finns inte.", field="units")
     known = set(session.scalars(select(Unit.id).where(Unit.id.in_(wanted)))) if wanted else set()
     if set(wanted) - known:
-        raise Invalid("En av de valda enheterna finns inte.")
+        raise Invalid("En av de valda enheterna finns inte.", field="units")
     return wanted
 
 
@@ -276,10 +279,10 @@ def update_account(
     try:
         new_role = Role(role).value
     except ValueError:
-        raise Invalid(f"Okänd roll: {role}.") from None
-    name = _short(display_name, 200, "Namnet")
+        raise Invalid(f"Okänd roll: {role}.", field="role") from None
+    name = _short(display_name, 200, "Namnet", "display_name")
     if not name:
-        raise Invalid("Ange personens namn.")
+        raise Invalid("Ange personens namn.", field="display_name")
     wanted = _check_units(session, unit_ids)
     if new_role != user.role:
         _refuse_last_admin(session, user, "få en annan roll")

@@ -115,21 +115,6 @@ def _unit_details(form: UnitForm) -> services.UnitDetails:
     )
 
 
-def _unit_error(form: UnitForm, error: Invalid) -> None:
-    """Show a refusal next to the field it is about (the HSA-id, the postcode, the hours)."""
-    message = str(error)
-    if "HSA" in message:
-        form.hsa_id.errors = [*form.hsa_id.errors, message]
-    elif "ostnummer" in message:
-        form.postcode.errors = [*form.postcode.errors, message]
-    elif "veckodag" in message:
-        form.weekdays.errors = [*form.weekdays.errors, message]
-    elif "tid" in message or "stänga" in message:
-        form.opens.errors = [*form.opens.errors, message]
-    else:
-        form.name.errors = [*form.name.errors, message]
-
-
 @bp.route("/admin/enheter/ny", methods=["GET", "POST"])
 @require(Permission.ADMINISTER)
 def unit_new() -> ResponseReturnValue:
@@ -144,7 +129,7 @@ def unit_new() -> ResponseReturnValue:
                     db_session(), current_key_ring(), _actor(), _unit_details(form)
                 )
         except Invalid as exc:
-            _unit_error(form, exc)
+            form.show_refusal(exc, "name")
             status = 400
         else:
             flash(_("The unit %(name)s is created.", name=unit.name), "info")
@@ -171,7 +156,7 @@ def unit_edit(unit_id: int) -> ResponseReturnValue:
                     db_session(), current_key_ring(), _actor(), unit, _unit_details(form)
                 )
         except Invalid as exc:
-            _unit_error(form, exc)
+            form.show_refusal(exc, "name")
             status = 400
         else:
             flash(_("The unit %(name)s is saved.", name=unit.name), "info")
@@ -229,18 +214,6 @@ def _account_fields(form: UserForm) -> dict[str, Any]:
     }
 
 
-def _user_error(form: UserForm, error: Invalid) -> None:
-    message = str(error)
-    if "Användarnamn" in message:
-        form.username.errors = [*form.username.errors, message]
-    elif "enhet" in message:
-        form.units.errors = [*form.units.errors, message]
-    elif "roll" in message or "administratör" in message:
-        form.role.errors = [*form.role.errors, message]
-    else:
-        form.display_name.errors = [*form.display_name.errors, message]
-
-
 def _link_page(user: User, token: str, *, new: bool) -> ResponseReturnValue:
     link = _settings().absolute_url(url_for("admin.link_password", token=token))
     return _no_store(
@@ -267,7 +240,7 @@ def user_new() -> ResponseReturnValue:
                     **_account_fields(form),
                 )
         except Invalid as exc:
-            _user_error(form, exc)
+            form.show_refusal(exc, "display_name")
             status = 400
         else:
             return _link_page(user, token, new=True)
@@ -293,7 +266,7 @@ def user_edit(user_id: int) -> ResponseReturnValue:
                     **_account_fields(form),
                 )
         except Invalid as exc:
-            _user_error(form, exc)
+            form.show_refusal(exc, "display_name")
             status = 400
         else:
             flash(_("The account of %(name)s is saved.", name=user.display_name), "info")

@@ -59,8 +59,7 @@ class InvalidActivity(Invalid):
     """The submitted activity cannot be saved; `field` names the form field when known."""
 
     def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
+        super().__init__(message, field=field)
 
 
 class NotPending(Conflict):

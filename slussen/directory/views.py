@@ -404,7 +404,7 @@ def organisation_new() -> ResponseReturnValue:
                     db_session(), user, **{k: (form[k].data or "").strip() for k in _org_fields()}
                 )
         except InvalidActivity as exc:
-            _field_error(form, exc)
+            form.show_refusal(exc)
         else:
             flash(_("The organisation was added."), "success")
             return redirect(url_for(".organisation", organisation_id=organisation.id))
@@ -413,14 +413,6 @@ def organisation_new() -> ResponseReturnValue:
 
 def _org_fields() -> tuple[str, ...]:
     return ("name", "sector", "description", "contact_name", "email", "phone", "website", "area")
-
-
-def _field_error(form: Any, exc: InvalidActivity) -> None:
-    name = getattr(exc, "field", None)
-    if name and name in form:
-        form[name].errors = [*form[name].errors, str(exc)]
-    else:
-        flash(str(exc), "error")
 
 
 @bp.route("/katalog/organisationer/<int:organisation_id>")
@@ -467,7 +459,7 @@ def organisation_edit(organisation_id: int) -> ResponseReturnValue:
                     **{k: (form[k].data or "").strip() for k in _org_fields()},
                 )
         except InvalidActivity as exc:
-            _field_error(form, exc)
+            form.show_refusal(exc)
         else:
             flash(_("The changes were saved."), "success")
             return redirect(url_for(".organisation", organisation_id=org.id))
@@ -540,7 +532,7 @@ def _save_activity(
                     today=today(),
                 )
         except InvalidActivity as exc:
-            _field_error(form, exc)
+            form.show_refusal(exc)
         else:
             flash(_message_after_submit(user), "success")
             return redirect(url_for(".activity", activity_id=revision.activity_id))

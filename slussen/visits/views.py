@@ -39,6 +39,7 @@ from slussen.patients.models import Patient
 from slussen.patients.services import PatientIdentity, read_patient
 from slussen.pdf import register_fonts
 from slussen.questionnaires import definitions as form_definitions
+from slussen.text import row_id
 from slussen.visits import services
 from slussen.visits.labels import labels as visit_labels
 from slussen.visits.models import (
@@ -429,9 +430,7 @@ def _steps_from_form(form: Fields) -> list[services.StepInput]:
         # A step is an activity chosen from the directory's suggestions (it keeps it when the
         # plan is saved again), free text, or both; an id no integer column holds is no
         # activity. A step with an activity and no text takes the activity's title.
-        activity = form.get(f"step-{i}-activity") or ""
-        decimal = activity.isdecimal() and len(activity) <= 10
-        activity_id = int(activity) if decimal and 0 < int(activity) < 2**31 else None
+        activity_id = row_id(form.get(f"step-{i}-activity"))
         if not text and activity_id is None:
             continue
         due = form.get(f"step-{i}-due") or ""
@@ -821,12 +820,6 @@ POST_KEEPERS: dict[str, sessions.PostKeeper] = {
 }
 
 
-def _form_id(name: str) -> int | None:
-    """A chosen row's id from the form; None for none (or one no id column holds)."""
-    value = request.form.get(name, "")
-    return int(value) if value.isdecimal() and 0 < len(value) <= 10 and int(value) < 2**31 else None
-
-
 @bp.route("/arenden/<int:case_id>/overlamning", methods=["POST"])
 @require(Permission.WORK_CASES)
 def request_handover(case_id: int) -> ResponseReturnValue:
@@ -834,8 +827,8 @@ def request_handover(case_id: int) -> ResponseReturnValue:
     patient agreed to share with it."""
     case = load_case(case_id)
     session = db_session()
-    organisation_id = _form_id("organisation_id")
-    activity_id = _form_id("activity_id")
+    organisation_id = row_id(request.form.get("organisation_id"))
+    activity_id = row_id(request.form.get("activity_id"))
     if activity_id is not None and organisation_id is None:
         activity = session.get(Activity, activity_id)
         organisation_id = activity.organisation_id if activity else None
@@ -850,7 +843,7 @@ def request_handover(case_id: int) -> ResponseReturnValue:
             current_actor(),
             case,
             workflow=current_workflow(),
-            step_id=_form_id("step_id"),
+            step_id=row_id(request.form.get("step_id")),
             organisation_name=request.form.get("organisation", "")[:300],
             organisation_id=organisation_id,
             activity_id=activity_id,

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from slussen.accounts.models import User
 from slussen.app import create_app
+from slussen.audit import AuditEvent
 from slussen.cli import cli
 from slussen.db import session_scope
 from tests.conftest import TEST_PASSWORD
@@ -53,3 +54,18 @@ def test_link_a_user_and_turn_their_password_off(cli_env: Path) -> None:
     assert on.exit_code == 0 and not _user("anna").is_local_password_disabled
     nobody = runner.invoke(cli, ["user", "local-password", "nobody", "--off"])
     assert nobody.exit_code == 1 and "There is no user nobody" in nobody.output
+    app = create_app()
+    try:
+        with app.app_context(), session_scope(app) as session:
+            purposes = session.scalars(
+                select(AuditEvent.purpose).where(
+                    AuditEvent.action == "update", AuditEvent.object_type == "user"
+                )
+            ).all()
+    finally:
+        app.extensions["slussen.engine"].dispose()
+    assert sorted(purposes) == [
+        "kopplad till regionens inloggning (subjekt sub-anna)",
+        "lösenordsinloggning avstängd",
+        "lösenordsinloggning påslagen",
+    ]

@@ -19,18 +19,7 @@ from slussen.cases.models import Case
 from slussen.config import today_local
 from slussen.i18n import format_day
 from tests.conftest import TEST_PASSWORD
-
-SELF = {
-    "personnummer": "19811218-9876",
-    "name": "Margit Ekholm",
-    "street": "Solrosvägen 3",
-    "postcode": "72219",
-    "town": "Västerås",
-    "phone": "070-111 22 01",
-    "wish": "Jag vill gärna träffa andra och gå promenader.",
-    "contact_channel": "post",
-    "consent": "y",
-}
+from tests.intake.test_referral_pages import SELF
 
 
 def other_unit(session: Session) -> Unit:
